@@ -1,0 +1,3 @@
+from xsctl.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,35 @@
+"""Hand-written xapi behaviour. Importing this package registers every handler."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from xsctl.sim.simulator import Simulator
+
+# Periodic drift of live metrics, registered by the modules that own them.
+TICKS: list[Callable[[Simulator], None]] = []
+
+
+def metrics_tick(sim: Simulator) -> None:
+    for fn in TICKS:
+        fn(sim)
+
+
+from xsctl.sim.handlers import (  # noqa: E402
+    event,
+    host,
+    message,
+    network,
+    pool,
+    session,
+    storage,
+    task,
+    vm,
+)
+
+__all__ = [
+    "TICKS", "event", "host", "message", "metrics_tick", "network", "pool", "session",
+    "storage", "task", "vm",
+]

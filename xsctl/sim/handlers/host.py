@@ -1,0 +1,3 @@
+"""host.* behaviour."""
+
+from __future__ import annotations

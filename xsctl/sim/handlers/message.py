@@ -1,0 +1,3 @@
+"""message.* behaviour."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""network.* behaviour."""
+
+from __future__ import annotations

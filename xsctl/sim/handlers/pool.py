@@ -1,0 +1,3 @@
+"""pool.* behaviour."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""storage.* behaviour."""
+
+from __future__ import annotations

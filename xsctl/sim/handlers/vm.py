@@ -1,0 +1,3 @@
+"""vm.* behaviour."""
+
+from __future__ import annotations

@@ -1,0 +1,355 @@
+"""HTTP(S) and Unix-socket listeners that speak xapi's wire protocols.
+
+One listener per simulated host (each on its own loopback address when it can, as
+real pool members have their own IP), plus the dom0 Unix socket on the master.
+Endpoints mirror ocaml/xapi/xapi.ml: XML-RPC at ``/`` and ``/RPC2``, JSON-RPC at
+``/jsonrpc``, CORS preflight, ``/rrd_updates`` and friends, ``/export``, ``/import``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import socket
+import socketserver
+import ssl
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+from xsctl.sim import wire
+from xsctl.sim.dispatch import Conn
+from xsctl.sim.errors import XapiFailure
+
+if TYPE_CHECKING:
+    from xsctl.sim.simulator import Simulator
+
+THUMBPRINT_REQUEST = "x-xenapi-request-host-certificate-thumbprint"
+THUMBPRINT_RESPONSE = "x-xenapi-response-host-certificate-thumbprint"
+
+_ERROR_500 = (
+    b"<html><body><h1>HTTP 500 internal server error</h1>An unexpected error occurred; "
+    b"please wait a while and try again. If the problem persists, please contact your "
+    b"support representative.<h1> Additional information </h1></body></html>"
+)
+
+
+class DropConnection(Exception):
+    """Fault injection: close the socket without answering."""
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "xapi/simulated"
+    sys_version = ""
+    timeout = 600
+    server: _Server | _UnixServer  # type: ignore[assignment]
+
+    # quiet: a simulator serving thousands of calls should not spam stderr
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def address_string(self) -> str:
+        return "unix" if isinstance(self.client_address, str) else str(self.client_address[0])
+
+    @property
+    def sim(self) -> Simulator:
+        return self.server.sim
+
+    def conn_info(self) -> Conn:
+        return Conn(
+            host=self.server.host_ref,
+            unix=self.server.is_unix,
+            headers={k.lower(): v for k, v in self.headers.items()},
+        )
+
+    # ------------------------------------------------------------ plumbing
+
+    def read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                line = self.rfile.readline()
+                size = int(line.split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    break
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            return b"".join(chunks)
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n else b""
+
+    def send(
+        self, code: int, body: bytes, ctype: str, extra: dict[str, str] | None = None
+    ) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def fault_gate(self) -> None:
+        faults = self.sim.faults
+        if faults.down:
+            raise DropConnection
+        if faults.take_drop():
+            raise DropConnection
+        if faults.latency > 0:
+            time.sleep(faults.latency)
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except DropConnection:
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+        except (ConnectionError, ssl.SSLError, TimeoutError):
+            self.close_connection = True
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self.connection, True)
+
+    def finish(self) -> None:
+        self.server.track(self.connection, False)
+        with contextlib.suppress(Exception):
+            super().finish()
+
+    # ------------------------------------------------------------ verbs
+
+    def do_OPTIONS(self) -> None:
+        self.send(
+            200,
+            b"",
+            "text/plain",
+            {
+                "Access-Control-Allow-Origin": "*",
+                "Access-Control-Allow-Headers": "X-Requested-With, Content-Type",
+                "Access-Control-Allow-Methods": "POST, GET, OPTIONS",
+            },
+        )
+
+    def do_POST(self) -> None:
+        path = urlsplit(self.path).path
+        body = self.read_body()
+        if path == "/sim/control":
+            self.control(body)
+            return
+        self.fault_gate()
+        if path in ("/", "/RPC2"):
+            self.xmlrpc(body)
+        elif path == "/jsonrpc":
+            self.jsonrpc(body)
+        else:
+            self.send(404, b"<html><body><h1>HTTP 404 not found</h1></body></html>", "text/html")
+
+    def do_GET(self) -> None:
+        parts = urlsplit(self.path)
+        self.fault_gate()
+        query = {k: v for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        handler = self.sim.http_get.get(parts.path)
+        if handler is not None:
+            handler(self, query)
+        elif parts.path == "/":
+            self.send(200, b"<html><body>xapi</body></html>", "text/html")
+        else:
+            self.send(404, b"<html><body><h1>HTTP 404 not found</h1></body></html>", "text/html")
+
+    def do_PUT(self) -> None:
+        parts = urlsplit(self.path)
+        self.fault_gate()
+        query = {k: v for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        handler = self.sim.http_put.get(parts.path)
+        if handler is not None:
+            handler(self, query)
+        else:
+            self.send(404, b"<html><body><h1>HTTP 404 not found</h1></body></html>", "text/html")
+
+    # ------------------------------------------------------------ RPC
+
+    def thumbprint_header(self, code: str | None) -> dict[str, str]:
+        """api_server.ml create_thumbprint_header: only on HOST_IS_SLAVE."""
+        want = self.headers.get(THUMBPRINT_REQUEST)
+        if code != "HOST_IS_SLAVE" or want not in ("sha-256:master", "sha-1:master"):
+            return {}
+        fp = self.sim.master_thumbprint("sha1" if want == "sha-1:master" else "sha256")
+        return {THUMBPRINT_RESPONSE: fp} if fp else {}
+
+    def xmlrpc(self, body: bytes) -> None:
+        try:
+            method, params = wire.parse_xml_request(body)
+        except wire.RequestError:
+            self.send(500, _ERROR_500, "text/html")
+            return
+        code: str | None = None
+        if method == "system.listMethods":
+            text = wire.xml_list_methods(self.sim.dispatcher.list_methods())
+        else:
+            try:
+                result = self.sim.dispatcher.call(method, params, self.conn_info())
+                text = wire.xml_success(result)
+            except XapiFailure as f:
+                code = f.code
+                text = wire.xml_failure(f.code, f.params)
+        self.send(
+            200,
+            text.encode("utf-8"),
+            "text/xml",
+            {
+                "Access-Control-Allow-Origin": "*",
+                "Access-Control-Allow-Headers": "X-Requested-With",
+                **self.thumbprint_header(code),
+            },
+        )
+
+    def jsonrpc(self, body: bytes) -> None:
+        try:
+            version, id_, method, params = wire.parse_json_request(body)
+        except wire.RequestError:
+            self.send(500, _ERROR_500, "text/html")
+            return
+        code: str | None = None
+        try:
+            if method == "system.listMethods":
+                result: Any = self.sim.dispatcher.list_methods()
+            else:
+                result = self.sim.dispatcher.call(method, params, self.conn_info())
+            text = wire.json_success(result, id_, version)
+        except XapiFailure as f:
+            code = f.code
+            text = wire.json_failure(f.code, f.params, id_, version)
+        self.send(
+            200,
+            text.encode("utf-8"),
+            "application/json",
+            {
+                "Access-Control-Allow-Origin": "*",
+                "Access-Control-Allow-Headers": "X-Requested-With",
+                **self.thumbprint_header(code),
+            },
+        )
+
+    def control(self, body: bytes) -> None:
+        """Fault injection and introspection for tests; not part of xapi's API."""
+        try:
+            req = json.loads(body or b"{}")
+            if req.get("token") != self.sim.control_token:
+                self.send(403, b'{"error":"bad token"}', "application/json")
+                return
+            result = self.sim.control(req.get("action", ""), req.get("args", {}))
+            self.send(200, json.dumps({"result": result}).encode(), "application/json")
+        except (ValueError, KeyError, TypeError) as e:
+            self.send(400, json.dumps({"error": str(e)}).encode(), "application/json")
+
+
+class _Tracking:
+    """Connection tracking shared by the TCP and Unix servers (for restart/drop)."""
+
+    sim: Simulator
+    host_ref: str
+    is_unix: bool
+
+    def _init_tracking(self) -> None:
+        self._conns: set[socket.socket] = set()
+        self._conns_lock = threading.Lock()
+
+    def track(self, sock: socket.socket, add: bool) -> None:
+        with self._conns_lock:
+            if add:
+                self._conns.add(sock)
+            else:
+                self._conns.discard(sock)
+
+    def drop_all(self) -> None:
+        with self._conns_lock:
+            conns = list(self._conns)
+        for s in conns:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+
+class _Server(_Tracking, http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(
+        self,
+        sim: Simulator,
+        host_ref: str,
+        addr: tuple[str, int],
+        tls: ssl.SSLContext | None,
+    ) -> None:
+        self.sim = sim
+        self.host_ref = host_ref
+        self.is_unix = False
+        self.tls = tls
+        self._init_tracking()
+        super().__init__(addr, Handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        # The TLS handshake runs in the connection's own thread, not in accept().
+        if self.tls is not None:
+            request.settimeout(30)
+            try:
+                request = self.tls.wrap_socket(request, server_side=True)
+            except (ssl.SSLError, OSError):
+                with contextlib.suppress(OSError):
+                    request.close()
+                return
+            request.settimeout(None)
+        self.RequestHandlerClass(request, client_address, self)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass
+
+
+class _UnixServer(_Tracking, socketserver.ThreadingUnixStreamServer):
+    daemon_threads = True
+
+    def __init__(self, sim: Simulator, host_ref: str, path: str) -> None:
+        self.sim = sim
+        self.host_ref = host_ref
+        self.is_unix = True
+        self._init_tracking()
+        super().__init__(path, Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass
+
+
+class Listener:
+    """A running server and its thread."""
+
+    def __init__(self, server: _Server | _UnixServer) -> None:
+        self.server = server
+        self.thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True,
+            name=f"sim listener {server.server_address!r}",
+        )
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.drop_all()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+def make_tcp(
+    sim: Simulator, host_ref: str, addr: tuple[str, int], tls: ssl.SSLContext | None
+) -> Listener:
+    return Listener(_Server(sim, host_ref, addr, tls))
+
+
+def make_unix(sim: Simulator, host_ref: str, path: str) -> Listener:
+    return Listener(_UnixServer(sim, host_ref, path))

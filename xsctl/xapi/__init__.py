@@ -1,0 +1,1 @@
+"""The headless client core: transport, trust, sessions, the live cache, operations."""
