@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,6 +15,31 @@ from xsctl.sim import Simulator
 
 # Operations take a little simulated time so that tasks show progress; keep it short.
 OP_TIME = 0.05
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Every test gets its own XDG config/state/cache and its own test keyring, in
+    this process and in the subprocesses it starts."""
+    env = {
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "XSCTL_TEST_KEYRING": str(tmp_path / "keyring.json"),
+        "PYTHON_KEYRING_BACKEND": "tests.keyring_backend.FileKeyring",
+        "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    import keyring
+
+    from tests.keyring_backend import FileKeyring
+
+    keyring.set_keyring(FileKeyring())
+    return env
 
 
 def make_sim(**kw: Any) -> Simulator:

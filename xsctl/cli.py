@@ -1,19 +1,84 @@
-"""Command-line parsing: builds what a command needs and hands over."""
+"""Command-line parsing only: builds what a command needs and hands it over.
+
+Exit codes: 0 ok, 1 xapi refused, 2 usage, 3 connection or trust, 130 interrupted.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from xsctl import __version__
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _conn_options(p: argparse.ArgumentParser, suppress: bool) -> None:
+    d: dict[str, Any] = {"default": argparse.SUPPRESS} if suppress else {}
+    g = p.add_argument_group("connection")
+    g.add_argument("--profile", "-p", metavar="NAME", help="a saved profile", **d)
+    g.add_argument("--url", metavar="URL", help="https://HOST[:PORT], or unix:///var/lib/xcp/xapi", **d)
+    g.add_argument("--user", "-u", metavar="NAME", help="user name (default root)", **d)
+    g.add_argument("--ca-file", metavar="FILE", help="verify the host against this CA", **d)
+    g.add_argument("--accept-fingerprint", metavar="SHA256:..",
+                   help="trust this certificate fingerprint on first use", **d)
+    g.add_argument("--password-file", metavar="FILE", help="read the password from FILE", **d)
+    g.add_argument("--password-stdin", action="store_true",
+                   help="read the password from standard input", **d)
+    g.add_argument("--read-only", action="store_true",
+                   help="refuse every call that changes state", **d)
+    g.add_argument("--transport", choices=["auto", "json", "xml"],
+                   help="JSON-RPC, XML-RPC, or auto (JSON-RPC with XML-RPC fallback)", **d)
+    g.add_argument("--timeout", type=float, metavar="SECONDS", help="socket timeout (30)", **d)
+    g.add_argument("--verbose", "-v", action="store_true", help="log calls to stderr", **d)
+
+
+def _out_options(p: argparse.ArgumentParser, dry_run: bool = False) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    if dry_run:
+        p.add_argument("--dry-run", action="store_true",
+                       help="show the API calls and the xe equivalent; change nothing")
+
+
+def _leaf(sub: Any, name: str, fn: Command, help: str, *, dry_run: bool = False,
+          conn: bool = True, **kw: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(
+        name, help=help, description=help, allow_abbrev=False, **kw
+    )
+    if conn:
+        _conn_options(p, suppress=True)
+    _out_options(p, dry_run)
+    p.set_defaults(func=fn)
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="xsctl", description="Manage XenServer and XCP-ng pools.")
+    from xsctl.commands import admin, pool, vm
+
+    p = argparse.ArgumentParser(
+        prog="xsctl",
+        allow_abbrev=False,
+        description="Manage XenServer and XCP-ng pools. With no command, opens the "
+        "terminal UI.",
+        epilog="Exit codes: 0 ok, 1 refused by xapi, 2 usage, 3 connection or trust.",
+    )
+    p.add_argument("--version", action="version", version=f"xsctl {__version__}")
+    _conn_options(p, suppress=False)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    s = sub.add_parser("sim", help="serve a simulated xapi pool until Ctrl-C")
-    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    # --- the demo and the simulator
+    d = sub.add_parser("demo", help="open the terminal UI on a simulated demo pool")
+    d.add_argument("--vms", type=int, metavar="N", help="number of VMs (default 25)")
+    d.add_argument("--seed", type=int, default=1, help="seed of the demo pool")
+    d.set_defaults(func=_cmd_demo)
+
+    s = sub.add_parser("sim", help="serve a simulated xapi pool until Ctrl-C", allow_abbrev=False)
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     s.add_argument("--port", type=int, default=0, help="TLS port (default: a free port)")
     s.add_argument("--unix", metavar="PATH", help="also serve xapi's Unix socket at PATH")
     s.add_argument("--vms", type=int, metavar="N", help="number of VMs (default: the demo's 25)")
@@ -31,35 +96,174 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fault: delay added to every call")
     s.add_argument("--auth-fail-delay", type=float, default=5.0, metavar="SECONDS",
                    help="delay before a failed login answers, as xapi (default 5)")
+    s.add_argument("--no-jsonrpc", action="store_true",
+                   help="answer /jsonrpc with 404, like a host without JSON-RPC")
+    s.set_defaults(func=_cmd_sim)
 
     c = sub.add_parser("sim-control", help="inject a fault into a running simulator")
-    c.add_argument("url", help="the simulator's control URL (printed by xsctl sim)")
-    c.add_argument("token", help="the control token (printed by xsctl sim)")
+    c.add_argument("control_url", metavar="url", help="the control URL printed by xsctl sim")
+    c.add_argument("token", help="the control token printed by xsctl sim")
     c.add_argument("action", choices=["info", "sessions", "latency", "drop", "slow_events",
                                       "restart", "master"])
     c.add_argument("value", nargs="?", help="seconds, count or host, by action")
+    c.set_defaults(func=_cmd_sim_control)
+
+    # --- local configuration
+    pr = sub.add_parser("profile", help="saved connections")
+    prs = pr.add_subparsers(dest="profile_command", metavar="ACTION", required=True)
+    a = _leaf(prs, "add", admin.cmd_profile_add, "save a connection profile", conn=False)
+    a.add_argument("name")
+    a.add_argument("--url", dest="profile_url", required=True, metavar="URL")
+    a.add_argument("--user", dest="profile_user", default="root", metavar="NAME")
+    a.add_argument("--ca-file", dest="profile_ca_file", metavar="FILE")
+    a.add_argument("--ssh", metavar="TARGET", help="ssh target for the profiling tab")
+    a.add_argument("--read-only", dest="profile_read_only", action="store_true")
+    a.add_argument("--default", action="store_true", help="make it the default profile")
+    a.add_argument("--replace", action="store_true", help="overwrite an existing profile")
+    _leaf(prs, "list", admin.cmd_profile_list, "list profiles", conn=False)
+    r = _leaf(prs, "remove", admin.cmd_profile_remove, "remove a profile", conn=False)
+    r.add_argument("name")
+    r.add_argument("--forget-password", action="store_true",
+                   help="also delete its password from the keyring")
+
+    tr = sub.add_parser("trust", help="pinned server certificates")
+    trs = tr.add_subparsers(dest="trust_command", metavar="ACTION", required=True)
+    _leaf(trs, "list", admin.cmd_trust_list, "list pinned certificates", conn=False)
+    f = _leaf(trs, "forget", admin.cmd_trust_forget, "forget a host's pinned certificate",
+              conn=False)
+    f.add_argument("host", help="host or host:port")
+
+    # --- VMs
+    v = sub.add_parser("vm", help="virtual machines")
+    vs = v.add_subparsers(dest="vm_command", metavar="ACTION", required=True)
+    ls = _leaf(vs, "list", vm.cmd_list, "list VMs")
+    ls.add_argument("--power-state", metavar="STATE", help="running, halted, suspended, paused")
+    ls.add_argument("--host", metavar="HOST", help="only VMs resident on HOST")
+    ls.add_argument("--tag", metavar="TAG", help="only VMs with TAG")
+    ls.add_argument("--templates", action="store_true", help="list templates")
+    ls.add_argument("--snapshots", action="store_true", help="list snapshots")
+    ls.add_argument("--all", action="store_true", help="VMs, templates and snapshots")
+    sh = _leaf(vs, "show", vm.cmd_show, "show VMs in detail")
+    sh.add_argument("vm", nargs="+", help="name, UUID or unique UUID prefix")
+
+    def lifecycle(name: str, fn: Command, help: str) -> argparse.ArgumentParser:
+        q = _leaf(vs, name, fn, help, dry_run=True)
+        q.add_argument("vm", nargs="+", help="name, UUID or unique UUID prefix")
+        return q
+
+    st = lifecycle("start", vm.cmd_start, "start VMs (xe vm-start)")
+    st.add_argument("--on", metavar="HOST", help="start on this host")
+    st.add_argument("--paused", action="store_true", help="start paused")
+    sd = lifecycle("shutdown", vm.cmd_shutdown, "shut VMs down (xe vm-shutdown)")
+    sd.add_argument("--force", action="store_true", help="hard shutdown (power off)")
+    rb = lifecycle("reboot", vm.cmd_reboot, "reboot VMs (xe vm-reboot)")
+    rb.add_argument("--force", action="store_true", help="hard reboot (reset)")
+    lifecycle("suspend", vm.cmd_suspend, "suspend VMs to disk (xe vm-suspend)")
+    rs = lifecycle("resume", vm.cmd_resume, "resume suspended VMs (xe vm-resume)")
+    rs.add_argument("--on", metavar="HOST", help="resume on this host")
+    lifecycle("pause", vm.cmd_pause, "pause VMs (xe vm-pause)")
+    lifecycle("unpause", vm.cmd_unpause, "unpause VMs (xe vm-unpause)")
+    mg = lifecycle("migrate", vm.cmd_migrate, "live-migrate VMs within the pool (xe vm-migrate)")
+    mg.add_argument("--host", "--to", dest="host", required=True, metavar="HOST",
+                    help="destination host")
+
+    # --- pool objects
+    h = sub.add_parser("host", help="hosts")
+    hs = h.add_subparsers(dest="host_command", metavar="ACTION", required=True)
+    _leaf(hs, "list", pool.cmd_host_list, "list the pool's hosts")
+    sr = sub.add_parser("sr", help="storage repositories")
+    srs = sr.add_subparsers(dest="sr_command", metavar="ACTION", required=True)
+    _leaf(srs, "list", pool.cmd_sr_list, "list storage repositories")
+    t = sub.add_parser("task", help="tasks")
+    ts = t.add_subparsers(dest="task_command", metavar="ACTION", required=True)
+    tl = _leaf(ts, "list", pool.cmd_task_list, "list pending tasks")
+    tl.add_argument("--all", action="store_true", help="include finished tasks")
     return p
 
 
+# ---------------------------------------------------------------- commands defined here
+
+
+def _cmd_sim(args: argparse.Namespace) -> int:
+    from xsctl.sim.command import serve
+
+    return serve(
+        host=args.host, port=args.port, unix=args.unix, vms=args.vms, seed=args.seed,
+        as_json=args.json, password=args.password, plain=args.plain,
+        http_port=args.http_port, cert=args.cert, key=args.key, op_time=args.op_time,
+        latency=args.latency, auth_fail_delay=args.auth_fail_delay,
+        jsonrpc=not args.no_jsonrpc,
+    )
+
+
+def _cmd_sim_control(args: argparse.Namespace) -> int:
+    from xsctl.sim.command import control
+
+    key = {"latency": "seconds", "slow_events": "seconds", "drop": "count",
+           "master": "host", "restart": "downtime"}.get(args.action)
+    cargs = {key: args.value} if key and args.value is not None else {}
+    print(json.dumps(control(args.control_url, args.token, args.action, cargs)))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from xsctl.ui.launch import run_demo
+
+    return run_demo(vms=args.vms, seed=args.seed)
+
+
+def _cmd_app(args: argparse.Namespace) -> int:
+    from xsctl.ui.launch import run_app
+
+    return run_app(args)
+
+
+# ---------------------------------------------------------------- main
+
+
+def _setup_logging(verbose: bool) -> None:
+    from xsctl.config import log_file
+
+    root = logging.getLogger("xsctl")
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    try:
+        path = log_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = logging.FileHandler(path, encoding="utf-8")
+        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        fh.setLevel(logging.INFO)
+        root.addHandler(fh)
+    except OSError:
+        pass
+    if verbose:
+        sh = logging.StreamHandler(sys.stderr)
+        sh.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        root.addHandler(sh)
+
+
+def _sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from xsctl.xapi.errors import XsctlError
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "sim":
-        from xsctl.sim.command import serve
-
-        return serve(
-            host=args.host, port=args.port, unix=args.unix, vms=args.vms, seed=args.seed,
-            as_json=args.json, password=args.password, plain=args.plain,
-            http_port=args.http_port, cert=args.cert, key=args.key, op_time=args.op_time,
-            latency=args.latency, auth_fail_delay=args.auth_fail_delay,
-        )
-    if args.command == "sim-control":
-        from xsctl.sim.command import control
-
-        key = {"latency": "seconds", "slow_events": "seconds", "drop": "count",
-               "master": "host", "restart": "downtime"}.get(args.action)
-        cargs = {key: args.value} if key and args.value is not None else {}
-        print(json.dumps(control(args.url, args.token, args.action, cargs)))
-        return 0
-    parser.print_help(sys.stderr)
-    return 2
+    func: Command = getattr(args, "func", _cmd_app)
+    if args.command not in ("sim", "sim-control"):
+        _setup_logging(bool(getattr(args, "verbose", False)))
+        if argv is None:
+            signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        return func(args)
+    except XsctlError as e:
+        sys.stderr.write(f"xsctl: {e}\n")
+        return e.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("xsctl: interrupted\n")
+        return 130
+    finally:
+        for h in list(logging.getLogger("xsctl").handlers):
+            logging.getLogger("xsctl").removeHandler(h)
+            h.close()

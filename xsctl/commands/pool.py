@@ -1,0 +1,89 @@
+"""``xsctl host list``, ``sr list``, ``task list``."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+
+from xsctl.commands.connect import open_client
+from xsctl.commands.output import print_json, print_table
+from xsctl.xapi import models
+from xsctl.xapi.models import human_bytes, human_duration
+
+
+def cmd_host_list(args: argparse.Namespace) -> int:
+    with open_client(args, ["pool", "host", "host_metrics", "VM"]) as client:
+        cache = client.cache
+        hosts = models.hosts(cache)
+
+        def guests(h: models.Host) -> int:
+            return sum(1 for r in h.resident_VMs
+                       if not (cache.get("vm", r) or {}).get("is_control_domain"))
+
+        if args.json:
+            print_json([
+                {"uuid": h.uuid, "name_label": h.name_label, "address": h.address,
+                 "enabled": h.enabled, "master": h.is_master,
+                 "memory_total": h.memory_total, "memory_free": h.memory_free,
+                 "cpu_count": h.cpu_count, "software_version": h.product,
+                 "resident_VMs": guests(h)}
+                for h in hosts
+            ])
+            return 0
+        now = datetime.now(UTC)
+        print_table(
+            ["name", "address", "role", "state", "memory used", "cpus", "vms", "uptime", "version"],
+            [[h.name_label, h.address, "master" if h.is_master else "member",
+              "enabled" if h.enabled else "maintenance",
+              f"{human_bytes(h.memory_used)}/{human_bytes(h.memory_total)}", h.cpu_count,
+              guests(h),
+              human_duration((now - h.boot_time).total_seconds()) if h.boot_time else "-",
+              h.product] for h in hosts],
+        )
+        return 0
+
+
+def cmd_sr_list(args: argparse.Namespace) -> int:
+    with open_client(args, ["pool", "host", "SR", "PBD"]) as client:
+        srs = models.srs(client.cache)
+        if args.json:
+            print_json([
+                {"uuid": s.uuid, "name_label": s.name_label, "type": s.type,
+                 "content_type": s.content_type, "shared": s.shared,
+                 "physical_size": s.physical_size,
+                 "physical_utilisation": s.physical_utilisation,
+                 "virtual_allocation": s.virtual_allocation, "default": s.is_default}
+                for s in srs
+            ])
+            return 0
+        print_table(
+            ["name", "type", "shared", "size", "used", "free", "use%", "uuid"],
+            [[s.name_label + (" (default)" if s.is_default else ""), s.type,
+              "yes" if s.shared else "no", human_bytes(s.physical_size),
+              human_bytes(s.physical_utilisation), human_bytes(s.free),
+              f"{s.usage * 100:.0f}%", s.uuid] for s in srs],
+        )
+        return 0
+
+
+def cmd_task_list(args: argparse.Namespace) -> int:
+    with open_client(args, ["host", "task"]) as client:
+        tasks = models.tasks(client.cache)
+        if not args.all:
+            tasks = [t for t in tasks if t.pending]
+        if args.json:
+            print_json([
+                {"uuid": t.uuid, "name_label": t.name_label, "status": t.status,
+                 "progress": t.progress,
+                 "created": t.created.isoformat() if t.created else None,
+                 "finished": t.finished.isoformat() if t.finished else None,
+                 "error_info": list(t.error_info)}
+                for t in tasks
+            ])
+            return 0
+        print_table(
+            ["name", "status", "progress", "created", "uuid"],
+            [[t.name_label, t.status, f"{t.progress * 100:.0f}%",
+              t.created.strftime("%H:%M:%S") if t.created else "-", t.uuid] for t in tasks],
+        )
+        return 0

@@ -1,0 +1,101 @@
+"""The client: a connection, its live cache and the way to run plans. The CLI, the
+TUI, the demo and the tests all build one of these."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from xsctl.config import Profile, known_hosts_file
+from xsctl.xapi import ops
+from xsctl.xapi.cache import CLASSES, Cache
+from xsctl.xapi.ops.base import Plan, StepProgress
+from xsctl.xapi.session import Connection
+from xsctl.xapi.trust import Confirm, KnownHosts, TrustPolicy
+
+
+@dataclass
+class Target:
+    """Where and how to connect (a profile, or --url/--user on the command line)."""
+
+    url: str
+    user: str = "root"
+    ca_file: str | None = None
+    read_only: bool = False
+    transport: str = "auto"
+    timeout: float = 30.0
+    accept_fingerprint: str | None = None
+    profile: str | None = None
+    ssh: str | None = None
+
+    @classmethod
+    def of(cls, p: Profile, **overrides: Any) -> Target:
+        t = cls(url=p.url, user=p.user, ca_file=p.ca_file, read_only=p.read_only,
+                profile=p.name, ssh=p.ssh)
+        for k, v in overrides.items():
+            if v is not None:
+                setattr(t, k, v)
+        return t
+
+    @property
+    def is_local(self) -> bool:
+        return self.url.startswith("unix://")
+
+
+class Client:
+    def __init__(self, conn: Connection, cache: Cache) -> None:
+        self.conn = conn
+        self.cache = cache
+        self.target: Target | None = None
+
+    @classmethod
+    def connect(
+        cls,
+        target: Target,
+        password: str | None,
+        *,
+        confirm: Confirm | None = None,
+        known: KnownHosts | None = None,
+        classes: Iterable[str] = CLASSES,
+    ) -> Client:
+        trust = TrustPolicy(
+            known or KnownHosts(known_hosts_file()),
+            ca_file=target.ca_file,
+            accept=target.accept_fingerprint,
+            confirm=confirm,
+        )
+        conn = Connection(
+            target.url, target.user, password, trust,
+            transport=target.transport, read_only=target.read_only, timeout=target.timeout,
+        )
+        conn.connect()
+        client = cls(conn, Cache(conn, classes))
+        client.target = target
+        return client
+
+    def load(self) -> Client:
+        self.cache.load()
+        return self
+
+    def watch(self) -> Client:
+        """Load and follow events in the background."""
+        self.cache.start()
+        return self
+
+    def run(
+        self, plan: Plan, progress: StepProgress | None = None,
+        cancel: threading.Event | None = None,
+    ) -> list[Any]:
+        return ops.run(self.conn, plan, progress, cancel)
+
+    def close(self) -> None:
+        self.cache.stop()
+        self.conn.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

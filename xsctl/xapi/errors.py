@@ -1,0 +1,175 @@
+"""Errors: one type for what xapi refused (``XapiError(code, params)``), and the few
+client-side failures (usage, connection, trust). Each has a sentence a person can act
+on; the raw xapi code stays available for scripts and bug reports."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+
+class XsctlError(Exception):
+    """Base of everything xsctl reports to a user."""
+
+    exit_code = 1
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class UsageError(XsctlError):
+    """Bad input from the user: an unknown or ambiguous name, a malformed size."""
+
+    exit_code = 2
+
+
+class ConnectionFailed(XsctlError):
+    """The host could not be reached, or the connection dropped."""
+
+    exit_code = 3
+
+
+class TrustError(ConnectionFailed):
+    """The server's certificate is not (or no longer) the one we trust."""
+
+
+class UnknownCertificate(TrustError):
+    def __init__(self, host: str, fingerprint: str) -> None:
+        self.host = host
+        self.fingerprint = fingerprint
+        super().__init__(
+            f"The certificate of {host} is not yet trusted.\n"
+            f"  fingerprint: {fingerprint}\n"
+            "Compare it with the host's own (in dom0: openssl x509 -noout -fingerprint "
+            "-sha256 -in /etc/xensource/xapi-ssl.pem), then accept it with "
+            f"--accept-fingerprint {fingerprint}"
+        )
+
+
+class ChangedCertificate(TrustError):
+    def __init__(self, host: str, pinned: str, seen: str) -> None:
+        self.host = host
+        self.pinned = pinned
+        self.seen = seen
+        super().__init__(
+            f"The certificate of {host} has CHANGED. Refusing to connect.\n"
+            f"  trusted:   {pinned}\n"
+            f"  presented: {seen}\n"
+            "If the host's certificate was replaced on purpose (xe host-reset-server-certificate "
+            f"or a new install), forget the old one with: xsctl trust forget {host}"
+        )
+
+
+class ReadOnlyRefused(XsctlError):
+    """A call that changes state, refused before it was sent (--read-only)."""
+
+    exit_code = 1
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        super().__init__(f"Refused {method}: this connection is read-only (--read-only)")
+
+
+def _p(params: Sequence[str], i: int, default: str = "?") -> str:
+    return params[i] if len(params) > i else default
+
+
+# Friendly text for the codes people meet most. Written for xsctl (xsconsole's table
+# showed which codes matter). Params are xapi's, as datamodel.json lists them.
+_FRIENDLY: dict[str, Callable[[Sequence[str]], str]] = {
+    "SESSION_AUTHENTICATION_FAILED": lambda p: f"Login failed for user {_p(p, 0)}: wrong user name or password",
+    "SESSION_INVALID": lambda p: "The session is no longer valid (xapi restarted or the session timed out)",
+    "HOST_IS_SLAVE": lambda p: f"This host is a pool member; the pool master is {_p(p, 0)}",
+    "HANDLE_INVALID": lambda p: f"The {_p(p, 0)} no longer exists",
+    "UUID_INVALID": lambda p: f"No {_p(p, 0)} has UUID {_p(p, 1)}",
+    "VM_BAD_POWER_STATE": lambda p: f"The VM must be {_p(p, 1)} for this, but it is {_p(p, 2)}",
+    "OPERATION_NOT_ALLOWED": lambda p: f"Not allowed: {_p(p, 0)}",
+    "OTHER_OPERATION_IN_PROGRESS": lambda p: f"Another operation ({_p(p, 2)}) is in progress on this {_p(p, 0)}; wait for it to finish",
+    "OPERATION_BLOCKED": lambda p: f"This operation is blocked on the VM: {_p(p, 1, 'blocked_operations is set')}",
+    "VM_IS_TEMPLATE": lambda p: f"That is a template; {_p(p, 1)} works on VMs only",
+    "VM_IS_SNAPSHOT": lambda p: f"That is a snapshot; {_p(p, 1)} works on VMs only",
+    "VM_LACKS_FEATURE": lambda p: "The VM's guest agent does not support this (no PV drivers): use the force variant",
+    "VM_LACKS_FEATURE_SHUTDOWN": lambda p: "The VM's guest agent cannot shut it down cleanly: use force shutdown",
+    "VM_REQUIRES_SR": lambda p: "The VM needs a storage repository that the chosen host cannot reach",
+    "VM_MIGRATE_FAILED": lambda p: f"Migration failed: {_p(p, 3, '')}",
+    "HOST_NOT_ENOUGH_FREE_MEMORY": lambda p: f"Not enough free memory on the host (needs {_mib(_p(p, 0))}, has {_mib(_p(p, 1))})",
+    "NO_HOSTS_AVAILABLE": lambda p: "No host in the pool can run this VM now (memory, storage or maintenance)",
+    "HOST_DISABLED": lambda p: "That host is disabled (maintenance mode)",
+    "HOST_OFFLINE": lambda p: "That host is offline",
+    "MEMORY_CONSTRAINT_VIOLATION": lambda p: "The memory settings break xapi's rules (static min <= dynamic min <= dynamic max <= static max)",
+    "MEMORY_CONSTRAINT_VIOLATION_ORDER": lambda p: "Memory must satisfy static min <= dynamic min <= dynamic max <= static max",
+    "MEMORY_CONSTRAINT_VIOLATION_MAXPIN": lambda p: f"Dynamic memory must equal static max here ({_p(p, 0)})",
+    "INVALID_VALUE": lambda p: f"Invalid value: {_p(p, 0)} {_p(p, 1, '')}".rstrip(),
+    "VALUE_NOT_SUPPORTED": lambda p: f"{_p(p, 0)} = {_p(p, 1)} is not supported: {_p(p, 2, '')}",
+    "SR_FULL": lambda p: f"Not enough space on the storage repository (needs {_mib(_p(p, 0))}, {_mib(_p(p, 1))} free)",
+    "SR_HAS_PBD": lambda p: "The storage repository is still attached to hosts: detach (unplug) it first",
+    "SR_NOT_EMPTY": lambda p: "The storage repository still holds disks",
+    "SR_UNKNOWN_DRIVER": lambda p: f"Unknown storage type {_p(p, 0)}",
+    "SR_BACKEND_FAILURE": lambda p: f"The storage backend failed: {_p(p, 1, '')} {_p(p, 2, '')}".rstrip(),
+    "VDI_IN_USE": lambda p: "The disk is in use by a running VM: detach it first",
+    "VDI_READONLY": lambda p: "The disk is read-only",
+    "VDI_IS_A_PHYSICAL_DEVICE": lambda p: "The disk is a physical device",
+    "VBD_NOT_EMPTY": lambda p: "The drive already holds a disc: eject it first",
+    "VBD_IS_EMPTY": lambda p: "The drive is empty",
+    "VBD_NOT_REMOVABLE_MEDIA": lambda p: "Only CD drives can insert or eject media",
+    "VBD_NOT_UNPLUGGABLE": lambda p: "The disk is marked not unpluggable (hot-unplug is blocked)",
+    "VBD_CDS_MUST_BE_READONLY": lambda p: "CD drives must be read-only",
+    "DEVICE_ALREADY_ATTACHED": lambda p: "The device is already attached",
+    "DEVICE_ALREADY_DETACHED": lambda p: "The device is already detached",
+    "DEVICE_ALREADY_EXISTS": lambda p: f"Device position {_p(p, 0)} is already used on this VM",
+    "DEFAULT_SR_NOT_FOUND": lambda p: "The pool has no default storage repository",
+    "TASK_CANCELLED": lambda p: "The task was cancelled",
+    "MESSAGE_METHOD_UNKNOWN": lambda p: f"The host does not know {_p(p, 0)} (older xapi?)",
+    "MESSAGE_PARAMETER_COUNT_MISMATCH": lambda p: f"{_p(p, 0)}: wrong number of parameters (host expects {_p(p, 1)})",
+    "RBAC_PERMISSION_DENIED": lambda p: f"Your role does not allow {_p(p, 0)}",
+    "PERMISSION_DENIED": lambda p: f"Permission denied: {_p(p, 0)}",
+    "LICENCE_RESTRICTION": lambda p: f"Not allowed by the host's licence: {_p(p, 0)}",
+    "ONLY_PROVISION_TEMPLATE": lambda p: "Only templates can be provisioned",
+    "INTERNAL_ERROR": lambda p: f"xapi internal error: {_p(p, 0)}",
+}
+
+
+def _mib(v: str) -> str:
+    try:
+        n = int(v)
+    except ValueError:
+        return v
+    return f"{n / 1024**3:.1f} GiB" if n >= 1024**3 else f"{n / 1024**2:.0f} MiB"
+
+
+def friendly(code: str, params: Sequence[str]) -> str:
+    fn = _FRIENDLY.get(code)
+    if fn is None and code.startswith("SR_BACKEND_FAILURE_"):
+        fn = _FRIENDLY["SR_BACKEND_FAILURE"]
+    if fn is None:
+        return code.replace("_", " ").capitalize()
+    return fn(params)
+
+
+class XapiError(XsctlError):
+    """xapi refused a call: ``code`` and ``params`` exactly as xapi sent them."""
+
+    exit_code = 1
+
+    def __init__(self, code: str, params: Sequence[object] = (), *, method: str = "") -> None:
+        self.code = code
+        self.params = [str(p) for p in params]
+        self.method = method
+        super().__init__(self.text)
+
+    @property
+    def friendly(self) -> str:
+        return friendly(self.code, self.params)
+
+    @property
+    def text(self) -> str:
+        raw = " ".join([self.code, *self.params])
+        return f"{self.friendly} [{raw}]"
+
+    @property
+    def details(self) -> list[str]:
+        """The ErrorDescription list, as the XenAPI package exposes it."""
+        return [self.code, *self.params]
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (XapiError, (self.code, self.params))

@@ -1,0 +1,590 @@
+"""Typed, frozen, read-only views over cached records, keyed by OpaqueRef, with xapi's
+own field names. They accept both wire forms (XML-RPC sends int64 as strings,
+JSON-RPC as numbers) and resolve references through the cache."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from xsctl.xapi.errors import UsageError
+
+if TYPE_CHECKING:
+    from xsctl.xapi.cache import Cache, Record
+
+NULL = "OpaqueRef:NULL"
+KiB = 1024
+MiB = 1024**2
+GiB = 1024**3
+TiB = 1024**4
+
+
+def as_int(v: Any, default: int = 0) -> int:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        try:
+            return int(float(v))
+        except (TypeError, ValueError):
+            return default
+
+
+def as_float(v: Any, default: float = 0.0) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return default
+
+
+def parse_time(v: Any) -> datetime | None:
+    """xapi datetimes: ``20241130T12:00:00Z`` (also with dashes or fractions)."""
+    if not v:
+        return None
+    s = str(v).strip()
+    for fmt in ("%Y%m%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%SZ", "%Y%m%dT%H:%M:%S.%fZ",
+                "%Y-%m-%dT%H:%M:%S.%fZ", "%Y%m%dT%H:%M:%S"):
+        try:
+            dt = datetime.strptime(s, fmt).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+        return None if dt.year <= 1970 else dt
+    return None
+
+
+def human_bytes(n: int | float, *, precise: bool = False) -> str:
+    """1.5 GiB, 512 MiB, 3.2 TiB (binary units, as XenCenter shows memory)."""
+    n = float(n)
+    for unit, size in (("TiB", TiB), ("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
+        if abs(n) >= size:
+            v = n / size
+            if precise or v != int(v):
+                return f"{v:.1f} {unit}"
+            return f"{int(v)} {unit}"
+    return f"{int(n)} B"
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B?)?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str, default_unit: str = "M") -> int:
+    """``2G``, ``2048M``, ``2 GiB``, ``1.5G``, ``536870912`` (bytes if no unit and
+    ``default_unit`` is empty). Binary units, as xe takes them."""
+    m = _SIZE.match(str(text))
+    if not m:
+        raise UsageError(f"not a size: {text!r} (e.g. 2G, 2048M, 2GiB)")
+    value, unit = float(m.group(1)), (m.group(2) or default_unit).upper()
+    mult = {"": 1, "K": KiB, "M": MiB, "G": GiB, "T": TiB}[unit]
+    return int(value * mult)
+
+
+def human_duration(seconds: float) -> str:
+    s = int(seconds)
+    if s < 0:
+        return "-"
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, _ = divmod(s, 60)
+    if d:
+        return f"{d}d {h}h"
+    if h:
+        return f"{h}h {m}m"
+    return f"{m}m"
+
+
+def guest_ips(networks: Mapping[str, Any]) -> tuple[str, ...]:
+    """IPs from VM_guest_metrics.networks (keys ``0/ip``, ``0/ipv4/0``, ``0/ipv6/0``),
+    IPv4 first, in device order, without duplicates."""
+    v4: list[str] = []
+    v6: list[str] = []
+    for key in sorted(networks, key=lambda k: [as_int(p, 0) if p.isdigit() else 0 for p in k.split("/")]):
+        val = str(networks[key])
+        if not val:
+            continue
+        target = v6 if "/ipv6/" in key or ":" in val else v4
+        if val not in target:
+            target.append(val)
+    return tuple(v4 + v6)
+
+
+def _name_of(cache: Cache, cls: str, ref: str) -> str:
+    rec = cache.get(cls, ref) if ref and ref != NULL else None
+    return str(rec.get("name_label", "")) if rec else ""
+
+
+@dataclass(frozen=True, slots=True)
+class Vm:
+    ref: str
+    uuid: str
+    name_label: str
+    name_description: str
+    power_state: str
+    is_a_template: bool
+    is_default_template: bool
+    is_a_snapshot: bool
+    is_control_domain: bool
+    snapshot_of: str
+    snapshot_time: datetime | None
+    resident_on: str
+    host_name: str
+    affinity: str
+    memory_static_min: int
+    memory_static_max: int
+    memory_dynamic_min: int
+    memory_dynamic_max: int
+    memory_actual: int
+    VCPUs_max: int
+    VCPUs_at_startup: int
+    VCPUs_number: int
+    domid: int
+    domain_type: str
+    os_version: str
+    ips: tuple[str, ...]
+    tags: tuple[str, ...]
+    allowed_operations: frozenset[str]
+    current_operations: Mapping[str, str]
+    blocked_operations: Mapping[str, str]
+    VBDs: tuple[str, ...]
+    VIFs: tuple[str, ...]
+    snapshots: tuple[str, ...]
+    other_config: Mapping[str, str]
+    start_time: datetime | None
+    pv_drivers: str
+
+    @classmethod
+    def from_record(cls, cache: Cache, ref: str, r: Record) -> Vm:
+        metrics = cache.get("vm_metrics", str(r.get("metrics", ""))) or {}
+        gm = cache.get("vm_guest_metrics", str(r.get("guest_metrics", ""))) or {}
+        running = r.get("power_state") in ("Running", "Paused")
+        os_v = gm.get("os_version") or {}
+        os_name = str(os_v.get("name", "")).split("|")[0] if os_v else ""
+        if not os_name:
+            os_name = str((r.get("other_config") or {}).get("base_template_name", ""))
+        pv = gm.get("PV_drivers_version") or {}
+        return cls(
+            ref=ref,
+            uuid=str(r.get("uuid", "")),
+            name_label=str(r.get("name_label", "")),
+            name_description=str(r.get("name_description", "")),
+            power_state=str(r.get("power_state", "")),
+            is_a_template=bool(r.get("is_a_template")),
+            is_default_template=bool(r.get("is_default_template")),
+            is_a_snapshot=bool(r.get("is_a_snapshot")),
+            is_control_domain=bool(r.get("is_control_domain")),
+            snapshot_of=str(r.get("snapshot_of", NULL)),
+            snapshot_time=parse_time(r.get("snapshot_time")),
+            resident_on=str(r.get("resident_on", NULL)),
+            host_name=_name_of(cache, "host", str(r.get("resident_on", NULL))),
+            affinity=str(r.get("affinity", NULL)),
+            memory_static_min=as_int(r.get("memory_static_min")),
+            memory_static_max=as_int(r.get("memory_static_max")),
+            memory_dynamic_min=as_int(r.get("memory_dynamic_min")),
+            memory_dynamic_max=as_int(r.get("memory_dynamic_max")),
+            memory_actual=as_int(metrics.get("memory_actual")) if running else 0,
+            VCPUs_max=as_int(r.get("VCPUs_max")),
+            VCPUs_at_startup=as_int(r.get("VCPUs_at_startup")),
+            VCPUs_number=as_int(metrics.get("VCPUs_number")) if running else 0,
+            domid=as_int(r.get("domid"), -1),
+            domain_type=str(r.get("domain_type", "")),
+            os_version=os_name,
+            ips=guest_ips(gm.get("networks") or {}) if gm else (),
+            tags=tuple(str(t) for t in r.get("tags") or ()),
+            allowed_operations=frozenset(str(x) for x in r.get("allowed_operations") or ()),
+            current_operations=dict(r.get("current_operations") or {}),
+            blocked_operations=dict(r.get("blocked_operations") or {}),
+            VBDs=tuple(r.get("VBDs") or ()),
+            VIFs=tuple(r.get("VIFs") or ()),
+            snapshots=tuple(r.get("snapshots") or ()),
+            other_config=dict(r.get("other_config") or {}),
+            start_time=parse_time(metrics.get("start_time")) if running else None,
+            pv_drivers=".".join(str(pv[k]) for k in ("major", "minor", "micro") if k in pv),
+        )
+
+    @classmethod
+    def get(cls, cache: Cache, ref: str) -> Vm | None:
+        r = cache.get("vm", ref)
+        return None if r is None else cls.from_record(cache, ref, r)
+
+    @property
+    def is_vm(self) -> bool:
+        """A real guest: not a template, snapshot or control domain."""
+        return not (self.is_a_template or self.is_a_snapshot or self.is_control_domain)
+
+    @property
+    def memory(self) -> int:
+        """What the VM has (running) or will get (halted)."""
+        return self.memory_actual or self.memory_dynamic_max or self.memory_static_max
+
+    @property
+    def vcpus(self) -> int:
+        return self.VCPUs_number or self.VCPUs_at_startup
+
+    @property
+    def busy(self) -> str:
+        """The operation in progress, if any."""
+        return next(iter(self.current_operations.values()), "")
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    ref: str
+    uuid: str
+    name_label: str
+    hostname: str
+    address: str
+    enabled: bool
+    is_master: bool
+    live: bool
+    memory_total: int
+    memory_free: int
+    cpu_count: int
+    cpu_model: str
+    product: str
+    version: str
+    boot_time: datetime | None
+    resident_VMs: tuple[str, ...]
+    allowed_operations: frozenset[str]
+    PBDs: tuple[str, ...]
+
+    @classmethod
+    def from_record(cls, cache: Cache, ref: str, r: Record) -> Host:
+        m = cache.get("host_metrics", str(r.get("metrics", ""))) or {}
+        pool = next(iter(cache.all("pool").values()), {})
+        sv = r.get("software_version") or {}
+        ci = r.get("cpu_info") or {}
+        boot = as_float((r.get("other_config") or {}).get("boot_time"), 0.0)
+        return cls(
+            ref=ref,
+            uuid=str(r.get("uuid", "")),
+            name_label=str(r.get("name_label", "")),
+            hostname=str(r.get("hostname", "")),
+            address=str(r.get("address", "")),
+            enabled=bool(r.get("enabled")),
+            is_master=pool.get("master") == ref,
+            live=bool(m.get("live", True)),
+            memory_total=as_int(m.get("memory_total")),
+            memory_free=as_int(m.get("memory_free")),
+            cpu_count=as_int(ci.get("cpu_count")),
+            cpu_model=str(ci.get("modelname", "")),
+            product=f"{sv.get('product_brand', '')} {sv.get('product_version', '')}".strip(),
+            version=str(sv.get("xapi", "")),
+            boot_time=datetime.fromtimestamp(boot, UTC) if boot > 0 else None,
+            resident_VMs=tuple(r.get("resident_VMs") or ()),
+            allowed_operations=frozenset(r.get("allowed_operations") or ()),
+            PBDs=tuple(r.get("PBDs") or ()),
+        )
+
+    @classmethod
+    def get(cls, cache: Cache, ref: str) -> Host | None:
+        r = cache.get("host", ref)
+        return None if r is None else cls.from_record(cache, ref, r)
+
+    @property
+    def memory_used(self) -> int:
+        return max(0, self.memory_total - self.memory_free)
+
+
+@dataclass(frozen=True, slots=True)
+class Sr:
+    ref: str
+    uuid: str
+    name_label: str
+    name_description: str
+    type: str
+    content_type: str
+    shared: bool
+    physical_size: int
+    physical_utilisation: int
+    virtual_allocation: int
+    VDIs: tuple[str, ...]
+    PBDs: tuple[str, ...]
+    hosts: tuple[str, ...]  # hosts with a plugged PBD
+    is_default: bool
+    is_tools_sr: bool
+    allowed_operations: frozenset[str]
+
+    @classmethod
+    def from_record(cls, cache: Cache, ref: str, r: Record) -> Sr:
+        pool = next(iter(cache.all("pool").values()), {})
+        hosts = []
+        for pbd in r.get("PBDs") or ():
+            p = cache.get("pbd", pbd)
+            if p and p.get("currently_attached"):
+                hosts.append(str(p.get("host")))
+        return cls(
+            ref=ref,
+            uuid=str(r.get("uuid", "")),
+            name_label=str(r.get("name_label", "")),
+            name_description=str(r.get("name_description", "")),
+            type=str(r.get("type", "")),
+            content_type=str(r.get("content_type", "")),
+            shared=bool(r.get("shared")),
+            physical_size=as_int(r.get("physical_size")),
+            physical_utilisation=as_int(r.get("physical_utilisation")),
+            virtual_allocation=as_int(r.get("virtual_allocation")),
+            VDIs=tuple(r.get("VDIs") or ()),
+            PBDs=tuple(r.get("PBDs") or ()),
+            hosts=tuple(hosts),
+            is_default=pool.get("default_SR") == ref,
+            is_tools_sr=bool(r.get("is_tools_sr")),
+            allowed_operations=frozenset(r.get("allowed_operations") or ()),
+        )
+
+    @classmethod
+    def get(cls, cache: Cache, ref: str) -> Sr | None:
+        r = cache.get("sr", ref)
+        return None if r is None else cls.from_record(cache, ref, r)
+
+    @property
+    def free(self) -> int:
+        return max(0, self.physical_size - self.physical_utilisation)
+
+    @property
+    def usage(self) -> float:
+        return self.physical_utilisation / self.physical_size if self.physical_size else 0.0
+
+    @property
+    def is_iso(self) -> bool:
+        return self.content_type == "iso"
+
+
+@dataclass(frozen=True, slots=True)
+class Vbd:
+    ref: str
+    VM: str
+    VDI: str
+    device: str
+    userdevice: str
+    type: str
+    mode: str
+    bootable: bool
+    currently_attached: bool
+    empty: bool
+    unpluggable: bool
+    allowed_operations: frozenset[str]
+
+    @classmethod
+    def from_record(cls, ref: str, r: Record) -> Vbd:
+        return cls(
+            ref=ref,
+            VM=str(r.get("VM", NULL)),
+            VDI=str(r.get("VDI", NULL)),
+            device=str(r.get("device", "")),
+            userdevice=str(r.get("userdevice", "")),
+            type=str(r.get("type", "")),
+            mode=str(r.get("mode", "")),
+            bootable=bool(r.get("bootable")),
+            currently_attached=bool(r.get("currently_attached")),
+            empty=bool(r.get("empty")),
+            unpluggable=bool(r.get("unpluggable", True)),
+            allowed_operations=frozenset(r.get("allowed_operations") or ()),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Vdi:
+    ref: str
+    uuid: str
+    name_label: str
+    name_description: str
+    SR: str
+    sr_name: str
+    virtual_size: int
+    physical_utilisation: int
+    type: str
+    read_only: bool
+    sharable: bool
+    is_a_snapshot: bool
+    VBDs: tuple[str, ...]
+    allowed_operations: frozenset[str]
+
+    @classmethod
+    def from_record(cls, cache: Cache, ref: str, r: Record) -> Vdi:
+        return cls(
+            ref=ref,
+            uuid=str(r.get("uuid", "")),
+            name_label=str(r.get("name_label", "")),
+            name_description=str(r.get("name_description", "")),
+            SR=str(r.get("SR", NULL)),
+            sr_name=_name_of(cache, "sr", str(r.get("SR", NULL))),
+            virtual_size=as_int(r.get("virtual_size")),
+            physical_utilisation=as_int(r.get("physical_utilisation")),
+            type=str(r.get("type", "")),
+            read_only=bool(r.get("read_only")),
+            sharable=bool(r.get("sharable")),
+            is_a_snapshot=bool(r.get("is_a_snapshot")),
+            VBDs=tuple(r.get("VBDs") or ()),
+            allowed_operations=frozenset(r.get("allowed_operations") or ()),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Disk:
+    """A VM's disk or drive: the VBD and, unless the drive is empty, its VDI."""
+
+    vbd: Vbd
+    vdi: Vdi | None
+
+    @property
+    def label(self) -> str:
+        if self.vdi is None:
+            return "(empty)"
+        return self.vdi.name_label
+
+
+def vm_disks(cache: Cache, vm: Vm) -> list[Disk]:
+    out = []
+    for ref in vm.VBDs:
+        r = cache.get("vbd", ref)
+        if r is None:
+            continue
+        vbd = Vbd.from_record(ref, r)
+        vr = cache.get("vdi", vbd.VDI) if vbd.VDI != NULL else None
+        out.append(Disk(vbd, Vdi.from_record(cache, vbd.VDI, vr) if vr else None))
+    out.sort(key=lambda d: as_int(d.vbd.userdevice, 99))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Vif:
+    ref: str
+    device: str
+    MAC: str
+    network: str
+    network_name: str
+    currently_attached: bool
+
+    @classmethod
+    def from_record(cls, cache: Cache, ref: str, r: Record) -> Vif:
+        return cls(
+            ref=ref,
+            device=str(r.get("device", "")),
+            MAC=str(r.get("MAC", "")),
+            network=str(r.get("network", NULL)),
+            network_name=_name_of(cache, "network", str(r.get("network", NULL))),
+            currently_attached=bool(r.get("currently_attached")),
+        )
+
+
+def vm_vifs(cache: Cache, vm: Vm) -> list[Vif]:
+    out = [Vif.from_record(cache, ref, r) for ref in vm.VIFs if (r := cache.get("vif", ref))]
+    out.sort(key=lambda v: as_int(v.device, 99))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    ref: str
+    uuid: str
+    name_label: str
+    status: str
+    progress: float
+    created: datetime | None
+    finished: datetime | None
+    error_info: tuple[str, ...]
+    result: str
+    allowed_operations: frozenset[str]
+    resident_on: str
+
+    @classmethod
+    def from_record(cls, ref: str, r: Record) -> Task:
+        return cls(
+            ref=ref,
+            uuid=str(r.get("uuid", "")),
+            name_label=str(r.get("name_label", "")),
+            status=str(r.get("status", "")),
+            progress=as_float(r.get("progress")),
+            created=parse_time(r.get("created")),
+            finished=parse_time(r.get("finished")),
+            error_info=tuple(str(x) for x in r.get("error_info") or ()),
+            result=str(r.get("result", "")),
+            allowed_operations=frozenset(r.get("allowed_operations") or ()),
+            resident_on=str(r.get("resident_on", NULL)),
+        )
+
+    @property
+    def pending(self) -> bool:
+        return self.status in ("pending", "cancelling")
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    ref: str
+    uuid: str
+    name: str
+    priority: int
+    cls: str
+    obj_uuid: str
+    timestamp: datetime | None
+    body: str
+
+    @classmethod
+    def from_record(cls, ref: str, r: Record) -> Message:
+        return cls(
+            ref=ref,
+            uuid=str(r.get("uuid", "")),
+            name=str(r.get("name", "")),
+            priority=as_int(r.get("priority"), 5),
+            cls=str(r.get("cls", "")),
+            obj_uuid=str(r.get("obj_uuid", "")),
+            timestamp=parse_time(r.get("timestamp")),
+            body=str(r.get("body", "")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Pool:
+    ref: str
+    uuid: str
+    name_label: str
+    master: str
+    default_SR: str
+
+    @classmethod
+    def of(cls, cache: Cache) -> Pool | None:
+        for ref, r in cache.all("pool").items():
+            return cls(ref, str(r.get("uuid", "")), str(r.get("name_label", "")),
+                       str(r.get("master", NULL)), str(r.get("default_SR", NULL)))
+        return None
+
+
+def vms(cache: Cache, *, templates: bool = False, snapshots: bool = False,
+        control: bool = False) -> list[Vm]:
+    """Guests (by default only real VMs), sorted by name."""
+    out = []
+    for ref, r in cache.snapshot("vm"):
+        if r.get("is_control_domain") and not control:
+            continue
+        if r.get("is_a_snapshot") and not snapshots:
+            continue
+        if r.get("is_a_template") and not r.get("is_a_snapshot") and not templates:
+            continue
+        out.append(Vm.from_record(cache, ref, r))
+    out.sort(key=lambda v: v.name_label.lower())
+    return out
+
+
+def hosts(cache: Cache) -> list[Host]:
+    out = [Host.from_record(cache, ref, r) for ref, r in cache.snapshot("host")]
+    out.sort(key=lambda h: h.name_label.lower())
+    return out
+
+
+def srs(cache: Cache) -> list[Sr]:
+    out = [Sr.from_record(cache, ref, r) for ref, r in cache.snapshot("sr")]
+    out.sort(key=lambda s: s.name_label.lower())
+    return out
+
+
+def tasks(cache: Cache) -> list[Task]:
+    out = [Task.from_record(ref, r) for ref, r in cache.snapshot("task")]
+    out.sort(key=lambda t: t.created or datetime.min.replace(tzinfo=UTC), reverse=True)
+    return out
+
+
+def messages(cache: Cache) -> list[Message]:
+    out = [Message.from_record(ref, r) for ref, r in cache.snapshot("message")]
+    out.sort(key=lambda m: m.timestamp or datetime.min.replace(tzinfo=UTC), reverse=True)
+    return out

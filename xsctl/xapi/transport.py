@@ -1,0 +1,410 @@
+"""Transports: JSON-RPC (preferred: much cheaper to parse for big pools) and XML-RPC
+through the official ``XenAPI`` package (the fallback for hosts that do not answer
+JSON-RPC correctly). Both reach xapi over TLS (pinned or CA-verified, see trust.py),
+plain HTTP, or xapi's Unix socket in dom0.
+
+Every thread gets its own HTTP connection (a XenAPI ``Session`` holds one and must
+not be shared across threads); the xapi session ref is shared by all of them. Every
+socket has a timeout, and ``close()`` interrupts calls blocked in other threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import itertools
+import json
+import logging
+import socket
+import ssl
+import threading
+import xmlrpc.client
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+import XenAPI
+
+from xsctl import __version__
+from xsctl.xapi.errors import ConnectionFailed, XapiError
+from xsctl.xapi.trust import TrustPolicy
+
+log = logging.getLogger(__name__)
+
+THUMBPRINT_REQUEST = "x-xenapi-request-host-certificate-thumbprint"
+THUMBPRINT_RESPONSE = "x-xenapi-response-host-certificate-thumbprint"
+DEFAULT_TIMEOUT = 30.0
+USER_AGENT = f"xsctl/{__version__}"
+
+# Calls that only read: safe to resend when a reused keep-alive connection turns out
+# to have been closed by the server before it answered.
+_READ_PREFIXES = ("get_", "get_all", "get_record", "get_by_")
+
+
+def is_read(method: str) -> bool:
+    cls, _, msg = method.removeprefix("Async.").partition(".")
+    if cls in ("event",) and msg in ("from", "next", "register", "unregister", "get_current_id", "inject"):
+        return True
+    if cls == "session" and msg in ("login_with_password", "logout", "local_logout",
+                                    "slave_local_login_with_password", "get_record", "get_uuid"):
+        return True
+    if cls == "system":
+        return True
+    return msg.startswith(_READ_PREFIXES) or msg in (
+        "assert_can_boot_here", "get_possible_hosts", "compute_free_memory",
+        "compute_memory_overhead", "get_allowed_VBD_devices", "get_allowed_VIF_devices",
+        "get_since", "get", "probe", "assert_attachable", "get_servertime",
+        "get_server_localtime", "get_vms_which_prevent_evacuation", "get_data_sources",
+        "query_data_source", "get_supported_types",
+    )
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    scheme: str  # https, http, unix
+    host: str  # host name or address; for unix, the socket path
+    port: int
+
+    @classmethod
+    def parse(cls, url: str) -> Endpoint:
+        if url.startswith("unix://"):
+            return cls("unix", url[len("unix://") :], 0)
+        u = urlsplit(url)
+        if u.scheme not in ("https", "http") or not u.hostname:
+            raise ConnectionFailed(f"not a xapi URL: {url}")
+        port = u.port or (443 if u.scheme == "https" else 80)
+        return cls(u.scheme, u.hostname, port)
+
+    @property
+    def url(self) -> str:
+        if self.scheme == "unix":
+            return f"unix://{self.host}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.scheme == "https" else 80
+        return f"{self.scheme}://{host}" + ("" if self.port == default else f":{self.port}")
+
+    def at(self, address: str) -> Endpoint:
+        """The same scheme and port on another pool member (HOST_IS_SLAVE redirect)."""
+        return replace(self, host=address)
+
+    @property
+    def label(self) -> str:
+        return self.url
+
+
+class ProtocolMismatch(ConnectionFailed):
+    """The host answered, but not in the protocol we spoke (e.g. no JSON-RPC)."""
+
+
+class _PinnedHTTPS(http.client.HTTPSConnection):
+    def __init__(self, ep: Endpoint, trust: TrustPolicy, timeout: float) -> None:
+        super().__init__(ep.host, ep.port, timeout=timeout, context=trust.context())
+        self._ep = ep
+        self._trust = trust
+        self.fingerprint: str | None = None
+
+    def connect(self) -> None:
+        super().connect()
+        assert isinstance(self.sock, ssl.SSLSocket)
+        try:
+            self.fingerprint = self._trust.verify(
+                self._ep.host, self._ep.port, self.sock.getpeercert(binary_form=True)
+            )
+        except BaseException:
+            self.sock.close()
+            self.sock = None  # type: ignore[assignment]
+            raise
+
+
+class _UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        try:
+            s.connect(self._path)
+        except BaseException:
+            s.close()
+            raise
+        self.sock = s
+
+
+class Transport(ABC):
+    """One protocol to one endpoint, with a connection per thread."""
+
+    name = ""
+
+    def __init__(self, ep: Endpoint, trust: TrustPolicy, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.ep = ep
+        self.trust = trust
+        self.timeout = timeout
+        self._local = threading.local()
+        self._all: set[http.client.HTTPConnection] = set()
+        self._owner_of: dict[http.client.HTTPConnection, int] = {}
+        self._all_lock = threading.Lock()
+        self._closed = False
+
+    # --- connections
+
+    def _new_connection(self) -> http.client.HTTPConnection:
+        if self._closed:
+            raise ConnectionFailed(f"connection to {self.ep.label} is closed")
+        conn: http.client.HTTPConnection
+        t = float(getattr(self._local, "timeout", self.timeout))
+        if self.ep.scheme == "https":
+            conn = _PinnedHTTPS(self.ep, self.trust, t)
+        elif self.ep.scheme == "unix":
+            conn = _UnixHTTP(self.ep.host, t)
+        else:
+            conn = http.client.HTTPConnection(self.ep.host, self.ep.port, timeout=t)
+        with self._all_lock:
+            self._all.add(conn)
+            self._owner_of[conn] = threading.get_ident()
+        return conn
+
+    def _drop(self, conn: http.client.HTTPConnection) -> None:
+        with self._all_lock:
+            self._all.discard(conn)
+            self._owner_of.pop(conn, None)
+        with contextlib.suppress(Exception):
+            conn.close()
+
+    @property
+    def fingerprint(self) -> str | None:
+        with self._all_lock:
+            for c in self._all:
+                fp = getattr(c, "fingerprint", None)
+                if fp:
+                    return str(fp)
+        return None
+
+    def close(self) -> None:
+        """Close every thread's connection, interrupting calls blocked in them."""
+        self._closed = True
+        self.abort()
+
+    def abort(self, thread: int | None = None) -> None:
+        """Interrupt calls in progress, of one thread or of all (their threads see a
+        ConnectionFailed)."""
+        with self._all_lock:
+            conns = [c for c in self._all if thread is None or self._owner_of.get(c) == thread]
+            for c in conns:
+                self._all.discard(c)
+                self._owner_of.pop(c, None)
+        for c in conns:
+            sock = c.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(Exception):
+                c.close()
+
+    @property
+    def last_headers(self) -> dict[str, str]:
+        h: dict[str, str] = getattr(self._local, "headers", {})
+        return h
+
+    @abstractmethod
+    def call(self, method: str, params: list[Any], timeout: float | None = None) -> Any:
+        """Send one call; returns Value, raises XapiError or ConnectionFailed."""
+
+
+class JsonRpcTransport(Transport):
+    """JSON-RPC 2.0 at /jsonrpc, as XenCenter speaks it."""
+
+    name = "JSON-RPC"
+
+    def __init__(self, ep: Endpoint, trust: TrustPolicy, timeout: float = DEFAULT_TIMEOUT) -> None:
+        super().__init__(ep, trust, timeout)
+        self._ids = itertools.count(1)
+
+    def call(self, method: str, params: list[Any], timeout: float | None = None) -> Any:
+        rid = next(self._ids)
+        body = json.dumps(
+            {"jsonrpc": "2.0", "method": method, "params": params, "id": rid},
+            separators=(",", ":"),
+        ).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            THUMBPRINT_REQUEST: "sha-256:master",
+        }
+        status, data = self._post("/jsonrpc", body, headers, method, timeout)
+        if status != 200:
+            raise ProtocolMismatch(f"{self.ep.label} answered HTTP {status} to JSON-RPC")
+        try:
+            reply = json.loads(data)
+        except ValueError as e:
+            raise ProtocolMismatch(f"{self.ep.label} sent a reply that is not JSON") from e
+        if not isinstance(reply, dict) or ("result" not in reply and "error" not in reply):
+            raise ProtocolMismatch(f"{self.ep.label} sent a reply that is not JSON-RPC")
+        err = reply.get("error")
+        if err:
+            if isinstance(err, dict):
+                raise XapiError(str(err.get("message", "")), err.get("data") or [], method=method)
+            if isinstance(err, list) and err:
+                raise XapiError(str(err[0]), err[1:], method=method)
+            raise ProtocolMismatch(f"{self.ep.label} sent a malformed JSON-RPC error")
+        return reply.get("result")
+
+    def _post(
+        self, path: str, body: bytes, headers: dict[str, str], method: str, timeout: float | None
+    ) -> tuple[int, bytes]:
+        t = timeout or self.timeout
+        self._local.timeout = t
+        for attempt in (1, 2):
+            conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+            reused = conn is not None and conn.sock is not None
+            if conn is None or conn not in self._all:
+                conn = self._local.conn = self._new_connection()
+            conn.timeout = t
+            try:
+                if conn.sock is not None:
+                    conn.sock.settimeout(t)
+                conn.request("POST", path, body, headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                self._local.headers = {k.lower(): v for k, v in resp.getheaders()}
+                if resp.will_close:
+                    self._drop(conn)
+                    self._local.conn = None
+                return resp.status, data
+            except (ConnectionFailed, ssl.CertificateError) as e:
+                self._drop(conn)
+                self._local.conn = None
+                if isinstance(e, ConnectionFailed):
+                    raise
+                raise ConnectionFailed(f"TLS verification of {self.ep.label} failed: {e}") from e
+            except (OSError, http.client.HTTPException) as e:
+                self._drop(conn)
+                self._local.conn = None
+                stale = isinstance(e, (http.client.RemoteDisconnected, BrokenPipeError,
+                                       ConnectionResetError))
+                if attempt == 1 and reused and stale and is_read(method):
+                    continue
+                raise _connection_error(self.ep, method, e) from e
+        raise AssertionError("unreachable")
+
+
+def _connection_error(ep: Endpoint, method: str, e: BaseException) -> ConnectionFailed:
+    if isinstance(e, TimeoutError | socket.timeout):
+        return ConnectionFailed(f"{ep.label} did not answer {method} in time")
+    if isinstance(e, ssl.SSLError):
+        return ConnectionFailed(f"TLS with {ep.label} failed: {e.reason or e}")
+    if isinstance(e, ConnectionRefusedError):
+        return ConnectionFailed(f"{ep.label} refused the connection (is xapi running?)")
+    if isinstance(e, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)):
+        return ConnectionFailed(
+            f"the connection to {ep.label} dropped during {method}"
+            + ("" if is_read(method) else "; it may or may not have run")
+        )
+    return ConnectionFailed(f"cannot talk to {ep.label}: {e}")
+
+
+class _XmlRpcHttp(xmlrpc.client.Transport):
+    """Hands the XenAPI package our (pinned, timed-out) connection for its thread and
+    records the response headers."""
+
+    def __init__(self, owner: XmlRpcTransport) -> None:
+        super().__init__()
+        self._owner = owner
+        self._extra_headers = [
+            ("User-Agent", USER_AGENT),
+            (THUMBPRINT_REQUEST, "sha-256:master"),
+        ]
+
+    def make_connection(self, host: Any) -> http.client.HTTPConnection:
+        if self._connection and self._connection[1] is not None:
+            conn = self._connection[1]
+            if conn.sock is not None or conn in self._owner._all:
+                return conn
+        conn = self._owner._new_connection()
+        self._connection = (host, conn)
+        return conn
+
+    def parse_response(self, response: http.client.HTTPResponse) -> Any:
+        self._owner._local.headers = {k.lower(): v for k, v in response.getheaders()}
+        return super().parse_response(response)
+
+
+class XmlRpcTransport(Transport):
+    """XML-RPC through the official XenAPI package (one ``XenAPI.Session`` per thread)."""
+
+    name = "XML-RPC"
+
+    def _session(self) -> Any:
+        s = getattr(self._local, "xs", None)
+        if s is None:
+            uri = "http://localhost/" if self.ep.scheme == "unix" else self.ep.url + "/"
+            s = XenAPI.Session(uri, transport=_XmlRpcHttp(self))
+            self._local.xs = s
+        return s
+
+    def call(self, method: str, params: list[Any], timeout: float | None = None) -> Any:
+        t = timeout or self.timeout
+        self._local.timeout = t
+        for attempt in (1, 2):
+            xs = self._session()
+            http_t: _XmlRpcHttp = xs.transport
+            conn = http_t._connection[1] if http_t._connection else None
+            reused = conn is not None and conn.sock is not None
+            if conn is not None:
+                conn.timeout = t
+                if conn.sock is not None:
+                    conn.sock.settimeout(t)
+            try:
+                raw = getattr(xs, method)(*params)
+            except ConnectionFailed:
+                self._local.xs = None
+                raise
+            except xmlrpc.client.ProtocolError as e:
+                self._local.xs = None
+                raise ProtocolMismatch(f"{self.ep.label} answered HTTP {e.errcode} to XML-RPC") from e
+            except (OSError, http.client.HTTPException) as e:
+                if conn is not None:
+                    self._drop(conn)
+                self._local.xs = None
+                stale = isinstance(e, (http.client.RemoteDisconnected, BrokenPipeError,
+                                       ConnectionResetError))
+                if attempt == 1 and reused and stale and is_read(method):
+                    continue
+                raise _connection_error(self.ep, method, e) from e
+            except Exception as e:  # expat errors and the like: not xapi speaking
+                self._local.xs = None
+                raise ProtocolMismatch(f"{self.ep.label} sent an unreadable XML-RPC reply") from e
+            return _parse_xml_result(raw, method, self.ep)
+        raise AssertionError("unreachable")
+
+
+def _parse_xml_result(raw: Any, method: str, ep: Endpoint) -> Any:
+    if method == "system.listMethods":
+        return raw
+    if not isinstance(raw, dict) or "Status" not in raw:
+        raise ProtocolMismatch(f"{ep.label} sent an XML-RPC reply without Status")
+    if raw["Status"] == "Success":
+        return _plain(raw.get("Value", ""))
+    desc = raw.get("ErrorDescription") or ["INTERNAL_ERROR", "no ErrorDescription"]
+    raise XapiError(str(desc[0]), [str(x) for x in desc[1:]], method=method)
+
+
+def _plain(v: Any) -> Any:
+    """XML-RPC values as plain Python (xmlrpc DateTime -> its string form)."""
+    if isinstance(v, xmlrpc.client.DateTime):
+        return v.value
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    return v
+
+
+def make_transport(kind: str, ep: Endpoint, trust: TrustPolicy, timeout: float) -> Transport:
+    if kind == "json":
+        return JsonRpcTransport(ep, trust, timeout)
+    if kind == "xml":
+        return XmlRpcTransport(ep, trust, timeout)
+    raise ValueError(kind)
