@@ -29,11 +29,12 @@ def serve(
     op_time: float,
     latency: float,
     auth_fail_delay: float,
+    jsonrpc: bool = True,
 ) -> int:
     sim = Simulator(
         seed=seed, vms=vms, host=host, port=port, unix_path=unix, password=password,
         tls=not plain, http_port=http_port, cert_file=cert, key_file=key, op_time=op_time,
-        auth_fail_delay=auth_fail_delay,
+        auth_fail_delay=auth_fail_delay, jsonrpc=jsonrpc,
     )
     sim.faults.latency = latency
     sim.start()

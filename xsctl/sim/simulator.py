@@ -74,6 +74,7 @@ class Simulator:
         op_time: float = 0.5,
         auth_fail_delay: float = 5.0,
         member_listeners: bool = True,
+        jsonrpc: bool = True,
     ) -> None:
         # handler modules register themselves on import
         from xsctl.sim import handlers  # noqa: F401
@@ -91,7 +92,10 @@ class Simulator:
         self.op_time = op_time
         self.auth_fail_delay = auth_fail_delay
         self.member_listeners = member_listeners
+        self.jsonrpc = jsonrpc  # False: /jsonrpc answers 404, like a host without it
         self.faults = Faults()
+        # event.next keeps at most this many unread events before EVENTS_LOST
+        self.event_next_queue_limit = 100_000
         self.control_token = secrets.token_hex(16)
         self.http_get: dict[str, HttpHandler] = {}
         self.http_put: dict[str, HttpHandler] = {}
@@ -158,7 +162,7 @@ class Simulator:
             tls_ctx = self.certs[href].context() if scheme_tls else None
             if href == master:
                 lst = make_tcp(self, href, (self.bind_host, self.port), tls_ctx)
-                self.port = lst.server.server_address[1]
+                self.port = lst.port
             else:
                 if not self.member_listeners:
                     continue
@@ -170,7 +174,7 @@ class Simulator:
             self.listeners.setdefault(href, []).append(lst)
         if self.http_port is not None:
             lst = make_tcp(self, master, (self.bind_host, self.http_port), None)
-            self.http_port = lst.server.server_address[1]
+            self.http_port = lst.port
             lst.start()
             self.listeners[master].append(lst)
         if self.unix_path:
