@@ -166,6 +166,11 @@ class Datamodel:
         self.errors: dict[str, list[str]] = base["errors"]
         self.enums: dict[str, list[str]] = extra["enums"]
         self.classes: dict[str, ClassDef] = {}
+        # messages whose lifecycle is Removed: they still dispatch, to MESSAGE_REMOVED
+        self.removed_messages: dict[str, list[str]] = {
+            c: list(extra["classes"].get(c, {}).get("removed_messages", []))
+            for c in base["classes"]
+        }
         param_defaults: dict[str, dict[str, Any]] = {
             k: v for k, v in extra["param_defaults"].items() if not k.startswith("_")
         }

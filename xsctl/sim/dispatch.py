@@ -9,6 +9,7 @@ the field is writable, add_to/remove_from, create, destroy, get_all_records_wher
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,8 +20,16 @@ from typing import TYPE_CHECKING, Any
 from xsctl.sim.datamodel import ClassDef, Datamodel, MessageDef, XType
 from xsctl.sim.errors import XapiFailure, internal_error
 from xsctl.sim.store import Store, now_datetime
-from xsctl.sim.where import compile_expr
-from xsctl.sim.wire import NULL_REF, DateTime, Row, xml_value
+from xsctl.sim.where import compile_expr, db_column
+from xsctl.sim.wire import (
+    NULL_REF,
+    DateTime,
+    Row,
+    ocaml_failure,
+    ocaml_string,
+    rpc_repr,
+    xml_value,
+)
 
 if TYPE_CHECKING:
     from xsctl.sim.simulator import Simulator
@@ -96,8 +105,7 @@ class Context:
                 time.sleep(total / steps)
             if task is None or not self.store.exists(task, "task"):
                 continue
-            row = self.store.get(task, "task")
-            if row["status"] == "cancelling":
+            if is_cancelling(self.store.get(task, "task")):
                 raise XapiFailure("TASK_CANCELLED", task)
             self.store.update(task, {"progress": round((i + 1) / (steps + 1), 3)})
 
@@ -114,6 +122,14 @@ class Context:
             with self.lock:
                 if self.store.exists(ref):
                     self.store.del_map_key(ref, "current_operations", task)
+
+
+def is_cancelling(task_row: Row) -> bool:
+    """taskHelper.ml is_cancelling: task.cancel put ``cancel`` in current_operations.
+    Only an operation that made its task cancellable (allowed_operations) heeds it."""
+    return "cancel" in task_row["allowed_operations"] and any(
+        op == "cancel" for op in task_row["current_operations"].values()
+    )
 
 
 def new_task(sim: Simulator, label: str, session: str | None, cancellable: bool) -> str:
@@ -144,6 +160,9 @@ def complete_task(sim: Simulator, task: str, result: Any) -> None:
     with store.lock:
         if not store.exists(task, "task"):
             return
+        if store.get(task, "task")["status"] != "pending":
+            _destroy_if_asked(sim, task)
+            return
         store.update(
             task,
             {
@@ -162,6 +181,9 @@ def fail_task(sim: Simulator, task: str, failure: XapiFailure) -> None:
     with store.lock:
         if not store.exists(task, "task"):
             return
+        if store.get(task, "task")["status"] != "pending":
+            _destroy_if_asked(sim, task)
+            return
         store.update(
             task,
             {
@@ -177,77 +199,123 @@ def fail_task(sim: Simulator, task: str, failure: XapiFailure) -> None:
 
 
 def _destroy_if_asked(sim: Simulator, task: str) -> None:
-    if sim.store.get(task, "task")["other_config"].get("destroy_on_finish") == "true":
+    """task.destroy of a pending task leaves ``destroy`` in its current_operations;
+    xapi's GC then removes it once complete (db_gc_util.ml timeout_tasks)."""
+    ops = sim.store.get(task, "task")["current_operations"].values()
+    if "destroy" in ops:
         sim.store.destroy(task)
 
 
 # ---------------------------------------------------------------- coercion
 
+_OCAML_INT = re.compile(
+    r"[-+]?(?:0[xX][0-9a-fA-F][0-9a-fA-F_]*|0[oO][0-7][0-7_]*|0[bB][01][01_]*|[0-9][0-9_]*)"
+)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _int64_of_string(s: str) -> int:
+    """OCaml's Int64.of_string: decimal (or 0x/0o/0b) digits with '_' separators,
+    no surrounding spaces; out-of-range decimal values fail."""
+    if _OCAML_INT.fullmatch(s) is None:
+        raise _Unmarshal("Int64.of_string")
+    text = s.replace("_", "")
+    sign = -1 if text.startswith("-") else 1
+    body = text.lstrip("+-")
+    if body[:2].lower() in ("0x", "0o", "0b"):
+        n = int(body[2:], {"x": 16, "o": 8, "b": 2}[body[1].lower()])
+        if n > 2**64 - 1:
+            raise _Unmarshal("Int64.of_string")
+        n = n - 2**64 if n > INT64_MAX else n  # wraps, as OCaml does
+        return sign * n
+    n = sign * int(body)
+    if not INT64_MIN <= n <= INT64_MAX:
+        raise _Unmarshal("Int64.of_string")
+    return n
+
+
+class _Unmarshal(Exception):
+    """An OCaml ``Failure`` raised while unmarshalling an argument."""
+
+
+def _expected(what: str, v: Any) -> _Unmarshal:
+    return _Unmarshal(f"Expected {what}, got '{rpc_repr(v)}'")
+
+
+def _unmarshal(v: Any, t: XType, dm: Datamodel) -> Any:
+    """One argument as the generated server unmarshals it (ocaml-rpc rpc.ml):
+    int64 takes Int or String, float Float, Int or String, bool only Bool, strings
+    and refs only String, datetimes String or DateTime."""
+    k = t.kind
+    if k in ("string", "ref"):
+        if isinstance(v, str) and not isinstance(v, DateTime):
+            return v
+        raise _expected("string", v)
+    if k == "enum":
+        if not isinstance(v, str) or isinstance(v, DateTime):
+            raise _expected("string", v)
+        values = dm.enums.get(t.name)
+        if values is not None:
+            for e in values:
+                if e.lower() == v.lower():
+                    return e
+            raise _Unmarshal(f"Unknown {t.name} value: {v}")
+        return v
+    if k == "int":
+        if isinstance(v, bool):
+            raise _expected("int64", v)
+        if isinstance(v, int):
+            return v
+        if isinstance(v, str) and not isinstance(v, DateTime):
+            return _int64_of_string(v)
+        raise _expected("int64", v)
+    if k == "float":
+        if isinstance(v, bool):
+            raise _expected("float", v)
+        if isinstance(v, (int, float)):
+            return float(v)
+        if isinstance(v, str) and not isinstance(v, DateTime):
+            try:
+                return float(v.replace("_", ""))
+            except ValueError:
+                raise _Unmarshal("float_of_string") from None
+        raise _expected("float", v)
+    if k == "bool":
+        if isinstance(v, bool):
+            return v
+        raise _expected("bool", v)
+    if k == "datetime":
+        if isinstance(v, str):
+            return DateTime(v)
+        raise _Unmarshal("Date.t_of_rpc")
+    if k == "set":
+        if not isinstance(v, list):
+            raise _expected("list", v)
+        assert t.inner is not None
+        return [_unmarshal(x, t.inner, dm) for x in v]
+    if k == "map":
+        if not isinstance(v, dict):
+            raise _expected("dict", v)
+        assert t.value is not None and t.key is not None
+        out = {}
+        for kk, x in v.items():
+            key = str(_unmarshal(kk, t.key, dm)) if t.key.kind != "string" else kk
+            out[key] = _unmarshal(x, t.value, dm)
+        return out
+    if k == "record":
+        if not isinstance(v, dict):
+            raise _Unmarshal("bad __structure")
+        return coerce_record(v, dm.classes[t.name], dm)
+    return v
+
 
 def coerce(v: Any, t: XType, dm: Datamodel, where: str = "") -> Any:
-    """Unmarshal one argument the way ocaml-rpc does (int64 accepts Int or String;
-    bool only Bool; float Float/Int/String)."""
-    k = t.kind
+    """Unmarshal one argument; a mismatch is INTERNAL_ERROR with the text of the
+    OCaml exception (ExnHelper.error_of_exn: ``Failure("Expected bool, got 'S(x)'")``)."""
     try:
-        if k in ("string", "ref"):
-            if isinstance(v, str):
-                return v
-            raise ValueError(f"Expected string, got {v!r}")
-        if k == "enum":
-            if not isinstance(v, str):
-                raise ValueError(f"Expected string, got {v!r}")
-            values = dm.enums.get(t.name)
-            if values is not None:
-                for e in values:
-                    if e.lower() == v.lower():
-                        return e
-                raise ValueError(f"Unknown value {v} for enum {t.name}")
-            return v
-        if k == "int":
-            if isinstance(v, bool):
-                raise ValueError(f"Expected int, got {v!r}")
-            if isinstance(v, int):
-                return int(v)
-            if isinstance(v, str):
-                return int(v.strip())
-            if isinstance(v, float) and v.is_integer():
-                return int(v)
-            raise ValueError(f"Expected int64, got {v!r}")
-        if k == "float":
-            if isinstance(v, bool):
-                raise ValueError(f"Expected float, got {v!r}")
-            if isinstance(v, (int, float)):
-                return float(v)
-            if isinstance(v, str):
-                return float(v)
-            raise ValueError(f"Expected float, got {v!r}")
-        if k == "bool":
-            if isinstance(v, bool):
-                return v
-            raise ValueError(f"Expected bool, got {v!r}")
-        if k == "datetime":
-            if isinstance(v, str):
-                return DateTime(v)
-            raise ValueError(f"Expected datetime, got {v!r}")
-        if k == "set":
-            if not isinstance(v, list):
-                raise ValueError(f"Expected array, got {v!r}")
-            assert t.inner is not None
-            return [coerce(x, t.inner, dm, where) for x in v]
-        if k == "map":
-            if not isinstance(v, dict):
-                raise ValueError(f"Expected struct, got {v!r}")
-            assert t.value is not None
-            return {str(kk): coerce(x, t.value, dm, where) for kk, x in v.items()}
-        if k == "record":
-            if not isinstance(v, dict):
-                raise ValueError(f"Expected struct, got {v!r}")
-            return coerce_record(v, dm.classes[t.name], dm)
-        return v
-    except XapiFailure:
-        raise
-    except (ValueError, TypeError) as e:
-        raise internal_error(f"Rpc.Runtime_error: {e}") from e
+        return _unmarshal(v, t, dm)
+    except _Unmarshal as e:
+        raise internal_error(ocaml_failure(str(e))) from e
 
 
 def coerce_record(v: dict[str, Any], cdef: ClassDef, dm: Datamodel) -> dict[str, Any]:
@@ -258,18 +326,32 @@ def coerce_record(v: dict[str, Any], cdef: ClassDef, dm: Datamodel) -> dict[str,
         if f.qualifier == "RO/runtime":
             continue
         if fname in v:
-            out[fname] = coerce(v[fname], f.type, dm)
+            try:
+                out[fname] = _unmarshal(v[fname], f.type, dm)
+            except _Unmarshal as e:
+                raise internal_error(ocaml_failure(str(e))) from e
         elif f.has_default:
             d = f.default
             out[fname] = dict(d) if isinstance(d, dict) else list(d) if isinstance(d, list) else d
         elif fname == "uuid":
             continue
         else:
-            raise internal_error(f"Dispatcher_FieldNotFound(\"{fname}\")")
+            raise internal_error(f"Server_helpers.Dispatcher_FieldNotFound({ocaml_string(fname)})")
     return out
 
 
 # ---------------------------------------------------------------- dispatcher
+
+
+ASYNC_PREFIXES = ("Async.", "InternalAsync.")
+
+
+def strip_async(method: str) -> tuple[str, bool]:
+    """server_helpers.ml sync_ty_and_maybe_remove_prefix."""
+    for prefix in ASYNC_PREFIXES:
+        if method.startswith(prefix):
+            return method[len(prefix) :], True
+    return method, False
 
 
 class Dispatcher:
@@ -282,66 +364,108 @@ class Dispatcher:
             for m in cdef.messages.values():
                 self.wire[m.wire_name] = m
                 self.sync_alias[f"{m.cls}_{m.name}"] = m
+        # messages whose lifecycle is Removed still dispatch: they check the session
+        # and answer MESSAGE_REMOVED (gen_server.ml)
+        self.removed: set[str] = set()
+        for cname, names in self.dm.removed_messages.items():
+            for n in names:
+                self.removed.add(f"{cname}.{n}")
+                self.removed.add(f"{cname}_{n}")
 
     def list_methods(self) -> list[str]:
-        names = sorted(self.wire)
-        names += sorted(f"Async.{n}" for n, m in self.wire.items() if m.can_async)
-        names += ["system.listMethods", "system.isAlive"]
+        """system.listMethods: the synchronous wire name of every message, class by
+        class (gen_server.ml); no Async variants, no system.* names."""
+        names: list[str] = []
+        for cname, cdef in self.dm.classes.items():
+            names += [m.wire_name for m in cdef.messages.values()]
+            names += [f"{cname}.{n}" for n in self.dm.removed_messages.get(cname, [])]
         return names
 
     def lookup(self, method: str) -> tuple[MessageDef | None, bool]:
-        if method.startswith("Async."):
-            m = self.wire.get(method[len("Async.") :])
-            if m is not None and not m.can_async:
-                raise XapiFailure(
-                    "Fault", f"No async mode for this operation (rpc: {method})"
-                )
-            return m, True
-        m = self.wire.get(method) or self.sync_alias.get(method)
-        return m, False
+        name, is_async = strip_async(method)
+        m = self.wire.get(name) or self.sync_alias.get(name)
+        return m, is_async
 
     def call(self, method: str, params: list[Any], conn: Conn) -> Any:
+        """One RPC, with xapi's checks in xapi's order (gen_server.ml dispatch_call):
+        UTF-8 of every parameter, the method, the parameter count, unmarshalling,
+        the session, then async support, then the operation."""
         for p in params:
             _check_utf8(p)
-        if method.startswith("system.isAlive"):
-            return params[0] if params else ""
-        m, is_async = self.lookup(method)
+        name, is_async = strip_async(method)
+        if name == "system.listMethods":
+            return self.list_methods()
+        m = self.wire.get(name) or self.sync_alias.get(name)
         if m is None:
-            if params and isinstance(params[0], str) and params[0].startswith("OpaqueRef:"):
-                self.check_session(params[0], conn)
-            raise XapiFailure("MESSAGE_METHOD_UNKNOWN", method)
-        args = list(params[1:] if m.takes_session else params)
-        expected = len(m.params)
-        if len(args) < expected:
-            missing = [name for _, name in m.params[len(args) :]]
-            if all(n in m.defaults for n in missing):
-                args += [m.defaults[n] for n in missing]
-        if len(args) != expected or (m.takes_session and not params):
-            received = len(params) - (1 if m.takes_session and params else 0)
-            raise XapiFailure("MESSAGE_PARAMETER_COUNT_MISMATCH", m.wire_name, expected, received)
-        args = [coerce(a, t, self.dm) for a, (t, _) in zip(args, m.params, strict=True)]
+            return self.unknown(name, params, conn)
+        if name in self.removed:
+            return self.removed_message(params, conn)
+        required = [p for p in m.params if p[1] not in m.defaults]
+        n_args = len(params) - (1 if m.takes_session else 0)
+        if len(required) == len(m.params):
+            count_ok = n_args == len(required)
+        else:  # the generated pattern is `a :: b :: default_args`: extras are ignored
+            count_ok = n_args >= len(required)
+        if not count_ok or (m.takes_session and not params):
+            raise XapiFailure(
+                "MESSAGE_PARAMETER_COUNT_MISMATCH", m.wire_name, len(required), n_args
+            )
+        raw = list(params[1:] if m.takes_session else params)
         session: str | None = None
         if m.takes_session:
-            session = params[0]
-            if not isinstance(session, str):
-                raise XapiFailure("SESSION_INVALID", str(session))
+            session = coerce(params[0], _SESSION_TYPE, self.dm)
+        args = []
+        for i, (t, pname) in enumerate(m.params):
+            v = raw[i] if i < len(raw) else m.defaults[pname]
+            args.append(coerce(v, t, self.dm))
+        if session is not None:
             self.check_session(session, conn)
+        if is_async and not m.can_async:
+            raise XapiFailure("Fault", f"No async mode for this operation (rpc: {name})")
         spec = HANDLERS.get(m.wire_name)
         if is_async:
-            return self.start_async(m, spec, args, session, conn)
+            return self.start_async(m, spec, args, session, conn, label=method)
         ctx = Context(self.sim, conn, m.wire_name, session, None)
+        if m.can_async:
+            # Context.of_http_req: a sync call of a message that has an async mode
+            # runs under a real task in the database, destroyed when it returns
+            ctx.task = new_task(self.sim, method, session, cancellable=False)
+            ctx._own_task = True
         try:
             result = self.run(m, spec, ctx, args)
         finally:
             ctx.finish_own_task()
         return "" if result is None else result
 
+    def unknown(self, name: str, params: list[Any], conn: Conn) -> Any:
+        """Not a built-in message (gen_server.ml): ``system.isAlive:<x>`` echoes its
+        first parameter; with parameters the first is checked as a session and the
+        call goes to the host extensions, which know nothing of it
+        (xapi_extensions.ml); either way MESSAGE_METHOD_UNKNOWN [name]."""
+        if name.startswith("system.isAlive:"):
+            if not params:
+                raise internal_error(ocaml_failure("hd"))
+            return params[0]
+        if params:
+            session = coerce(params[0], _SESSION_TYPE, self.dm)
+            self.check_session(session, conn)
+        raise XapiFailure("MESSAGE_METHOD_UNKNOWN", name)
+
+    def removed_message(self, params: list[Any], conn: Conn) -> Any:
+        if not params:
+            raise internal_error(ocaml_failure("hd"))
+        session = coerce(params[0], _SESSION_TYPE, self.dm)
+        self.check_session(session, conn)
+        raise XapiFailure("MESSAGE_REMOVED")
+
     def check_session(self, session: str, conn: Conn) -> None:
+        """session_check.ml: an unknown session is SESSION_INVALID; a (non-pool)
+        session used on a pool member is HOST_IS_SLAVE [master address]."""
         sim = self.sim
         row = sim.store.tables["session"].get(session)
         if row is None:
             raise XapiFailure("SESSION_INVALID", session)
-        if not conn.unix and conn.host != sim.master_ref():
+        if not conn.unix and conn.host != sim.master_ref() and not row["pool"]:
             raise XapiFailure("HOST_IS_SLAVE", sim.master_address())
 
     def run(self, m: MessageDef, spec: HandlerSpec | None, ctx: Context, args: list[Any]) -> Any:
@@ -356,9 +480,12 @@ class Dispatcher:
         args: list[Any],
         session: str | None,
         conn: Conn,
+        label: str | None = None,
     ) -> str:
         sim = self.sim
-        task = new_task(sim, f"Async.{m.wire_name}", session, bool(spec and spec.cancellable))
+        task = new_task(
+            sim, label or f"Async.{m.wire_name}", session, bool(spec and spec.cancellable)
+        )
         ctx = Context(sim, conn, m.wire_name, session, task)
 
         def runner() -> None:
@@ -389,7 +516,7 @@ class Dispatcher:
         if name == "get_all_records":
             return dict(store.all(cls))
         if name in ("get_all_records_where", "get_all_where"):
-            pred = compile_expr(args[0])
+            pred = compile_expr(args[0], cls, list(cdef.fields))
             with ctx.lock:
                 hits = {r: row for r, row in store.all(cls).items() if pred(row)}
             return hits if name == "get_all_records_where" else list(hits)
@@ -417,7 +544,11 @@ class Dispatcher:
             with ctx.lock:
                 row = store.get(args[0], cls)
                 if args[1] in row[fname]:
-                    raise XapiFailure("MAP_DUPLICATE_KEY", cls, fname, row.get("uuid", ""), args[1])
+                    # Db_exn.Duplicate_key (table, column, uuid, key)
+                    raise XapiFailure(
+                        "MAP_DUPLICATE_KEY", cls, db_column(cls, fname), row.get("uuid", ""),
+                        args[1],
+                    )
                 store.set_map_key(args[0], fname, args[1], args[2])
             return None
         if name.startswith("remove_from_") and name[12:] in cdef.fields:
@@ -446,19 +577,28 @@ class Dispatcher:
         return store.create(cls, record)
 
 
-def _check_utf8(v: Any) -> None:
+_SESSION_TYPE = XType("ref", name="session")
+
+
+def _valid_utf8(v: Any) -> bool:
     if isinstance(v, str):
         try:
             v.encode("utf-8")
-        except UnicodeEncodeError as e:
-            raise XapiFailure("INVALID_VALUE", "Invalid UTF-8 string in parameter", repr(v)) from e
-    elif isinstance(v, list):
-        for x in v:
-            _check_utf8(x)
-    elif isinstance(v, dict):
-        for k, x in v.items():
-            _check_utf8(k)
-            _check_utf8(x)
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(v, list):
+        return all(_valid_utf8(x) for x in v)
+    if isinstance(v, dict):
+        return all(_valid_utf8(k) and _valid_utf8(x) for k, x in v.items())
+    return True
+
+
+def _check_utf8(v: Any) -> None:
+    """gen_server.ml: every parameter, printed with Rpc.to_string, must be UTF-8,
+    else INVALID_VALUE ["Invalid UTF-8 string in parameter", <Rpc.to_string p>]."""
+    if not _valid_utf8(v):
+        raise XapiFailure("INVALID_VALUE", "Invalid UTF-8 string in parameter", rpc_repr(v))
 
 
 __all__ = [

@@ -9,6 +9,7 @@ Endpoints mirror ocaml/xapi/xapi.ml: XML-RPC at ``/`` and ``/RPC2``, JSON-RPC at
 from __future__ import annotations
 
 import contextlib
+import html
 import http.server
 import json
 import socket
@@ -29,10 +30,21 @@ if TYPE_CHECKING:
 THUMBPRINT_REQUEST = "x-xenapi-request-host-certificate-thumbprint"
 THUMBPRINT_RESPONSE = "x-xenapi-response-host-certificate-thumbprint"
 
-_ERROR_500 = (
-    b"<html><body><h1>HTTP 500 internal server error</h1>An unexpected error occurred; "
-    b"please wait a while and try again. If the problem persists, please contact your "
-    b"support representative.<h1> Additional information </h1></body></html>"
+def error_500_body(extra: str) -> bytes:
+    """http_svr.ml response_internal_error: the body, with the exception text
+    (HTML-escaped) as "Additional information"."""
+    return (
+        "<html><body><h1>HTTP 500 internal server error</h1>An unexpected error "
+        "occurred; please wait a while and try again. If the problem persists, please "
+        "contact your support representative.<h1> Additional information </h1>"
+        + html.escape(extra, quote=True)
+        + "</body></html>"
+    ).encode("utf-8", "replace")
+
+
+_FORBIDDEN = (
+    b"<html><body><h1>HTTP 403 forbidden</h1>Access to the requested resource is "
+    b"forbidden.</body></html>"
 )
 
 
@@ -45,7 +57,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     server_version = "xapi/simulated"
     sys_version = ""
     timeout = 600
-    server: _Server | _UnixServer  # type: ignore[assignment]
+    server: _Server | _UnixServer
 
     # quiet: a simulator serving thousands of calls should not spam stderr
     def log_message(self, format: str, *args: Any) -> None:
@@ -83,10 +95,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return self.rfile.read(n) if n else b""
 
     def send(
-        self, code: int, body: bytes, ctype: str, extra: dict[str, str] | None = None
+        self, code: int, body: bytes, ctype: str | None, extra: dict[str, str] | None = None
     ) -> None:
         self.send_response(code)
-        self.send_header("Content-Type", ctype)
+        if ctype is not None:
+            self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         for k, v in (extra or {}).items():
             self.send_header(k, v)
@@ -125,16 +138,32 @@ class Handler(http.server.BaseHTTPRequestHandler):
     # ------------------------------------------------------------ verbs
 
     def do_OPTIONS(self) -> None:
+        """http_svr.ml respond_to_options (the CORS preflight)."""
+        requested = self.headers.get("Access-Control-Request-Headers")
         self.send(
             200,
             b"",
-            "text/plain",
+            None,
             {
                 "Access-Control-Allow-Origin": "*",
-                "Access-Control-Allow-Headers": "X-Requested-With, Content-Type",
-                "Access-Control-Allow-Methods": "POST, GET, OPTIONS",
+                "Access-Control-Allow-Headers": (
+                    f"{requested}, X-Requested-With" if requested else "X-Requested-With"
+                ),
+                "Access-Control-Allow-Methods": "PUT",
             },
         )
+
+    def error_500(self, exc: Exception) -> None:
+        """What xapi's HTTP server answers when a handler raises: 500 and close."""
+        self.close_connection = True
+        self.send_response(500, "Internal Error")
+        body = error_500_body(str(exc))
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Connection", "close")
+        self.send_header("Cache-Control", "no-cache, no-store")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def do_POST(self) -> None:
         path = urlsplit(self.path).path
@@ -143,12 +172,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.control(body)
             return
         self.fault_gate()
-        if path in ("/", "/RPC2"):
+        # handlers are found by longest prefix (http_svr.ml Radix_tree.longest_prefix):
+        # /jsonrpc... is JSON-RPC; /, /RPC2 and anything else, /json included, XML-RPC
+        if path.startswith("/jsonrpc"):
+            if self.sim.jsonrpc:
+                self.jsonrpc(body)
+            else:  # a host without JSON-RPC (for clients' fallback tests)
+                self.send(
+                    404, b"<html><body><h1>HTTP 404 not found</h1></body></html>", "text/html"
+                )
+        elif path.startswith("/"):
             self.xmlrpc(body)
-        elif path == "/jsonrpc" and self.sim.jsonrpc:
-            self.jsonrpc(body)
         else:
-            self.send(404, b"<html><body><h1>HTTP 404 not found</h1></body></html>", "text/html")
+            self.close_connection = True
+            self.send(403, _FORBIDDEN, "text/html", {"Connection": "close"})
 
     def do_GET(self) -> None:
         parts = urlsplit(self.path)
@@ -185,22 +222,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def xmlrpc(self, body: bytes) -> None:
         try:
             method, params = wire.parse_xml_request(body)
-        except wire.RequestError:
-            self.send(500, _ERROR_500, "text/html")
+        except wire.RequestError as e:
+            self.error_500(e)
             return
         code: str | None = None
-        if method == "system.listMethods":
-            text = wire.xml_list_methods(self.sim.dispatcher.list_methods())
-        else:
-            try:
-                result = self.sim.dispatcher.call(method, params, self.conn_info())
+        try:
+            result = self.sim.dispatcher.call(method, params, self.conn_info())
+            if method == "system.listMethods":  # api_server.ml: no Status envelope
+                text = wire.xml_list_methods(result)
+            else:
                 text = wire.xml_success(result)
-            except XapiFailure as f:
-                code = f.code
-                text = wire.xml_failure(f.code, f.params)
+        except XapiFailure as f:
+            code = f.code
+            text = wire.xml_failure(f.code, f.params)
         self.send(
             200,
-            text.encode("utf-8"),
+            wire.encode_body(text),
             "text/xml",
             {
                 "Access-Control-Allow-Origin": "*",
@@ -212,22 +249,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def jsonrpc(self, body: bytes) -> None:
         try:
             version, id_, method, params = wire.parse_json_request(body)
-        except wire.RequestError:
-            self.send(500, _ERROR_500, "text/html")
+        except wire.RequestError as e:
+            self.error_500(e)
             return
         code: str | None = None
         try:
-            if method == "system.listMethods":
-                result: Any = self.sim.dispatcher.list_methods()
-            else:
-                result = self.sim.dispatcher.call(method, params, self.conn_info())
+            result = self.sim.dispatcher.call(method, params, self.conn_info())
             text = wire.json_success(result, id_, version)
         except XapiFailure as f:
             code = f.code
             text = wire.json_failure(f.code, f.params, id_, version)
         self.send(
             200,
-            text.encode("utf-8"),
+            wire.encode_body(text),
             "application/json",
             {
                 "Access-Control-Allow-Origin": "*",
@@ -309,7 +343,7 @@ class _Server(_Tracking, http.server.ThreadingHTTPServer):
                     request.close()
                 return
             request.settimeout(None)
-        self.RequestHandlerClass(request, client_address, self)
+        Handler(request, client_address, self)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass
@@ -338,6 +372,13 @@ class Listener:
             target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True,
             name=f"sim listener {server.server_address!r}",
         )
+
+    @property
+    def port(self) -> int:
+        addr = self.server.server_address
+        assert isinstance(addr, tuple)
+        port: int = addr[1]
+        return port
 
     def start(self) -> None:
         self.thread.start()

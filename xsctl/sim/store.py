@@ -4,7 +4,8 @@ generation counters for event.from, and xapi's one-to-many relations kept in ste
 Every write publishes a new :class:`Row` and bumps the generation, so a row handed to
 a serializer is a consistent snapshot and never changes under it. Messages (alerts)
 live outside the database in xapi and count in the second half of the event token;
-they do the same here.
+they do the same here. Like xapi (xapi_message.ml ``write``/``destroy_real``), creating
+or destroying one still consumes a database generation.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import bisect
 import random
 import threading
-import uuid as uuidlib
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -47,6 +47,8 @@ RELATIONS: list[tuple[str, str, str, str]] = [
 MESSAGE_CLASSES = frozenset({"message"})
 
 AllowedOps = Callable[["Store", Row], list[str]]
+# (class, "add" | "mod" | "del", ref, row) after every write, with the lock held
+Watcher = Callable[[str, str, str, Row], None]
 
 # class -> function computing a row's allowed_operations, registered by the handler
 # modules; applied every time a row of that class is published.
@@ -59,6 +61,10 @@ def allowed_ops(cls: str) -> Callable[[AllowedOps], AllowedOps]:
         return fn
 
     return deco
+
+
+_UUID_MASK = ~(0xF000 << 64) & ~(0xC000 << 48) & (2**128 - 1)
+_UUID_V4 = (0x4000 << 64) | (0x8000 << 48)
 
 
 def now_datetime() -> DateTime:
@@ -80,8 +86,8 @@ class Store:
         self.cls_of: dict[str, str] = {}
         self.created: dict[str, int] = {}
         self.modified: dict[str, int] = {}
-        self.gen = 0  # database generation
-        self.msg_gen = 0  # message generation (second half of tokens)
+        self.gen = 0  # database generation (messages consume generations too)
+        self.msg_gen = 0  # generation of the last message write (second half of tokens)
         self.log: list[tuple[int, str]] = []  # (generation, ref) of every write
         self.msg_log: list[tuple[int, str]] = []
         self.deleted: list[tuple[int, str, str, int]] = []  # (gen, cls, ref, created)
@@ -94,11 +100,18 @@ class Store:
                 self.child_rel.setdefault(child, []).append((cfield, parent, pfield))
         self.epoch = 0  # bumped by a simulated xapi restart
         self.field_names = {c: frozenset(d.fields) for c, d in dm.classes.items()}
+        self.watchers: list[Watcher] = []
+        # per class: a record of defaults, and which of its fields hold a list or dict
+        # that each new row needs its own copy of (bulk loading creates 10^5 rows)
+        self._defaults: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {}
 
     # ------------------------------------------------------------ identities
 
     def new_uuid(self) -> str:
-        return str(uuidlib.UUID(int=self.rng.getrandbits(128), version=4))
+        """A random (seeded) version-4 UUID, as uuid.UUID(int=..., version=4) makes."""
+        n = (self.rng.getrandbits(128) & _UUID_MASK) | _UUID_V4
+        h = f"{n:032x}"
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
     def new_ref(self) -> str:
         return "OpaqueRef:" + self.new_uuid()
@@ -140,13 +153,30 @@ class Store:
             raise KeyError(f"{cls} has no field(s) {sorted(unknown)}")
 
     def _bump(self, cls: str, ref: str) -> int:
-        if cls in MESSAGE_CLASSES:
-            self.msg_gen += 1
-            self.msg_log.append((self.msg_gen, ref))
-            return self.msg_gen
         self.gen += 1
-        self.log.append((self.gen, ref))
+        if cls in MESSAGE_CLASSES:
+            self.msg_gen = self.gen
+            self.msg_log.append((self.gen, ref))
+        else:
+            self.log.append((self.gen, ref))
         return self.gen
+
+    def _notify(self, cls: str, op: str, ref: str, row: Row) -> None:
+        for w in self.watchers:
+            w(cls, op, ref, row)
+
+    def _default_row(self, cls: str) -> Row:
+        cached = self._defaults.get(cls)
+        if cached is None:
+            rec = self.dm.default_record(cls)
+            mutable = tuple(k for k, v in rec.items() if isinstance(v, (list, dict)))
+            cached = self._defaults[cls] = (rec, mutable)
+        rec, mutable = cached
+        row = Row(rec)
+        for k in mutable:
+            v = rec[k]
+            row[k] = list(v) if isinstance(v, list) else dict(v)
+        return row
 
     def _publish(self, cls: str, ref: str, row: Row) -> None:
         fn = self.allowed_ops.get(cls)
@@ -157,7 +187,7 @@ class Store:
 
     def create(self, cls: str, fields: dict[str, Any], ref: str | None = None) -> str:
         with self.lock:
-            row = Row(self.dm.default_record(cls))
+            row = self._default_row(cls)
             self._check_fields(cls, fields)
             row.update(fields)
             if "uuid" in row and not row["uuid"]:
@@ -168,6 +198,8 @@ class Store:
                 self.uuids[cls][row["uuid"]] = ref
             self._publish(cls, ref, row)
             self.created[ref] = self.modified[ref]
+            if self.watchers:
+                self._notify(cls, "add", ref, row)
             for cfield, parent, pfield in self.child_rel.get(cls, ()):
                 self._link(parent, pfield, row.get(cfield, NULL_REF), ref, add=True)
             self.cond.notify_all()
@@ -184,6 +216,8 @@ class Store:
             row = Row(old)
             row.update(changes)
             self._publish(cls, ref, row)
+            if self.watchers:
+                self._notify(cls, "mod", ref, row)
             for cfield, parent, pfield in self.child_rel.get(cls, ()):
                 if cfield in changes and old.get(cfield) != row.get(cfield):
                     self._link(parent, pfield, old.get(cfield, NULL_REF), ref, add=False)
@@ -199,7 +233,7 @@ class Store:
                     continue
                 for row in self.tables[c].values():
                     row["allowed_operations"] = fn(self, row)
-                    row._xml = None
+                    row.invalidate()
 
     def republish(self, ref: str) -> None:
         """Publish ``ref`` again so derived fields (allowed_operations) are recomputed."""
@@ -219,12 +253,14 @@ class Store:
                 self.uuids[cls].pop(row["uuid"], None)
             created = self.created.pop(ref, 0)
             self.modified.pop(ref, None)
+            self.gen += 1
             if cls in MESSAGE_CLASSES:
-                self.msg_gen += 1
-                self.msg_deleted.append((self.msg_gen, cls, ref, created))
+                self.msg_gen = self.gen
+                self.msg_deleted.append((self.gen, cls, ref, created))
             else:
-                self.gen += 1
                 self.deleted.append((self.gen, cls, ref, created))
+            if self.watchers:
+                self._notify(cls, "del", ref, row)
             for cfield, parent, pfield in self.child_rel.get(cls, ()):
                 self._link(parent, pfield, row.get(cfield, NULL_REF), ref, add=False)
             self.cond.notify_all()
@@ -272,22 +308,26 @@ class Store:
 
     # ------------------------------------------------------------ events support
 
-    def changed_since(self, gen: int, msg_gen: int) -> Iterable[str]:
-        """Refs written after the given generations (may repeat; may be deleted)."""
+    def changed_since(self, gen: int) -> Iterable[str]:
+        """Database refs written after generation ``gen``, oldest write first (may
+        repeat; may be deleted since)."""
         i = bisect.bisect_right(self.log, (gen, "\uffff"))
         for _, ref in self.log[i:]:
             yield ref
-        j = bisect.bisect_right(self.msg_log, (msg_gen, "\uffff"))
-        for _, ref in self.msg_log[j:]:
-            yield ref
 
-    def deleted_since(self, gen: int, msg_gen: int) -> Iterable[tuple[str, str, int]]:
+    def deleted_since(self, gen: int) -> Iterable[tuple[int, str, str, int]]:
+        """(generation, class, ref, created) of database rows deleted after ``gen``."""
         i = bisect.bisect_right(self.deleted, (gen, "\uffff"))
-        for _, cls, ref, created in self.deleted[i:]:
-            yield cls, ref, created
-        j = bisect.bisect_right(self.msg_deleted, (msg_gen, "\uffff"))
-        for _, cls, ref, created in self.msg_deleted[j:]:
-            yield cls, ref, created
+        yield from self.deleted[i:]
+
+    def messages_since(self, gen: int) -> Iterable[tuple[int, str]]:
+        """(generation, ref) of message writes after ``gen``."""
+        j = bisect.bisect_right(self.msg_log, (gen, "\uffff"))
+        yield from self.msg_log[j:]
+
+    def messages_deleted_since(self, gen: int) -> Iterable[tuple[int, str, str, int]]:
+        j = bisect.bisect_right(self.msg_deleted, (gen, "\uffff"))
+        yield from self.msg_deleted[j:]
 
     def compact(self) -> None:
         """Drop superseded write-log entries (each live ref keeps its last write)."""

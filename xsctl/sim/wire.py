@@ -31,13 +31,19 @@ class Int32(int):
 
 class Row(dict[str, Any]):
     """A published store record. Rows are never mutated after publication (the store
-    copies on write), so their XML-RPC encoding can be cached on the row itself."""
+    copies on write), so their XML-RPC and JSON encodings are cached on the row."""
 
-    __slots__ = ("_xml",)
+    __slots__ = ("_json", "_xml")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._xml: str | None = None
+        self._json: str | None = None
+
+    def invalidate(self) -> None:
+        """Forget the cached encodings (only for in-place fix-ups before publication)."""
+        self._xml = None
+        self._json = None
 
 
 _ESCAPE_NEEDED = re.compile(r'[<>&"\x00-\x08\x0b\x0c\x0e-\x1f]')
@@ -176,26 +182,40 @@ def _from_xmlrpc(v: Any) -> Any:
 
 # ---------------------------------------------------------------- JSON-RPC
 
+# Yojson (ocaml-rpc's JSON printer) writes non-ASCII characters as raw UTF-8 and
+# escapes only '"', '\\', \b \f \n \r \t and the other control characters, DEL
+# included, as \u00XX; it never escapes '/'. json.dumps(ensure_ascii=False) is the same
+# but for DEL.
+_DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _dumps(v: Any) -> str:
+    text = _DUMPS(v)
+    return text.replace("\x7f", "\\u007f") if "\x7f" in text else text
+
 
 def _json(v: Any, out: list[str]) -> None:
     t = type(v)
     if t is Row:
-        out.append(json.dumps(v, separators=(",", ":")))
+        cached = v._json
+        if cached is None:
+            cached = v._json = _dumps(v)
+        out.append(cached)
     elif t is dict:
         # a container that may hold rows: walk it (rows are the bulk of big replies)
-        if v and any(type(x) is Row or type(x) in (dict, list) for x in v.values()):
+        if v and any(type(x) in (Row, dict, list) for x in v.values()):
             out.append("{")
             first = True
             for k, x in v.items():
                 if not first:
                     out.append(",")
                 first = False
-                out.append(json.dumps(str(k)))
+                out.append(_dumps(str(k)))
                 out.append(":")
                 _json(x, out)
             out.append("}")
         else:
-            out.append(json.dumps(v, separators=(",", ":")))
+            out.append(_dumps(v))
     elif t is list or t is tuple:
         out.append("[")
         for i, x in enumerate(v):
@@ -204,7 +224,7 @@ def _json(v: Any, out: list[str]) -> None:
             _json(x, out)
         out.append("]")
     else:
-        out.append(json.dumps(v, separators=(",", ":")))
+        out.append(_dumps(v))
 
 
 def json_dumps(v: Any) -> str:
@@ -214,35 +234,126 @@ def json_dumps(v: Any) -> str:
 
 
 def json_success(value: Any, id_: Any, version: int) -> str:
+    """jsonrpc.ml json_of_response: v1 ``{result, error: null, id}``, v2
+    ``{jsonrpc: "2.0", result, id}``."""
     body = json_dumps(value)
-    rid = json.dumps(id_)
+    rid = _dumps(id_)
     if version == 2:
         return f'{{"jsonrpc":"2.0","result":{body},"id":{rid}}}'
     return f'{{"result":{body},"error":null,"id":{rid}}}'
 
 
 def json_failure(code: str, params: list[str], id_: Any, version: int) -> str:
-    rid = json.dumps(id_)
+    """v1: the error is the ``[code, params...]`` array; v2: an error object whose code
+    is always 1 (api_server.ml callback1, api_server_common.ml error_code_lit)."""
+    rid = _dumps(id_)
     if version == 2:
-        err = json.dumps({"code": 1, "message": code, "data": list(params)})
+        err = _dumps({"code": 1, "message": code, "data": list(params)})
         return f'{{"jsonrpc":"2.0","error":{err},"id":{rid}}}'
-    return f'{{"result":null,"error":{json.dumps([code, *params])},"id":{rid}}}'
+    return f'{{"result":null,"error":{_dumps([code, *params])},"id":{rid}}}'
 
 
 def parse_json_request(body: bytes) -> tuple[int, Any, str, list[Any]]:
-    """Returns (version, id, method, params)."""
+    """Returns (version, id, method, params), as ocaml-rpc's
+    ``Jsonrpc.version_id_and_call_of_string`` reads a request: ``"jsonrpc"`` absent
+    means v1 and anything but ``"2.0"`` is malformed; v1 needs a ``params`` array, v2
+    takes an array, an object (one struct argument), null or nothing; the id must be
+    an integer or a string (no notifications). Yojson does not validate UTF-8 inside
+    strings, so bytes that are not UTF-8 survive (as surrogate escapes) to meet the
+    dispatcher's UTF-8 check."""
     try:
-        obj = json.loads(body)
+        obj = json.loads(body.decode("utf-8", "surrogateescape"))
     except ValueError as e:
         raise RequestError(str(e)) from e
-    if not isinstance(obj, dict) or not isinstance(obj.get("method"), str):
-        raise RequestError("not a JSON-RPC call")
-    version = 2 if obj.get("jsonrpc") == "2.0" else 1
-    params = obj.get("params", [])
-    if params is None:
+    if not isinstance(obj, dict):
+        raise RequestError("Invalid request body")
+    method = obj.get("method")
+    if not isinstance(method, str):
+        raise RequestError("Invalid field 'method' in request body")
+    if "jsonrpc" not in obj:
+        version = 1
+    elif obj["jsonrpc"] == "2.0":
+        version = 2
+    else:
+        raise RequestError("Invalid field 'jsonrpc' in request body")
+    params = obj.get("params")
+    if version == 1:
+        if not isinstance(params, list):
+            raise RequestError("Invalid field 'params' in request body")
+    elif params is None:
         params = []
-    if not isinstance(params, list):
+    elif isinstance(params, dict):
         params = [params]
-    if "id" not in obj or obj["id"] is None:
-        raise RequestError("JSON-RPC notifications are not supported")
-    return version, obj["id"], obj["method"], params
+    elif not isinstance(params, list):
+        raise RequestError("Invalid field 'params' in request body")
+    id_ = obj.get("id")
+    if isinstance(id_, bool) or not isinstance(id_, (int, str)):
+        raise RequestError("Invalid field 'id' in request body")
+    return version, id_, method, params
+
+
+def encode_body(text: str) -> bytes:
+    """UTF-8 for the response; parameters that were not valid UTF-8 (echoed in an
+    INVALID_VALUE error) go back as the bytes they came in as, like xapi."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            return text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "surrogatepass")
+
+
+# ---------------------------------------------------------------- error texts
+
+
+def rpc_repr(v: Any) -> str:
+    """A parameter as OCaml's ``Rpc.to_string`` prints it (in INTERNAL_ERROR texts):
+    ``S(x)``, ``I(5)``, ``B(true)``, ``F(0.5)``, ``D(...)``, ``[a;b]``, ``{k:v}``, ``N``."""
+    if v is None:
+        return "N"
+    if isinstance(v, bool):
+        return f"B({'true' if v else 'false'})"
+    if isinstance(v, int):
+        return f"I({v})"
+    if isinstance(v, float):
+        return f"F({v:g})"
+    if isinstance(v, DateTime):
+        return f"D({v})"
+    if isinstance(v, str):
+        return f"S({v})"
+    if isinstance(v, (list, tuple)):
+        return "[" + ";".join(rpc_repr(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ";".join(f"{k}:{rpc_repr(x)}" for k, x in v.items()) + "}"
+    return str(v)
+
+
+def ocaml_failure(message: str) -> str:
+    """``Printexc.to_string (Failure message)``: what ExnHelper puts in INTERNAL_ERROR."""
+    return "Failure(" + ocaml_string(message) + ")"
+
+
+def ocaml_string(s: str) -> str:
+    """OCaml's ``%S`` (``String.escaped`` in quotes): bytes outside printable ASCII
+    become ``\\ddd``."""
+    out = ['"']
+    for b in s.encode("utf-8", "surrogateescape"):
+        if b == 0x22:
+            out.append('\\"')
+        elif b == 0x5C:
+            out.append("\\\\")
+        elif b == 0x0A:
+            out.append("\\n")
+        elif b == 0x09:
+            out.append("\\t")
+        elif b == 0x0D:
+            out.append("\\r")
+        elif b == 0x08:
+            out.append("\\b")
+        elif 0x20 <= b < 0x7F:
+            out.append(chr(b))
+        else:
+            out.append(f"\\{b:03d}")
+    out.append('"')
+    return "".join(out)

@@ -1,30 +1,50 @@
 """event.from, event.inject and the legacy register/next/unregister.
 
-Semantics follow ocaml/xapi/xapi_event.ml (protocol.md section 4): tokens are
-``"%020d,%020d"`` (database generation, message generation); an empty token returns
-every object as ``add``; later calls coalesce all changes to an object into one event
-with its current snapshot; ``del`` only for objects created before the token; the call
-blocks until something matches or the timeout passes, waiting 50 ms first (not for
-task-only subscriptions) and 50 ms between retries so bursts are batched.
+Semantics follow ocaml/xapi/xapi_event.ml (protocol.md section 4):
+
+* A token is ``"%020d,%020d"``: the database generation of the last change the caller
+  has seen *among the objects it subscribes to*, and the generation of the last alert
+  (message) it has seen, or 0 when it does not subscribe to messages. ``""`` means
+  generation 0, so every object comes back as ``add``.
+* Later calls coalesce all changes of an object into one event carrying its current
+  snapshot: ``add`` if it was created after the token, else ``mod``; ``del`` only for
+  objects created before the token (no snapshot). Event ids are the generation of
+  the creation, modification or deletion.
+* Alerts live outside the database (xapi_message.ml): ``add`` for those created and
+  ``del`` for those destroyed after the token's second half, with id ``"0"``.
+* session, event and data_source have ``gen_events = false`` in the datamodel: they
+  never produce events, not even for ``"*"``.
+* ``valid_ref_counts`` counts every database table (lower-case names), with 0 for
+  the tables that are not in the database (message, event, data_source).
+* The call blocks until a matching change exists or the timeout passes (never an
+  early empty answer), waiting 50 ms first (not for task-only subscriptions) and
+  50 ms after each wake-up so bursts are batched (xapi_globs.ml event_from_delay).
+* Subscriptions never fail to parse: ``Xstringext.String.split ~limit:2`` always
+  yields one or two parts, so an odd one simply matches nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from xsctl.sim.dispatch import Context, api
 from xsctl.sim.errors import XapiFailure
 from xsctl.sim.store import MESSAGE_CLASSES, Store
-from xsctl.sim.wire import Int32
+from xsctl.sim.wire import Int32, Row
 
 if TYPE_CHECKING:
     from xsctl.sim.simulator import Simulator
 
-EVENT_FROM_DELAY = 0.05  # xapi_globs.ml event_from_delay
-NEXT_QUEUE_LIMIT = 100_000  # changes before event.next reports EVENTS_LOST
+EVENT_FROM_DELAY = 0.05  # xapi_globs.ml event_from_delay (before and between)
+EVENT_NEXT_DELAY = 0.2  # xapi_globs.ml event_next_delay (before)
+NO_EVENTS = frozenset({"session", "event", "data_source"})  # gen_events = false
+NOT_IN_DB = frozenset({"message", "event", "data_source"})  # in_db = false
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,29 +54,36 @@ class Sub:
 
 
 def parse_subs(classes: list[str]) -> list[Sub]:
+    """xapi_event.ml Subscription.of_string."""
     out = []
     for x in classes:
         if x == "*":
             out.append(Sub(None))
             continue
-        parts = x.split("/", 1)
-        if not parts[0]:
-            raise XapiFailure("EVENT_SUBSCRIPTION_PARSE_FAILURE", x)
-        out.append(Sub(parts[0].lower(), parts[1] if len(parts) == 2 else None))
+        cls, sep, ref = x.partition("/")
+        out.append(Sub(cls.lower(), ref if sep else None))
     return out
 
 
+def _token_int(s: str) -> int:
+    from xsctl.sim.dispatch import _int64_of_string, _Unmarshal
+
+    try:
+        return _int64_of_string(s)
+    except _Unmarshal:
+        raise ValueError(s) from None
+
+
 def parse_token(token: str) -> tuple[int, int]:
+    """xapi_event.ml Token.of_string: ``""`` or exactly two Int64s."""
     if token == "":
         return 0, 0
     parts = token.split(",")
-    try:
-        if len(parts) == 2:
-            return int(parts[0]), int(parts[1])
-        if len(parts) == 1:
-            return int(parts[0]), 0
-    except ValueError:
-        pass
+    if len(parts) == 2:
+        try:
+            return _token_int(parts[0]), _token_int(parts[1])
+        except ValueError:
+            pass
     raise XapiFailure("EVENT_FROM_TOKEN_PARSE_FAILURE", token)
 
 
@@ -65,187 +92,306 @@ def make_token(gen: int, msg_gen: int) -> str:
 
 
 def _matches(subs: list[Sub], lcls: str, ref: str) -> bool:
-    for s in subs:
-        if s.cls is None or (s.cls == lcls and (s.ref is None or s.ref == ref)):
-            return True
-    return False
+    return any(
+        s.cls is None or (s.cls == lcls and (s.ref is None or s.ref == ref)) for s in subs
+    )
 
 
 def _table_matches(subs: list[Sub], lcls: str) -> bool:
     return any(s.cls is None or s.cls == lcls for s in subs)
 
 
-def collect(store: Store, subs: list[Sub], gen: int, mgen: int) -> list[dict[str, Any]]:
-    """Events since (gen, mgen) for the subscriptions. Call with the store lock held."""
-    events: list[dict[str, Any]] = []
-    if gen == 0 and mgen == 0:
+def _event(ev_id: int | str, lcls: str, op: str, ref: str, snapshot: Row | None) -> dict[str, Any]:
+    # Event_types.event: id, timestamp, class, operation, ref, snapshot (absent if None)
+    ev: dict[str, Any] = {
+        "id": str(ev_id), "timestamp": "0.0", "class": lcls, "operation": op, "ref": ref,
+    }
+    if snapshot is not None:
+        ev["snapshot"] = snapshot
+    return ev
+
+
+def collect(
+    store: Store, subs: list[Sub], since: int, since_t: int
+) -> tuple[list[dict[str, Any]], int, int]:
+    """Events after (since, since_t) for the subscriptions, and the token halves to
+    answer with. Call with the store lock held (xapi_event.ml from_inner)."""
+    last = since
+    dels: list[dict[str, Any]] = []
+    mods: list[dict[str, Any]] = []
+    adds: list[dict[str, Any]] = []
+    created, modified = store.created, store.modified
+    if since <= 0:
         for cls, table in store.tables.items():
             lcls = cls.lower()
-            if not _table_matches(subs, lcls):
+            if cls in MESSAGE_CLASSES or lcls in NO_EVENTS or not _table_matches(subs, lcls):
                 continue
             for ref, row in table.items():
                 if _matches(subs, lcls, ref):
-                    events.append(
-                        {"id": str(store.modified[ref]), "timestamp": "0.0", "class": lcls,
-                         "operation": "add", "ref": ref, "snapshot": row}
-                    )
-        return events
-    dels: list[dict[str, Any]] = []
-    for cls, ref, created in store.deleted_since(gen, mgen):
-        lcls = cls.lower()
-        threshold = mgen if cls in MESSAGE_CLASSES else gen
-        if created <= threshold and _matches(subs, lcls, ref):
-            dels.append(
-                {"id": str(store.gen), "timestamp": "0.0", "class": lcls,
-                 "operation": "del", "ref": ref}
-            )
-    mods: list[dict[str, Any]] = []
-    adds: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for ref in store.changed_since(gen, mgen):
-        if ref in seen:
-            continue
-        seen.add(ref)
-        cls = store.cls_of.get(ref)
-        if cls is None:
-            continue
-        lcls = cls.lower()
-        if not _matches(subs, lcls, ref):
-            continue
-        threshold = mgen if cls in MESSAGE_CLASSES else gen
-        ev = {"id": str(store.modified[ref]), "timestamp": "0.0", "class": lcls,
-              "operation": "add" if store.created[ref] > threshold else "mod",
-              "ref": ref, "snapshot": store.tables[cls][ref]}
-        (adds if ev["operation"] == "add" else mods).append(ev)
-    return dels + mods + adds
+                    m = modified[ref]
+                    if m > last:
+                        last = m
+                    adds.append(_event(created[ref], lcls, "add", ref, row))
+    else:
+        seen: set[str] = set()
+        for ref in store.changed_since(since):
+            if ref in seen:
+                continue
+            seen.add(ref)
+            rcls = store.cls_of.get(ref)
+            if rcls is None or rcls in MESSAGE_CLASSES:
+                continue
+            lcls = rcls.lower()
+            if lcls in NO_EVENTS or not _matches(subs, lcls, ref):
+                continue
+            m = modified[ref]
+            if m > last:
+                last = m
+            c = created[ref]
+            if c > since:
+                adds.append(_event(c, lcls, "add", ref, store.tables[rcls][ref]))
+            else:
+                mods.append(_event(m, lcls, "mod", ref, store.tables[rcls][ref]))
+        for gen, cls, ref, c in store.deleted_since(since):
+            lcls = cls.lower()
+            if c <= since and lcls not in NO_EVENTS and _matches(subs, lcls, ref):
+                if gen > last:
+                    last = gen
+                dels.append(_event(gen, lcls, "del", ref, None))
+    events = dels + mods + adds
+    msg_gen = 0
+    if _table_matches(subs, "message"):
+        msg_gen = since_t
+        for gen, ref in store.messages_since(since_t):
+            mrow = store.tables["message"].get(ref)
+            if mrow is not None:
+                msg_gen = max(msg_gen, gen)
+                events.append(_event(0, "message", "add", ref, mrow))
+        for gen, _cls, ref, _c in store.messages_deleted_since(since_t):
+            msg_gen = max(msg_gen, gen)
+            events.append(_event(0, "message", "del", ref, None))
+    return events, last, msg_gen
 
 
-def _check_session(ctx: Context) -> None:
-    if ctx.session is not None and not ctx.store.exists(ctx.session, "session"):
-        raise XapiFailure("SESSION_INVALID", ctx.session)
+def valid_ref_counts(store: Store) -> dict[str, Int32]:
+    return {
+        c.lower(): Int32(0 if c.lower() in NOT_IN_DB else len(t))
+        for c, t in store.tables.items()
+    }
+
+
+def _session_gone(ctx: Context) -> bool:
+    return ctx.session is not None and not ctx.store.exists(ctx.session, "session")
+
+
+def _timeout(timeout: float) -> float:
+    # Clock.Timer.s_to_span gives None for what it cannot represent: 24 hours then
+    if not math.isfinite(timeout) or timeout < 0:
+        return 86400.0
+    return timeout
 
 
 @api("event.from")
 def event_from(ctx: Context, classes: list[str], token: str, timeout: float) -> dict[str, Any]:
     subs = parse_subs(classes)
-    gen, mgen = parse_token(token)
+    since, since_t = parse_token(token)
     store = ctx.store
     sim = ctx.sim
-    task_only = all(s.cls == "task" for s in subs)
+    deadline = time.monotonic() + _timeout(timeout)
+    task_only = bool(subs) and all(s.cls == "task" for s in subs)
     if not task_only:
+        time.sleep(EVENT_FROM_DELAY)
+    while True:
+        with store.cond:
+            events, last, msg_gen = collect(store, subs, since, since_t)
+            remaining = deadline - time.monotonic()
+            if events or remaining <= 0 or sim.stopping:
+                result = {
+                    "events": events,
+                    "valid_ref_counts": valid_ref_counts(store),
+                    "token": make_token(last, msg_gen),
+                }
+                break
+            if _session_gone(ctx):
+                raise XapiFailure("SESSION_INVALID", ctx.session)
+            # nothing relevant since `since`: wait for any write, then look again
+            mark = store.gen
+            while store.gen == mark and not sim.stopping:
+                if _session_gone(ctx):
+                    raise XapiFailure("SESSION_INVALID", ctx.session)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                store.cond.wait(remaining)
+        # give the writer a moment to finish its burst (delay_between)
         time.sleep(EVENT_FROM_DELAY)
     if sim.faults.event_delay > 0:
         time.sleep(sim.faults.event_delay)
-    deadline = time.monotonic() + max(0.0, timeout)
-    while True:
-        with store.cond:
-            _check_session(ctx)
-            events = collect(store, subs, gen, mgen)
-            remaining = deadline - time.monotonic()
-            if events or remaining <= 0 or sim.stopping:
-                return {
-                    "events": events,
-                    "valid_ref_counts": {k: Int32(v) for k, v in store.counts().items()},
-                    "token": make_token(store.gen, store.msg_gen),
-                }
-            store.cond.wait(remaining)
-        # something changed: give the writer a moment to finish its burst
-        time.sleep(EVENT_FROM_DELAY)
+    return result
 
 
 @api("event.inject")
 def inject(ctx: Context, cls: str, ref: str) -> str:
+    """The row is touched (a ``mod``) and the token is (its generation - 1, 0), so a
+    later event.from token compares greater once the change is visible. The class
+    must be the table's exact name (``VM``, not ``vm``)."""
     store = ctx.store
-    name = ctx.dm.by_lower.get(cls.lower())
     with store.lock:
-        if name is None or not store.exists(ref, name):
+        if cls in MESSAGE_CLASSES or store.cls_of.get(ref) != cls:
             raise XapiFailure("HANDLE_INVALID", cls, ref)
         store.touch(ref)
-        return make_token(store.gen - 1, 0)
-
-
-@api("event.get_current_id")
-def get_current_id(ctx: Context) -> int:
-    return ctx.store.gen
+        return make_token(store.modified[ref] - 1, 0)
 
 
 # ---------------------------------------------------------------- legacy event.next
 
 
+@dataclass(slots=True)
+class QueuedEvent:
+    id: int
+    cls: str  # lower-case
+    op: str
+    ref: str
+    snapshot: Row | None
+    ts: str
+
+
 @dataclass
 class Registration:
-    subs: set[str] = field(default_factory=set)
-    gen: int = 0
-    mgen: int = 0
-    epoch: int = 0
+    subs: list[Sub] = field(default_factory=list)
+    last_id: int = 0
 
 
-_REGS: dict[int, dict[str, Registration]] = {}
-_REGS_LOCK = threading.Lock()
+class NextQueue:
+    """xapi_event.ml module Next: one queue of every change that some registered
+    session subscribes to (not coalesced), each with its snapshot at that time, and
+    one subscription per session. Old events are dropped beyond ``limit``; a caller
+    that had not read them gets EVENTS_LOST."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self.sim = sim
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
+        self.queue: deque[QueuedEvent] = deque()
+        self.next_id = 0
+        self.highest_forgotten = -1
+        self.regs: dict[str, Registration] = {}
+
+    def on_write(self, cls: str, op: str, ref: str, row: Row | None) -> None:
+        lcls = cls.lower()
+        if lcls in NO_EVENTS:
+            return
+        with self.cond:
+            if not any(_matches(r.subs, lcls, ref) for r in self.regs.values()):
+                return
+            self.queue.append(
+                QueuedEvent(self.next_id, lcls, op, ref, row, f"{int(time.time())}.")
+            )
+            self.next_id += 1
+            limit = max(1, self.sim.event_next_queue_limit)
+            while len(self.queue) > limit:
+                self.highest_forgotten = self.queue.popleft().id
+            self.cond.notify_all()
+
+    def forget(self, session: str) -> None:
+        with self.cond:
+            self.regs.pop(session, None)
+            self.cond.notify_all()
+
+    def clear(self) -> None:
+        with self.cond:
+            self.regs.clear()
+            self.queue.clear()
+            self.cond.notify_all()
 
 
-def _regs(sim: Simulator) -> dict[str, Registration]:
-    with _REGS_LOCK:
-        return _REGS.setdefault(id(sim), {})
+_QUEUES: dict[int, NextQueue] = {}
+_QUEUES_LOCK = threading.Lock()
+
+
+def next_queue(sim: Simulator) -> NextQueue:
+    with _QUEUES_LOCK:
+        q = _QUEUES.get(id(sim))
+        if q is None or q.sim is not sim:
+            q = _QUEUES[id(sim)] = NextQueue(sim)
+            sim.store.watchers.append(q.on_write)
+        return q
 
 
 def forget_session(sim: Simulator, session: str) -> None:
-    _regs(sim).pop(session, None)
+    next_queue(sim).forget(session)
 
 
 def forget_registrations(sim: Simulator) -> None:
-    _regs(sim).clear()
+    next_queue(sim).clear()
+
+
+def _trackid(session: str) -> str:
+    # Context.trackid_of_session: an MD5 of the session ref, not the ref itself
+    return "trackid=" + hashlib.md5(session.encode()).hexdigest()
 
 
 @api("event.register")
 def register(ctx: Context, classes: list[str]) -> None:
-    parse_subs(classes)
     assert ctx.session is not None
-    regs = _regs(ctx.sim)
-    with ctx.lock:
-        reg = regs.get(ctx.session)
+    q = next_queue(ctx.sim)
+    with q.cond:
+        reg = q.regs.get(ctx.session)
         if reg is None:
-            reg = regs[ctx.session] = Registration(
-                gen=ctx.store.gen, mgen=ctx.store.msg_gen, epoch=ctx.store.epoch
-            )
-        reg.subs |= set(classes)
+            reg = q.regs[ctx.session] = Registration(last_id=q.next_id)
+        reg.subs = parse_subs(classes) + reg.subs
 
 
 @api("event.unregister")
 def unregister(ctx: Context, classes: list[str]) -> None:
     assert ctx.session is not None
-    reg = _regs(ctx.sim).get(ctx.session)
-    if reg is not None:
-        reg.subs -= set(classes)
+    q = next_queue(ctx.sim)
+    drop = parse_subs(classes)
+    with q.cond:
+        reg = q.regs.get(ctx.session)
+        if reg is None:
+            reg = q.regs[ctx.session] = Registration(last_id=q.next_id)
+        reg.subs = [s for s in reg.subs if s not in drop]
 
 
 @api("event.next")
 def next_events(ctx: Context) -> list[dict[str, Any]]:
     assert ctx.session is not None
-    store = ctx.store
+    session = ctx.session
     sim = ctx.sim
-    reg = _regs(sim).get(ctx.session)
-    if reg is None:
-        raise XapiFailure("SESSION_NOT_REGISTERED", store.get(ctx.session, "session")["uuid"])
-    subs = parse_subs(sorted(reg.subs)) if reg.subs else []
+    q = next_queue(sim)
+    with q.cond:
+        if session not in q.regs:
+            raise XapiFailure("SESSION_NOT_REGISTERED", _trackid(session))
+    time.sleep(EVENT_NEXT_DELAY)
     while True:
-        with store.cond:
-            _check_session(ctx)
-            if reg.epoch != store.epoch or (
-                store.gen - reg.gen > NEXT_QUEUE_LIMIT
-            ):
-                reg.gen, reg.mgen, reg.epoch = store.gen, store.msg_gen, store.epoch
+        with q.cond:
+            reg = q.regs.get(session)
+            while reg is not None and reg.last_id == q.next_id and not sim.stopping:
+                q.cond.wait(1.0)
+                reg = q.regs.get(session)
+            if reg is None:  # the session was destroyed while we waited
+                raise XapiFailure("SESSION_INVALID", session)
+            start, end = reg.last_id, q.next_id
+            reg.last_id = end
+            if q.highest_forgotten >= start:
                 raise XapiFailure("EVENTS_LOST")
-            events = collect(store, subs, reg.gen, reg.mgen) if subs else []
-            if events or sim.stopping:
-                reg.gen, reg.mgen = store.gen, store.msg_gen
-                now = f"{time.time():.6f}"
+            relevant = [
+                e for e in q.queue
+                if start <= e.id < end and _matches(reg.subs, e.cls, e.ref)
+            ]
+            if relevant or sim.stopping:
                 out = []
-                for i, ev in enumerate(events):
-                    rec = dict(ev)
-                    rec["id"] = str(store.gen * 1000 + i)
-                    rec["timestamp"] = now
-                    rec["obj_uuid"] = (ev.get("snapshot") or {}).get("uuid", "")
-                    out.append(rec)
+                for e in relevant:
+                    ev = _event(e.id, e.cls, e.op, e.ref, e.snapshot)
+                    ev["timestamp"] = e.ts
+                    out.append(ev)
                 return out
-            store.cond.wait(1.0)
+        time.sleep(EVENT_FROM_DELAY)
+
+
+@api("event.get_current_id")
+def get_current_id(ctx: Context) -> int:
+    q = next_queue(ctx.sim)
+    with q.cond:
+        return q.next_id

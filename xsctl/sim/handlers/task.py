@@ -1,11 +1,19 @@
-"""task.create / cancel / destroy (ocaml/xapi/xapi_task.ml, taskHelper.ml)."""
+"""task.create / cancel / destroy (ocaml/xapi/xapi_task.ml, taskHelper.ml).
+
+task.cancel never refuses (root may cancel any task): it records ``cancel`` in the
+task's current_operations, keyed by the cancelling call's own (dummy) task, and the
+operation notices it if it made itself cancellable. task.destroy removes a completed
+task and marks a pending one with ``destroy``, to be removed when it completes.
+"""
 
 from __future__ import annotations
 
+import uuid as uuidlib
 from typing import Any
 
 from xsctl.sim.dispatch import Context, api, new_task
-from xsctl.sim.errors import XapiFailure
+
+COMPLETED = ("success", "failure", "cancelled")
 
 
 @api("task.create")
@@ -19,18 +27,10 @@ def create(ctx: Context, label: str, description: str) -> str:
 def cancel(ctx: Context, task: str) -> None:
     store = ctx.store
     with ctx.lock:
-        row = store.get(task, "task")
-        if "cancel" not in row["allowed_operations"]:
-            raise XapiFailure(
-                "OPERATION_NOT_ALLOWED", f"Task {task} cannot be cancelled"
-            )
-        store.update(
-            task,
-            {
-                "status": "cancelling",
-                "allowed_operations": [],
-            },
-        )
+        store.get(task, "task")
+        # the caller's own task: task.* calls get a dummy one (Ref.make_dummy)
+        key = f"DummyRef:|{uuidlib.uuid4()}|task.cancel"
+        store.update(task, {"current_operations": {key: "cancel"}})
 
 
 @api("task.destroy")
@@ -38,11 +38,10 @@ def destroy(ctx: Context, task: str) -> None:
     store = ctx.store
     with ctx.lock:
         row = store.get(task, "task")
-        if row["status"] in ("pending", "cancelling"):
-            # destroyed when it finishes (taskHelper.ml): mark it
-            store.update(task, {"other_config": {**row["other_config"], "destroy_on_finish": "true"}})
+        if row["status"] in COMPLETED:
+            store.destroy(task)
             return
-        store.destroy(task)
+        store.update(task, {"current_operations": {**row["current_operations"], "task": "destroy"}})
 
 
 def _setter(field: str) -> Any:
