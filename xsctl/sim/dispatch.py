@@ -40,6 +40,9 @@ Handler = Callable[..., Any]
 @dataclass(slots=True)
 class HandlerSpec:
     fn: Handler
+    # True: the task is cancellable from the start (allowed_operations = [cancel]);
+    # otherwise the handler may make it so (TaskHelper.set_cancellable) or not, and
+    # task.cancel is recorded but ignored while it is not
     cancellable: bool = False
 
 
@@ -97,17 +100,20 @@ class Context:
 
     def work(self, weight: float = 1.0, steps: int = 4) -> None:
         """Spend ``weight`` x the simulator's operation time, reporting progress and
-        honouring task.cancel. Must be called without holding the store lock."""
+        honouring task.cancel (when the task is cancellable: taskHelper.ml
+        exn_if_cancelling). Must be called without holding the store lock."""
         total = self.sim.op_time * weight
         task = self.task
+        store = self.store
         for i in range(steps):
             if total > 0:
                 time.sleep(total / steps)
-            if task is None or not self.store.exists(task, "task"):
+            if task is None or not store.exists(task, "task"):
                 continue
-            if is_cancelling(self.store.get(task, "task")):
-                raise XapiFailure("TASK_CANCELLED", task)
-            self.store.update(task, {"progress": round((i + 1) / (steps + 1), 3)})
+            with self.lock:
+                if is_cancelling(store.get(task, "task")):
+                    raise XapiFailure("TASK_CANCELLED", task)
+                store.update(task, {"progress": round((i + 1) / (steps + 1), 3)})
 
     @contextmanager
     def operation(self, ref: str, op: str) -> Iterator[str]:
