@@ -401,11 +401,11 @@ class Dispatcher:
         name, is_async = strip_async(method)
         if name == "system.listMethods":
             return self.list_methods()
+        if name in self.removed:
+            return self.removed_message(params, conn)
         m = self.wire.get(name) or self.sync_alias.get(name)
         if m is None:
             return self.unknown(name, params, conn)
-        if name in self.removed:
-            return self.removed_message(params, conn)
         required = [p for p in m.params if p[1] not in m.defaults]
         n_args = len(params) - (1 if m.takes_session else 0)
         if len(required) == len(m.params):
