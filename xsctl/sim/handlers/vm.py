@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from xsctl.sim.dispatch import Context, api
+from xsctl.sim.dispatch import Context, api, is_cancelling
 from xsctl.sim.errors import XapiFailure
 from xsctl.sim.handlers import disks, message
 from xsctl.sim.store import Store, allowed_ops, now_datetime
@@ -429,7 +429,7 @@ def _task_cancelling(ctx: Context) -> bool:
     if task is None:
         return False
     row = ctx.store.tables["task"].get(task)
-    return row is not None and row["status"] == "cancelling"
+    return row is not None and is_cancelling(row)
 
 
 def _set_cancellable(ctx: Context, cancellable: bool) -> None:
@@ -1141,10 +1141,12 @@ def _cancel_ops(ctx: Context, vm: str, ops: frozenset[str], timeout: float = 60.
     with store.cond:
         row = store.get(vm, "VM")
         tasks = [t for t, o in row["current_operations"].items() if o in ops and t != ctx.task]
-        for t in tasks:
+        for t in tasks:  # Client.Task.cancel, as task.cancel does it
             trow = store.tables["task"].get(t)
-            if trow is not None and trow["status"] == "pending" and "cancel" in trow["allowed_operations"]:
-                store.update(t, {"status": "cancelling", "allowed_operations": []})
+            if trow is not None and trow["status"] == "pending":
+                key = f"DummyRef:|{store.new_uuid()}|task.cancel"
+                store.update(t, {"current_operations": {**trow["current_operations"],
+                                                        key: "cancel"}})
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             cur = store.tables["VM"].get(vm)
