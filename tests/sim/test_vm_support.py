@@ -22,6 +22,18 @@ GiB = 1024**3
 MiB = 1024**2
 
 
+def _int64_as_str(v: Any) -> Any:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, dict):
+        return {k: _int64_as_str(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_int64_as_str(x) for x in v]
+    return v
+
+
 class Api:
     """One logged-in client, called as ``api("VM.start", vm, False, False)``."""
 
@@ -42,7 +54,7 @@ class Api:
             return self.j(method, *args)
         # Python's XML-RPC cannot send ints beyond 32 bits: send int64 as strings, as
         # XenAPI users do (xapi accepts both).
-        wire = [str(a) if isinstance(a, int) and not isinstance(a, bool) else a for a in args]
+        wire = [_int64_as_str(a) for a in args]
         fn = self.x.xenapi
         for part in method.split("."):
             fn = getattr(fn, part)
@@ -101,6 +113,24 @@ class Api:
         if self.j is not None:
             self.j.logout()
             self.j.close()
+
+
+def vm_record(**over: Any) -> dict[str, Any]:
+    """A VM.create record with every field xapi requires (those without a default)."""
+    rec: dict[str, Any] = {
+        "name_label": "created", "name_description": "", "user_version": 1,
+        "is_a_template": False, "affinity": "OpaqueRef:NULL",
+        "memory_static_min": 512 * MiB, "memory_static_max": GiB,
+        "memory_dynamic_min": GiB, "memory_dynamic_max": GiB, "VCPUs_params": {},
+        "VCPUs_max": 2, "VCPUs_at_startup": 2, "actions_after_shutdown": "destroy",
+        "actions_after_reboot": "restart", "actions_after_crash": "restart",
+        "PV_bootloader": "", "PV_kernel": "", "PV_ramdisk": "", "PV_args": "",
+        "PV_bootloader_args": "", "PV_legacy_args": "", "HVM_boot_policy": "BIOS order",
+        "HVM_boot_params": {"order": "cd"}, "platform": {}, "PCI_bus": "",
+        "other_config": {}, "recommendations": "",
+    }
+    rec.update(over)
+    return rec
 
 
 def num(v: Any) -> int:
