@@ -417,6 +417,16 @@ def reboot(ctx: Context, host: str) -> None:
     _shutdown_or_reboot(ctx, host, "reboot", "Host is rebooting")
 
 
+@api("host.set_power_on_mode")
+def set_power_on_mode(ctx: Context, self: str, power_on_mode: str,
+                      power_on_config: dict[str, str]) -> None:
+    """xapi_host.ml set_power_on_mode (then update_allowed_operations)."""
+    with ctx.lock:
+        ctx.store.get(self, "host")
+        ctx.store.update(self, {"power_on_mode": power_on_mode,
+                                "power_on_config": power_on_config})
+
+
 @api("host.power_on")
 def power_on(ctx: Context, host: str) -> None:
     store = ctx.store
