@@ -209,12 +209,28 @@ class Builder:
         ]
         caps = ["SR_PROBE", "SR_UPDATE", "VDI_CREATE", "VDI_DELETE", "VDI_ATTACH", "VDI_DETACH",
                 "VDI_RESIZE", "VDI_CLONE", "VDI_SNAPSHOT", "VDI_MIRROR", "VDI_GENERATE_CONFIG"]
+        # each driver's CAPABILITIES (xapi-project/sm libs/sm/drivers/*.py); storage
+        # behaviour reads them as xapi does (Xapi_sr_operations.features_of_sr)
+        vhd = ["SR_PROBE", "SR_UPDATE", "VDI_CREATE", "VDI_DELETE", "VDI_ATTACH", "VDI_DETACH",
+               "VDI_UPDATE", "VDI_CLONE", "VDI_SNAPSHOT", "VDI_RESIZE", "VDI_MIRROR",
+               "VDI_GENERATE_CONFIG", "VDI_RESET_ON_BOOT/2", "ATOMIC_PAUSE", "VDI_CONFIG_CBT",
+               "VDI_ACTIVATE", "VDI_DEACTIVATE"]
+        real = {
+            "lvm": [*vhd, "SR_TRIM"], "ext": [*vhd, "SR_SUPPORTS_LOCAL_CACHING", "THIN_PROVISIONING"],
+            "nfs": [*vhd, "SR_CACHING", "THIN_PROVISIONING"], "smb": [*vhd, "SR_CACHING", "THIN_PROVISIONING"],
+            "lvmoiscsi": [*vhd, "SR_METADATA", "SR_TRIM", "SR_CACHING"],
+            "lvmohba": [*vhd, "SR_METADATA", "SR_TRIM", "SR_CACHING"],
+            "iso": ["VDI_CREATE", "VDI_DELETE", "VDI_ATTACH", "VDI_DETACH", "SR_SCAN", "SR_ATTACH", "SR_DETACH"],
+            "udev": ["VDI_INTRODUCE", "VDI_ATTACH", "VDI_DETACH", "VDI_UPDATE", "SR_UPDATE"],
+            "file": [x for x in vhd if x not in ("VDI_UPDATE", "VDI_RESET_ON_BOOT/2")] + ["THIN_PROVISIONING"],
+        }
         for typ, label, desc, config in specs:
-            c = caps if typ not in ("iso", "udev") else ["SR_SCAN", "VDI_ATTACH", "VDI_DETACH"]
+            c = real.get(typ, caps)
             self.c(
                 "SM", name_label=label, name_description=desc, type=typ, vendor="Citrix Systems Inc",
                 copyright="(C) 2008 Citrix Systems Inc", version="1.0", required_api_version="1.0",
-                configuration=config, capabilities=c, features={x: 1 for x in c},
+                configuration=config, capabilities=c,
+                features={x.split("/")[0]: int(x.split("/")[1]) if "/" in x else 1 for x in c},
                 driver_filename=f"/opt/xensource/sm/{typ.upper()}SR", required_cluster_stack=[],
             )
 
