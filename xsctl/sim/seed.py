@@ -288,7 +288,7 @@ class Builder:
                        flags=CPU_FLAGS, features="", utilisation=0.05 + 0.3 * self.rng.random(),
                        other_config={})
             dom0_metrics = self.c("VM_metrics", memory_actual=4 * GiB, VCPUs_number=16,
-                                  VCPUs_utilisation={}, VCPUs_CPU={}, VCPUs_params={}, VCPUs_flags=[],
+                                  VCPUs_utilisation={}, VCPUs_CPU={}, VCPUs_params={}, VCPUs_flags={},
                                   state=[], start_time=self.ago(86400 * (12 + i)), install_time=self.ago(86400 * 100),
                                   last_updated=self.ago(5), other_config={}, hvm=False, nested_virt=False,
                                   nomigrate=False, current_domain_type="pv")
@@ -386,7 +386,7 @@ class Builder:
               device_config={"location": "/dev/xapi/cd"})
             c("VDI", name_label="DVD drive 0", SR=dvd, virtual_size=0, physical_utilisation=0,
               type="user", sharable=False, read_only=True, location="/dev/xapi/cd/sr0",
-              managed=True, sm_config={"hotplugged_at": self.ago(86400 * 12)}, other_config={})
+              managed=True, sm_config={"hotplugged_at": str(self.ago(86400 * 12))}, other_config={})
             usb = c("SR", name_label="Removable storage", name_description="", type="udev",
                     content_type="disk", shared=False, physical_size=0,
                     other_config={"i18n-key": "local-hotplug-disk"}, sm_config={"type": "block"})
@@ -452,8 +452,8 @@ class Builder:
             "VM_metrics", memory_actual=0 if halted else mem,
             VCPUs_number=0 if halted else vcpus,
             VCPUs_utilisation={} if halted else {str(i): round(self.rng.random() * 0.4, 3) for i in range(vcpus)},
-            VCPUs_CPU={} if halted else {str(i): str(self.rng.randrange(16)) for i in range(vcpus)},
-            VCPUs_params={}, VCPUs_flags=[], state=[],
+            VCPUs_CPU={} if halted else {str(i): self.rng.randrange(16) for i in range(vcpus)},
+            VCPUs_params={}, VCPUs_flags={}, state=[],
             start_time=self.ago(start_ago) if not halted else datetime_of(0),
             install_time=self.ago(86400 * self.rng.randint(30, 400)), last_updated=self.ago(5),
             other_config={}, hvm=hvm and not halted, nested_virt=False, nomigrate=False,
