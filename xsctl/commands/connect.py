@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from xsctl import secrets
 from xsctl.config import Config, Profile, local_profile, normalize_url
 from xsctl.xapi.cache import CLASSES
-from xsctl.xapi.client import Client, Target
+from xsctl.xapi.client import Client, Target, ensure_trusted
 from xsctl.xapi.errors import UsageError
 
 
@@ -102,6 +102,8 @@ def confirm_fingerprint(host: str, fingerprint: str) -> bool:
 def open_client(args: argparse.Namespace, classes: Iterable[str] = CLASSES,
                 load: bool = True) -> Client:
     target = target_from_args(args)
+    # like ssh: settle the host's identity before anything secret is typed
+    ensure_trusted(target, confirm_fingerprint)
     password, prompted = password_for(args, target)
     client = Client.connect(target, password, confirm=confirm_fingerprint, classes=classes)
     try:

@@ -44,6 +44,25 @@ class Target:
         return self.url.startswith("unix://")
 
 
+def ensure_trusted(
+    target: Target, confirm: Confirm | None, known: KnownHosts | None = None
+) -> str | None:
+    """Check (and on first use, pin) the server's certificate before a password is
+    asked for. Returns the fingerprint, or None where pins do not apply."""
+    from xsctl.xapi.transport import Endpoint
+    from xsctl.xapi.trust import host_key, probe_fingerprint
+
+    ep = Endpoint.parse(target.url)
+    if ep.scheme != "https" or target.ca_file:
+        return None
+    trust = TrustPolicy(known or KnownHosts(known_hosts_file()),
+                        accept=target.accept_fingerprint,
+                        accept_for=host_key(ep.host, ep.port), confirm=confirm)
+    fp = probe_fingerprint(ep.host, ep.port, timeout=target.timeout)
+    trust.verify_fingerprint(ep.host, ep.port, fp)
+    return fp
+
+
 class Client:
     def __init__(self, conn: Connection, cache: Cache) -> None:
         self.conn = conn
@@ -60,10 +79,15 @@ class Client:
         known: KnownHosts | None = None,
         classes: Iterable[str] = CLASSES,
     ) -> Client:
+        from xsctl.xapi.transport import Endpoint
+        from xsctl.xapi.trust import host_key
+
+        ep = Endpoint.parse(target.url)
         trust = TrustPolicy(
             known or KnownHosts(known_hosts_file()),
             ca_file=target.ca_file,
             accept=target.accept_fingerprint,
+            accept_for=host_key(ep.host, ep.port),
             confirm=confirm,
         )
         conn = Connection(

@@ -26,6 +26,7 @@ from xsctl.xapi.errors import (
 )
 from xsctl.xapi.transport import (
     THUMBPRINT_RESPONSE,
+    CallAborted,
     Endpoint,
     ProtocolMismatch,
     Transport,
@@ -206,13 +207,18 @@ class Connection:
             self.endpoint.at(m) for m in self.members if m != self.endpoint.host
         ]
         last: BaseException | None = None
-        for ep in candidates:
+        for i, ep in enumerate(candidates):
             try:
                 t, ref = self._login_at(ep)
-            except (TrustError, XapiError):
+            except XapiError:
                 raise
+            except TrustError:
+                if i == 0:
+                    raise
+                continue  # a member we have no pin for is no way in
             except ConnectionFailed as e:
-                last = e
+                if last is None:
+                    last = e  # report why the host the user named failed
                 continue
             old_t, old_ref = self.transport, self.session
             self.transport, self.session = t, ref
@@ -269,7 +275,7 @@ class Connection:
                         self._recover(gen, "session expired or xapi restarted")
                     continue
                 raise
-            except TrustError:
+            except (TrustError, CallAborted):
                 raise
             except ConnectionFailed as e:
                 if self._closed:

@@ -97,6 +97,10 @@ class ProtocolMismatch(ConnectionFailed):
     """The host answered, but not in the protocol we spoke (e.g. no JSON-RPC)."""
 
 
+class CallAborted(ConnectionFailed):
+    """The call was interrupted on purpose (abort()): not a fault to recover from."""
+
+
 class _PinnedHTTPS(http.client.HTTPSConnection):
     def __init__(self, ep: Endpoint, trust: TrustPolicy, timeout: float) -> None:
         super().__init__(ep.host, ep.port, timeout=timeout, context=trust.context())
@@ -113,7 +117,7 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
             )
         except BaseException:
             self.sock.close()
-            self.sock = None  # type: ignore[assignment]
+            self.sock = None
             raise
 
 
@@ -145,6 +149,7 @@ class Transport(ABC):
         self._local = threading.local()
         self._all: set[http.client.HTTPConnection] = set()
         self._owner_of: dict[http.client.HTTPConnection, int] = {}
+        self._aborted: set[int] = set()  # threads whose calls were interrupted
         self._all_lock = threading.Lock()
         self._closed = False
 
@@ -194,7 +199,9 @@ class Transport(ABC):
             conns = [c for c in self._all if thread is None or self._owner_of.get(c) == thread]
             for c in conns:
                 self._all.discard(c)
-                self._owner_of.pop(c, None)
+                owner = self._owner_of.pop(c, None)
+                if owner is not None:
+                    self._aborted.add(owner)
         for c in conns:
             sock = c.sock
             if sock is not None:
@@ -202,6 +209,18 @@ class Transport(ABC):
                     sock.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(Exception):
                 c.close()
+
+    def _was_aborted(self) -> bool:
+        me = threading.get_ident()
+        with self._all_lock:
+            if me in self._aborted:
+                self._aborted.discard(me)
+                return True
+        return False
+
+    def _clear_abort(self) -> None:
+        with self._all_lock:
+            self._aborted.discard(threading.get_ident())
 
     @property
     def last_headers(self) -> dict[str, str]:
@@ -256,6 +275,7 @@ class JsonRpcTransport(Transport):
     ) -> tuple[int, bytes]:
         t = timeout or self.timeout
         self._local.timeout = t
+        self._clear_abort()
         for attempt in (1, 2):
             conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
             reused = conn is not None and conn.sock is not None
@@ -282,6 +302,8 @@ class JsonRpcTransport(Transport):
             except (OSError, http.client.HTTPException) as e:
                 self._drop(conn)
                 self._local.conn = None
+                if self._was_aborted():
+                    raise CallAborted(f"{method} was interrupted") from e
                 stale = isinstance(e, (http.client.RemoteDisconnected, BrokenPipeError,
                                        ConnectionResetError))
                 if attempt == 1 and reused and stale and is_read(method):
@@ -347,6 +369,7 @@ class XmlRpcTransport(Transport):
     def call(self, method: str, params: list[Any], timeout: float | None = None) -> Any:
         t = timeout or self.timeout
         self._local.timeout = t
+        self._clear_abort()
         for attempt in (1, 2):
             xs = self._session()
             http_t: _XmlRpcHttp = xs.transport
@@ -368,6 +391,8 @@ class XmlRpcTransport(Transport):
                 if conn is not None:
                     self._drop(conn)
                 self._local.xs = None
+                if self._was_aborted():
+                    raise CallAborted(f"{method} was interrupted") from e
                 stale = isinstance(e, (http.client.RemoteDisconnected, BrokenPipeError,
                                        ConnectionResetError))
                 if attempt == 1 and reused and stale and is_read(method):

@@ -131,11 +131,15 @@ class TrustPolicy:
         *,
         ca_file: str | None = None,
         accept: str | None = None,
+        accept_for: str | None = None,
         confirm: Confirm | None = None,
     ) -> None:
         self.known = known
         self.ca_file = ca_file
+        # --accept-fingerprint names the certificate of the host the user named
+        # (``accept_for``, a host_key), not of the pool members met later
         self.accept = normalize_fingerprint(accept) if accept else None
+        self.accept_for = accept_for
         self.confirm = confirm
         self._ctx: ssl.SSLContext | None = None
 
@@ -166,13 +170,16 @@ class TrustPolicy:
         seen = fingerprint_of(der)
         if self.ca_file:
             return seen  # the chain and host name were verified by OpenSSL
+        return self.verify_fingerprint(host, port, seen)
+
+    def verify_fingerprint(self, host: str, port: int, seen: str) -> str:
         key = host_key(host, port)
         pinned = self.known.get(key)
         if pinned is not None:
             if pinned != seen:
                 raise ChangedCertificate(key, pinned, seen)
             return seen
-        if self.accept is not None:
+        if self.accept is not None and self.accept_for in (None, key):
             if self.accept != seen:
                 raise ChangedCertificate(key, self.accept, seen)
             self.known.add(key, seen, "accepted")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
+
 from xsctl.xapi.cache import Cache, Record
 from xsctl.xapi.errors import UsageError
 
