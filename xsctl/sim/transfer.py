@@ -645,10 +645,8 @@ def open_archive(body: _Body) -> tuple[_Tar, str]:
     """import.ml with_open_archive: a plain tar starting with ova.xml, else gzip
     (zstd by its magic); returns the reader and ova.xml."""
     first = body.readexactly(BLOCK)
-    if len(first) < BLOCK:
-        raise _ifail("IMPORT_ERROR_PREMATURE_EOF")
     body.pushed = first
-    if _is_ova_header(first):
+    if len(first) == BLOCK and _is_ova_header(first):
         tar = _Tar(body)
     elif first.startswith(ZSTD_MAGIC):
         raise _ifail("IMPORT_ERROR", "zstd decompression is not available")
