@@ -147,6 +147,14 @@ def test_checkpoint(api: Api) -> None:
     assert vm_rec["power_state"] == "Running" and vm_rec["resident_on"] == host
     assert num(vm_rec["domid"]) != domid and vm_rec["suspend_VDI"] == NULL
     assert len(api.messages("VM_CHECKPOINTED", vm)) == 1
+    # a clone of a suspended snapshot is shut down (Xapi_vm.clone)
+    clone = api("VM.clone", snap, "from-checkpoint")
+    assert api("VM.get_power_state", clone) == "Halted"
+    assert api("VM.get_suspend_VDI", clone) == NULL
+    # ...while VM.copy calls VM.hard_shutdown through the API, which refuses templates
+    err = api.fail("VM.copy", snap, "copied-checkpoint", NULL)
+    [copied] = api("VM.get_by_name_label", "copied-checkpoint")
+    assert err == ["VM_IS_TEMPLATE", copied, "hard_shutdown"]
 
 
 def test_revert(api: Api) -> None:

@@ -2041,12 +2041,15 @@ def clone(ctx: Context, vm: str, new_name: str) -> str:
         ctx.work(0.5)
         with ctx.lock:
             new = clone_vm(ctx, vm, "clone", new_name)
-    if store.get(vm, "VM")["is_a_snapshot"] and store.get(new, "VM")["power_state"] != "Halted":
-        sub = Context(ctx.sim, ctx.conn, "VM.hard_shutdown", ctx.session, None)
-        try:
-            hard_shutdown(sub, new)
-        finally:
-            sub.finish_own_task()
+            # Xapi_vm.clone calls its local hard_shutdown (no operation check) on a
+            # suspended clone of a snapshot: the copied memory image goes.
+            if store.get(vm, "VM")["is_a_snapshot"] and \
+                    store.get(new, "VM")["power_state"] == "Suspended":
+                image = store.get(new, "VM")["suspend_VDI"]
+                if image in store.tables["VDI"]:
+                    disks.destroy_vdi(store, image)
+                store.update(new, {"suspend_VDI": NULL_REF})
+                force_state_reset(store, new, "Halted", keep_guest_metrics=True)
     return new
 
 
@@ -2064,6 +2067,8 @@ def copy(ctx: Context, vm: str, new_name: str, sr: str) -> str:
         with ctx.lock:
             new = clone_vm(ctx, vm, "copy", new_name, sr=target)
     if store.get(vm, "VM")["is_a_snapshot"] and store.get(new, "VM")["power_state"] != "Halted":
+        # Xapi_vm.copy goes through the API (Client.VM.hard_shutdown), so the new VM, a
+        # template, meets check_template: VM_IS_TEMPLATE [new, "hard_shutdown"], as xapi
         sub = Context(ctx.sim, ctx.conn, "VM.hard_shutdown", ctx.session, None)
         try:
             hard_shutdown(sub, new)
