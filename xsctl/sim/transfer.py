@@ -65,6 +65,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import io
 import itertools
 import struct
 import tarfile
@@ -557,7 +558,7 @@ class _Body:
     """The request body (Content-Length bytes, or to EOF), counting what was read,
     with a first block pushed back once peeked."""
 
-    def __init__(self, raw: BinaryIO, length: int | None) -> None:
+    def __init__(self, raw: io.BufferedIOBase | BinaryIO, length: int | None) -> None:
         self.raw = raw
         self.left = length
         self.length = length
@@ -956,12 +957,29 @@ def _invalid_xva() -> ImportFailure:
     return _ifail("IMPORT_ERROR", 'INTERNAL_ERROR: [ Failure("Invalid XVA file") ]')
 
 
+def _discard_body(handler: Handler) -> None:
+    """Read what the client is still sending after an early answer, so that it gets
+    to read that answer instead of a reset (xapi leaves the body unread here)."""
+    with contextlib.suppress(OSError, ValueError):
+        if handler.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            handler.read_body()
+            return
+        length = handler.headers.get("Content-Length")
+        _Body(handler.rfile, int(length) if length and length.isdigit() else 0).drain()
+
+
 def import_handler(handler: Handler, query: hc.Query) -> None:
+    if not _import_request(handler, query):
+        _discard_body(handler)
+
+
+def _import_request(handler: Handler, query: hc.Query) -> bool:
+    """Answer the import; True once the body has been read."""
     sim = handler.sim
     store = sim.store
     with hc.authenticated(handler, query, "put_import") as auth:
         if auth is None:
-            return
+            return False
         restore = _bool_arg(hc.lookup_param(handler, query, "restore"))
         force = _bool_arg(hc.lookup_param(handler, query, "force"))
         here = handler.server.host_ref
@@ -970,7 +988,7 @@ def import_handler(handler: Handler, query: hc.Query) -> None:
                 sr = _sr_of_request(handler, query)
             except XapiFailure as f:
                 hc.internal_error(handler, hc.html_escape(hc.failure_text(f)))
-                return
+                return False
             local = sr in _srs_seen_by(store, here)
             target = ""
             if not local:
@@ -978,13 +996,13 @@ def import_handler(handler: Handler, query: hc.Query) -> None:
                     target = store.get(vmh.choose_host_seeing(store, [sr]), "host")["address"]
                 except XapiFailure as f:
                     hc.internal_error(handler, hc.html_escape(hc.failure_text(f)))
-                    return
+                    return False
         if not local:
             hc.redirect(handler, hc.url_on(sim, target, "/import", handler.path.partition("?")[2]))
-            return
+            return False
         task, own = _task_for(sim, handler, query, "VM.import", auth.session)
         try:
-            _import(handler, sr, task, restore, force)
+            return _import(handler, sr, task, restore, force)
         finally:
             _end(sim, task, own)
 
@@ -1006,22 +1024,22 @@ def _sr_of_request(handler: Handler, query: hc.Query) -> str:
     return sr
 
 
-def _import(handler: Handler, sr: str, task: str, restore: bool, force: bool) -> None:
+def _import(handler: Handler, sr: str, task: str, restore: bool, force: bool) -> bool:
     sim = handler.sim
     store = sim.store
     _progress(sim, task, 0.0)
     if store.get(sr, "SR")["content_type"] == "iso":
         hc.bad_request(handler)
         fail_task(sim, task, XapiFailure("SR_OPERATION_NOT_SUPPORTED"))
-        return
+        return False
     if handler.headers.get("Transfer-Encoding") is not None:
         hc.forbidden_headers(handler)
         fail_task(sim, task, XapiFailure("IMPORT_ERROR_CANNOT_HANDLE_CHUNKED"))
-        return
+        return False
     hc.write_raw(handler, ["HTTP/1.1 200 OK", "Connection: close", hc.CACHE, f"task-id:{task}",
                            "content-type: application/octet-stream"])
     length_s = handler.headers.get("Content-Length")
-    body = _Body(handler.rfile, int(length_s) if length_s and length_s.isdigit() else None)  # type: ignore[arg-type]
+    body = _Body(handler.rfile, int(length_s) if length_s and length_s.isdigit() else None)
     imp = _Importer(sim, sr, task, restore, force)
     try:
         tar, xml = open_archive(body)
@@ -1032,19 +1050,20 @@ def _import(handler: Handler, sr: str, task: str, restore: bool, force: bool) ->
     except ImportFailure as e:
         _abandon(imp, force)
         fail_task(sim, task, e.failure)
-        return
+        return True
     except XapiFailure as f:
         _abandon(imp, force)
         fail_task(sim, task, f)
-        return
+        return True
     except Exception as e:  # a bug or a stream we could not understand
         _abandon(imp, force)
         fail_task(sim, task, XapiFailure("IMPORT_ERROR", f"INTERNAL_ERROR: [ {e!r} ]"))
-        return
+        return True
     finally:
         with contextlib.suppress(OSError, ValueError):
             body.drain()
     _succeed(sim, task, result)
+    return True
 
 
 def _abandon(imp: _Importer, force: bool) -> None:
