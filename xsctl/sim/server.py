@@ -369,7 +369,8 @@ class Listener:
     def __init__(self, server: _Server | _UnixServer) -> None:
         self.server = server
         self.thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True,
+            # shutdown() waits for the next poll: a short one makes stop() fast
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True,
             name=f"sim listener {server.server_address!r}",
         )
 
