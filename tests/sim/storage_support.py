@@ -9,6 +9,7 @@ each fresh pool quicker to stop.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -95,7 +96,21 @@ def sim() -> Iterator[Simulator]:
     try:
         yield s
     finally:
-        s.stop()
+        # stopping waits out the listener's poll interval; nothing needs that
+        # port any more, so let it finish while the next test starts
+        stopper = threading.Thread(target=s.stop, name="stop storage sim", daemon=True)
+        stopper.start()
+        _STOPPING.append(stopper)
+
+
+_STOPPING: list[threading.Thread] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def stop_sims_at_module_end() -> Iterator[None]:
+    yield
+    while _STOPPING:
+        _STOPPING.pop().join(timeout=5)
 
 
 @pytest.fixture

@@ -9,20 +9,22 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import wait_for
-from tests.sim.storage_support import (  # noqa: F401  (sim: fixture override)
-    GiB,
+from tests.sim import storage_support as support
+from tests.sim.storage_support import (
     Api,
-    apis,
+    GiB,
     by_name,
     cd_of,
     disk_of,
-    sim,
     sr_named,
     vbd_record,
     vdi_record,
-    vbds_of,
 )
 from xsctl.sim import Simulator
+
+sim = support.sim  # fixture: the storage tests' pool
+apis = support.apis  # fixture: both clients
+stop_sims_at_module_end = support.stop_sims_at_module_end  # autouse fixture
 
 NULL = "OpaqueRef:NULL"
 
@@ -227,7 +229,7 @@ def test_assert_attachable_ok_and_read_only(apis: list[Api], sim: Simulator) -> 
     """xapi_vbd_helpers.ml assert_attachable: fine for a free disk; RW on a read-only
     VDI is VDI_READONLY [vdi]."""
     xml, js = apis
-    vm, vbd, vdi = disk_of(xml, "web-staging")
+    _vm, vbd, vdi = disk_of(xml, "web-staging")
     assert xml("VBD.assert_attachable", vbd) == ""
     assert js("VBD.assert_attachable", vbd) is not None
     sim.store.update(vdi, {"read_only": True})
@@ -313,7 +315,7 @@ def test_destroy_attached_is_refused(apis: list[Api]) -> None:
     """xapi_vbd_helpers.ml destroy: OPERATION_NOT_ALLOWED ["VBD '<uuid>' still attached
     to '<vm uuid>'"]; once unplugged it goes, and leaves VM.VBDs and VDI.VBDs."""
     xml, js = apis
-    vm, vbd, vdi = disk_of(xml, "web-01")
+    vm, vbd, _vdi = disk_of(xml, "web-01")
     text = (f"VBD '{xml('VBD.get_uuid', vbd)}' still attached to "
             f"'{xml('VM.get_uuid', vm)}'")
     for api in apis:
@@ -322,7 +324,7 @@ def test_destroy_attached_is_refused(apis: list[Api]) -> None:
     xml("VBD.destroy", new)
     assert new not in js("VM.get_VBDs", vm)
     assert js.fails("VBD.get_record", new) == ["HANDLE_INVALID", "VBD", new]
-    halted_vm, halted_vbd, halted_vdi = disk_of(js, "backup-01")
+    _halted_vm, halted_vbd, halted_vdi = disk_of(js, "backup-01")
     js("VBD.destroy", halted_vbd)
     assert halted_vbd not in xml("VDI.get_VBDs", halted_vdi)
 
@@ -349,12 +351,15 @@ def test_conflicting_operations_wait_and_can_be_cancelled(apis: list[Api],
     (OTHER_OPERATION_IN_PROGRESS) and a second operation waits, cancellably."""
     xml, js = apis
     vm = by_name(xml, "VM", "web-02")
-    vbd = xml("VBD.create", vbd_record(vm, new_disk(xml)))
+    vdi = new_disk(xml)
+    vbd = xml("VBD.create", vbd_record(vm, vdi))
+    assert "destroy" in js("VDI.get_allowed_operations", vdi)
     sim.op_time = 2.0
     t1 = xml("Async.VBD.plug", vbd)
     wait_for(lambda: js("VBD.get_current_operations", vbd))
     assert list(js("VBD.get_current_operations", vbd).values()) == ["plug"]
     assert xml("VBD.get_allowed_operations", vbd) == []
+    assert js("VDI.get_allowed_operations", vdi) == []  # xapi_vdi.ml: a VBD is busy
     t2 = js("Async.VBD.unplug", vbd)
     wait_for(lambda: "cancel" in xml("task.get_allowed_operations", t2))
     assert xml("task.get_status", t2) == "pending"
@@ -365,6 +370,7 @@ def test_conflicting_operations_wait_and_can_be_cancelled(apis: list[Api],
     assert js.wait(t1)["status"] == "success"
     assert js("VBD.get_current_operations", vbd) == {}
     assert xml("VBD.get_currently_attached", vbd) is True
+    assert sorted(js("VDI.get_allowed_operations", vdi)) == ["clone", "snapshot"]
 
 
 def test_vdi_operation_blocks_plug(apis: list[Api], sim: Simulator) -> None:

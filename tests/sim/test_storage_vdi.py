@@ -11,22 +11,24 @@ from __future__ import annotations
 from typing import Any
 
 from tests.conftest import wait_for
-from tests.sim.storage_support import (  # noqa: F401  (sim: fixture override)
+from tests.sim import storage_support as support
+from tests.sim.storage_support import (
+    Api,
     GiB,
     MiB,
-    Api,
-    apis,
     by_name,
     cd_of,
     disk_of,
-    sim,
     sr_named,
     sum_of_vdis,
     usage,
-    vbd_record,
     vdi_record,
 )
 from xsctl.sim import Simulator
+
+sim = support.sim  # fixture: the storage tests' pool
+apis = support.apis  # fixture: both clients
+stop_sims_at_module_end = support.stop_sims_at_module_end  # autouse fixture
 
 NULL = "OpaqueRef:NULL"
 LV_10G = 10766778368  # lvhdutil.calcSizeVHDLV(10 GiB): + 2 TiB VHD metadata + bitmaps, 4 MiB
@@ -376,13 +378,13 @@ def test_forget_then_scan_finds_it_again(apis: list[Api]) -> None:
     _, _, attached = disk_of(xml, "web-01")
     for api in apis:
         assert api.fails("VDI.forget", attached) == ["VDI_IN_USE", attached, "forget"]
-    vm, vbd, vdi = disk_of(xml, "win-build-01")
+    _vm, vbd, vdi = disk_of(xml, "win-build-01")
     uuid, sr = xml("VDI.get_uuid", vdi), xml("VDI.get_SR", vdi)
     before = usage(xml, sr)
     js("VDI.forget", vdi)
     assert xml.fails("VBD.get_record", vbd)[0] == "HANDLE_INVALID"
     assert usage(xml, sr) == sum_of_vdis(xml, sr) != before
-    vm2, cd = cd_of(js, "backup-01")
+    _vm2, cd = cd_of(js, "backup-01")
     iso = js("VBD.get_VDI", cd)
     xml("VDI.forget", iso)
     assert (js("VBD.get_empty", cd), js("VBD.get_VDI", cd)) == (True, NULL)
@@ -397,7 +399,7 @@ def test_update_and_setters(apis: list[Api]) -> None:
     """xapi_vdi.ml update needs VDI_UPDATE; message_forwarding.ml: set_read_only and
     set_sharable are for SM plugins only (PERMISSION_DENIED [""]); set_on_boot needs
     halted VMs (VM_BAD_POWER_STATE [vm, "halted", actual])."""
-    xml, js = apis
+    xml, _js = apis
     vm, _, attached = disk_of(xml, "web-01")
     iso = iso_named(xml, "Rocky-9.4-x86_64-minimal.iso")  # in no drive
     for api in apis:

@@ -568,6 +568,7 @@ def marked(ctx: Context, *marks: Mark) -> Iterator[str]:
                 continue
             for ref, op, _ in marks:
                 store.set_map_key(ref, "current_operations", task, op)
+                _refresh_related(store, ref)
             break
     try:
         yield task
@@ -576,6 +577,19 @@ def marked(ctx: Context, *marks: Mark) -> Iterator[str]:
             for ref, _, _ in marks:
                 if store.exists(ref):
                     store.del_map_key(ref, "current_operations", task)
+                    _refresh_related(store, ref)
+
+
+def _refresh_related(store: Store, ref: str) -> None:
+    """A VBD's operations show in its VDI's allowed_operations and the other way round."""
+    row = store.find(ref)
+    cls = store.cls_of.get(ref)
+    if row is None:
+        return
+    if cls == "VBD":
+        refresh(store, row["VDI"])
+    elif cls == "VDI":
+        refresh(store, *row["VBDs"])
 
 
 def _vbd_mark(store: Store, vbd: str, op: str) -> Mark:
@@ -1156,8 +1170,17 @@ def vdi_set_allow_caching(ctx: Context, self: str, value: bool) -> None:
 # ================================================================ SM drivers
 
 
+def _host_of(server: str) -> str:
+    """The host part of "nas", "nas:/path", "//nas/share" or "\\\\nas\\share"."""
+    s = server.replace("\\", "/").lstrip("/").split(",")[0]
+    s = s.split("/")[0]
+    if s.startswith("["):
+        return s[1:].split("]")[0]
+    return s.split(":")[0] if s.count(":") == 1 else s
+
+
 def _reachable(server: str) -> bool:
-    host = server.strip("[]").split(",")[0]
+    host = _host_of(server)
     if host.endswith(".invalid") or not host:
         return False
     try:
@@ -1356,8 +1379,7 @@ class Driver:
             if "legacy_mode" in dc:
                 return 0
             loc = dc["location"]
-            server = loc.replace("\\", "/").lstrip("/").split("/")[0].split(":")[0]
-            if not _reachable(server):
+            if not _reachable(loc):
                 kind = dc.get("type", "nfs_iso" if ":/" in loc else "cifs")
                 raise sm_error("NFSTarget" if kind == "nfs_iso" else "ISOMountFailure")
             return ISO_CAPACITY
@@ -1419,18 +1441,23 @@ def _scan(store: Store, sr: str) -> None:
         loc = store.get(row["PBDs"][0], "PBD")["device_config"].get("location", "")
         found = {**disks.share_files(store, loc), **found}
     known = {store.get(v, "VDI")["location"] for v in row["VDIs"]}
+    links: list[tuple[str, str]] = []
     for location, image in sorted(found.items()):
         if location in known:
             continue
         image = dict(image)
         snap_of = image.pop("snapshot_of_uuid", "")
-        if snap_of and snap_of in store.uuids["VDI"]:
-            image["snapshot_of"] = store.uuids["VDI"][snap_of]
         if image.get("uuid") in store.uuids["VDI"]:
             image.pop("uuid")
         label = image.pop("name_label", location)
         size = int(image.pop("virtual_size", 0))
-        disks.new_vdi(store, sr, label, size, **image)
+        ref = disks.new_vdi(store, sr, label, size, **image)
+        if snap_of:
+            links.append((ref, snap_of))
+    for ref, parent_uuid in links:
+        parent = store.uuids["VDI"].get(parent_uuid)
+        if parent is not None:
+            store.update(ref, {"snapshot_of": parent})
     disks.recompute_usage(store, sr)
     changes: dict[str, Any] = {}
     stored = w.srs.get(row["uuid"])
@@ -1536,13 +1563,12 @@ def _really_forget(store: Store, sr: str, keep_on_storage: bool) -> None:
     for pbd in list(row["PBDs"]):
         if store.exists(pbd):
             store.destroy(pbd)
-    for vdi in list(row["VDIs"]):
-        vrow = store.find(vdi)
-        if vrow is None:
-            continue
-        if keep_on_storage:
+    vdis = [v for v in row["VDIs"] if store.exists(v, "VDI")]
+    if keep_on_storage:
+        for vdi in vdis:  # all first: a snapshot keeps naming its parent
             disks.forget_to_storage(store, vdi)
-        vbds = list(vrow["VBDs"])
+    for vdi in vdis:
+        vbds = list(store.get(vdi, "VDI")["VBDs"])
         store.destroy(vdi)
         _gc_vbds(store, vbds)
     store.destroy(sr)
