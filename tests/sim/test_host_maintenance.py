@@ -170,3 +170,18 @@ def test_host_operations_block_each_other(sim: Simulator, xapi: Any) -> None:
     assert "evacuate" not in xapi.xenapi.host.get_allowed_operations(h)
     assert fail(xapi.xenapi.host.evacuate, h) == [
         "OTHER_OPERATION_IN_PROGRESS", "host", h, "vm_migrate", "OpaqueRef:busy"]
+
+
+def test_data_sources(xapi: Any, jrpc: JsonRpcClient) -> None:
+    """host.get_data_sources / query_data_source (xapi_host.ml, rrdd_helper.ml): the
+    same data sources /rrd_updates has for the host, with their current values."""
+    h = member(xapi, 0)
+    sources = {d["name_label"]: d for d in xapi.xenapi.host.get_data_sources(h)}
+    assert {"cpu0", "cpu15", "cpu_avg", "loadavg", "memory_total_kib", "memory_free_kib",
+            "pif_eth0_rx"} <= set(sources)
+    assert sources["cpu0"]["units"] == "(fraction)" and sources["cpu0"]["max"] == 1.0
+    total = int(xapi.xenapi.host_metrics.get_memory_total(xapi.xenapi.host.get_metrics(h)))
+    assert jrpc("host.query_data_source", h, "memory_total_kib") == total / 1024
+    assert 0.0 <= xapi.xenapi.host.query_data_source(h, "cpu_avg") <= 1.0
+    details = fail(xapi.xenapi.host.query_data_source, h, "nope")
+    assert details[0] == "INTERNAL_ERROR" and "nope" in details[1]

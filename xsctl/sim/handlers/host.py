@@ -476,6 +476,48 @@ def get_server_certificate(ctx: Context, host: str) -> str:
     return cert.cert_pem.decode("ascii")
 
 
+_DS_TEXT = {
+    "cpu_avg": ("Average physical CPU usage", "(fraction)"),
+    "loadavg": ("Domain0 loadavg", ""),
+    "memory_total_kib": ("Total amount of memory in the host", "KiB"),
+    "memory_free_kib": ("Total amount of free memory", "KiB"),
+}
+
+
+def _host_sources(ctx: Context, host: str) -> list[tuple[str, float, float]]:
+    """(name, max, value now) of the host's data sources, from the /rrd_updates model."""
+    ctx.store.get(host, "host")
+    obj = rrd.collect(ctx.store, host, True, [])[0]
+    t = rrd.last_update()
+    return [(ds.name, ds.max, ds.series([t], rrd.STEP, "AVERAGE")[0]) for ds in obj.sources]
+
+
+@api("host.get_data_sources")
+def get_data_sources(ctx: Context, host: str) -> list[dict[str, object]]:
+    """xapi_host.ml get_data_sources (rrdd_helper.ml to_API_data_source)."""
+    out: list[dict[str, object]] = []
+    for name, top, value in _host_sources(ctx, host):
+        if name.startswith("cpu") and name[3:].isdigit():
+            text, units = f"Physical cpu usage for cpu {name[3:]}", "(fraction)"
+        elif name.startswith("pif_"):
+            dev, _, way = name[4:].rpartition("_")
+            text = f"Bytes per second {'received' if way == 'rx' else 'sent'} on physical interface {dev}"
+            units = "B/s"
+        else:
+            text, units = _DS_TEXT.get(name, (name, ""))
+        out.append({"name_label": name, "name_description": text, "enabled": True,
+                    "standard": True, "units": units, "min": 0.0, "max": top, "value": value})
+    return out
+
+
+@api("host.query_data_source")
+def query_data_source(ctx: Context, host: str, data_source: str) -> float:
+    for name, _, value in _host_sources(ctx, host):
+        if name == data_source:
+            return value
+    raise internal_error(f'Rrd_interface.Rrdd_error(Datasource_missing("{data_source}"))')
+
+
 # ---------------------------------------------------------------- metric drift
 
 

@@ -108,8 +108,7 @@ def created_at(store: Store, ref: str, row: Row) -> float:
     return t if t is not None else parse_datetime(row["timestamp"])
 
 
-def _record(store: Store, sim: Simulator, name: str, priority: int, cls: str, obj_uuid: str,
-            body: str) -> str:
+def _record(store: Store, name: str, priority: int, cls: str, obj_uuid: str, body: str) -> str:
     now = time.time()
     with store.lock:
         ref = store.create(
@@ -140,7 +139,7 @@ def _destroy(store: Store, ref: str) -> None:
 
 def emit(sim: Simulator, name: str, cls: str, obj_uuid: str, body: str) -> str:
     """Create an alert as xapi does when something happens (message.create)."""
-    return _record(sim.store, sim, name, PRIORITIES.get(name, 5), cls, obj_uuid, body)
+    return _record(sim.store, name, PRIORITIES.get(name, 5), cls, obj_uuid, body)
 
 
 def _newest_first(store: Store, items: list[tuple[str, Row]]) -> dict[str, Row]:
@@ -170,7 +169,7 @@ def create(ctx: Context, name: str, priority: int, cls: str, obj_uuid: str, body
         raise XapiFailure("INVALID_VALUE", "UTF8 expected") from e
     if not check_uuid(ctx.store, cls, obj_uuid):
         raise XapiFailure("UUID_INVALID", cls, obj_uuid)
-    return _record(ctx.store, ctx.sim, name, priority, cls, obj_uuid, body)
+    return _record(ctx.store, name, priority, cls, obj_uuid, body)
 
 
 @api("message.destroy")

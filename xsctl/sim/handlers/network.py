@@ -124,17 +124,6 @@ def network_allowed_operations(store: Store, row: Row) -> list[str]:
     return []
 
 
-def refresh_vifs(store: Store, vm: str) -> None:
-    """Recompute the VIFs' allowed_operations after the VM changed (power state,
-    current operations, guest metrics). Call with the store lock held."""
-    row = store.tables["VM"].get(vm)
-    if row is None:
-        return
-    for vif in row["VIFs"]:
-        if store.exists(vif, "VIF"):
-            store.republish(vif)
-
-
 def gen_mac(device: int, seed: str) -> str:
     """xapi_vif_helpers.ml gen_mac: MD5 applied 2*device+1 times to the seed, then
     bytes 0-3 of that and 1-2 of its MD5, locally administered and unicast."""
