@@ -347,3 +347,59 @@ def test_guest_agent_report_arrives_after_boot(xml: Api) -> None:
     assert gm["PV_drivers_detected"] is True
     assert gm["other"]["feature-suspend"] == "1"
     wait_for(lambda: "clean_shutdown" in xml("VM.get_allowed_operations", vm))
+
+
+def test_evacuating_host_takes_no_new_vms(api: Api, sim: Simulator) -> None:
+    """message_forwarding.ml start_on: HOST_EVACUATE_IN_PROGRESS [host];
+    vm_can_run_on_host leaves such a host out of VM.start's choice."""
+    vm = api.vm("web-staging")
+    h1 = host_named(api, "xcp-ng-01")
+    sim.store.set_map_key(h1, "current_operations", "OpaqueRef:evacuation", "evacuate")
+    assert api.fail("VM.start_on", vm, h1, False, False) == ["HOST_EVACUATE_IN_PROGRESS", h1]
+    api("VM.set_affinity", vm, h1)
+    api("VM.start", vm, False, False)
+    assert api("VM.get_resident_on", vm) != h1
+
+
+def test_resume_on_a_chosen_host_and_migrate_needs_memory(xml: Api, sim: Simulator) -> None:
+    vm = xml.vm("legacy-erp")
+    h3 = host_named(xml, "xcp-ng-03")
+    xml("VM.resume_on", vm, h3, False, False)
+    assert (xml("VM.get_power_state", vm), xml("VM.get_resident_on", vm)) == ("Running", h3)
+    [msg] = xml.messages("VM_RESUMED", vm)
+    assert "resumed on host: xcp-ng-03 (uuid: " in msg["body"]
+    h2 = host_named(xml, "xcp-ng-02")
+    hm = xml("host.get_metrics", h2)
+    sim.store.update(hm, {"memory_total": 2 * GiB})
+    err = xml.fail("VM.pool_migrate", vm, h2, {})
+    assert err[0] == "HOST_NOT_ENOUGH_FREE_MEMORY" and err[2] == "0"
+    assert xml("VM.get_resident_on", vm) == h3
+
+
+def test_smaller_calls(api: Api) -> None:
+    """Setters with xapi's own checks (xapi_vm.ml), and calls xapi answers trivially."""
+    halted, running = api.vm("web-staging"), api.vm("web-01")
+    assert api.fail("VM.set_start_delay", halted, -1) == [
+        "INVALID_VALUE", "start_delay must be non-negative", "-1"]
+    assert api.fail("VM.set_shutdown_delay", halted, -5) == [
+        "INVALID_VALUE", "shutdown_delay must be non-negative", "-5"]
+    assert api.fail("VM.set_order", halted, -2) == ["INVALID_VALUE", "order must be non-negative", "-2"]
+    api("VM.set_order", halted, 3)
+    assert num(api("VM.get_order", halted)) == 3
+    assert api.fail("VM.set_domain_type", halted, "unspecified") == [
+        "INVALID_VALUE", "domain_type", "unspecified"]
+    api("VM.set_domain_type", halted, "pv")
+    assert api("VM.get_HVM_boot_policy", halted) == ""
+    api("VM.set_HVM_boot_policy", halted, "BIOS order")
+    assert api("VM.get_domain_type", halted) == "hvm"
+    assert api.fail("VM.set_has_vendor_device", running, True) == [
+        "VM_BAD_POWER_STATE", running, "halted", "running"]
+    assert api.fail("VM.set_suspend_VDI", halted, NULL) == [
+        "VM_BAD_POWER_STATE", halted, "suspended", "halted"]
+    assert api.fail("VM.send_sysrq", running, "b") == ["NOT_IMPLEMENTED", "send_sysrq"]
+    assert api.fail("VM.send_trigger", halted, "x") == [
+        "VM_BAD_POWER_STATE", halted, "running", "halted"]
+    assert api("VM.get_cooperative", running) is True
+    assert api("VM.get_boot_record", running)["uuid"] == api("VM.get_uuid", running)
+    biggest = num(api("VM.maximise_memory", halted, 8 * GiB, False))
+    assert 7 * GiB < biggest < 8 * GiB

@@ -2570,16 +2570,16 @@ def send_trigger(ctx: Context, vm: str, trigger: str) -> None:
 
 @api("VM.maximise_memory")
 def maximise_memory(ctx: Context, self: str, total: int, approximate: bool) -> int:
-    """The largest static_max whose start footprint fits in ``total`` (binary search,
-    as xapi's Xapi_vm.maximise_memory)."""
+    """Xapi_vm.maximise_memory: the largest static_max whose start footprint (with
+    the Static_max policy; 64 vCPUs when ``approximate``) fits in ``total``."""
     row = dict(_vm(ctx, self))
     if approximate:
         row["VCPUs_max"] = 64
     lo, hi = 0, max(0, total)
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        trial = {**row, "memory_static_max": mid, "memory_dynamic_min": mid}
-        if start_memory(Row(trial)) - _mib_of_bytes_used(mid) * MiB + mid <= total:
+        trial = Row({**row, "memory_static_max": mid, "memory_dynamic_min": mid})
+        if start_memory(trial) <= total:
             lo = mid
         else:
             hi = mid - 1
