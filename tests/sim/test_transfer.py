@@ -357,3 +357,24 @@ def test_import_bad_streams(xs: tuple[Simulator, Any]) -> None:
     assert newer != entries[0][1]
     assert failed_import(sim, x, build_tar([("ova.xml", newer), *entries[1:]])) == [
         "IMPORT_INCOMPATIBLE_VERSION"]
+
+
+def test_suspended_vm_keeps_its_state(xs: tuple[Simulator, Any]) -> None:
+    """export.ml with preserve_power_state streams the suspend image too; import.ml
+    brings the VM back Suspended on it."""
+    sim, x = xs
+    src = vm_ref(x, "k8s-node-03")
+    body = export(sim, x.handle, f"ref={src}&preserve_power_state=true").body
+    header = ova(members(body))
+    vm_obj = next(o["snapshot"] for o in header["objects"] if o["class"] == "VM")
+    assert vm_obj["power_state"] == "Suspended" and REF_ID.match(vm_obj["suspend_VDI"])
+    task = task_of(x, "import")
+    put(sim, x.handle, f"task_id={task}", body)
+    rec = wait_for(lambda: (t := x.xenapi.task.get_record(task))["status"] != "pending" and t)
+    vm = new_vm_of(rec["result"])
+    assert x.xenapi.VM.get_power_state(vm) == "Suspended"
+    assert x.xenapi.VDI.get_type(x.xenapi.VM.get_suspend_VDI(vm)) == "suspend"
+    assert "resume" in x.xenapi.VM.get_allowed_operations(vm)
+    plain = ova(members(export(sim, x.handle, f"ref={src}").body))
+    assert next(o["snapshot"] for o in plain["objects"]
+                if o["class"] == "VM")["power_state"] == "Halted"

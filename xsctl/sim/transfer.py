@@ -11,8 +11,10 @@ import.ml, importexport.ml), a POSIX tar of 512-byte blocks:
     VM_guest_metrics, VBDs, VIFs, networks, VDIs, SRs and the host it runs on, each
     ``snapshot`` a full record as ``get_record`` returns it, with every reference
     replaced by the object's export id (``Ref:N``) or ``OpaqueRef:NULL`` when the
-    object is not in the export. The VM is exported ``Halted``; operations, consoles,
-    snapshots and PBD/PIF links are cleared (export.ml ``make_vm``, ``make_vbd``, ...).
+    object is not in the export. The VM is exported ``Halted`` (with
+    ``preserve_power_state=true`` a suspended VM stays ``Suspended`` and its suspend
+    image is streamed too); operations, consoles, snapshots and PBD/PIF links are
+    cleared (export.ml ``make_vm``, ``make_vbd``, ...).
 ``Ref:N/00000000``, ``Ref:N/00000000.xxhash``, ...
     The data of each non-CD VDI (not on an ISO SR), VDIs in lexicographic order of
     their id: 1 MiB chunks named by chunk number (``%08d``), the last one shorter when
@@ -46,7 +48,8 @@ HTTP behaviour (xapi's, from the files above and xapi_http.ml):
   ``SR_OPERATION_NOT_SUPPORTED``; a chunked body gets ``403`` and
   ``IMPORT_ERROR_CANNOT_HANDLE_CHUNKED``; otherwise ``200`` at once, then the body is
   read: a new VM (new uuid and MACs from a fresh ``mac_seed`` unless ``restore=true``,
-  ``other_config:import_task``, ``import`` in current_operations while it lasts), new
+  ``other_config:import_task``, ``import`` in current_operations while it lasts,
+  Suspended again when exported so with its suspend image), new
   VDIs on the SR, VBDs and VIFs (networks matched by name, then bridge, else created).
   Progress follows the bytes read; the result is the XML-RPC array of the new VM
   refs, ``<value><array><data><value>OpaqueRef:…</value></data></array></value>``.
@@ -837,6 +840,11 @@ class _Importer:
         ref = store.create("VM", rec)
         with contextlib.suppress(Exception):
             store.update(ref, {"memory_overhead": vmh.memory_overhead(store.get(ref, "VM"))})
+        suspend_vdi = self.table.get(str(snap.get("suspend_VDI", NULL_REF)), NULL_REF)
+        if snap.get("power_state") == "Suspended" and suspend_vdi != NULL_REF:
+            # import.ml: a suspended VM (preserve_power_state) comes back suspended
+            store.update(ref, {"power_state": "Suspended", "suspend_VDI": suspend_vdi})
+            store.update(metrics, {"current_domain_type": rec.get("domain_type", "hvm")})
         self.table[o["id"]] = ref
         self.created.append(("VM", ref))
         self.vms.append(ref)
