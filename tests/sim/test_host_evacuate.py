@@ -38,6 +38,7 @@ def expected_blockers(x: Any, host: str) -> dict[str, list[str]]:
 
 
 def test_vms_which_prevent_evacuation(xapi: Any, jrpc: JsonRpcClient) -> None:
+    """xapi_host.ml get_vms_which_prevent_evacuation."""
     for h, _ in hosts_by_address(xapi):
         want = expected_blockers(xapi, h)
         assert xapi.xenapi.host.get_vms_which_prevent_evacuation(h) == want
@@ -46,7 +47,7 @@ def test_vms_which_prevent_evacuation(xapi: Any, jrpc: JsonRpcClient) -> None:
 
 
 def test_assert_can_evacuate(xapi: Any) -> None:
-    """CANNOT_EVACUATE_HOST ["code,params|code,params"] (the old Miami encoding)."""
+    """xapi_host.ml assert_can_evacuate: CANNOT_EVACUATE_HOST ["code,params|code,params"] (the old Miami encoding)."""
     h = hosts_by_address(xapi)[2][0]
     want = expected_blockers(xapi, h)
     details = fail(xapi.xenapi.host.assert_can_evacuate, h)
@@ -55,6 +56,7 @@ def test_assert_can_evacuate(xapi: Any) -> None:
 
 
 def test_evacuate_raises_the_first_blocker(xapi: Any) -> None:
+    """xapi_host.ml evacuate: the first planning error is raised."""
     h = hosts_by_address(xapi)[1][0]
     want = expected_blockers(xapi, h)
     details = fail(xapi.xenapi.host.evacuate, h)
@@ -63,7 +65,7 @@ def test_evacuate_raises_the_first_blocker(xapi: Any) -> None:
 
 
 def test_evacuate_migrates_every_vm(sim: Simulator, xapi: Any) -> None:
-    """With the blockers shut down, Async.host.evacuate moves every VM to another
+    """xapi_host.ml evacuate: With the blockers shut down, Async.host.evacuate moves every VM to another
     enabled host (VM.pool_migrate), keeping them running; the host keeps dom0 only."""
     h = hosts_by_address(xapi)[1][0]
     for vm in expected_blockers(xapi, h):
@@ -88,7 +90,7 @@ def test_evacuate_migrates_every_vm(sim: Simulator, xapi: Any) -> None:
 
 
 def test_no_hosts_available(xapi: Any) -> None:
-    """Every other host disabled: NO_HOSTS_AVAILABLE [vm] for each VM."""
+    """xapi_host.ml compute_evacuation_plan_no_wlb: Every other host disabled: NO_HOSTS_AVAILABLE [vm] for each VM."""
     hosts = hosts_by_address(xapi)
     target = hosts[0][0]
     for h, _ in hosts[1:]:
@@ -100,7 +102,7 @@ def test_no_hosts_available(xapi: Any) -> None:
 
 
 def test_not_enough_free_memory(sim: Simulator, xapi: Any) -> None:
-    """The memory bin-packing leaves out what fits nowhere:
+    """xapi_host.ml compute_evacuation_plan_no_wlb: The memory bin-packing leaves out what fits nowhere:
     HOST_NOT_ENOUGH_FREE_MEMORY [vm]."""
     hosts = hosts_by_address(xapi)
     source = hosts[0][0]

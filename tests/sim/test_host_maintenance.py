@@ -115,6 +115,7 @@ def test_compute_free_memory(sim: Simulator, xapi: Any) -> None:
 
 
 def test_free_memory_drops_when_a_vm_starts(xapi: Any, jrpc: JsonRpcClient) -> None:
+    """memory_check.ml: a started VM counts dynamic_min plus overhead."""
     h = member(xapi)
     vm = xapi.xenapi.VM.get_by_name_label("web-staging")[0]
     before = jrpc("host.compute_free_memory", h)
@@ -145,7 +146,7 @@ def test_server_certificate_is_the_hosts_tls_certificate(sim: Simulator, xapi: A
 
 
 def test_metric_drift_matches_rrd(sim: Simulator, xapi: Any) -> None:
-    """host_cpu.utilisation follows the load /rrd_updates reports for the host."""
+    """xcp-rrdd host cpuN as in rrdd_http_handler.ml: host_cpu.utilisation follows the load /rrd_updates reports for the host."""
     h = member(xapi, 0)
     t = 1_795_000_000.0
     host_mod.drift(sim, t)

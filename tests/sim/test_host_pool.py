@@ -46,12 +46,14 @@ def test_designate_new_master(sim: Simulator, xapi: Any) -> None:
 
 
 def test_designate_the_current_master_does_nothing(sim: Simulator, jrpc: JsonRpcClient) -> None:
+    """xapi_pool.ml designate_new_master: nothing to do on the master."""
     master = sim.master_ref()
     jrpc("pool.designate_new_master", master)
     assert sim.master_ref() == master
 
 
 def test_designate_with_ha_enabled(sim: Simulator, xapi: Any) -> None:
+    """xapi_pool.ml designate_new_master: HA_IS_ENABLED; xapi_pool_helpers.ml ha ops."""
     pool = xapi.xenapi.pool.get_all()[0]
     with sim.store.lock:
         sim.store.update(pool, {"ha_enabled": True})
@@ -62,7 +64,7 @@ def test_designate_with_ha_enabled(sim: Simulator, xapi: Any) -> None:
 
 
 def test_designate_while_in_progress(sim: Simulator, xapi: Any) -> None:
-    """A blocking pool operation in progress refuses another with its own error."""
+    """xapi_pool_helpers.ml compute_valid_operations: A blocking pool operation in progress refuses another with its own error."""
     pool = xapi.xenapi.pool.get_all()[0]
     with sim.store.lock:
         sim.store.set_map_key(pool, "current_operations", "OpaqueRef:t", "designate_new_master")

@@ -14,6 +14,7 @@ FUTURE = "20991231T23:59:59Z"
 
 
 def test_create_and_read(xapi: Any, jrpc: JsonRpcClient) -> None:
+    """xapi_message.ml create/get_record/get_by_uuid."""
     vm = vm_ref(xapi, "web-01")
     uuid = xapi.xenapi.VM.get_uuid(vm)
     ref = xapi.xenapi.message.create("VM_REBOOTED", "5", "VM", uuid, "VM 'web-01' rebooted")
@@ -27,7 +28,7 @@ def test_create_and_read(xapi: Any, jrpc: JsonRpcClient) -> None:
 
 
 def test_create_checks_the_object(xapi: Any, jrpc: JsonRpcClient) -> None:
-    """check_uuid: obj_uuid must name an object of cls: UUID_INVALID [cls, uuid]."""
+    """xapi_message.ml create: check_uuid: obj_uuid must name an object of cls: UUID_INVALID [cls, uuid]."""
     vm_uuid = xapi.xenapi.VM.get_uuid(vm_ref(xapi, "web-01"))
     assert fail(xapi.xenapi.message.create, "X", "1", "Host", vm_uuid, "") == [
         "UUID_INVALID", "Host", vm_uuid]
@@ -38,6 +39,7 @@ def test_create_checks_the_object(xapi: Any, jrpc: JsonRpcClient) -> None:
 
 
 def test_lookup_errors_name_the_class_in_lower_case(xapi: Any, jrpc: JsonRpcClient) -> None:
+    """xapi_message.ml get_record/get_by_uuid/destroy."""
     assert fail(xapi.xenapi.message.get_record, "OpaqueRef:nope") == [
         "HANDLE_INVALID", "message", "OpaqueRef:nope"]
     assert jfail(jrpc, "message.get_by_uuid", "nope") == ["UUID_INVALID", "message", "nope"]
@@ -46,6 +48,7 @@ def test_lookup_errors_name_the_class_in_lower_case(xapi: Any, jrpc: JsonRpcClie
 
 
 def test_get_since_is_strict_and_newest_first(xapi: Any, jrpc: JsonRpcClient) -> None:
+    """xapi_message.ml get_since/get_real_inner."""
     host_uuid = xapi.xenapi.host.get_uuid(xapi.xenapi.host.get_all()[0])
     a = xapi.xenapi.message.create("A", "3", "Host", host_uuid, "")
     b = xapi.xenapi.message.create("B", "3", "Host", host_uuid, "")
@@ -60,6 +63,7 @@ def test_get_since_is_strict_and_newest_first(xapi: Any, jrpc: JsonRpcClient) ->
 
 
 def test_get_by_object(xapi: Any, jrpc: JsonRpcClient) -> None:
+    """xapi_message.ml get: UUID_INVALID with no parameters for an unknown object."""
     vm = vm_ref(xapi, "db-01")
     uuid = xapi.xenapi.VM.get_uuid(vm)
     seeded = jrpc("message.get", "VM", uuid, EPOCH)
@@ -71,6 +75,7 @@ def test_get_by_object(xapi: Any, jrpc: JsonRpcClient) -> None:
 
 
 def test_destroy_and_destroy_many(xapi: Any, jrpc: JsonRpcClient) -> None:
+    """xapi_message.ml destroy/destroy_many."""
     uuid = xapi.xenapi.host.get_uuid(xapi.xenapi.host.get_all()[0])
     refs = [jrpc("message.create", f"M{i}", 4, "Host", uuid, "") for i in range(4)]
     jrpc("message.destroy", refs[0])
@@ -102,6 +107,7 @@ def test_messages_use_the_second_half_of_the_token(xapi: Any) -> None:
 
 
 def test_get_all_records_where(xapi: Any, jrpc: JsonRpcClient) -> None:
+    """xapi_message.ml get_all_records_where: only message fields."""
     hits = jrpc("message.get_all_records_where", 'field "name"="ALARM"')
     assert hits and all(m["name"] == "ALARM" for m in hits.values())
     details = jfail(jrpc, "message.get_all_records_where", 'field "name__label"="x"')
@@ -109,6 +115,7 @@ def test_get_all_records_where(xapi: Any, jrpc: JsonRpcClient) -> None:
 
 
 def test_emit_is_what_the_simulator_uses(sim: Simulator, xapi: Any) -> None:
+    """api_messages.ml priorities."""
     from xsctl.sim.handlers import message
 
     uuid = xapi.xenapi.host.get_uuid(xapi.xenapi.host.get_all()[0])

@@ -22,7 +22,7 @@ def by_bridge(x: Any, bridge: str) -> str:
 
 
 def test_create_picks_free_xapi_bridges(xapi: Any, jrpc: JsonRpcClient) -> None:
-    """choose_bridge_name: xapiN not yet used (the demo pool has xapi1)."""
+    """xapi_network.ml create: choose_bridge_name: xapiN not yet used (the demo pool has xapi1)."""
     a = xapi.xenapi.network.create(args())
     b = jrpc("network.create", args(MTU=0))
     assert xapi.xenapi.network.get_bridge(a) == "xapi0"
@@ -34,6 +34,7 @@ def test_create_picks_free_xapi_bridges(xapi: Any, jrpc: JsonRpcClient) -> None:
 
 
 def test_create_bridge_rules(xapi: Any, jrpc: JsonRpcClient) -> None:
+    """xapi_network.ml create: bridge_blacklist, length, BRIDGE_NAME_EXISTS."""
     for bad in ("eth5", "xenbr9", "vif1.0", "tap0", "xapi9", "a-very-long-bridge-name"):
         assert jfail(jrpc, "network.create", args(bridge=bad)) == ["INVALID_VALUE", "bridge", bad]
     ok = xapi.xenapi.network.create(args(bridge="br-lab"))
@@ -43,6 +44,7 @@ def test_create_bridge_rules(xapi: Any, jrpc: JsonRpcClient) -> None:
 
 
 def test_destroy_refuses_attached_vifs_and_pifs(xapi: Any, jrpc: JsonRpcClient) -> None:
+    """xapi_network.ml destroy."""
     n0 = by_bridge(xapi, "xenbr0")
     details = fail(xapi.xenapi.network.destroy, n0)
     attached = [v for v in xapi.xenapi.network.get_VIFs(n0)
@@ -58,12 +60,14 @@ def test_destroy_refuses_attached_vifs_and_pifs(xapi: Any, jrpc: JsonRpcClient) 
 
 
 def test_destroy_system_network(xapi: Any) -> None:
+    """xapi_network.ml destroy: CANNOT_DESTROY_SYSTEM_NETWORK."""
     internal = by_bridge(xapi, "xenapi")
     assert fail(xapi.xenapi.network.destroy, internal) == [
         "CANNOT_DESTROY_SYSTEM_NETWORK", internal]
 
 
 def test_destroy_takes_detached_vifs_along(xapi: Any, jrpc: JsonRpcClient) -> None:
+    """xapi_network.ml destroy."""
     n = xapi.xenapi.network.create(args())
     vm = vm_ref(xapi, "web-staging")
     vif = xapi.xenapi.VIF.create({"device": "4", "network": n, "VM": vm, "MAC": "", "MTU": "1500",

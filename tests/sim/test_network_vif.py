@@ -42,6 +42,7 @@ def mac_from_seed(device: int, seed: str) -> str:
 
 
 def test_allowed_operations(xapi: Any) -> None:
+    """xapi_vif_helpers.ml valid_operations."""
     running = first_vif(xapi, vm_ref(xapi, "web-01"))
     halted = first_vif(xapi, vm_ref(xapi, "web-staging"))
     assert sorted(xapi.xenapi.VIF.get_allowed_operations(running)) == ["attach", "unplug"]
@@ -49,6 +50,7 @@ def test_allowed_operations(xapi: Any) -> None:
 
 
 def test_plug_unplug_cycle(xapi: Any, jrpc: JsonRpcClient) -> None:
+    """xapi_vif_helpers.ml valid_operations: DEVICE_ALREADY_ATTACHED/DETACHED."""
     vm = vm_ref(xapi, "web-02")
     vif = first_vif(xapi, vm)
     assert fail(xapi.xenapi.VIF.plug, vif) == ["DEVICE_ALREADY_ATTACHED", vif]
@@ -65,6 +67,7 @@ def test_plug_unplug_cycle(xapi: Any, jrpc: JsonRpcClient) -> None:
 
 
 def test_plug_needs_a_running_vm(xapi: Any) -> None:
+    """xapi_vif_helpers.ml valid_operations: VM_BAD_POWER_STATE."""
     vm = vm_ref(xapi, "web-staging")
     vif = first_vif(xapi, vm)
     assert fail(xapi.xenapi.VIF.plug, vif) == ["VM_BAD_POWER_STATE", vm, "running", "halted"]
@@ -74,7 +77,7 @@ def test_plug_needs_a_running_vm(xapi: Any) -> None:
 
 
 def test_hotplug_needs_pv_drivers(sim: Simulator, xapi: Any) -> None:
-    """An HVM guest's drivers decide: can_use_hotplug_vif=no refuses, and with no
+    """xapi_vif_helpers.ml valid_operations, xapi_pv_driver_version.ml: An HVM guest's drivers decide: can_use_hotplug_vif=no refuses, and with no
     guest metrics at all the PV drivers are missing."""
     vm = vm_ref(xapi, "web-03")
     vif = first_vif(xapi, vm)
@@ -92,6 +95,7 @@ def test_hotplug_needs_pv_drivers(sim: Simulator, xapi: Any) -> None:
 
 
 def test_other_operation_in_progress(sim: Simulator, xapi: Any) -> None:
+    """xapi_vif_helpers.ml valid_operations."""
     vif = first_vif(xapi, vm_ref(xapi, "web-01"))
     with sim.store.lock:
         sim.store.set_map_key(vif, "current_operations", "OpaqueRef:task", "unplug")
@@ -101,6 +105,7 @@ def test_other_operation_in_progress(sim: Simulator, xapi: Any) -> None:
 
 
 def test_vm_shutting_down_refuses_hotplug(sim: Simulator, xapi: Any) -> None:
+    """xapi_vif_helpers.ml valid_operations."""
     vm = vm_ref(xapi, "cache-01")
     vif = first_vif(xapi, vm)
     with sim.store.lock:
@@ -111,6 +116,7 @@ def test_vm_shutting_down_refuses_hotplug(sim: Simulator, xapi: Any) -> None:
 
 
 def test_no_hotplug_on_the_control_domain(xapi: Any) -> None:
+    """xapi_vif_helpers.ml valid_operations."""
     host = xapi.xenapi.pool.get_master(xapi.xenapi.pool.get_all()[0])
     dom0 = xapi.xenapi.host.get_control_domain(host)
     vif = xapi.xenapi.VIF.create(vif_args(dom0, net(xapi, "xenbr0"), "0", "02:00:00:00:00:01"))
@@ -119,6 +125,7 @@ def test_no_hotplug_on_the_control_domain(xapi: Any) -> None:
 
 
 def test_create_generates_mac_from_seed(xapi: Any, jrpc: JsonRpcClient) -> None:
+    """xapi_vif_helpers.ml create/gen_mac, xapi_vif.ml create."""
     vm = vm_ref(xapi, "web-01")
     seed = xapi.xenapi.VM.get_other_config(vm)["mac_seed"]
     vif = jrpc("VIF.create", vif_args(vm, net(xapi, "xenbr1"), "5"))
@@ -136,6 +143,7 @@ def test_create_generates_mac_from_seed(xapi: Any, jrpc: JsonRpcClient) -> None:
 
 
 def test_create_errors(sim: Simulator, xapi: Any, jrpc: JsonRpcClient) -> None:
+    """xapi_vif_helpers.ml create."""
     vm = vm_ref(xapi, "web-01")
     n = net(xapi, "xenbr0")
     assert jfail(jrpc, "VIF.create", vif_args(vm, n, "0")) == ["DEVICE_ALREADY_EXISTS", "0"]

@@ -99,6 +99,7 @@ def updates(sim: Simulator, session: str, query: str, **kw: Any) -> Reply:
 
 
 def test_xml_xport(pool: tuple[Simulator, Any]) -> None:
+    """rrd_updates.ml xml_of/create, rrdd_http_handler.ml headers."""
     sim, x = pool
     start = int(time.time()) - 300
     r = updates(sim, x.handle, f"start={start}&host=true&cf=AVERAGE&interval=5")
@@ -184,7 +185,7 @@ def test_archive_choice(pool: tuple[Simulator, Any]) -> None:
 
 
 def test_consolidation_functions(sim: Simulator) -> None:
-    """Only AVERAGE archives exist unless create_min_max_in_new_VM_RRDs is set, and
+    """rrdd_monitor.ml create_rras, rrd.ml find_best_rras: Only AVERAGE archives exist unless create_min_max_in_new_VM_RRDs is set, and
     then MIN/MAX only for the archives coarser than 5 s; asking for a missing CF is
     rrdd's No_RRA_Available: a 500."""
     x = XenAPI.Session(sim.url, ignore_ssl=True)
@@ -207,7 +208,7 @@ def test_consolidation_functions(sim: Simulator) -> None:
 
 
 def test_each_host_serves_its_own_vms(pool: tuple[Simulator, Any]) -> None:
-    """Only the RRDs held by the host whose listener got the request."""
+    """rrdd_http_handler.ml get_host_stats: Only the RRDs held by the host whose listener got the request."""
     sim, x = pool
     for _h, rec in hosts_by_address(x):
         want = set()
@@ -224,6 +225,7 @@ def test_each_host_serves_its_own_vms(pool: tuple[Simulator, Any]) -> None:
 
 
 def test_data_sources_follow_the_store(pool: tuple[Simulator, Any]) -> None:
+    """rrdd_http_handler.ml get_host_stats."""
     sim, x = pool
     vm = vm_ref(x, "db-01")
     rec = x.xenapi.VM.get_record(vm)
@@ -259,6 +261,7 @@ def test_data_sources_follow_the_store(pool: tuple[Simulator, Any]) -> None:
 
 
 def test_vm_uuid_filter_and_determinism(pool: tuple[Simulator, Any]) -> None:
+    """rrdd_http_handler.ml uuids_filter_of."""
     sim, x = pool
     a, b = (x.xenapi.VM.get_uuid(vm_ref(x, n)) for n in ("web-01", "mail-01"))
     master = hosts_by_address(x)[0][1]["address"]
@@ -275,12 +278,14 @@ def test_vm_uuid_filter_and_determinism(pool: tuple[Simulator, Any]) -> None:
 
 
 def test_no_rrd_at_all_is_a_500(pool: tuple[Simulator, Any]) -> None:
+    """rrd_updates.ml create_multi: No_RRA_Available."""
     sim, x = pool
     r = updates(sim, x.handle, "start=-10&vm_uuid=00000000-0000-4000-8000-000000000000")
     assert r.status == 500 and r.reason == "Internal Error"
 
 
 def test_fresh_vm_has_nan_history(sim: Simulator) -> None:
+    """rrd.ml: a fresh RRD holds NaN."""
     x = XenAPI.Session(sim.url, ignore_ssl=True)
     x.xenapi.login_with_password(sim.user, sim.password)
     vm = vm_ref(x, "web-staging")
@@ -295,6 +300,7 @@ def test_fresh_vm_has_nan_history(sim: Simulator) -> None:
 
 
 def test_keep_alive(pool: tuple[Simulator, Any]) -> None:
+    """rrdd_http_handler.ml get_rrd_updates_handler: keep_alive."""
     sim, x = pool
     ctx = ssl.create_default_context()
     ctx.check_hostname = False

@@ -80,13 +80,14 @@ def xs(sim: Simulator) -> Iterator[tuple[Simulator, Any]]:
 
 
 def test_xxh64() -> None:
-    """The checksum of the .xxhash files: XXH64, seed 0, %016LX."""
+    """stream_vdi.ml write_block: The checksum of the .xxhash files: XXH64, seed 0, %016LX."""
     assert xxh64_hex(b"") == "EF46DB3751D8E999"
     assert xxh64_hex(b"abc") == "44BC2CF5AD770999"
     assert xxh64_hex(b"Nobody inspects the spammish repetition") == "FBCEA83C8A378BF1"
 
 
 def test_export_stream(xs: tuple[Simulator, Any]) -> None:
+    """export.ml handler/export, stream_vdi.ml send_one."""
     sim, x = xs
     vm = vm_ref(x, "backup-01")
     task = task_of(x, "export")
@@ -131,6 +132,7 @@ def test_export_stream(xs: tuple[Simulator, Any]) -> None:
 
 
 def test_export_compressed(xs: tuple[Simulator, Any]) -> None:
+    """export.ml handler: use_compression."""
     sim, x = xs
     uuid = x.xenapi.VM.get_uuid(vm_ref(x, "web-staging"))
     for value in ("true", "gzip"):
@@ -142,7 +144,7 @@ def test_export_compressed(xs: tuple[Simulator, Any]) -> None:
 
 
 def test_export_of_a_running_vm_is_refused(xs: tuple[Simulator, Any]) -> None:
-    """lock_vm: VM_BAD_POWER_STATE [vm, "halted, suspended", "running"]; the task
+    """export.ml lock_vm, xapi_vm_lifecycle.ml: lock_vm: VM_BAD_POWER_STATE [vm, "halted, suspended", "running"]; the task
     fails and the answer is a 500."""
     sim, x = xs
     vm = vm_ref(x, "web-01")
@@ -156,6 +158,7 @@ def test_export_of_a_running_vm_is_refused(xs: tuple[Simulator, Any]) -> None:
 
 
 def test_export_errors_and_auth(xs: tuple[Simulator, Any]) -> None:
+    """export.ml vm_from_request, xapi_http.ml assert_credentials_ok."""
     sim, x = xs
     r = export(sim, x.handle, "uuid=00000000-0000-4000-8000-000000000000")
     assert r.status == 500 and b"UUID_INVALID: [ VM; 00000000-0000-4000-8000-000000000000 ]" in r.body
@@ -185,7 +188,7 @@ def test_export_redirects_to_a_host_that_sees_the_disks(xs: tuple[Simulator, Any
 
 
 def test_export_progress() -> None:
-    """The task's progress follows the disk bytes streamed."""
+    """stream_vdi.ml made_progress: The task's progress follows the disk bytes streamed."""
     s = make_sim(op_time=0.4)
     try:
         x = XenAPI.Session(s.url, ignore_ssl=True)
@@ -215,6 +218,7 @@ def new_vm_of(result: str) -> str:
 
 
 def test_import_roundtrip(xs: tuple[Simulator, Any]) -> None:
+    """import.ml handler/stream_import/complete_import."""
     sim, x = xs
     src = vm_ref(x, "backup-01")
     xva = export(sim, x.handle, f"ref={src}").body
@@ -261,7 +265,7 @@ def test_import_roundtrip(xs: tuple[Simulator, Any]) -> None:
 
 
 def test_import_gzip_with_restore(xs: tuple[Simulator, Any]) -> None:
-    """gzip is detected by itself; restore=true keeps the MACs."""
+    """import.ml with_open_archive, VM handler (mac_seed): gzip is detected by itself; restore=true keeps the MACs."""
     sim, x = xs
     src = vm_ref(x, "web-staging")
     xva = export(sim, x.handle, f"ref={src}&use_compression=true").body
@@ -275,6 +279,7 @@ def test_import_gzip_with_restore(xs: tuple[Simulator, Any]) -> None:
 
 
 def test_import_to_another_hosts_sr_redirects(xs: tuple[Simulator, Any]) -> None:
+    """import.ml handler: check_sr_availability."""
     sim, x = xs
     xva = export(sim, x.handle, f"ref={vm_ref(x, 'web-staging')}").body
     _, member = hosts_by_address(x)[1]
@@ -307,7 +312,7 @@ def test_import_without_a_default_sr(xs: tuple[Simulator, Any]) -> None:
 
 
 def test_import_refusals(xs: tuple[Simulator, Any]) -> None:
-    """An ISO SR: 400 and SR_OPERATION_NOT_SUPPORTED; a chunked body: 403 and
+    """import.ml handler: An ISO SR: 400 and SR_OPERATION_NOT_SUPPORTED; a chunked body: 403 and
     IMPORT_ERROR_CANNOT_HANDLE_CHUNKED; no credentials: 401."""
     sim, x = xs
     iso = x.xenapi.SR.get_by_name_label("ISO library")[0]
