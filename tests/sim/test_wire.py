@@ -352,7 +352,8 @@ def test_system_list_methods(raw: RawHttp, wsim: Simulator) -> None:
     struct) on XML-RPC; gen_server.ml lists each message's synchronous wire name."""
     r = raw.post_xml("system.listMethods")
     assert r.text.startswith(XML_HEAD + "<value><array><data><value>")
-    names = xmlrpc.client.loads(r.body)[0][0]
+    loaded: Any = xmlrpc.client.loads(r.body)[0]
+    names = loaded[0]
     assert {"session.login_with_password", "VM.start", "event.from", "task.cancel",
             "VM.get_all_records_where"} <= set(names)
     assert not any(n.startswith(("Async.", "system.")) for n in names)
@@ -416,7 +417,8 @@ def test_a_big_reply_is_one_well_formed_document(wsim: Simulator, session: str) 
     h = RawHttp(wsim.url)
     r = h.post_xml("VM.get_all_records", session)
     assert int(r.headers["content-length"]) == len(r.body)
-    value: Any = xmlrpc.client.loads(r.body)[0][0]["Value"]
+    loaded: Any = xmlrpc.client.loads(r.body)[0]
+    value = loaded[0]["Value"]
     assert len(value) == len(wsim.store.all("VM"))
     j = h.post_json({"method": "VM.get_all_records", "params": [session], "id": 1}).json()
     assert set(j["result"]) == set(value)
