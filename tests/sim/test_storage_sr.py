@@ -452,12 +452,15 @@ def test_default_sr_not_found_on_import(apis: list[Api], sim: Simulator) -> None
         raise AssertionError("default_sr found an SR")
 
 
-def test_seeded_vdi_sizes_are_consistent(apis: list[Api]) -> None:
-    """Every seeded disk of a running VM sits on an SR its host has plugged."""
-    xml, _ = apis
-    vm, _, vdi = disk_of(xml, "web-01")
-    sr = xml("VDI.get_SR", vdi)
-    host = xml("VM.get_resident_on", vm)
-    assert any(xml("PBD.get_host", p) == host and xml("PBD.get_currently_attached", p)
-               for p in xml("SR.get_PBDs", sr))
-    assert by_name(xml, "VM", "web-01") == vm
+def test_running_vms_see_their_disks_srs(apis: list[Api]) -> None:
+    """Xapi_vm_helpers.assert_can_see_SRs: a running VM's disks are on SRs plugged on
+    its host; PBD.unplug there would be refused (xapi_pbd.ml unplug, VDI_IN_USE)."""
+    for api in apis:
+        vm, _, vdi = disk_of(api, "web-01")
+        sr = api("VDI.get_SR", vdi)
+        host = api("VM.get_resident_on", vm)
+        pbd = next(p for p in api("SR.get_PBDs", sr) if api("PBD.get_host", p) == host)
+        assert api("PBD.get_currently_attached", pbd) is True
+        err = api.fails("PBD.unplug", pbd)
+        assert err[0] == "VDI_IN_USE" and vdi in err[1:]
+        assert by_name(api, "VM", "web-01") == vm
