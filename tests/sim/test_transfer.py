@@ -383,3 +383,30 @@ def test_suspended_vm_keeps_its_state(xs: tuple[Simulator, Any]) -> None:
     plain = ova(members(export(sim, x.handle, f"ref={src}").body))
     assert next(o["snapshot"] for o in plain["objects"]
                 if o["class"] == "VM")["power_state"] == "Halted"
+
+
+def test_import_progress_follows_the_bytes_read(xs: tuple[Simulator, Any]) -> None:
+    """stream_vdi.ml made_progress: the task's progress moves as the body arrives."""
+    import http.client
+    import ssl
+
+    sim, x = xs
+    body = export(sim, x.handle, f"ref={vm_ref(x, 'backup-01')}").body
+    task = task_of(x, "import")
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    conn = http.client.HTTPSConnection("127.0.0.1", sim.port, context=ctx, timeout=30)
+    conn.putrequest("PUT", f"/import?session_id={x.handle}&task_id={task}")
+    conn.putheader("Content-Length", str(len(body)))
+    conn.endheaders()
+    half = len(body) // 2
+    conn.send(body[:half])
+    progress = wait_for(lambda: 0.0 < (p := x.xenapi.task.get_progress(task)) < 1.0 and p)
+    assert abs(progress - 0.99 * half / len(body)) < 0.3
+    assert x.xenapi.task.get_status(task) == "pending"
+    conn.send(body[half:])
+    assert conn.getresponse().status == 200
+    conn.close()
+    rec = wait_for(lambda: (t := x.xenapi.task.get_record(task))["status"] != "pending" and t)
+    assert (rec["status"], rec["progress"]) == ("success", 1.0)
