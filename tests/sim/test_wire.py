@@ -424,3 +424,53 @@ def test_a_big_reply_is_one_well_formed_document(wsim: Simulator, session: str) 
     assert set(j["result"]) == set(value)
     assert json.loads(json.dumps(j)) == j
     h.close()
+
+
+def _raw_exchange(sim: Simulator, request: bytes) -> tuple[list[str], bytes]:
+    import socket
+
+    from tests.sim.wirehelp import unverified
+
+    with socket.create_connection(("127.0.0.1", sim.port), timeout=10) as plain, \
+            unverified().wrap_socket(plain, server_hostname="127.0.0.1") as tls:
+        tls.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += tls.recv(65536)
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        length = int(next(line.split(": ")[1] for line in lines
+                          if line.startswith("content-length")))
+        while len(body) < length:
+            body += tls.recv(65536)
+    return lines, body
+
+
+def test_http_headers_as_xapi_writes_them(wsim: Simulator) -> None:
+    """http_svr.ml response_of_request + http.ml Response.to_header_list: the status
+    line in the request's version, content-length first, connection and
+    cache-control, then the RPC headers (api_server.ml); no Server or Date."""
+    body = xmlrpc.client.dumps((), "system.listMethods").encode()
+    for version, connection in (("1.1", "keep-alive"), ("1.0", "close")):
+        request = (f"POST / HTTP/{version}\r\nHost: 127.0.0.1\r\nContent-Type: text/xml\r\n"
+                   f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+        lines, reply = _raw_exchange(wsim, request)
+        assert lines == [
+            f"HTTP/{version} 200 OK",
+            f"content-length: {len(reply)}",
+            f"connection: {connection}",
+            "cache-control: no-cache, no-store",
+            "content-type: text/xml",
+            "Access-Control-Allow-Origin: *",
+            "Access-Control-Allow-Headers: X-Requested-With",
+        ]
+    lines, reply = _raw_exchange(
+        wsim, b"POST /jsonrpc HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n{x}"
+    )
+    assert lines == [
+        "HTTP/1.1 500 Internal Error",
+        f"content-length: {len(reply)}",
+        "content-type: text/html",
+        "connection: close",
+        "cache-control: no-cache, no-store",
+    ]

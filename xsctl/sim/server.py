@@ -95,17 +95,38 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return self.rfile.read(n) if n else b""
 
     def send(
-        self, code: int, body: bytes, ctype: str | None, extra: dict[str, str] | None = None
+        self,
+        code: int,
+        body: bytes,
+        ctype: str | None,
+        extra: dict[str, str] | None = None,
+        *,
+        message: str | None = None,
+        error: bool = False,
     ) -> None:
-        self.send_response(code)
-        if ctype is not None:
-            self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in (extra or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        """Answer as xapi's HTTP server writes a response (http.ml Response,
+        http_svr.ml): status line in the request's HTTP version, ``content-length``
+        first, then for a normal reply (response_of_request) ``connection`` and
+        ``cache-control`` before the handler's headers, for an error page
+        (response_error_html) ``content-type``, ``connection: close`` and
+        ``cache-control``. No Server or Date header. Headers and body go out in one
+        write."""
+        if error:
+            self.close_connection = True
+        version = "1.0" if self.request_version == "HTTP/1.0" else "1.1"
+        reason = message or self.responses.get(code, ("",))[0]
+        lines = [f"HTTP/{version} {code} {reason}", f"content-length: {len(body)}"]
+        if error:
+            lines += [f"content-type: {ctype or 'text/html'}", "connection: close",
+                      "cache-control: no-cache, no-store"]
+        else:
+            lines += [f"connection: {'close' if self.close_connection else 'keep-alive'}",
+                      "cache-control: no-cache, no-store"]
+            if ctype is not None:
+                lines.append(f"content-type: {ctype}")
+        lines += [f"{k}: {v}" for k, v in (extra or {}).items()]
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        self.wfile.write(head + body if self.command != "HEAD" else head)
 
     def fault_gate(self) -> None:
         faults = self.sim.faults
@@ -155,15 +176,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def error_500(self, exc: Exception) -> None:
         """What xapi's HTTP server answers when a handler raises: 500 and close."""
-        self.close_connection = True
-        self.send_response(500, "Internal Error")
-        body = error_500_body(str(exc))
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Connection", "close")
-        self.send_header("Cache-Control", "no-cache, no-store")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.send(500, error_500_body(str(exc)), "text/html", message="Internal Error",
+                  error=True)
 
     def do_POST(self) -> None:
         path = urlsplit(self.path).path
@@ -178,14 +192,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if self.sim.jsonrpc:
                 self.jsonrpc(body)
             else:  # a host without JSON-RPC (for clients' fallback tests)
-                self.send(
-                    404, b"<html><body><h1>HTTP 404 not found</h1></body></html>", "text/html"
-                )
+                self.send(404, b"<html><body><h1>HTTP 404 not found</h1></body></html>",
+                          "text/html", message="Not Found", error=True)
         elif path.startswith("/"):
             self.xmlrpc(body)
         else:
-            self.close_connection = True
-            self.send(403, _FORBIDDEN, "text/html", {"Connection": "close"})
+            self.send(403, _FORBIDDEN, "text/html", message="Forbidden", error=True)
 
     def do_GET(self) -> None:
         parts = urlsplit(self.path)
