@@ -1,0 +1,66 @@
+"""From the cache's thread to the app: changes are gathered and one message is
+posted at a time, so a burst of events costs one repaint, never a backlog."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from xsctl.ui.messages import CacheChanged, HealthChanged
+from xsctl.xapi.cache import Change, Changes
+from xsctl.xapi.session import Health
+
+if TYPE_CHECKING:
+    from textual.app import App
+
+    from xsctl.xapi.client import Client
+
+
+class Bridge:
+    def __init__(self, app: App[object], client: Client) -> None:
+        self.app = app
+        self.client = client
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[str, str], Change] = {}
+        self._resync = False
+        self._posted = False
+        self._unsubscribe = client.cache.subscribe(self._on_changes)
+        client.cache.on_health(self._on_fresh)
+        client.conn.on_state(self._on_state)
+
+    def close(self) -> None:
+        self._unsubscribe()
+
+    def _on_changes(self, changes: Changes) -> None:
+        with self._lock:
+            for c in changes.items:
+                key = (c.cls, c.ref)
+                prev = self._pending.get(key)
+                if prev is not None:  # keep the oldest "before" and the newest "after"
+                    op = "add" if prev.op == "add" and c.op != "del" else c.op
+                    c = Change(c.cls, c.ref, op, prev.old, c.new)
+                self._pending[key] = c
+            self._resync = self._resync or changes.resync
+            if self._posted:
+                return
+            self._posted = True
+        self.app.post_message(CacheChanged())
+
+    def take(self) -> CacheChanged:
+        """Called on the UI thread when a CacheChanged arrives."""
+        with self._lock:
+            items = list(self._pending.values())
+            self._pending.clear()
+            resync = self._resync
+            self._resync = False
+            self._posted = False
+        return CacheChanged(items, {c.cls for c in items}, resync)
+
+    def _on_fresh(self, fresh: bool, why: str) -> None:
+        conn = self.client.conn
+        self.app.post_message(HealthChanged(conn.health is Health.CONNECTED, fresh, why))
+
+    def _on_state(self, health: Health, text: str) -> None:
+        self.app.post_message(
+            HealthChanged(health is Health.CONNECTED, self.client.cache.fresh, text)
+        )

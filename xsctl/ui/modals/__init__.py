@@ -1,0 +1,1 @@
+"""Dialogs. Each returns a typed result; escape cancels."""

@@ -1,0 +1,181 @@
+"""Tasks & Events: running and recent tasks with progress and cancel; a live feed of
+the pool's changes (what changed, from what to what)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.widgets import DataTable, Label, RichLog
+
+from xsctl.ui.messages import CacheChanged
+from xsctl.ui.widgets.bars import progress_bar
+from xsctl.xapi import models
+from xsctl.xapi.cache import Change
+from xsctl.xapi.errors import XsctlError, friendly
+from xsctl.xapi.models import human_duration
+from xsctl.xapi.ops import task as taskops
+
+if TYPE_CHECKING:
+    from xsctl.ui.app import XsctlApp
+
+NOISY = {"host_metrics", "vm_metrics", "vm_guest_metrics", "task"}
+SKIP_FIELDS = {"allowed_operations", "current_operations", "last_updated", "other_config"}
+MAX_EVENTS = 2000
+
+
+def _short(v: Any, names: dict[str, str]) -> str:
+    if isinstance(v, str):
+        if v.startswith("OpaqueRef:"):
+            return names.get(v, "∅" if v == "OpaqueRef:NULL" else v[10:18])
+        return v if len(v) <= 40 else v[:39] + "…"
+    if isinstance(v, list):
+        return f"[{len(v)}]"
+    if isinstance(v, dict):
+        return "{…}"
+    return str(v)
+
+
+def describe(c: Change, names: dict[str, str]) -> Text:
+    rec = c.new or c.old or {}
+    label = str(rec.get("name_label") or rec.get("name") or rec.get("uuid", c.ref[10:18]))
+    t = Text()
+    t.append(f"{c.cls:<8} ", style="bold")
+    t.append(f"{c.op:<3} ", style={"add": "green", "del": "red"}.get(c.op, "cyan"))
+    t.append(label)
+    if c.op == "mod":
+        diffs = [(k, a, b) for k, (a, b) in c.changed_fields().items() if k not in SKIP_FIELDS]
+        for k, a, b in diffs[:4]:
+            t.append(f"  {k}: ", style="dim")
+            t.append(_short(a, names))
+            t.append(" → ", style="dim")
+            t.append(_short(b, names))
+        if len(diffs) > 4:
+            t.append(f"  (+{len(diffs) - 4} more)", style="dim")
+    return t
+
+
+class TasksView(Vertical):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("x", "cancel_task", "Cancel task", id="tasks.cancel",
+                tooltip="Cancel the selected running task"),
+        Binding("M", "toggle_noise", "Metrics events", id="tasks.noise",
+                tooltip="Also show metrics and task updates in the feed"),
+        Binding("ctrl+l", "clear_events", "Clear feed", id="tasks.clear"),
+        Binding("escape", "back", "Menu", show=False, id="tasks.back"),
+    ]
+
+    def __init__(self, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.show_noise = False
+
+    @property
+    def xapp(self) -> XsctlApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Label("Tasks", classes="section")
+        t = DataTable[Text](id="task-table", cursor_type="row")
+        t.add_columns("Task", "Status", "Progress", "Started", "Took")
+        yield t
+        yield Label("Events", classes="section", id="events-title")
+        yield RichLog(id="event-log", max_lines=MAX_EVENTS, wrap=False, markup=False,
+                      auto_scroll=True)
+
+    def on_mount(self) -> None:
+        self.refresh_tasks()
+        self._title()
+
+    def _title(self) -> None:
+        extra = "all classes" if self.show_noise else "metrics and task updates hidden (M shows them)"
+        self.query_one("#events-title", Label).update(Text(f"Events · {extra}"))
+
+    def action_back(self) -> None:
+        self.xapp.action_focus_menu()
+
+    def action_toggle_noise(self) -> None:
+        self.show_noise = not self.show_noise
+        self._title()
+
+    def action_clear_events(self) -> None:
+        self.query_one("#event-log", RichLog).clear()
+
+    def on_cache_changed(self, msg: CacheChanged) -> None:
+        if "task" in msg.classes or msg.resync:
+            self.refresh_tasks()
+        if msg.resync:
+            self.query_one("#event-log", RichLog).write(
+                Text(f"{self.xapp.now().strftime('%H:%M:%S')} — resynchronised with the pool",
+                     style="bold"))
+            return
+        log = self.query_one("#event-log", RichLog)
+        names = self._names()
+        stamp = self.xapp.now().strftime("%H:%M:%S")
+        for c in msg.changes:
+            if not self.show_noise and c.cls in NOISY:
+                continue
+            if c.op == "mod" and not [k for k in c.changed_fields() if k not in SKIP_FIELDS]:
+                continue
+            log.write(Text.assemble((stamp + " ", "dim"), describe(c, names)))
+
+    def _names(self) -> dict[str, str]:
+        client = self.xapp.client
+        if client is None:
+            return {}
+        out: dict[str, str] = {}
+        for cls in ("vm", "host", "sr", "vdi", "network"):
+            for ref, r in client.cache.all(cls).items():
+                out[ref] = str(r.get("name_label", ""))
+        return out
+
+    def refresh_tasks(self) -> None:
+        client = self.xapp.client
+        if client is None:
+            return
+        table = self.query_one("#task-table", DataTable)
+        now = self.xapp.now()
+        tasks = models.tasks(client.cache)[:200]
+        keep = set()
+        for t in tasks:
+            keep.add(t.ref)
+            if t.pending:
+                status = Text(t.status, style="bold cyan")
+            elif t.status == "success":
+                status = Text("done", style="green")
+            else:
+                err = friendly(t.error_info[0], t.error_info[1:]) if t.error_info else t.status
+                status = Text(f"{t.status}: {err}", style="red")
+            took = (t.finished or now) - t.created if t.created else None
+            cells = [
+                Text(t.name_label),
+                status,
+                progress_bar(t.progress, 16),
+                Text(t.created.astimezone().strftime("%H:%M:%S") if t.created else "–"),
+                Text(human_duration(took.total_seconds()) if took else "–"),
+            ]
+            if t.ref in table.rows:
+                for col, cell in zip(table.columns, cells, strict=True):
+                    table.update_cell(t.ref, col, cell)
+            else:
+                table.add_row(*cells, key=t.ref)
+        for key in list(table.rows):
+            if key.value not in keep:
+                table.remove_row(key)
+
+    def action_cancel_task(self) -> None:
+        client = self.xapp.client
+        table = self.query_one("#task-table", DataTable)
+        if client is None or table.row_count == 0:
+            return
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        if key is None:
+            return
+        try:
+            plan = taskops.cancel(client.cache, key)
+        except XsctlError as e:
+            self.xapp.error("Cannot cancel", e)
+            return
+        self.xapp.run_plan(plan)

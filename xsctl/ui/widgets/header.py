@@ -1,0 +1,48 @@
+"""The top line: pool, connection (transport, trust, read-only) and its health."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rich.text import Text
+from textual.widgets import Static
+
+
+class ConnectionHeader(Static):
+    DEFAULT_CSS = """
+    ConnectionHeader { height: 1; background: $primary-background; color: $foreground; }
+    ConnectionHeader.-lost { background: $error; color: $text; }
+    ConnectionHeader.-reconnecting { background: $warning; color: $background; }
+    """
+
+    def show(self, *, pool: str, who: str, how: str, read_only: bool, connected: bool,
+             fresh: bool, note: str, since: datetime | None) -> None:
+        t = Text(no_wrap=True, overflow="ellipsis")
+        t.append(" xsctl ", style="bold reverse")
+        t.append(f" {pool} ", style="bold")
+        t.append("│ ", style="dim")
+        t.append(who)
+        t.append(" │ ", style="dim")
+        t.append(how)
+        if read_only:
+            t.append(" │ ", style="dim")
+            t.append("READ-ONLY", style="bold")
+        t.append(" │ ", style="dim")
+        if connected and fresh:
+            t.append("● live", style="bold green")
+            self.remove_class("-lost", "-reconnecting")
+        elif connected or not fresh and note:
+            stamp = f" since {since.strftime('%H:%M:%S')}" if since else ""
+            t.append(f"◌ reconnecting{stamp}", style="bold")
+            if note:
+                t.append(f" ({note})")
+            self.set_class(True, "-reconnecting")
+            self.remove_class("-lost")
+        else:
+            stamp = f" since {since.strftime('%H:%M:%S')}" if since else ""
+            t.append(f"✖ connection lost{stamp}", style="bold")
+            if note:
+                t.append(f" ({note})")
+            self.set_class(True, "-lost")
+            self.remove_class("-reconnecting")
+        self.update(t)

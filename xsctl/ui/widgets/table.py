@@ -1,0 +1,411 @@
+"""A table for big pools, on Textual's Line API: only the rows on screen are
+rendered, over a sorted, filtered index of keys kept in plain Python.
+
+Rows are keyed (by OpaqueRef), updated in place, and the cursor follows its key, not
+its position, so it stays on the same VM while rows come, go and move. A DataTable
+refill costs over a second at 10,000 rows; here a filter keystroke re-scans a list
+of lower-case strings and repaints one screen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from rich.cells import cell_len, set_cell_size
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+Cell = tuple[str, Style | None]
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    width: int = 0  # fixed width; 0 = flexible
+    min_width: int = 4
+    ratio: int = 1
+    align: str = "left"
+    priority: int = 0  # columns with a higher number are dropped first when narrow
+
+
+@dataclass(slots=True)
+class Row:
+    cells: tuple[Cell, ...]
+    sort: tuple[Any, ...]  # one value per column
+    search: str  # lower-case text the filter looks in
+    dim: bool = False
+
+
+class VirtualTable(ScrollView, can_focus=True):
+    """Keyed, sortable, filterable, multi-select rows; only the visible ones drawn."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "virtual-table--header",
+        "virtual-table--header-sorted",
+        "virtual-table--cursor",
+        "virtual-table--selected",
+        "virtual-table--dim",
+        "virtual-table--empty",
+    }
+    DEFAULT_CSS = """
+    VirtualTable {
+        height: 1fr;
+        overflow-x: hidden;
+        overflow-y: auto;
+        scrollbar-size-vertical: 1;
+    }
+    VirtualTable > .virtual-table--header { text-style: bold; background: $panel; }
+    VirtualTable > .virtual-table--header-sorted { text-style: bold underline; background: $panel; }
+    VirtualTable > .virtual-table--cursor { background: $block-cursor-blurred-background; }
+    VirtualTable:focus > .virtual-table--cursor {
+        background: $block-cursor-background; color: $block-cursor-foreground;
+    }
+    VirtualTable > .virtual-table--selected { background: $secondary 40%; text-style: bold; }
+    VirtualTable > .virtual-table--dim { color: $text-muted; }
+    VirtualTable > .virtual-table--empty { color: $text-muted; text-style: italic; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up,k", "cursor(-1)", "Up", show=False, id="table.up"),
+        Binding("down,j", "cursor(1)", "Down", show=False, id="table.down"),
+        Binding("pageup", "page(-1)", "Page up", show=False, id="table.pageup"),
+        Binding("pagedown", "page(1)", "Page down", show=False, id="table.pagedown"),
+        Binding("home,g", "edge(0)", "First", show=False, id="table.home"),
+        Binding("end,G", "edge(1)", "Last", show=False, id="table.end"),
+        Binding("space", "toggle_select", "Select", id="table.select",
+                tooltip="Mark the row for an action on several rows"),
+        Binding("ctrl+a", "select_all", "Select all", show=False, id="table.select_all"),
+        Binding("o", "next_sort", "Sort", id="table.sort",
+                tooltip="Sort by the next column (O reverses)"),
+        Binding("O", "reverse_sort", "Reverse", show=False, id="table.reverse"),
+        Binding("enter", "activate", "Open", show=False, id="table.activate"),
+    ]
+
+    class CursorMoved(Message):
+        def __init__(self, table: VirtualTable, key: str | None) -> None:
+            super().__init__()
+            self.table = table
+            self.key = key
+
+    class Activated(Message):
+        def __init__(self, table: VirtualTable, key: str) -> None:
+            super().__init__()
+            self.table = table
+            self.key = key
+
+    class SelectionChanged(Message):
+        def __init__(self, table: VirtualTable, keys: frozenset[str]) -> None:
+            super().__init__()
+            self.table = table
+            self.keys = keys
+
+    def __init__(
+        self,
+        columns: Sequence[Column],
+        *,
+        empty_text: str = "Nothing to show",
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self.columns = list(columns)
+        self.empty_text = empty_text
+        self.rows: dict[str, Row] = {}
+        self.order: list[str] = []  # keys shown, in order
+        self._index: dict[str, int] = {}
+        self._sorted: list[str] = []  # all keys, sorted
+        self._dirty_sort = True
+        self._dirty_filter = True
+        self.filter_text = ""
+        self.extra_filter: Callable[[str, Row], bool] | None = None
+        self.sort_column = 0
+        self.sort_reverse = False
+        self.cursor_key: str | None = None
+        self._cursor_index = 0
+        self.selected: set[str] = set()
+        self._widths: list[int] = []
+        self._shown: list[int] = []
+
+    # ------------------------------------------------------------ data
+
+    def upsert(self, key: str, row: Row) -> None:
+        old = self.rows.get(key)
+        self.rows[key] = row
+        if old is None or old.sort != row.sort:
+            self._dirty_sort = True
+        if old is None or old.search != row.search or self.extra_filter is not None:
+            self._dirty_filter = True
+
+    def remove(self, key: str) -> None:
+        if self.rows.pop(key, None) is not None:
+            self._dirty_sort = True
+            self.selected.discard(key)
+
+    def replace_all(self, rows: dict[str, Row]) -> None:
+        self.rows = dict(rows)
+        self.selected &= self.rows.keys()
+        self._dirty_sort = True
+
+    def set_filter(self, text: str) -> None:
+        text = text.strip().lower()
+        if text != self.filter_text:
+            self.filter_text = text
+            self._dirty_filter = True
+            self.commit()
+
+    def sort_by(self, column: int, reverse: bool | None = None) -> None:
+        if reverse is None:
+            reverse = not self.sort_reverse if column == self.sort_column else False
+        self.sort_column, self.sort_reverse = column, reverse
+        self._dirty_sort = True
+        self.commit()
+
+    def commit(self) -> None:
+        """Re-sort and re-filter what changed, keep the cursor on its key, repaint."""
+        if self._dirty_sort:
+            col = self.sort_column
+            self._sorted = sorted(
+                self.rows, key=lambda k: self.rows[k].sort[col], reverse=self.sort_reverse
+            )
+            self._dirty_sort = False
+            self._dirty_filter = True
+        if self._dirty_filter:
+            words = self.filter_text.split()
+            rows = self.rows
+            extra = self.extra_filter
+            if words or extra is not None:
+                self.order = [
+                    k for k in self._sorted
+                    if all(w in rows[k].search for w in words)
+                    and (extra is None or extra(k, rows[k]))
+                ]
+            else:
+                self.order = list(self._sorted)
+            self._index = {k: i for i, k in enumerate(self.order)}
+            self._dirty_filter = False
+        self.virtual_size = Size(self.size.width, len(self.order) + 1)
+        self._place_cursor()
+        self.refresh()
+
+    def _place_cursor(self) -> None:
+        before = self.cursor_key
+        if self.cursor_key is not None and self.cursor_key in self._index:
+            self._cursor_index = self._index[self.cursor_key]
+        elif self.order:
+            self._cursor_index = max(0, min(self._cursor_index, len(self.order) - 1))
+            self.cursor_key = self.order[self._cursor_index]
+        else:
+            self._cursor_index = 0
+            self.cursor_key = None
+        if self.cursor_key != before:
+            self.post_message(self.CursorMoved(self, self.cursor_key))
+
+    # ------------------------------------------------------------ queries
+
+    @property
+    def visible_count(self) -> int:
+        return len(self.order)
+
+    def targets(self) -> list[str]:
+        """The marked rows (in display order), else the row under the cursor."""
+        if self.selected:
+            return [k for k in self.order if k in self.selected] or sorted(self.selected)
+        return [self.cursor_key] if self.cursor_key else []
+
+    def move_to(self, key: str) -> None:
+        if key in self._index:
+            self.cursor_key = key
+            self._cursor_index = self._index[key]
+            self._scroll_to_cursor()
+            self.refresh()
+            self.post_message(self.CursorMoved(self, key))
+
+    # ------------------------------------------------------------ layout
+
+    def _layout(self, width: int) -> None:
+        cols = self.columns
+        shown = list(range(len(cols)))
+        gap = 1
+
+        def need(idx: list[int]) -> int:
+            return sum(cols[i].width or cols[i].min_width for i in idx) + gap * (len(idx) - 1) + 2
+
+        while len(shown) > 1 and need(shown) > width:
+            drop = max(shown, key=lambda i: (cols[i].priority, i))
+            if cols[drop].priority == 0:
+                break
+            shown.remove(drop)
+        fixed = sum(cols[i].width for i in shown if cols[i].width)
+        flex = [i for i in shown if not cols[i].width]
+        room = max(0, width - 2 - fixed - gap * (len(shown) - 1))
+        widths = {i: cols[i].width for i in shown if cols[i].width}
+        total_ratio = sum(cols[i].ratio for i in flex) or 1
+        for i in flex:
+            widths[i] = max(cols[i].min_width, room * cols[i].ratio // total_ratio)
+        self._shown = shown
+        self._widths = [widths[i] for i in shown]
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._layout(self.scrollable_content_region.width)
+        self.virtual_size = Size(self.scrollable_content_region.width, len(self.order) + 1)
+
+    # ------------------------------------------------------------ rendering
+
+    def _fit(self, text: str, width: int, align: str) -> str:
+        if cell_len(text) > width:
+            return set_cell_size(text, max(0, width - 1)) + "…" if width > 1 else text[:width]
+        pad = width - cell_len(text)
+        return (" " * pad + text) if align == "right" else (text + " " * pad)
+
+    def _line(self, cells: Sequence[Cell], base: Style, width: int,
+              override: Style | None = None) -> Strip:
+        segs: list[Segment] = [Segment(" ", base)]
+        for n, (i, w) in enumerate(zip(self._shown, self._widths, strict=True)):
+            text, style = cells[i] if i < len(cells) else ("", None)
+            st = base + style if style is not None else base
+            if override is not None:
+                st = st + override
+            segs.append(Segment(self._fit(text, w, self.columns[i].align), st))
+            if n < len(self._shown) - 1:
+                segs.append(Segment(" ", base))
+        used = sum(s.cell_length for s in segs)
+        if used < width:
+            segs.append(Segment(" " * (width - used), base))
+        return Strip(segs, width).crop(0, width)
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        if not self._widths or sum(self._widths) > width + 50:
+            self._layout(width)
+        base = self.rich_style
+        if y == 0:
+            head = self.get_component_rich_style("virtual-table--header")
+            sorted_style = self.get_component_rich_style("virtual-table--header-sorted")
+            cells: list[Cell] = []
+            for i, c in enumerate(self.columns):
+                mark = ""
+                if i == self.sort_column:
+                    mark = " ▼" if self.sort_reverse else " ▲"
+                cells.append((c.label + mark, sorted_style if i == self.sort_column else None))
+            return self._line(cells, base + head, width)
+        scroll_y = self.scroll_offset.y
+        idx = scroll_y + y - 1
+        if idx >= len(self.order):
+            if idx == 0 and not self.order:
+                empty = self.get_component_rich_style("virtual-table--empty")
+                text = self.empty_text if not self.filter_text else f"No row matches {self.filter_text!r}"
+                return Strip([Segment(self._fit(" " + text, width, "left"), base + empty)], width)
+            return Strip.blank(width, base)
+        key = self.order[idx]
+        row = self.rows[key]
+        style = base
+        if row.dim:
+            style = style + self.get_component_rich_style("virtual-table--dim")
+        override = None
+        if key in self.selected:
+            style = style + self.get_component_rich_style("virtual-table--selected")
+        if idx == self._cursor_index:
+            override = self.get_component_rich_style("virtual-table--cursor")
+            style = style + override
+        return self._line(row.cells, style, width, override)
+
+    # ------------------------------------------------------------ cursor and keys
+
+    @property
+    def _page(self) -> int:
+        return max(1, self.scrollable_content_region.height - 2)
+
+    def _scroll_to_cursor(self) -> None:
+        h = self.scrollable_content_region.height - 1  # the header line stays
+        top = self.scroll_offset.y
+        if self._cursor_index < top:
+            self.scroll_to(y=self._cursor_index, animate=False)
+        elif self._cursor_index >= top + h:
+            self.scroll_to(y=self._cursor_index - h + 1, animate=False)
+
+    def _set_cursor(self, index: int) -> None:
+        if not self.order:
+            return
+        index = max(0, min(index, len(self.order) - 1))
+        if index != self._cursor_index or self.cursor_key != self.order[index]:
+            self._cursor_index = index
+            self.cursor_key = self.order[index]
+            self.post_message(self.CursorMoved(self, self.cursor_key))
+        self._scroll_to_cursor()
+        self.refresh()
+
+    def action_cursor(self, delta: int) -> None:
+        self._set_cursor(self._cursor_index + delta)
+
+    def action_page(self, direction: int) -> None:
+        self._set_cursor(self._cursor_index + direction * self._page)
+
+    def action_edge(self, end: int) -> None:
+        self._set_cursor(len(self.order) - 1 if end else 0)
+
+    def action_toggle_select(self) -> None:
+        if self.cursor_key is None:
+            return
+        if self.cursor_key in self.selected:
+            self.selected.discard(self.cursor_key)
+        else:
+            self.selected.add(self.cursor_key)
+        self.post_message(self.SelectionChanged(self, frozenset(self.selected)))
+        self._set_cursor(self._cursor_index + 1)
+
+    def action_select_all(self) -> None:
+        if set(self.order) <= self.selected:
+            self.selected -= set(self.order)
+        else:
+            self.selected |= set(self.order)
+        self.post_message(self.SelectionChanged(self, frozenset(self.selected)))
+        self.refresh()
+
+    def clear_selection(self) -> None:
+        if self.selected:
+            self.selected.clear()
+            self.post_message(self.SelectionChanged(self, frozenset()))
+            self.refresh()
+
+    def action_next_sort(self) -> None:
+        self.sort_by((self.sort_column + 1) % len(self.columns), reverse=False)
+
+    def action_reverse_sort(self) -> None:
+        self.sort_by(self.sort_column, reverse=not self.sort_reverse)
+
+    def action_activate(self) -> None:
+        if self.cursor_key is not None:
+            self.post_message(self.Activated(self, self.cursor_key))
+
+    def _column_at(self, x: int) -> int | None:
+        pos = 1
+        for i, w in zip(self._shown, self._widths, strict=True):
+            if pos <= x < pos + w + 1:
+                return i
+            pos += w + 1
+        return None
+
+    def on_click(self, event: events.Click) -> None:
+        if event.y == 0:
+            col = self._column_at(event.x)
+            if col is not None:
+                self.sort_by(col)
+            return
+        idx = self.scroll_offset.y + event.y - 1
+        if 0 <= idx < len(self.order):
+            self._set_cursor(idx)
+            if event.chain >= 2:
+                self.action_activate()
+
+    def keys_in_view(self) -> Iterable[str]:
+        top = self.scroll_offset.y
+        return self.order[top : top + self.scrollable_content_region.height]
