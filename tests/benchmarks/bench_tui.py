@@ -1,0 +1,359 @@
+"""TUI benchmark (a script, not a test): a simulator in its own process, then the
+real app, headless (``create_app(client, metrics=False)``, ``run_test(size=(200, 60))``),
+in a fresh child process per pool size so that peak memory is the app's own:
+
+* connect -> full VM table: from before ``Client.connect`` until the VMs view has all
+  its rows and the screen has been refreshed with them;
+* one filter keystroke -> repaint: typed character by character into the filter, then
+  deleted back to an empty filter (which shows every row again); from the key press
+  until a frame painted the table with the new filter;
+* a change made in the simulator by a second, independent client (VM.set_name_label)
+  -> a frame in which that VM's row shows the new name;
+* peak memory (ru_maxrss) of the app process.
+
+"Painted" is observed, not assumed: the VM table's ``render_line`` is wrapped to note
+what it drew, and ``App._display`` (where a compositor update leaves for the terminal;
+headless it is computed but not written) to timestamp the frame.
+
+The same measurements at 1,000 VMs, and a DataTable fed the same rows (the
+clear-and-refill that STYLE.md measured), print alongside as a baseline.
+
+    python tests/benchmarks/bench_tui.py [--vms 10000] [--baseline-vms 1000] [--rounds 20]
+                                         [--no-datatable] [--profile DIR]
+
+Targets (issue 4): table under 3 s, keystroke under 50 ms, change to screen under
+250 ms, memory under 400 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, REPO)
+
+FILTER = "vm-0123"  # typed, then deleted: 2 * 7 keystrokes, the last shows every row
+TARGETS = {"table_s": 3.0, "key_ms": 50.0, "change_ms": 250.0, "rss_mb": 400.0}
+
+
+def start_sim(vms: int) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    p = subprocess.Popen(
+        [sys.executable, "-m", "xsctl", "sim", "--vms", str(vms), "--json",
+         "--auth-fail-delay", "0", "--op-time", "0.05"],
+        stdout=subprocess.PIPE, text=True, cwd=REPO,
+    )
+    assert p.stdout is not None
+    return p, json.loads(p.stdout.readline())
+
+
+def p95(xs: list[float]) -> float:
+    return sorted(xs)[int(0.95 * (len(xs) - 1))]
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Probe:
+    """Notes what the VM table drew and when a frame left for the screen."""
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[float, dict[str, Any]]] = []
+        self.pending: dict[str, Any] | None = None
+        self.watch: str | None = None
+        self.event = asyncio.Event()
+
+    def install(self, app: Any) -> None:
+        from xsctl.ui.widgets.table import VirtualTable
+
+        probe = self
+        original = VirtualTable.render_line
+
+        def render_line(table: VirtualTable, y: int) -> Any:
+            strip = original(table, y)
+            if table.id == "vm-table":
+                p = probe.pending
+                if p is None:
+                    p = probe.pending = {"filter": table.filter_text, "rows": len(table.rows),
+                                         "shown": len(table.order), "seen": False}
+                if probe.watch is not None and not p["seen"] and probe.watch in strip.text:
+                    p["seen"] = True
+            return strip
+
+        VirtualTable.render_line = render_line  # type: ignore[method-assign]
+        display = app._display
+
+        def _display(screen: Any, renderable: Any) -> None:
+            display(screen, renderable)
+            if renderable is not None and not app._batch_count and probe.pending is not None:
+                probe.frames.append((time.perf_counter(), probe.pending))
+                probe.pending = None
+                probe.event.set()
+
+        app._display = _display
+
+    async def wait(self, pred: Callable[[dict[str, Any]], bool], since: float,
+                   timeout: float = 30.0) -> float:
+        """The time of the first frame after ``since`` whose table drawing satisfies ``pred``."""
+        deadline = time.perf_counter() + timeout
+        while True:
+            for t, state in self.frames:
+                if t >= since and pred(state):
+                    return t
+            self.event.clear()
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                raise SystemExit(f"no frame matched in {timeout} s; last: {self.frames[-3:]}")
+            try:
+                await asyncio.wait_for(self.event.wait(), left)
+            except TimeoutError:
+                pass
+
+
+async def measure_app(info: dict[str, Any], rounds: int) -> dict[str, Any]:
+    from xsctl.ui.app import create_app
+    from xsctl.ui.widgets.table import VirtualTable
+    from xsctl.xapi.client import Client, Target
+
+    target = Target(url=info["url"], user=info["user"], accept_fingerprint=info["fingerprint"],
+                    timeout=300)
+    out: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    client = Client.connect(target, info["password"])
+    out["connect_s"] = time.perf_counter() - t0
+    app = create_app(client, metrics=False)
+    probe = Probe()
+    probe.install(app)
+    try:
+        async with app.run_test(size=(200, 60)) as pilot:
+            out["app_ready_s"] = time.perf_counter() - t0
+            expected = sum(1 for r in client.cache.all("vm").values()
+                           if not (r.get("is_a_template") or r.get("is_control_domain")
+                                   or r.get("is_a_snapshot")))
+            out["vms"] = expected
+            await pilot.press("2")  # the Virtual Machines view
+            t_full = await probe.wait(
+                lambda s: s["rows"] == expected and s["shown"] == expected, t0, timeout=120)
+            out["table_s"] = t_full - t0
+            table = app.screen.query_one("#vm-table", VirtualTable)
+            assert len(table.rows) == expected, (len(table.rows), expected)
+
+            # filter keystrokes: type FILTER, then delete it
+            await pilot.press("slash")
+            await pilot.pause()
+            keys = [(c, FILTER[: i + 1]) for i, c in enumerate(FILTER)]
+            keys += [("backspace", FILTER[:i]) for i in range(len(FILTER) - 1, -1, -1)]
+            key_ms: list[float] = []
+            shown: list[int] = []
+            for key, want in keys:
+                t = time.perf_counter()
+                await pilot.press(key)
+                w = want.strip().lower()
+                t_done = await probe.wait(lambda s, w=w: s["filter"] == w, t)
+                key_ms.append((t_done - t) * 1000)
+                shown.append(table.visible_count)
+            assert shown[-1] == expected, shown
+            out["key_ms"] = key_ms
+            out["key_shown"] = shown
+            await pilot.press("escape")  # close the filter, back to the table
+            await pilot.pause()
+
+            # changes made by another client -> the row on screen
+            writer = Client.connect(target, info["password"])
+            ref = table.order[2]
+            base = str(client.cache.get("vm", ref)["name_label"])  # type: ignore[index]
+            change_ms: list[float] = []
+            try:
+                for i in range(rounds):
+                    new = f"{base} #{i}"
+                    probe.watch = new
+                    t = time.perf_counter()
+                    await asyncio.to_thread(writer.conn.call, "VM.set_name_label", ref, new)
+                    t_done = await probe.wait(lambda s: bool(s["seen"]), t, timeout=10)
+                    change_ms.append((t_done - t) * 1000)
+                    probe.watch = None
+                    await asyncio.sleep(0.05)
+                await asyncio.to_thread(writer.conn.call, "VM.set_name_label", ref, base)
+            finally:
+                writer.close()
+            out["change_ms"] = change_ms
+            out["rss_mb"] = rss_mb()
+    finally:
+        client.close()
+    return out
+
+
+async def measure_datatable(info: dict[str, Any]) -> dict[str, Any]:
+    """The clear-and-refill way, for contrast: a DataTable fed the same cells."""
+    from rich.text import Text
+    from textual.app import App, ComposeResult
+    from textual.widgets import DataTable
+
+    from xsctl.ui.views.vms import COLUMNS, VmRows
+    from xsctl.xapi.client import Client, Target
+    from xsctl.xapi.models import Vm
+
+    target = Target(url=info["url"], user=info["user"], accept_fingerprint=info["fingerprint"],
+                    timeout=300)
+    client = Client.connect(target, info["password"])
+    client.cache.load()
+    rows = VmRows(client.cache, {})
+    built = {ref: rows.row(Vm.from_record(client.cache, ref, r))
+             for ref, r in client.cache.snapshot("vm") if rows.is_shown(r)}
+    data = [(ref, [Text(c[0]) for c in row.cells], row.search) for ref, row in built.items()]
+    client.close()
+
+    class Bench(App[None]):
+        def compose(self) -> ComposeResult:
+            t: DataTable[Text] = DataTable(id="dt")
+            t.add_columns(*[c.label for c in COLUMNS])
+            yield t
+
+    app = Bench()
+    frames: list[float] = []
+    display = app._display
+
+    def _display(screen: Any, renderable: Any) -> None:
+        display(screen, renderable)
+        if renderable is not None and not app._batch_count:
+            frames.append(time.perf_counter())
+
+    app._display = _display  # type: ignore[method-assign]
+
+    async def next_frame(since: float) -> float:
+        while not [f for f in frames if f >= since]:
+            await asyncio.sleep(0.001)
+        return next(f for f in frames if f >= since)
+
+    out: dict[str, Any] = {"vms": len(data)}
+    async with app.run_test(size=(200, 60)):
+        table = app.query_one("#dt", DataTable)
+
+        async def refill(words: str) -> float:
+            t = time.perf_counter()
+            with app.batch_update():
+                table.clear()
+                for ref, cells, search in data:
+                    if words in search:
+                        table.add_row(*cells, key=ref)
+            return (await next_frame(time.perf_counter()) - t) * 1000
+
+        out["fill_ms"] = await refill("")
+        out["filter_ms"] = await refill(FILTER)
+        out["filter_shown"] = table.row_count
+        out["unfilter_ms"] = await refill("")
+    out["rss_mb"] = rss_mb()
+    return out
+
+
+def run_child(mode: str, info_file: str, rounds: int, env: dict[str, str],
+              profile: str | None) -> dict[str, Any]:
+    cmd = [sys.executable]
+    if profile:
+        os.makedirs(profile, exist_ok=True)
+        cmd += ["-m", "cProfile", "-o", os.path.join(profile, f"{mode}.prof")]
+    cmd += [__file__, "--child", mode, "--info", info_file, "--rounds", str(rounds)]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if r.returncode:
+        sys.stderr.write(r.stderr)
+        raise SystemExit(f"child {mode} failed ({r.returncode})")
+    return json.loads(r.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--vms", type=int, default=10000)
+    ap.add_argument("--baseline-vms", type=int, default=1000, help="0 to skip")
+    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--no-datatable", action="store_true")
+    ap.add_argument("--profile", help="write a cProfile of each app child into this folder")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--info", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        with open(args.info) as f:
+            info = json.load(f)
+        if args.child.startswith("app"):
+            res = asyncio.run(measure_app(info, args.rounds))
+        else:
+            res = asyncio.run(measure_datatable(info))
+        print(json.dumps(res))
+        return
+
+    env = dict(os.environ)
+    tmp = tempfile.mkdtemp()
+    env.update(XDG_CONFIG_HOME=f"{tmp}/config", XDG_STATE_HOME=f"{tmp}/state",
+               XDG_CACHE_HOME=f"{tmp}/cache", PYTHONPATH=REPO)
+    results: dict[int, dict[str, Any]] = {}
+    datatable: dict[str, Any] | None = None
+    sizes = [args.vms] + ([args.baseline_vms] if args.baseline_vms else [])
+    for n in sizes:
+        t = time.perf_counter()
+        sim, info = start_sim(n)
+        print(f"simulator with {n} VMs ready in {time.perf_counter() - t:.1f} s (own process)",
+              flush=True)
+        info_file = os.path.join(tmp, f"info-{n}.json")
+        with open(info_file, "w") as f:
+            json.dump(info, f)
+        try:
+            results[n] = run_child(f"app-{n}", info_file, args.rounds, env, args.profile)
+            if n == args.vms and not args.no_datatable:
+                datatable = run_child("datatable", info_file, 0, env, None)
+        finally:
+            sim.terminate()
+            sim.wait(30)
+
+    print()
+    head = f"{'':<34}" + "".join(f"{f'{n:,} VMs':>14}" for n in sizes) + "   target"
+    print(head)
+
+    def line(label: str, values: list[str], verdict: str = "") -> None:
+        print(f"{label:<34}" + "".join(f"{v:>14}" for v in values) + f"   {verdict}")
+
+    def ok(good: bool) -> str:
+        return "ok" if good else "MISSED"
+
+    main_r = results[args.vms]
+    line("connect -> full VM table", [f"{results[n]['table_s']:.2f} s" for n in sizes],
+         f"< {TARGETS['table_s']:.0f} s: {ok(main_r['table_s'] < TARGETS['table_s'])}")
+    line("  (connect / app ready)",
+         [f"{results[n]['connect_s']:.2f}/{results[n]['app_ready_s']:.2f}" for n in sizes])
+    line("filter keystroke, median", [f"{statistics.median(results[n]['key_ms']):.1f} ms"
+                                      for n in sizes])
+    worst = max(main_r["key_ms"])
+    line("filter keystroke, worst", [f"{max(results[n]['key_ms']):.1f} ms" for n in sizes],
+         f"< {TARGETS['key_ms']:.0f} ms: {ok(worst < TARGETS['key_ms'])}")
+    line("  back to empty filter (all rows)", [f"{results[n]['key_ms'][-1]:.1f} ms"
+                                               for n in sizes])
+    line("change -> row on screen, median",
+         [f"{statistics.median(results[n]['change_ms']):.1f} ms" for n in sizes])
+    cp95 = p95(main_r["change_ms"])
+    line("change -> row on screen, p95", [f"{p95(results[n]['change_ms']):.1f} ms" for n in sizes],
+         f"< {TARGETS['change_ms']:.0f} ms: {ok(cp95 < TARGETS['change_ms'])}")
+    line("peak memory (ru_maxrss)", [f"{results[n]['rss_mb']:.0f} MB" for n in sizes],
+         f"< {TARGETS['rss_mb']:.0f} MB: {ok(main_r['rss_mb'] < TARGETS['rss_mb'])}")
+    print(f"\nkeystrokes at {args.vms:,} VMs (ms, rows shown): " + ", ".join(
+        f"{k:.0f} ({s})" for k, s in zip(main_r["key_ms"], main_r["key_shown"], strict=True)))
+    if datatable:
+        print(f"\nbaseline, a DataTable fed the same {datatable['vms']:,} rows "
+              f"(clear and refill, same 8 columns, 200x60):")
+        print(f"  fill {datatable['fill_ms']:.0f} ms; filter to {FILTER!r} "
+              f"({datatable['filter_shown']} rows) {datatable['filter_ms']:.0f} ms; "
+              f"clear the filter {datatable['unfilter_ms']:.0f} ms; "
+              f"peak memory {datatable['rss_mb']:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
