@@ -7,7 +7,6 @@ several disks, default and custom templates, snapshots, networks and alerts.
 from __future__ import annotations
 
 import random
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -162,7 +161,7 @@ class Builder:
         self.rng = random.Random(sim.seed)
         self.n_hosts = max(1, hosts)
         self.n_vms = len(DEMO_VMS) if vms is None else max(0, vms)
-        self.now = time.time()
+        self.now = sim.epoch
         self.hosts: list[str] = []
         self.host_names: dict[str, str] = {}
         self.local_sr: dict[str, str] = {}

@@ -60,6 +60,7 @@ class Simulator:
         self,
         *,
         seed: int = 1,
+        epoch: float | None = None,
         vms: int | None = None,
         hosts: int = 3,
         user: str = "root",
@@ -75,6 +76,7 @@ class Simulator:
         auth_fail_delay: float = 5.0,
         member_listeners: bool = True,
         jsonrpc: bool = True,
+        drift: bool = True,
     ) -> None:
         # handler modules register themselves on import
         from xsctl.sim import handlers  # noqa: F401
@@ -93,6 +95,7 @@ class Simulator:
         self.auth_fail_delay = auth_fail_delay
         self.member_listeners = member_listeners
         self.jsonrpc = jsonrpc  # False: /jsonrpc answers 404, like a host without it
+        self.drift = drift  # False: live metrics stand still (screenshots)
         self.faults = Faults()
         # event.next keeps at most this many unread events before EVENTS_LOST
         self.event_next_queue_limit = 100_000
@@ -111,6 +114,8 @@ class Simulator:
 
         from xsctl.sim import seed as seeding
 
+        # "now" of the seed: uptimes and alert ages count from it (fixed for screenshots)
+        self.epoch = epoch if epoch is not None else time.time()
         seeding.build(self, hosts=hosts, vms=vms)
 
         # one certificate per host, as each xapi host generates its own
@@ -225,7 +230,8 @@ class Simulator:
         while not self._stop.wait(5.0):
             if self.faults.down:
                 continue
-            metrics_tick(self)
+            if self.drift:
+                metrics_tick(self)
             if time.monotonic() - last_beat > 60:
                 last_beat = time.monotonic()
                 with self.store.lock:

@@ -103,8 +103,10 @@ class StatusView(VerticalScroll):
         t.add_row("Certificate", Text(fp or ("CA-verified" if conn.trust.ca_file else "–")))
         self.query_one("#status-pool", Static).update(t)
         self.refresh_hosts()
-        vms = models.vms(cache)
-        counts = Counter(v.power_state for v in vms)
+        # counted from the records: a Vm view of each of 10,000 VMs costs ~0.3 s per event
+        vms = [r for _, r in cache.snapshot("vm") if not (
+            r.get("is_control_domain") or r.get("is_a_snapshot") or r.get("is_a_template"))]
+        counts = Counter(str(r.get("power_state", "")) for r in vms)
         templates = sum(1 for r in cache.all("vm").values()
                         if r.get("is_a_template") and not r.get("is_a_snapshot"))
         line = Text()

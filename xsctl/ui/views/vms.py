@@ -275,6 +275,7 @@ class VmsView(Vertical):
         super().__init__(id=id)
         self.rows: VmRows | None = None
         self._built = False
+        self._built_version = -1  # the cache's version the last rebuild read
 
     @property
     def xapp(self) -> XsctlApp:
@@ -313,9 +314,10 @@ class VmsView(Vertical):
         client = self.xapp.client
         if client is None:
             return
-        self.rows = VmRows(client.cache, self.styles_from_theme())
-        self.rows.index()
         cache = client.cache
+        self._built_version = cache.version  # read first: a change meanwhile rebuilds again
+        self.rows = VmRows(cache, self.styles_from_theme())
+        self.rows.index()
         new = {
             ref: self.rows.row(Vm.from_record(cache, ref, r))
             for ref, r in cache.snapshot("vm") if self.rows.is_shown(r)
@@ -331,7 +333,11 @@ class VmsView(Vertical):
         if self.rows is None or not self._built:
             return
         if msg.resync:
-            self.rebuild()
+            # at start-up the resync that loaded the cache arrives after on_mount's
+            # rebuild, which already read that very cache: 10,000 rows need not be
+            # built twice
+            if self.xapp.client is None or self.xapp.client.cache.version != self._built_version:
+                self.rebuild()
             return
         cache = self.xapp.client.cache  # type: ignore[union-attr]
         table = self.table

@@ -23,7 +23,8 @@ def _bar(f: float, width: int, style: str) -> Text:
     cells = f * width
     full = int(cells)
     part = int((cells - full) * 8)
-    t = Text("█" * full, style=style)
+    t = Text()
+    t.append("█" * full, style=style)
     if full < width:
         t.append(EIGHTHS[part], style=style)
         t.append("·" * (width - full - 1), style="dim")

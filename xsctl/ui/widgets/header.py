@@ -20,29 +20,27 @@ class ConnectionHeader(Static):
         t = Text(no_wrap=True, overflow="ellipsis")
         t.append(" xsctl ", style="bold reverse")
         t.append(f" {pool} ", style="bold")
-        t.append("│ ", style="dim")
-        t.append(who)
-        t.append(" │ ", style="dim")
-        t.append(how)
+        # health first: on an 80-column console it must not be the part cut off
+        stamp = f" since {since.astimezone().strftime('%H:%M:%S')}" if since else ""
+        if connected and fresh:
+            t.append("● live", style="bold green")
+            self.remove_class("-lost", "-reconnecting")
+        elif connected or (not fresh and note):
+            t.append(f"◌ reconnecting{stamp}", style="bold")
+            self.set_class(True, "-reconnecting")
+            self.remove_class("-lost")
+        else:
+            t.append(f"✖ connection lost{stamp}", style="bold")
+            self.set_class(True, "-lost")
+            self.remove_class("-reconnecting")
         if read_only:
             t.append(" │ ", style="dim")
             t.append("READ-ONLY", style="bold")
         t.append(" │ ", style="dim")
-        if connected and fresh:
-            t.append("● live", style="bold green")
-            self.remove_class("-lost", "-reconnecting")
-        elif connected or not fresh and note:
-            stamp = f" since {since.strftime('%H:%M:%S')}" if since else ""
-            t.append(f"◌ reconnecting{stamp}", style="bold")
-            if note:
-                t.append(f" ({note})")
-            self.set_class(True, "-reconnecting")
-            self.remove_class("-lost")
-        else:
-            stamp = f" since {since.strftime('%H:%M:%S')}" if since else ""
-            t.append(f"✖ connection lost{stamp}", style="bold")
-            if note:
-                t.append(f" ({note})")
-            self.set_class(True, "-lost")
-            self.remove_class("-reconnecting")
+        t.append(who)
+        t.append(" │ ", style="dim")
+        t.append(how)
+        if note and not (connected and fresh):
+            t.append(" │ ", style="dim")
+            t.append(note)
         self.update(t)

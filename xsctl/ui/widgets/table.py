@@ -236,8 +236,11 @@ class VirtualTable(ScrollView, can_focus=True):
         shown = list(range(len(cols)))
         gap = 1
 
+        def gaps(idx: list[int]) -> int:
+            return sum(gap + (cols[i].align == "right") for i in idx[:-1])
+
         def need(idx: list[int]) -> int:
-            return sum(cols[i].width or cols[i].min_width for i in idx) + gap * (len(idx) - 1) + 2
+            return sum(cols[i].width or cols[i].min_width for i in idx) + gaps(idx) + 2
 
         while len(shown) > 1 and need(shown) > width:
             drop = max(shown, key=lambda i: (cols[i].priority, i))
@@ -246,7 +249,7 @@ class VirtualTable(ScrollView, can_focus=True):
             shown.remove(drop)
         fixed = sum(cols[i].width for i in shown if cols[i].width)
         flex = [i for i in shown if not cols[i].width]
-        room = max(0, width - 2 - fixed - gap * (len(shown) - 1))
+        room = max(0, width - 2 - fixed - gaps(shown))
         widths = {i: cols[i].width for i in shown if cols[i].width}
         total_ratio = sum(cols[i].ratio for i in flex) or 1
         for i in flex:
@@ -276,7 +279,8 @@ class VirtualTable(ScrollView, can_focus=True):
                 st = st + override
             segs.append(Segment(self._fit(text, w, self.columns[i].align), st))
             if n < len(self._shown) - 1:
-                segs.append(Segment(" ", base))
+                # a right-aligned column gets a wider gap before the next one
+                segs.append(Segment("  " if self.columns[i].align == "right" else " ", base))
         used = sum(s.cell_length for s in segs)
         if used < width:
             segs.append(Segment(" " * (width - used), base))
@@ -389,9 +393,10 @@ class VirtualTable(ScrollView, can_focus=True):
     def _column_at(self, x: int) -> int | None:
         pos = 1
         for i, w in zip(self._shown, self._widths, strict=True):
-            if pos <= x < pos + w + 1:
+            step = w + 1 + (self.columns[i].align == "right")
+            if pos <= x < pos + step:
                 return i
-            pos += w + 1
+            pos += step
         return None
 
     def on_click(self, event: events.Click) -> None:

@@ -1,0 +1,168 @@
+"""Screenshots of the real app on the demo pool, as SVG.
+
+    python -m xsctl.ui.screenshots [--out screenshots] [SCENE ...]
+
+Each scene starts its own simulator (seed 1, its clock fixed at EPOCH so uptimes and
+alert ages read the same every time), connects a client over HTTPS, drives the app
+with Textual's Pilot as a user would, and saves what is on screen. The SVG snapshot
+tests render the same scenes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from textual.pilot import Pilot
+from textual.widgets import TabbedContent
+
+from xsctl.ui.app import XsctlApp, create_app
+from xsctl.ui.views.vms import VmsView
+from xsctl.xapi.client import Client, Target
+from xsctl.xapi.trust import KnownHosts
+
+EPOCH = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
+
+Step = Callable[[Pilot[int]], Awaitable[None]]
+
+
+async def _settle(pilot: Pilot[int]) -> None:
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def _vm(pilot: Pilot[int], name: str) -> VmsView:
+    await pilot.press("2")
+    await _settle(pilot)
+    view = pilot.app.screen.query_one(VmsView)
+    key = next(k for k, r in view.table.rows.items() if r.cells[0][0] == name)
+    view.table.move_to(key)
+    await _settle(pilot)
+    return view
+
+
+async def scene_status(pilot: Pilot[int]) -> None:
+    await _settle(pilot)
+
+
+async def scene_vms(pilot: Pilot[int]) -> None:
+    await _vm(pilot, "db-01")
+
+
+async def scene_vm_detail(pilot: Pilot[int]) -> None:
+    await _vm(pilot, "db-01")
+    pilot.app.screen.query_one("#vm-detail-tabs", TabbedContent).active = "tab-disks"
+    await _settle(pilot)
+
+
+async def _until(pilot: Pilot[int], pred: Callable[[], bool], timeout: float = 10) -> None:
+    for _ in range(int(timeout * 20)):
+        if pred():
+            return
+        await pilot.pause(0.05)
+    raise TimeoutError("the screen never got there")
+
+
+async def scene_confirm(pilot: Pilot[int]) -> None:
+    from xsctl.ui.modals.confirm import ConfirmPlan
+
+    await _vm(pilot, "web-01")
+    await pilot.press("T")  # force shutdown: a destructive plan to confirm
+    await _until(pilot, lambda: isinstance(pilot.app.screen, ConfirmPlan))
+    await pilot.pause()
+
+
+async def scene_filter(pilot: Pilot[int]) -> None:
+    await _vm(pilot, "web-01")
+    await pilot.press("slash")
+    await pilot.press(*"prod")
+    await pilot.press("enter")
+    await _settle(pilot)
+
+
+async def scene_tasks(pilot: Pilot[int]) -> None:
+    view = await _vm(pilot, "web-staging")
+    await pilot.press("s")
+    await _settle(pilot)
+    for name in ("k8s-node-03", "legacy-erp"):
+        key = next(k for k, r in view.table.rows.items() if r.cells[0][0] == name)
+        view.table.move_to(key)
+        await pilot.press("u")
+    await pilot.pause(1.5)
+    await pilot.press("3")
+    await pilot.pause(0.5)
+
+
+async def scene_narrow(pilot: Pilot[int]) -> None:
+    await _vm(pilot, "web-01")
+
+
+async def scene_narrow_menu(pilot: Pilot[int]) -> None:
+    await _vm(pilot, "web-01")
+    await pilot.press("f9")
+    await _settle(pilot)
+
+
+# name -> (terminal size, steps, operation time in the simulator)
+SCENES: dict[str, tuple[tuple[int, int], Step, float]] = {
+    "status": ((160, 45), scene_status, 0.05),
+    "vms": ((160, 45), scene_vms, 0.05),
+    "vm-detail": ((160, 45), scene_vm_detail, 0.05),
+    "confirm": ((160, 45), scene_confirm, 0.05),
+    "filter": ((160, 45), scene_filter, 0.05),
+    "tasks": ((160, 45), scene_tasks, 4.0),
+    "narrow-80x24": ((80, 24), scene_narrow, 0.05),
+    "narrow-80x24-menu": ((80, 24), scene_narrow_menu, 0.05),
+}
+
+
+async def render(scene: str, known_hosts: Path | None = None) -> str:
+    """The SVG of one scene."""
+    from xsctl.sim import Simulator
+
+    size, steps, op_time = SCENES[scene]
+    sim = Simulator(seed=1, epoch=EPOCH.timestamp(), op_time=op_time, auth_fail_delay=0.0,
+                    password="demo", drift=False).start()
+    known = known_hosts or Path(tempfile.mkdtemp(prefix="xsctl-shots-")) / "known_hosts"
+    client = Client.connect(
+        Target(url=sim.url, user=sim.user, accept_fingerprint=sim.fingerprint), sim.password,
+        known=KnownHosts(known),
+    )
+    try:
+        app: XsctlApp = create_app(client, metrics=False, clock=lambda: EPOCH)
+        app.animation_level = "none"  # a tab underline caught mid-slide is not a view
+        async with app.run_test(size=size) as pilot:
+            await _settle(pilot)
+            await steps(pilot)
+            return app.export_screenshot(title=f"xsctl: {scene}")
+    finally:
+        client.close()
+        sim.stop()
+
+
+async def write_all(out: Path, scenes: list[str]) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for scene in scenes:
+        path = out / f"{scene}.svg"
+        path.write_text(await render(scene), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="screenshots", help="folder for the SVGs")
+    ap.add_argument("scenes", nargs="*", choices=[*SCENES, []], help="scenes (default: all)")
+    args = ap.parse_args()
+    for p in asyncio.run(write_all(Path(args.out), args.scenes or list(SCENES))):
+        print(p)
+
+
+if __name__ == "__main__":
+    main()
