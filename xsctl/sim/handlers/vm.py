@@ -29,13 +29,13 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from xsctl.sim.dispatch import Context, api, is_cancelling
 from xsctl.sim.errors import XapiFailure
-from xsctl.sim.handlers import disks, message
+from xsctl.sim.handlers import disks, message, network, storage
 from xsctl.sim.store import Store, allowed_ops, now_datetime
 from xsctl.sim.wire import NULL_REF, DateTime, Row
 
@@ -477,8 +477,8 @@ def vm_operation(
 
 @contextmanager
 def _marked(ctx: Context, refs: list[str], field: str, op: str) -> Iterator[None]:
-    """with_vbds_marked / with_vifs_marked / the host's vm_start: current_operations
-    entries on related objects while the VM operation runs."""
+    """The host's vm_start / vm_resume / vm_migrate: an entry in current_operations
+    while the VM operation runs."""
     task = ctx.ensure_task()
     store = ctx.store
     with ctx.lock:
@@ -494,9 +494,114 @@ def _marked(ctx: Context, refs: list[str], field: str, op: str) -> Iterator[None
                     store.del_map_key(r, field, task)
 
 
-def _mark_devices(ctx: Context, vm: str) -> AbstractContextManager[None]:
-    row = ctx.store.get(vm, "VM")
-    return _marked(ctx, [*row["VBDs"], *row["VIFs"]], "current_operations", "attach")
+# Helpers.Policy.fail_quickly: VM.start and the other calls that mark the VM's VBDs
+# retry a VBD (or its VDI) busy with another operation every 2 s, for 2 minutes, then
+# fail with the OTHER_OPERATION_IN_PROGRESS they met (message_forwarding.ml
+# with_vbds_marked, "CA-26575: paper over transient VBD glitches").
+VBD_LOCK_WAIT = 120.0
+
+
+def _retry_locked(ctx: Context, attempt: Callable[[], None], wait: float) -> None:
+    """Helpers.retry_with_global_lock: run ``attempt`` under the lock; while it meets
+    OTHER_OPERATION_IN_PROGRESS, wait (woken when anything changes) and try again
+    until ``wait`` seconds have passed; a cancelled task stops with TASK_CANCELLED."""
+    store = ctx.store
+    task = ctx.ensure_task()
+    deadline = time.monotonic() + wait
+    with store.cond:
+        while True:
+            if _task_cancelling(ctx):
+                raise XapiFailure("TASK_CANCELLED", task)
+            try:
+                attempt()
+                return
+            except XapiFailure as e:
+                if e.code != "OTHER_OPERATION_IN_PROGRESS" or ctx.sim.stopping or \
+                        time.monotonic() >= deadline:
+                    raise
+            store.cond.wait(timeout=min(0.5, max(0.01, deadline - time.monotonic())))
+
+
+def _unmark_vbds(store: Store, vbds: list[str], task: str) -> None:
+    """unmark_vbds (the VDI follows, as the xenopsd VBD events make it follow)."""
+    for vbd in vbds:
+        row = store.tables["VBD"].get(vbd)
+        if row is not None:
+            store.del_map_key(vbd, "current_operations", task)
+            storage.refresh(store, row["VDI"])
+
+
+def _mark_vbds(store: Store, vm: str, task: str) -> list[str]:
+    """message_forwarding.ml mark_vbds: each of the VM's VBDs in turn is checked for
+    ``attach`` (Xapi_vbd_helpers.assert_operation_valid, sharing checks included, so
+    a disk another running VM holds read-write is VDI_IN_USE [vdi] and a read-write
+    VBD of a read-only VDI is VDI_READONLY [vdi]) and marked; the first failure
+    unmarks those already marked and is raised."""
+    marked: list[str] = []
+    try:
+        for vbd in store.get(vm, "VM")["VBDs"]:
+            storage.assert_vbd_op(store, vbd, "attach")
+            store.set_map_key(vbd, "current_operations", task, "attach")
+            marked.append(vbd)
+            storage.refresh(store, store.get(vbd, "VBD")["VDI"])
+    except XapiFailure:
+        _unmark_vbds(store, marked, task)
+        raise
+    return marked
+
+
+def _unmark_vifs(store: Store, vifs: list[str], task: str) -> None:
+    for vif in vifs:
+        if vif in store.tables["VIF"]:
+            store.del_map_key(vif, "current_operations", task)
+
+
+def _mark_vifs(store: Store, vm: str, task: str) -> list[str]:
+    """message_forwarding.ml mark_vifs: a VIF that fails its ``attach`` check is
+    dropped (map_with_drop), and then not all are marked: OPERATION_NOT_ALLOWED
+    ["Failed to lock all VIFs"], which is not retried."""
+    vifs = list(store.get(vm, "VM")["VIFs"])
+    marked: list[str] = []
+    for vif in vifs:
+        row = store.tables["VIF"].get(vif)
+        if row is None or network.vif_op_errors(store, vif, row).get("attach") is not None:
+            continue
+        store.set_map_key(vif, "current_operations", task, "attach")
+        marked.append(vif)
+    if len(marked) != len(vifs):
+        _unmark_vifs(store, marked, task)
+        raise XapiFailure("OPERATION_NOT_ALLOWED", "Failed to lock all VIFs")
+    return marked
+
+
+@contextmanager
+def _devices_marked(ctx: Context, vm: str, *, vifs: bool = True) -> Iterator[None]:
+    """with_vbds_marked (then with_vifs_marked) ~op:`attach, as VM.start, start_on,
+    clean_reboot and hard_reboot nest them (resume and resume_on mark only the VBDs):
+    nobody can take a disk away while the devices are (re)attached."""
+    store = ctx.store
+    task = ctx.ensure_task()
+    vbds: list[str] = []
+    marked_vifs: list[str] = []
+
+    def mark_vbds() -> None:
+        vbds[:] = _mark_vbds(store, vm, task)
+
+    def mark_vifs() -> None:
+        marked_vifs[:] = _mark_vifs(store, vm, task)
+
+    _retry_locked(ctx, mark_vbds, VBD_LOCK_WAIT)
+    try:
+        if vifs:
+            _retry_locked(ctx, mark_vifs, OTHER_OP_WAIT)
+        try:
+            yield
+        finally:
+            with ctx.lock:
+                _unmark_vifs(store, marked_vifs, task)
+    finally:
+        with ctx.lock:
+            _unmark_vbds(store, vbds, task)
 
 
 # ============================================================================ memory
@@ -850,49 +955,49 @@ def _next_domid(store: Store, host: str) -> int:
     return per_host[host]
 
 
-def _device_name(userdevice: str) -> str:
-    if not userdevice.isdigit():
-        return userdevice
-    n = int(userdevice)
-    letters = ""
-    n += 1
-    while n:
-        n, r = divmod(n - 1, 26)
-        letters = chr(ord("a") + r) + letters
-    return "xvd" + letters
+def assert_devices_valid(store: Store, vm: str) -> None:
+    """Xapi_xenops.MD.of_vbd: xenopsd needs a device number for each VBD, from
+    Device_number.of_string ~hvm (hvm = the VM's domain_type); a userdevice that
+    VBD.create accepted but that is no device (e.g. "-1") is INVALID_DEVICE [it]."""
+    row = store.get(vm, "VM")
+    hvm = row["domain_type"] == "hvm"
+    for vbd in row["VBDs"]:
+        vrow = store.tables["VBD"].get(vbd)
+        if vrow is not None and storage.parse_device(vrow["userdevice"], hvm) is None:
+            raise XapiFailure("INVALID_DEVICE", vrow["userdevice"])
 
 
 def _set_devices(store: Store, row: Row, attached: bool) -> None:
-    """VBD/VIF currently_attached (and the VBD's device name once plugged)."""
+    """What the xenopsd VBD/VIF events write (xapi_xenops.ml update_vbd, update_vif):
+    currently_attached, the VBD's Linux device name once plugged ("3" -> "xvdd",
+    "xvdb" stays "xvdb": Device_number.to_linux_device), and the VBD's and its VDI's
+    allowed_operations recomputed."""
+    hvm = row["domain_type"] == "hvm"
     for vbd in row["VBDs"]:
         vrow = store.tables["VBD"].get(vbd)
         if vrow is None:
             continue
         changes: dict[str, Any] = {"currently_attached": attached}
         if attached:
-            changes["device"] = _device_name(vrow["userdevice"])
+            changes["device"] = storage.device_name(vrow["userdevice"], hvm)
         store.update(vbd, changes)
+        storage.refresh(store, vrow["VDI"])
     for vif in row["VIFs"]:
         if vif in store.tables["VIF"]:
             store.update(vif, {"currently_attached": attached})
 
 
 def _republish_devices(store: Store, vm: str) -> None:
-    """update_vbd_operations / update_vif_operations: the devices' (and disks')
-    allowed_operations depend on the VM's state."""
+    """update_vbd_operations / update_vif_operations (message_forwarding.ml, after
+    each power operation) and Xapi_vm.update_allowed_operations: the VM's VBDs', their
+    VDIs' and its VIFs' allowed_operations recomputed. Like any database write of an
+    unchanged value (Db_cache_impl.write_field_locked), an unchanged list is not
+    written and makes no event."""
     row = store.tables["VM"].get(vm)
     if row is None:
         return
-    for vbd in row["VBDs"]:
-        vrow = store.tables["VBD"].get(vbd)
-        if vrow is None:
-            continue
-        store.republish(vbd)
-        if vrow["VDI"] in store.tables["VDI"]:
-            store.republish(vrow["VDI"])
-    for vif in row["VIFs"]:
-        if vif in store.tables["VIF"]:
-            store.republish(vif)
+    storage.refresh_vm_storage(store, vm)
+    storage.refresh(store, *row["VIFs"])
 
 
 def console_location(store: Store, host: str, uuid: str) -> str:
@@ -1012,7 +1117,10 @@ def guest_agent_report(sim: Simulator, vm: str, domid: int) -> None:
             "last_updated": now_datetime(), "live": True,
             "can_use_hotplug_vbd": "yes", "can_use_hotplug_vif": "yes",
         })
-        store.republish(vm)  # the features change allowed_operations
+        # the guest agent changed: XenAPI.VM.update_allowed_operations (xapi_xenops.ml
+        # update_vm), the VM's and its devices' (the drivers allow hotplug now)
+        store.republish(vm)
+        _republish_devices(store, vm)
 
 
 def guest_agent_delay(sim: Simulator) -> float:
@@ -1183,7 +1291,7 @@ def _start(ctx: Context, vm: str, host: str | None, paused: bool, force: bool) -
     """message_forwarding.ml VM.start / start_on, then Xapi_vm.start."""
     store = ctx.store
     op = "start" if host is None else "start_on"
-    with vm_operation(ctx, vm, op), _mark_devices(ctx, vm):
+    with vm_operation(ctx, vm, op), _devices_marked(ctx, vm):
         with ctx.lock:
             row = _ensure_domain_type(store, vm)
             row = store.update(vm, {"memory_overhead": memory_overhead(row)})
@@ -1204,6 +1312,7 @@ def _start(ctx: Context, vm: str, host: str | None, paused: bool, force: bool) -
                     if not force and _is_true(row["platform"].get("nested-virt")) and \
                             not Constraints.of(row).pinned_at_static_max():
                         raise XapiFailure("MEMORY_CONSTRAINT_VIOLATION_MAXPIN", "nested virt")
+                    assert_devices_valid(store, vm)  # Xapi_xenops.start builds the devices
                     _check_start_memory(store, vm, target)
                 ctx.work(1.0)
                 with ctx.lock:
@@ -1336,7 +1445,7 @@ def shutdown(ctx: Context, vm: str) -> None:
 def clean_reboot(ctx: Context, vm: str) -> None:
     store = ctx.store
     _vm(ctx, vm)
-    with vm_operation(ctx, vm, "clean_reboot"), _mark_devices(ctx, vm):
+    with vm_operation(ctx, vm, "clean_reboot"), _devices_marked(ctx, vm):
         ctx.work(0.8)
         with ctx.lock:
             _reboot_domain(ctx, vm)
@@ -1352,7 +1461,7 @@ def hard_reboot(ctx: Context, vm: str) -> None:
     with vm_operation(ctx, vm, "hard_reboot"):
         _cancel_ops(ctx, vm, frozenset({"clean_shutdown", "clean_reboot", "pool_migrate",
                                         "call_plugin", "suspend"}))
-        with _mark_devices(ctx, vm):
+        with _devices_marked(ctx, vm):
             ps = store.get(vm, "VM")["power_state"]
             if ps == "Suspended":
                 raise XapiFailure("VM_BAD_POWER_STATE", vm, "running", "suspended")
@@ -1361,6 +1470,7 @@ def hard_reboot(ctx: Context, vm: str) -> None:
                 with ctx.lock:
                     row = _ensure_domain_type(store, vm)
                     target = choose_host_for_vm(store, vm, row)
+                    assert_devices_valid(store, vm)
                     _check_start_memory(store, vm, target)
                 ctx.work(1.0)
                 with ctx.lock:
@@ -1388,20 +1498,24 @@ def choose_suspend_sr(store: Store, vm: str, row: Row) -> str:
 
 
 def _create_suspend_image(ctx: Context, vm: str) -> str:
-    """Xapi_xenops.suspend: a fully inflated "Suspend image" VDI of 1.26 x static_max
-    plus 100 MiB; no room gives SR_SUSPEND_SPACE_INSUFFICIENT [sr]."""
+    """Xapi_xenops.suspend: VDI.create of a "Suspend image" of 1.26 x static_max plus
+    100 MiB, fully inflated (sm-config initial_allocation), on the suspend SR; the SM
+    driver rounds the size and, when it does not fit, fails with SR_BACKEND_FAILURE_44,
+    which xapi turns into SR_SUSPEND_SPACE_INSUFFICIENT [sr]."""
     store = ctx.store
     row = store.get(vm, "VM")
     sr = choose_suspend_sr(store, vm, row)
     space = int(int(row["memory_static_max"]) * 1.2 * 1.05) + 104857600
     try:
-        vdi = disks.create_vdi(
-            store, sr, "Suspend image", space, name_description="Suspend image",
+        vdi = disks.new_vdi(
+            store, sr, "Suspend image", space, sm=True, name_description="Suspend image",
             type="suspend", fill=1.0,
-            sm_config={"vmhint": row["uuid"], "initial_allocation": str(space)},
+            sm_config={"vmhint": row["uuid"], "initial_allocation": str(space),
+                       **({"vdi_type": "vhd"} if disks.sr_type(store, sr) in disks.VHD_TYPES
+                          else {})},
         )
     except XapiFailure as e:
-        if e.code == "SR_FULL":
+        if e.code == "SR_BACKEND_FAILURE_44":
             raise XapiFailure("SR_SUSPEND_SPACE_INSUFFICIENT", sr) from e
         raise
     store.update(vm, {"suspend_VDI": vdi})
@@ -1435,8 +1549,7 @@ def suspend(ctx: Context, vm: str) -> None:
 def _resume(ctx: Context, vm: str, host: str | None, paused: bool) -> str:
     store = ctx.store
     op = "resume" if host is None else "resume_on"
-    row = store.get(vm, "VM")
-    with vm_operation(ctx, vm, op), _marked(ctx, list(row["VBDs"]), "current_operations", "attach"):
+    with vm_operation(ctx, vm, op), _devices_marked(ctx, vm, vifs=False):
         _set_cancellable(ctx, False)
         with ctx.lock:
             row = _ensure_domain_type(store, vm)
@@ -1916,12 +2029,15 @@ def copy_vif(store: Store, vif: str, vm: str, preserve_mac: bool) -> str:
 
 
 def _disk_op(store: Store, kind: str, vdi: str, sr: str | None) -> str:
+    """Xapi_vm_clone.clone_single_vdi: VDI.clone, VDI.copy (onto ``sr``, else the
+    disk's own SR) or VDI.snapshot. These go to the SR's SM driver, which rounds the
+    size and reports a full SR as itself (SR_BACKEND_FAILURE_44), never SR_FULL."""
     if kind == "clone":
-        return disks.clone_vdi(store, vdi)
+        return disks.clone_vdi(store, vdi, sm=True)
     if kind == "copy":
         target = sr if sr is not None else store.get(vdi, "VDI")["SR"]
-        return disks.copy_vdi(store, vdi, target)
-    return disks.snapshot_vdi(store, vdi)  # snapshot, checkpoint
+        return disks.copy_vdi(store, vdi, target, sm=True)
+    return disks.snapshot_vdi(store, vdi, sm=True)  # snapshot, checkpoint
 
 
 def safe_clone_disks(store: Store, kind: str, vbds: list[str], sr: str | None
@@ -2273,7 +2389,7 @@ def _revert_records(ctx: Context, snapshot: str, vm: str) -> None:
     cds = safe_clone_disks(store, "clone", snap_cd_vbds, None)
     suspend_vdi = NULL_REF
     if snap["suspend_VDI"] in tables["VDI"]:
-        suspend_vdi = disks.clone_vdi(store, snap["suspend_VDI"])
+        suspend_vdi = disks.clone_vdi(store, snap["suspend_VDI"], sm=True)
     for vbd, vdi, _ in [*cloned, *cds]:
         copy_vbd(store, vbd, vm, vdi)
     store.update(vm, {"suspend_VDI": suspend_vdi})
@@ -2329,7 +2445,8 @@ _VDI_TYPES = ("system", "user", "ephemeral", "suspend", "crashdump")
 
 def provision_disks(xml: str) -> list[dict[str, str]]:
     """xapi_templates.ml disks_of_xml: <provision><disk device= size= sr= bootable=
-    type=/>...</provision>."""
+    type=/>...</provision>; every disk is parsed (its size with Int64.of_string)
+    before any is made, and anything amiss is Parse_failure."""
     text = xml.strip()
     if not (text.startswith("<provision") and text.endswith("</provision>")) and \
             text != "<provision/>":
@@ -2339,16 +2456,30 @@ def provision_disks(xml: str) -> list[dict[str, str]]:
         attrs = dict(_ATTR_RE.findall(m.group(1)))
         if not {"device", "size", "sr", "bootable"} <= attrs.keys():
             raise XapiFailure("INTERNAL_ERROR", "Xapi_templates.Parse_failure")
+        try:
+            int(attrs["size"])
+        except ValueError as e:
+            raise XapiFailure("INTERNAL_ERROR", "Xapi_templates.Parse_failure") from e
         out.append(attrs)
     return out
 
 
+def call_api(ctx: Context, method: str, *args: Any) -> Any:
+    """Helpers.call_api_functions and Client.<method>: a call through the API as
+    xapi's own code makes one (the caller's session, the argument checks, the call's
+    own task). Call without holding the store lock."""
+    return ctx.sim.dispatcher.call(method, [ctx.session, *args], ctx.conn)
+
+
 @api("VM.provision")
 def provision(ctx: Context, vm: str) -> None:
-    """Xapi_vm.provision: the template becomes a VM (is_a_template false), then the
-    disks in other_config:disks are created, each on the SR whose uuid the XML names
-    (xe vm-install writes the default SR's uuid there first; an empty or unknown one
-    is UUID_INVALID [sr, value]), and the key is dropped. On error the new disks go."""
+    """Xapi_vm.provision: the template becomes a VM (is_a_template false); when its
+    other_config holds ``disks`` (or ``postinstall``), Xapi_templates.pre_install makes
+    each disk through the API (create_disk), then the keys are dropped.
+
+    xapi deletes the new disks only when something fails *after* pre_install: a disk
+    that cannot be made leaves the disks made before it behind (and its own VDI when
+    its VBD.create failed), with the VM converted and the keys still in place."""
     store = ctx.store
     _vm(ctx, vm)
     with vm_operation(ctx, vm, "provision"):
@@ -2356,55 +2487,51 @@ def provision(ctx: Context, vm: str) -> None:
             metrics = store.get(vm, "VM")["metrics"]
             if metrics in store.tables["VM_metrics"]:
                 store.update(metrics, {"install_time": now_datetime()})
-            store.update(vm, {"is_a_template": False})
-            oc = store.get(vm, "VM")["other_config"]
+            row = store.update(vm, {"is_a_template": False})
+            oc = row["other_config"]
             spec = provision_disks(oc["disks"]) if "disks" in oc else []
         if not spec and "postinstall" not in oc:
             return
-        ctx.work(1.0)
         with ctx.lock:
-            created: list[tuple[str, str]] = []
-            try:
-                for d in spec:
-                    created.append(_provision_disk(store, vm, d))
-            except XapiFailure:
-                for vbd, vdi in created:
-                    if vbd in store.tables["VBD"]:
-                        store.destroy(vbd)
-                    if vdi in store.tables["VDI"]:
-                        disks.destroy_vdi(store, vdi)
-                raise
+            task = ctx.ensure_task()
+            if task in store.tables["task"]:
+                store.update(task, {"progress": 0.1})  # TaskHelper.set_progress 0.1
+        for d in spec:
+            _provision_disk(ctx, vm, row["uuid"], d)
+        with ctx.lock:
             for key in ("disks", "postinstall"):
                 store.del_map_key(vm, "other_config", key)
 
 
-def _provision_disk(store: Store, vm: str, d: dict[str, str]) -> tuple[str, str]:
-    """Xapi_templates.create_disk."""
-    sr = store.uuids["SR"].get(d["sr"])
+def _provision_disk(ctx: Context, vm: str, vm_uuid: str, d: dict[str, str]) -> str:
+    """Xapi_templates.create_disk: SR.get_by_uuid of the XML's sr (xe vm-install writes
+    the default SR's uuid there first; an empty or unknown one is UUID_INVALID [sr,
+    value]); VDI.create, so the SR's driver rounds the size and a full SR fails as the
+    driver fails (SR_BACKEND_FAILURE_44); VBD.create on the XML's device, with its
+    checks (INVALID_DEVICE, DEVICE_ALREADY_EXISTS, "autodetect"); then the VDI is named
+    after the VBD's userdevice. Returns the VBD."""
+    store = ctx.store
+    with ctx.lock:
+        sr = store.uuids["SR"].get(d["sr"])
     if sr is None:
         raise XapiFailure("UUID_INVALID", "sr", d["sr"])
-    try:
-        size = int(d["size"])
-    except ValueError as e:
-        raise XapiFailure("INTERNAL_ERROR", "Xapi_templates.Parse_failure") from e
     vtype = d.get("type", "system")
-    if vtype not in _VDI_TYPES:
+    if vtype not in _VDI_TYPES:  # string2vdi_type fails: `system
         vtype = "system"
-    device = d["device"]
-    for vbd in store.get(vm, "VM")["VBDs"]:
-        if store.get(vbd, "VBD")["userdevice"] == device:
-            raise XapiFailure("DEVICE_ALREADY_EXISTS", device)
-    vm_uuid = store.get(vm, "VM")["uuid"]
-    vdi = disks.create_vdi(store, sr, "", size, name_description="Created by template provisioner",
-                           type=vtype, sm_config={"vmhint": vm_uuid})
-    vbd = store.create("VBD", {
-        "VM": vm, "VDI": vdi, "userdevice": device, "bootable": d["bootable"] == "true",
+    vdi = call_api(ctx, "VDI.create", {
+        "name_label": "", "name_description": "Created by template provisioner", "SR": sr,
+        "virtual_size": int(d["size"]), "type": vtype, "sharable": False, "read_only": False,
+        "other_config": {}, "xenstore_data": {}, "sm_config": {"vmhint": vm_uuid}, "tags": [],
+    })
+    vbd = call_api(ctx, "VBD.create", {
+        "VM": vm, "VDI": vdi, "userdevice": d["device"], "bootable": d["bootable"] == "true",
         "mode": "RW", "type": "Disk", "unpluggable": vtype != "system", "empty": False,
         "qos_algorithm_type": "", "qos_algorithm_params": {}, "other_config": {"owner": ""},
         "device": "", "currently_attached": False,
     })
-    store.update(vdi, {"name_label": device})
-    return vbd, vdi
+    device = call_api(ctx, "VBD.get_userdevice", vbd)
+    call_api(ctx, "VDI.set_name_label", vdi, device)
+    return str(vbd)
 
 
 @api("VM.create")
@@ -2461,35 +2588,16 @@ def create(ctx: Context, args: dict[str, Any]) -> str:
 
 # ============================================================================ queries
 
-def _vbd_device_numbers(text: str) -> set[int]:
-    """Device_number.of_string, both interpretations (HVM and PV): "3", "xvdd", "hdd",
-    "sdd" all mean disk 3."""
-    out: set[int] = set()
-    if text.isdigit():
-        out.add(int(text))
-        return out
-    m = re.fullmatch(r"(?:xvd|hd|sd)([a-z]+)(\d*)", text)
-    if m:
-        n = 0
-        for ch in m.group(1):
-            n = n * 26 + (ord(ch) - ord("a") + 1)
-        out.add(n - 1)
-    return out
-
-
 @api("VM.get_allowed_VBD_devices")
 def get_allowed_VBD_devices(ctx: Context, vm: str) -> list[str]:
-    """Xapi_vm_helpers.allowed_VBD_devices for disks: 0..254 (0..255 for a PV control
-    domain) less those any VBD uses, by device or userdevice."""
-    store = ctx.store
-    row = _vm(ctx, vm)
-    top = 255 if row["is_control_domain"] and domain_type(row) == "pv" else 254
-    used: set[int] = set()
-    for vbd in row["VBDs"]:
-        vrow = store.tables["VBD"].get(vbd)
-        if vrow is not None:
-            used |= _vbd_device_numbers(vrow["device"]) | _vbd_device_numbers(vrow["userdevice"])
-    return [str(n) for n in range(top + 1) if n not in used]
+    """Xapi_vm.get_allowed_VBD_devices: the disk numbers of
+    Xapi_vm_helpers.allowed_VBD_devices ~_type:`Disk (0..254, 0..255 for a PV control
+    domain) less every device any VBD's device or userdevice names, read both as HVM
+    and as PV (Device_number.of_string: "3", "xvdd" and "hdd" all take 3; "sdd" is a
+    SCSI device, none of these)."""
+    with ctx.lock:
+        _vm(ctx, vm)
+        return [str(d[1]) for d in storage.allowed_vbd_devices(ctx.store, vm, "Disk")]
 
 
 @api("VM.get_allowed_VIF_devices")
