@@ -149,9 +149,8 @@ DEMO_VMS: list[tuple[str, str, str, float, int, list[int], list[str], bool]] = [
 
 
 def _mac(rng: random.Random) -> str:
-    return "%02x:%02x:%02x:%02x:%02x:%02x" % (
-        (rng.randrange(256) & 0xFC) | 0x02, *(rng.randrange(256) for _ in range(5))
-    )
+    octets = [(rng.randrange(256) & 0xFC) | 0x02, *(rng.randrange(256) for _ in range(5))]
+    return ":".join(f"{b:02x}" for b in octets)
 
 
 class Builder:
@@ -486,7 +485,8 @@ class Builder:
         for i, ip in enumerate(ips):
             nets[f"{i}/ip"] = ip
             nets[f"{i}/ipv4/0"] = ip
-            nets[f"{i}/ipv6/0"] = "fe80::%x:%x:%x:%x" % tuple(self.rng.randrange(65536) for _ in range(4))
+            nets[f"{i}/ipv6/0"] = "fe80::" + ":".join(
+                f"{self.rng.randrange(65536):x}" for _ in range(4))
         osv = {"name": os.name, "distro": os.distro, "major": os.major, "minor": os.minor}
         if os.uname:
             osv["uname"] = os.uname

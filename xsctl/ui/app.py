@@ -107,10 +107,7 @@ class XsctlApp(App[int]):
                     timeout=timeout or (10 if error else 4), markup=False)
 
     def error(self, title: str, e: BaseException | str) -> None:
-        if isinstance(e, XapiError):
-            body = f"{e.friendly}\n{' '.join(e.details)}"
-        else:
-            body = str(e)
+        body = f"{e.friendly}\n{' '.join(e.details)}" if isinstance(e, XapiError) else str(e)
         self.notify(body, title=title, severity="error", timeout=12, markup=False)
 
     # ------------------------------------------------------------ start-up
