@@ -629,16 +629,18 @@ class Builder:
 
     def messages(self) -> None:
         h = [self.store.get(x, "host") for x in self.hosts]
-        vms = {r["name_label"]: r for r in self.store.all("VM").values()}
+        uuid_of: dict[str, str] = {
+            str(r["name_label"]): str(r["uuid"]) for r in self.store.all("VM").values()
+        }
         msgs = [
             ("ALARM", 1, "Host", h[0]["uuid"], 1800,
              'value: 0.934000\nconfig:\n<variable>\n\t<name value="cpu_usage"/>\n\t<alarm_trigger_level value="0.9"/>\n</variable>\n'),
             ("HOST_CLOCK_SKEW_DETECTED", 3, "Host", h[-1]["uuid"], 7200,
              f"The clock on server '{h[-1]['name_label']}' may not be synchronized with the other servers in the pool."),
-            ("VM_CRASHED", 2, "VM", vms.get("legacy-erp", {}).get("uuid", ""), 86400 * 2,
+            ("VM_CRASHED", 2, "VM", uuid_of.get("legacy-erp", ""), 86400 * 2,
              "VM 'legacy-erp' crashed and was restarted."),
-            ("VM_STARTED", 5, "VM", vms.get("web-01", {}).get("uuid", ""), 600, "VM 'web-01' started."),
-            ("VM_SNAPSHOTTED", 5, "VM", vms.get("db-01", {}).get("uuid", ""), 3600 * 20, "VM 'db-01' snapshotted."),
+            ("VM_STARTED", 5, "VM", uuid_of.get("web-01", ""), 600, "VM 'web-01' started."),
+            ("VM_SNAPSHOTTED", 5, "VM", uuid_of.get("db-01", ""), 3600 * 20, "VM 'db-01' snapshotted."),
             ("ALARM", 3, "SR", self.store.get(self.nfs, "SR")["uuid"], 5400,
              'value: 0.812000\nconfig:\n<variable>\n\t<name value="physical_utilisation"/>\n\t<alarm_trigger_level value="0.8"/>\n</variable>\n'),
         ]

@@ -137,7 +137,7 @@ class XsctlApp(App[int]):
 
     # ------------------------------------------------------------ cache -> views
 
-    def on_cache_changed(self, _: CacheChanged) -> None:
+    def on_cache_changed(self, event: CacheChanged) -> None:
         if self.bridge is None:
             return
         msg = self.bridge.take()

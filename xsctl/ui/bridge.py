@@ -4,7 +4,7 @@ posted at a time, so a burst of events costs one repaint, never a backlog."""
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from xsctl.ui.messages import CacheChanged, HealthChanged
 from xsctl.xapi.cache import Change, Changes
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 class Bridge:
-    def __init__(self, app: App[object], client: Client) -> None:
+    def __init__(self, app: App[Any], client: Client) -> None:
         self.app = app
         self.client = client
         self._lock = threading.Lock()

@@ -26,15 +26,13 @@ class XsctlCommands(Provider):
     def _views(self) -> list[tuple[str, str, Callable[[], None]]]:
         from xsctl.ui.screens.main import VIEWS, MainScreen
 
-        out = []
-        for vid, label, _ in VIEWS:
-            def go(vid: str = vid) -> None:
-                for s in self.app.screen_stack:
-                    if isinstance(s, MainScreen):
-                        s.action_show_view(vid)
+        def go(vid: str) -> None:
+            for s in self.app.screen_stack:
+                if isinstance(s, MainScreen):
+                    s.action_show_view(vid)
 
-            out.append((f"view: {label.lower()}", f"Show {label}", go))
-        return out
+        return [(f"view: {label.lower()}", f"Show {label}", partial(go, vid))
+                for vid, label, _ in VIEWS]
 
     def _vm_commands(self, words: list[str]) -> list[tuple[str, str, Callable[[], None]]]:
         from xsctl.ui.screens.main import MainScreen

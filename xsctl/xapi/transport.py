@@ -348,7 +348,7 @@ class _XmlRpcHttp(xmlrpc.client.Transport):
         self._connection = (host, conn)
         return conn
 
-    def request(self, host: Any, handler: str, request_body: bytes, verbose: bool = False) -> Any:
+    def request(self, host: Any, handler: str, request_body: Any, verbose: bool = False) -> Any:
         # xmlrpc.client resends a call once when a kept-alive connection was closed,
         # even a call that changes state; XmlRpcTransport.call decides instead.
         return self.single_request(host, handler, request_body, verbose)

@@ -34,9 +34,8 @@ NARROW = 100
 
 class MainScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding(key, f"show_view('{vid}')", label, show=False, id=f"view.{vid}")
-        for vid, label, key in VIEWS
-    ] + [
+        *[Binding(key, f"show_view('{vid}')", label, show=False, id=f"view.{vid}")
+          for vid, label, key in VIEWS],
         Binding("f9", "app.focus_menu", "Menu", id="menu.toggle",
                 tooltip="Open the menu (escape in a view does the same)"),
     ]

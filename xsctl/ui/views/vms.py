@@ -197,8 +197,8 @@ class VmDetail(Vertical):
         title = self.query_one("#vm-detail-title", Label)
         if vm is None:
             title.update("No VM selected")
-            for s in self.query(Static):
-                s.update("")
+            for pane in self.query(Static):
+                pane.update("")
             return
         title.update(Text(f"{vm.name_label}  ({vm.power_state})"))
         uptime = human_duration((now - vm.start_time).total_seconds()) if vm.start_time else "–"
@@ -265,10 +265,11 @@ class VmsView(Vertical):
         Binding("d", "toggle_detail", "Details", id="vms.detail",
                 tooltip="Show or hide the detail pane"),
         Binding("escape", "clear", "Clear", show=False, id="vms.clear"),
-    ] + [
-        Binding(a.key, f"act('{a.id}')", a.label.rstrip("…"), show=a.id in (
-            "start", "shutdown", "reboot", "migrate", "snapshot", "delete"), id=f"vms.{a.id}")
-        for a in ACTIONS
+        *[
+            Binding(a.key, f"act('{a.id}')", a.label.rstrip("…"), show=a.id in (
+                "start", "shutdown", "reboot", "migrate", "snapshot", "delete"), id=f"vms.{a.id}")
+            for a in ACTIONS
+        ],
     ]
 
     def __init__(self, id: str | None = None) -> None:
@@ -346,7 +347,7 @@ class VmsView(Vertical):
             r = cache.get("vm", ref)
             if r is None or not self.rows.is_shown(r):
                 if ref in table.rows:
-                    table.remove(ref)
+                    table.remove_row(ref)
                     changed = True
                 continue
             table.upsert(ref, self.rows.row(Vm.from_record(cache, ref, r)))
@@ -460,10 +461,10 @@ class VmsView(Vertical):
         return vmops.why_not(vm, a.op)
 
     def action_act(self, action_id: str) -> None:
-        self.run_action(action_id)
+        self.perform(action_id)
 
     @work(exclusive=True, group="vm-action", exit_on_error=False)
-    async def run_action(self, action_id: str) -> None:
+    async def perform(self, action_id: str) -> None:
         client = self.xapp.client
         if client is None:
             return

@@ -145,7 +145,7 @@ class VirtualTable(ScrollView, can_focus=True):
         if old is None or old.search != row.search or self.extra_filter is not None:
             self._dirty_filter = True
 
-    def remove(self, key: str) -> None:
+    def remove_row(self, key: str) -> None:
         if self.rows.pop(key, None) is not None:
             self._dirty_sort = True
             self.selected.discard(key)
