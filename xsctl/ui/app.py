@@ -149,10 +149,10 @@ class XsctlApp(App[int]):
                 screen = s
         if isinstance(screen, MainScreen):
             for vid, _, _ in VIEWS:
-                view = screen.view(vid)
-                handler = getattr(view, "on_cache_changed", None)
-                if handler is not None:
-                    handler(msg)
+                for view in screen.query(f"#{vid}"):  # none yet while the screen composes
+                    handler = getattr(view, "on_cache_changed", None)
+                    if handler is not None:
+                        handler(msg)
         if msg.resync or "pool" in msg.classes:
             self.update_header()
 
