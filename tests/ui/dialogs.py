@@ -1,0 +1,58 @@
+"""Answering the app's dialogs with keys, as a user would."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.widgets import Button, Input, OptionList
+
+from tests.ui.harness import Ui, text_of
+from xsctl.ui.modals.confirm import ConfirmPlan, ConfirmTyped
+from xsctl.ui.modals.forms import PickOne, TextPrompt
+
+
+async def pick(ui: Ui, label: str) -> PickOne[Any]:
+    """Choose the entry whose label is ``label`` in the open PickOne (arrows + enter)."""
+    dlg: PickOne[Any] = await ui.modal(PickOne)
+    labels = [c.label for c in dlg.choices]
+    want = labels.index(label)
+    assert dlg.choices[want].disabled_reason is None, dlg.choices[want]
+    ol = dlg.query_one(OptionList)
+    for _ in range(len(labels) * 2):
+        if ol.highlighted == want:
+            break
+        await ui.press("down" if (ol.highlighted or 0) < want else "up")
+    assert ol.highlighted == want
+    await ui.press("enter")
+    await ui.pilot.pause()
+    return dlg
+
+
+async def answer_text(ui: Ui, value: str | None = None) -> TextPrompt:
+    """Replace the prompt's value (None keeps the offered one) and press enter."""
+    dlg: TextPrompt = await ui.modal(TextPrompt)
+    if value is not None:
+        await ui.press("end", "ctrl+u")
+        assert dlg.query_one(Input).value == ""
+        await ui.type(value)
+    await ui.press("enter")
+    await ui.pilot.pause()
+    return dlg
+
+
+async def confirm_plan(ui: Ui) -> str:
+    """Read the plan the confirm dialog shows, then confirm with its button."""
+    dlg: ConfirmPlan = await ui.modal(ConfirmPlan)
+    shown = text_of(dlg.query_one(".plan"))
+    await ui.pilot.click("#ok")
+    await ui.back_to_main()
+    return shown
+
+
+def plan_shown(dlg: ConfirmPlan | ConfirmTyped) -> str:
+    return text_of(dlg.query_one(".plan"))
+
+
+def ok_button(dlg: Any) -> Button:
+    button: Button = dlg.query_one("#ok", Button)
+    return button

@@ -1,0 +1,265 @@
+"""Driving the real app on a real simulator: the app is built by ``create_app`` on a
+client connected over HTTPS, and every assertion reads either the simulator's
+database or what the app really shows (widget state, rendered lines, toasts)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from textual.geometry import Region
+from textual.message import Message
+from textual.notifications import Notification, Notify
+from textual.pilot import Pilot
+from textual.screen import Screen
+from textual.widget import Widget
+
+from xsctl.sim import Simulator
+from xsctl.ui.app import XsctlApp, create_app
+from xsctl.ui.screens.main import MainScreen
+from xsctl.ui.views.vms import VmsView
+from xsctl.ui.widgets.table import VirtualTable
+from xsctl.xapi.client import Client
+
+T = TypeVar("T")
+
+# A fixed clock for what the app prints (snapshot names, uptimes, the feed's stamps).
+FROZEN = datetime(2026, 11, 25, 9, 30, 0, tzinfo=UTC)
+
+
+def frozen_clock() -> datetime:
+    return FROZEN
+
+
+@dataclass
+class Writes:
+    """What the simulator's database saw, from its own watcher hook: (class, op, ref,
+    name_label) of every write, in order. Tasks are named after the API call
+    (``Async.VM.start``), so this also tells which long calls were made."""
+
+    items: list[tuple[str, str, str, str]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, cls: str, op: str, ref: str, row: Any) -> None:
+        with self.lock:
+            self.items.append((cls, op, ref, str(row.get("name_label", ""))))
+
+    def mark(self) -> int:
+        with self.lock:
+            return len(self.items)
+
+    def since(self, mark: int = 0) -> list[tuple[str, str, str, str]]:
+        with self.lock:
+            return list(self.items[mark:])
+
+    def tasks(self, mark: int = 0) -> list[str]:
+        """Names of the tasks created since ``mark`` (one per call xapi ran)."""
+        return [name for cls, op, _, name in self.since(mark) if cls == "task" and op == "add"]
+
+    def touched(self, ref: str, mark: int = 0) -> bool:
+        return any(r == ref for _, _, r, _ in self.since(mark))
+
+
+class Ui:
+    """The running app, its pilot, the simulator behind it and what it has said."""
+
+    def __init__(self, app: XsctlApp, pilot: Pilot[int], sim: Simulator,
+                 toasts: list[Notification], messages: list[Message], writes: Writes) -> None:
+        self.app = app
+        self.pilot = pilot
+        self.sim = sim
+        self.toasts = toasts
+        self.messages = messages
+        self.writes = writes
+
+    # ------------------------------------------------------------ waiting
+
+    async def until(self, pred: Callable[[], T], timeout: float = 5.0,
+                    what: str = "") -> T:
+        """Let the app run until ``pred()`` is truthy (events arrive from other
+        threads, so this polls; each turn also lets the app process its messages)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = pred()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout}s waiting for {what or pred}")
+            await self.pilot.pause(0.02)
+
+    async def settle(self) -> None:
+        """Let every worker finish (plans, actions) and the app handle its messages."""
+        await self.pilot.pause()
+        await self.app.workers.wait_for_complete()
+        await self.pilot.pause()
+
+    async def modal(self, cls: type[Screen[Any]], timeout: float = 5.0) -> Any:
+        return await self.until(lambda: isinstance(self.app.screen, cls) and self.app.screen,
+                                timeout, f"a {cls.__name__} dialog")
+
+    async def back_to_main(self) -> MainScreen:
+        return await self.until(lambda: isinstance(self.app.screen, MainScreen) and self.app.screen,
+                                what="the main screen")
+
+    async def press(self, *keys: str) -> None:
+        await self.pilot.press(*keys)
+
+    async def type(self, text: str) -> None:
+        await self.pilot.press(*["space" if c == " " else c for c in text])
+
+    # ------------------------------------------------------------ the main screen
+
+    @property
+    def main(self) -> MainScreen:
+        return next(s for s in self.app.screen_stack if isinstance(s, MainScreen))
+
+    @property
+    def vms_view(self) -> VmsView:
+        return self.main.query_one(VmsView)
+
+    @property
+    def table(self) -> VirtualTable:
+        return self.main.query_one("#vm-table", VirtualTable)
+
+    async def open_vms(self) -> VirtualTable:
+        await self.press("2")
+        await self.pilot.pause()
+        assert self.main.current_view == "vms"
+        assert self.app.focused is self.table
+        return self.table
+
+    def names(self) -> list[str]:
+        """The VM names in the table's order (what the filter and sort left)."""
+        return [self.table.rows[k].cells[0][0] for k in self.table.order]
+
+    def cells(self, name: str) -> tuple[str, ...]:
+        return tuple(text for text, _ in self.table.rows[self.ref(name)].cells)
+
+    def line(self, name: str) -> str:
+        """The row of ``name`` as it is drawn on screen now (it must be in view)."""
+        t = self.table
+        idx = t.order.index(self.ref(name))
+        y = idx - t.scroll_offset.y + 1
+        assert 1 <= y < t.scrollable_content_region.height, f"{name} is not in view"
+        return t.render_line(y).text
+
+    def header_line(self) -> str:
+        return self.table.render_line(0).text
+
+    @property
+    def cursor_name(self) -> str | None:
+        key = self.table.cursor_key
+        return None if key is None else self.table.rows[key].cells[0][0]
+
+    def marked(self) -> set[str]:
+        return {self.table.rows[k].cells[0][0] for k in self.table.selected}
+
+    async def go_to(self, name: str) -> None:
+        """Put the cursor on ``name`` (the table's own move_to, as the command palette
+        does; key-by-key navigation has its own tests and costs ~0.1 s a key)."""
+        t = self.table
+        t.focus()
+        t.move_to(self.ref(name))
+        await self.pilot.pause()
+        assert self.cursor_name == name, (self.cursor_name, name)
+
+    async def act(self, key: str, on: str | None = None) -> None:
+        if on is not None:
+            await self.go_to(on)
+        await self.press(key)
+        await self.pilot.pause()
+
+    # ------------------------------------------------------------ the simulator
+
+    def ref(self, name: str) -> str:
+        refs = [r for r, row in self.sim.store.all("VM").items()
+                if row["name_label"] == name and not row["is_a_template"]
+                and not row["is_a_snapshot"]]
+        assert len(refs) == 1, (name, refs)
+        return refs[0]
+
+    def vm(self, name: str) -> Any:
+        return self.sim.store.get(self.ref(name), "VM")
+
+    def vm_names(self) -> set[str]:
+        return {row["name_label"] for row in self.sim.store.all("VM").values()
+                if not row["is_a_template"] and not row["is_a_snapshot"]
+                and not row["is_control_domain"]}
+
+    def host_name(self, ref: str) -> str:
+        return str(self.sim.store.get(ref, "host")["name_label"])
+
+    def sr_named(self, name: str) -> str:
+        refs = [r for r, row in self.sim.store.all("SR").items() if row["name_label"] == name]
+        return refs[0]
+
+    # ------------------------------------------------------------ what was said
+
+    def said(self, fragment: str, severity: str | None = None) -> list[Notification]:
+        return [n for n in self.toasts
+                if (fragment in n.message or fragment in n.title)
+                and (severity is None or n.severity == severity)]
+
+    def errors(self) -> list[Notification]:
+        return [n for n in self.toasts if n.severity == "error"]
+
+    async def until_said(self, fragment: str, severity: str | None = None,
+                         timeout: float = 5.0) -> Notification:
+        found = await self.until(lambda: self.said(fragment, severity), timeout,
+                                 f"a toast saying {fragment!r}")
+        return found[0]
+
+    def screen_text(self) -> str:
+        """Every line of the current screen as the terminal shows it."""
+        strips = self.app.screen._compositor.render_strips()
+        return "\n".join(s.text for s in strips)
+
+
+def text_of(widget: Widget) -> str:
+    """What a widget draws (all of it, also the part scrolled out of view)."""
+    w, h = widget.size
+    return "\n".join(s.text.rstrip() for s in widget.render_lines(Region(0, 0, w, h)))
+
+
+@contextlib.asynccontextmanager
+async def running(sim: Simulator, client: Client, size: tuple[int, int] = (120, 36),
+                  clock: Callable[[], datetime] | None = frozen_clock,
+                  **kw: Any) -> AsyncIterator[Ui]:
+    """The app on ``client`` (metrics off: nothing polls), with a recorder of toasts
+    and messages and of the simulator's writes."""
+    toasts: list[Notification] = []
+    messages: list[Message] = []
+
+    def hook(msg: Message) -> None:
+        messages.append(msg)
+        if isinstance(msg, Notify):
+            toasts.append(msg.notification)
+
+    writes = Writes()
+    sim.store.watchers.append(writes)
+    app = create_app(client, metrics=False, clock=clock, **kw)
+    try:
+        async with app.run_test(size=size, notifications=True, message_hook=hook) as pilot:
+            ui = Ui(app, pilot, sim, toasts, messages, writes)
+            await ui.until(lambda: any(isinstance(s, MainScreen) for s in app.screen_stack),
+                           what="the main screen")
+            await pilot.pause()
+            yield ui
+    finally:
+        with contextlib.suppress(ValueError):
+            sim.store.watchers.remove(writes)
+
+
+async def in_thread(fn: Callable[[], T]) -> T:
+    """Run a blocking call (another xapi client, a simulator fault) off the app's loop."""
+    return await asyncio.to_thread(fn)
+
+
+async def gather(*aws: Awaitable[Any]) -> list[Any]:
+    return list(await asyncio.gather(*aws))

@@ -1,0 +1,466 @@
+"""Every VM action of the Virtual Machines view, driven with keys on the real app:
+the simulator really changes, and the table shows it without a refresh key.
+Disruptive and destructive actions show their plan (API calls and the xe line)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from textual.widgets import Input, SelectionList, Static, TabbedContent, Tabs
+
+from tests.ui.dialogs import answer_text, confirm_plan, ok_button, pick, plan_shown
+from tests.ui.harness import Ui, running, text_of
+from xsctl.sim import Simulator
+from xsctl.ui.modals.confirm import ConfirmPlan, ConfirmTyped
+from xsctl.ui.modals.forms import EditResources, PickDisks, PickOne, TextPrompt
+from xsctl.ui.views.vms import VmDetail
+from xsctl.xapi.client import Client
+
+GiB = 1024**3
+
+
+def disks_of(sim: Simulator, vm: str) -> dict[str, str]:
+    """VDI ref -> SR ref of a VM's hard disks, from the simulator."""
+    out = {}
+    for vbd in sim.store.get(vm, "VM")["VBDs"]:
+        row = sim.store.get(vbd, "VBD")
+        if row["type"] == "Disk" and row["VDI"] in sim.store.all("VDI"):
+            out[row["VDI"]] = sim.store.get(row["VDI"], "VDI")["SR"]
+    return out
+
+
+def rules_of(form: EditResources) -> str:
+    """The rules the memory form shows (a plain Static, not one of its Labels)."""
+    return "\n".join(text_of(w) for w in form.query(Static) if type(w) is Static)
+
+
+async def until_state(ui: Ui, name: str, state: str) -> None:
+    """The simulator reached ``state`` and the row on screen says so."""
+    await ui.until(lambda: ui.vm(name)["power_state"] == state, what=f"{name} {state} in the sim")
+    await ui.until(lambda: f" {state}" in ui.line(name) and "⟳" not in ui.line(name),
+                   what=f"{name} shown {state}")
+
+
+# ---------------------------------------------------------------- power actions
+
+# (key, VM, state after, API call, confirm dialog?)
+POWER = [
+    ("s", "web-staging", "Running", "Async.VM.start", False),
+    ("t", "web-01", "Halted", "Async.VM.clean_shutdown", True),
+    ("T", "web-01", "Halted", "Async.VM.hard_shutdown", True),
+    ("b", "web-01", "Running", "Async.VM.clean_reboot", True),
+    ("B", "web-01", "Running", "Async.VM.hard_reboot", True),
+    ("z", "web-01", "Suspended", "Async.VM.suspend", True),
+    ("u", "k8s-node-03", "Running", "Async.VM.resume", False),
+    ("p", "web-01", "Paused", "Async.VM.pause", True),
+    ("P", "ci-runner-02", "Running", "Async.VM.unpause", False),
+]
+
+
+@pytest.mark.parametrize(("key", "name", "after", "call", "confirm"), POWER,
+                         ids=[f"{p[3].split('.')[-1]}" for p in POWER])
+async def test_power_action(sim: Simulator, client: Client, key: str, name: str, after: str,
+                            call: str, confirm: bool) -> None:
+    async with running(sim, client) as ui:
+        await ui.open_vms()
+        domid = ui.vm(name)["domid"]
+        mark = ui.writes.mark()
+        await ui.act(key, on=name)
+        if confirm:
+            dlg = await ui.modal(ConfirmPlan)
+            shown = plan_shown(dlg)
+            assert f"{call}({name})" in shown
+            assert f"xe vm-{call.split('_')[-1].split('.')[-1]}" in shown or "xe vm-" in shown
+            assert ui.vm(name)["uuid"] in shown
+            assert ui.writes.tasks(mark) == []  # nothing is sent before the answer
+            await confirm_plan(ui)
+        await ui.until_said(": done")
+        assert not ui.errors()
+        await until_state(ui, name, after)
+        assert call in ui.writes.tasks(mark)
+        if call.endswith("reboot"):
+            assert ui.vm(name)["domid"] != domid  # a new domain: it really rebooted
+
+
+async def test_force_actions_are_marked_destructive(sim: Simulator, client: Client) -> None:
+    """A forced shutdown says it loses data; the dialog's focus starts on Cancel, so
+    enter alone does nothing harmful."""
+    async with running(sim, client) as ui:
+        await ui.open_vms()
+        mark = ui.writes.mark()
+        await ui.act("T", on="db-01")
+        dlg = await ui.modal(ConfirmPlan)
+        assert "pulling the power cord" in plan_shown(dlg)
+        assert "danger" in dlg.query_one("#confirm-plan").classes
+        assert ui.app.focused is dlg.query_one("#cancel")
+        await ui.press("enter")
+        await ui.back_to_main()
+        await ui.settle()
+        assert ui.vm("db-01")["power_state"] == "Running"
+        assert ui.writes.tasks(mark) == []
+
+
+async def test_start_on_a_chosen_host(sim: Simulator, client: Client) -> None:
+    async with running(sim, client) as ui:
+        await ui.open_vms()
+        mark = ui.writes.mark()
+        await ui.act("S", on="web-staging")
+        dlg = await pick(ui, "xcp-ng-03")
+        assert [c.label for c in dlg.choices] == ["xcp-ng-01", "xcp-ng-02", "xcp-ng-03"]
+        await until_state(ui, "web-staging", "Running")
+        assert ui.host_name(ui.vm("web-staging")["resident_on"]) == "xcp-ng-03"
+        assert ui.cells("web-staging")[2] == "xcp-ng-03"
+        assert ui.writes.tasks(mark) == ["Async.VM.start_on"]
+
+
+async def test_migrate_to_a_host(sim: Simulator, client: Client) -> None:
+    async with running(sim, client) as ui:
+        await ui.open_vms()
+        assert ui.host_name(ui.vm("web-01")["resident_on"]) == "xcp-ng-01"
+        mark = ui.writes.mark()
+        await ui.act("m", on="web-01")
+        dlg: PickOne[str] = await ui.modal(PickOne)
+        here = next(c for c in dlg.choices if c.label == "xcp-ng-01")
+        assert here.disabled_reason == "this is where it runs"
+        await pick(ui, "xcp-ng-02")
+        shown = await confirm_plan(ui)
+        assert "Async.VM.pool_migrate(web-01, xcp-ng-02, {live: 'true'})" in shown
+        assert "xe vm-migrate" in shown and "host=xcp-ng-02" in shown
+        await ui.until(lambda: ui.cells("web-01")[2] == "xcp-ng-02", what="the row's new host")
+        assert ui.host_name(ui.vm("web-01")["resident_on"]) == "xcp-ng-02"
+        assert ui.vm("web-01")["power_state"] == "Running"
+        assert ui.writes.tasks(mark) == ["Async.VM.pool_migrate"]
+
+
+# ---------------------------------------------------------------- snapshots, copies
+
+
+async def test_snapshot_then_revert(sim: Simulator, client: Client) -> None:
+    async with running(sim, client) as ui:
+        await ui.open_vms()
+        ref = ui.ref("web-staging")
+        await ui.act("n", on="web-staging")
+        prompt: TextPrompt = await ui.modal(TextPrompt)
+        assert prompt.query_one(Input).value.startswith("web-staging 2026-11-25")
+        await answer_text(ui, "pre-upgrade")
+
+        def snaps() -> list[str]:
+            return [r for r, row in sim.store.all("VM").items()
+                    if row["is_a_snapshot"] and row["snapshot_of"] == ref]
+
+        snap = (await ui.until(snaps, what="a snapshot in the sim"))[0]
+        assert sim.store.get(snap, "VM")["name_label"] == "pre-upgrade"
+        await ui.until_said("done")
+        detail = ui.vms_view.query_one(VmDetail)
+        # at 120 columns the Snapshots tab is past the pane's edge: reach it with keys
+        await ui.press("tab")
+        assert isinstance(ui.app.focused, Tabs)
+        await ui.press("right", "right", "right", "right")
+        assert detail.query_one(TabbedContent).active == "tab-snapshots"
+        await ui.until(lambda: "pre-upgrade" in text_of(detail.query_one("#detail-snapshots")),
+                       what="the snapshot in the detail pane")
+        assert "pre-upgrade" not in ui.names()  # snapshots are not VMs in the table
+
+        # change the VM, then revert: its disks are replaced by the snapshot's
+        before = set(disks_of(sim, ref))
+        mark = ui.writes.mark()
+        await ui.act("v", on="web-staging")
+        await pick(ui, "pre-upgrade")
+        dlg = await ui.modal(ConfirmPlan)
+        shown = plan_shown(dlg)
+        assert "Async.VM.revert(pre-upgrade)" in shown
+        assert "xe snapshot-revert snapshot-uuid=" in shown
+        assert "disks since the snapshot are lost" in shown
+        await confirm_plan(ui)
+        await ui.until(lambda: "Async.VM.revert" in ui.writes.tasks(mark), what="the revert")
+        await ui.until_said("Revert web-staging to snapshot 'pre-upgrade': done")
+        after = set(disks_of(sim, ref))
+        assert after and after.isdisjoint(before)
+
+
+async def test_revert_is_offered_only_with_snapshots(sim: Simulator, client: Client) -> None:
+    async with running(sim, client) as ui:
+        await ui.open_vms()
+        mark = ui.writes.mark()
+        await ui.act("v", on="dev-sandbox")
+        await ui.until_said("dev-sandbox has no snapshots", "error")
+        assert not isinstance(ui.app.screen, PickOne)
+        assert ui.writes.since(mark) == []
+
+
+async def test_clone(sim: Simulator, client: Client) -> None:
+    async with running(sim, client) as ui:
+        await ui.open_vms()
+        await ui.act("c", on="web-staging")
+        prompt: TextPrompt = await ui.modal(TextPrompt)
+        assert prompt.query_one(Input).value == "web-staging-clone"
+        await answer_text(ui)
+        await ui.until(lambda: "web-staging-clone" in ui.vm_names(), what="the clone in the sim")
+        await ui.until(lambda: "web-staging-clone" in ui.names(), what="the clone's row")
+        assert ui.vm("web-staging-clone")["power_state"] == "Halted"
+        assert ui.cursor_name == "web-staging"  # the cursor stays where it was
+
+
+@pytest.mark.parametrize("target", ["NFS storage", "Same storage as the original"])
+async def test_copy(sim: Simulator, client: Client, target: str) -> None:
+    async with running(sim, client) as ui:
+        await ui.open_vms()
+        original = disks_of(sim, ui.ref("backup-01"))
+        await ui.act("C", on="backup-01")
+        await answer_text(ui, "backup-02")
+        dlg = await pick(ui, target)
+        assert dlg.choices[0].label == "Same storage as the original"
+        assert "ISO library" not in [c.label for c in dlg.choices]
+        await ui.until(lambda: "backup-02" in ui.names(), timeout=10, what="the copy's row")
+        copy = disks_of(sim, ui.ref("backup-02"))
+        assert len(copy) == len(original) and set(copy).isdisjoint(original)
+        if target == "NFS storage":
+            assert set(copy.values()) == {ui.sr_named("NFS storage")}
+        else:
+            assert sorted(copy.values()) == sorted(original.values())
+        await ui.until_said("Copy backup-01 as 'backup-02': done")
+
+
+async def test_rename(sim: Simulator, client: Client) -> None:
+    async with running(sim, client) as ui:
+        await ui.open_vms()
+        ref = ui.ref("dev-sandbox")
+        await ui.act("r", on="dev-sandbox")
+        await answer_text(ui, "dev-playground")
+        await ui.until(lambda: sim.store.get(ref, "VM")["name_label"] == "dev-playground",
+                       what="the new name in the sim")
+        await ui.until(lambda: ui.table.rows[ref].cells[0][0] == "dev-playground",
+                       what="the new name on screen")
+        assert ui.table.cursor_key == ref  # re-sorted, and the cursor followed it
+        assert ui.line("dev-playground").strip().startswith("dev-playground")
+
+
+# ---------------------------------------------------------------- memory and vCPUs
+
+
+async def test_edit_memory_and_vcpus_of_a_halted_vm(sim: Simulator, client: Client) -> None:
+    async with running(sim, client) as ui:
+        await ui.open_vms()
+        await ui.act("e", on="web-staging")
+        form: EditResources = await ui.modal(EditResources)
+        assert "static min ≤ dynamic min ≤ dynamic max ≤ static max" in rules_of(form)
+        for field, value in (("static_max", "4G"), ("dynamic_min", "3G"),
+                             ("dynamic_max", "4G"), ("vcpus_max", "4"), ("vcpus", "3")):
+            form.query_one(f"#{field}", Input).focus()
+            await ui.press("end", "ctrl+u")
+            await ui.type(value)
+        await ui.pilot.pause()
+        assert str(form.query_one("#error").render()) == ""
+        await ui.pilot.click("#ok")
+        await ui.back_to_main()
+        await ui.until(lambda: ui.vm("web-staging")["VCPUs_at_startup"] == 3, what="vCPUs set")
+        await ui.until(lambda: int(ui.vm("web-staging")["memory_static_max"]) == 4 * GiB,
+                       what="memory set")
+        vm = ui.vm("web-staging")
+        assert int(vm["memory_dynamic_min"]) == 3 * GiB
+        assert int(vm["memory_dynamic_max"]) == 4 * GiB
+        assert int(vm["VCPUs_max"]) == 4
+        await ui.until(lambda: ui.cells("web-staging")[3:5] == ("3", "4 GiB"),
+                       what="the row's new vCPUs and memory")
+
+
+async def test_edit_dynamic_memory_of_a_running_vm(sim: Simulator, client: Client) -> None:
+    async with running(sim, client) as ui:
+        await ui.open_vms()
+        await ui.act("e", on="web-01")
+        form: EditResources = await ui.modal(EditResources)
+        assert form.query_one("#static_max", Input).disabled  # fixed while it runs
+        assert form.query_one("#vcpus_max", Input).disabled
+        form.query_one("#dynamic_min", Input).focus()
+        await ui.press("end", "ctrl+u")
+        await ui.type("1G")
+        await ui.pilot.click("#ok")
+        await ui.back_to_main()
+        await ui.until(lambda: int(ui.vm("web-01")["memory_dynamic_min"]) == GiB,
+                       what="the dynamic range set")
+        assert int(ui.vm("web-01")["memory_static_max"]) == 2 * GiB
+        assert ui.vm("web-01")["power_state"] == "Running"
+
+
+@pytest.mark.parametrize(("field", "value", "says"), [
+    ("dynamic_min", "3G", "static min <= dynamic min <= dynamic max"),  # above dynamic max
+    ("static_max", "1G", "static min <= dynamic min <= dynamic max"),  # below dynamic max
+    ("vcpus", "0", "VCPU values must satisfy"),
+    ("vcpus_max", "1", "VCPU values must satisfy"),  # below the 2 at startup
+    ("dynamic_max", "lots", "lots"),
+], ids=["dynamic-min-above-max", "static-max-below-dynamic", "no-vcpus",
+        "vcpus-max-below-startup", "not-a-size"])
+async def test_invalid_resources_are_refused_in_the_form(sim: Simulator, client: Client,
+                                                         field: str, value: str,
+                                                         says: str) -> None:
+    async with running(sim, client) as ui:
+        await ui.open_vms()
+        before = dict(ui.vm("web-staging"))
+        mark = ui.writes.mark()
+        await ui.act("e", on="web-staging")
+        form: EditResources = await ui.modal(EditResources)
+        form.query_one(f"#{field}", Input).focus()
+        await ui.press("end", "ctrl+u")
+        await ui.type(value)
+        await ui.pilot.pause()
+        problem = str(form.query_one("#error").render())
+        assert says.lower() in problem.lower(), problem
+        await ui.pilot.click("#ok")  # refused: the form stays open with the rule shown
+        await ui.pilot.pause()
+        assert ui.app.screen is form
+        assert str(form.query_one("#error").render()) == problem
+        assert "Rules:" in rules_of(form)
+        await ui.press("escape")
+        await ui.back_to_main()
+        await ui.settle()
+        assert not ui.writes.touched(ui.ref("web-staging"), mark)
+        assert ui.writes.tasks(mark) == []
+        after = ui.vm("web-staging")
+        for k in ("memory_static_max", "memory_dynamic_min", "memory_dynamic_max",
+                  "VCPUs_max", "VCPUs_at_startup"):
+            assert after[k] == before[k]
+
+
+# ---------------------------------------------------------------- delete
+
+
+async def test_delete_keeping_one_disk(sim: Simulator, client: Client) -> None:
+    async with running(sim, client) as ui:
+        await ui.open_vms()
+        ref = ui.ref("backup-01")
+        disks = disks_of(sim, ref)
+        assert len(disks) == 2
+        await ui.act("delete", on="backup-01")
+        chooser: PickDisks = await ui.modal(PickDisks)
+        offered = [ref_ for ref_, _ in chooser.disks]
+        assert set(offered) == set(disks)
+        keep = offered[0]
+        await ui.press("space")  # mark the first disk: kept
+        assert chooser.query_one(SelectionList).selected == [keep]
+        await ui.pilot.click("#ok")
+        dlg: ConfirmTyped = await ui.modal(ConfirmTyped)
+        shown = plan_shown(dlg)
+        assert "1. Async.VM.destroy(backup-01)" in shown
+        gone = offered[1]
+        assert f"Async.VDI.destroy({sim.store.get(gone, 'VDI')['name_label']})" in shown
+        assert "xe vm-destroy uuid=" in shown and "xe vdi-destroy uuid=" in shown
+        assert "Disks kept:" in shown
+        button = ok_button(dlg)
+        assert button.disabled
+        await ui.type("backup-0")
+        assert button.disabled  # not yet the exact name
+        await ui.type("1x")
+        assert button.disabled
+        await ui.press("backspace")
+        assert not button.disabled
+        mark = ui.writes.mark()
+        await ui.pilot.click("#ok")
+        await ui.back_to_main()
+        await ui.until(lambda: ref not in sim.store.all("VM"), what="the VM gone from the sim")
+        await ui.until(lambda: ref not in ui.table.rows, what="the row gone")
+        await ui.until(lambda: gone not in sim.store.all("VDI"), what="the other disk destroyed")
+        assert keep in sim.store.all("VDI")  # the kept disk survives
+        assert ui.writes.tasks(mark)[:2] == ["Async.VM.destroy", "Async.VDI.destroy"]
+        assert "backup-01" not in ui.names()
+
+
+async def test_delete_refused_while_running(sim: Simulator, client: Client) -> None:
+    async with running(sim, client) as ui:
+        await ui.open_vms()
+        mark = ui.writes.mark()
+        await ui.act("delete", on="web-01")
+        toast = await ui.until_said("Cannot delete web-01", "error")
+        assert "VM_BAD_POWER_STATE" in toast.message
+        assert ui.app.screen is ui.main
+        assert ui.writes.since(mark) == []
+
+
+# ---------------------------------------------------------------- cancel changes nothing
+
+
+async def _escape_pick(ui: Ui) -> None:
+    await ui.modal(PickOne)
+    await ui.press("escape")
+
+
+async def _escape_prompt(ui: Ui) -> None:
+    await ui.modal(TextPrompt)
+    await ui.press("escape")
+
+
+async def _cancel_confirm(ui: Ui) -> None:
+    await ui.modal(ConfirmPlan)
+    await ui.pilot.click("#cancel")
+
+
+async def _escape_confirm(ui: Ui) -> None:
+    await ui.modal(ConfirmPlan)
+    await ui.press("escape")
+
+
+async def _escape_disks(ui: Ui) -> None:
+    await ui.modal(PickDisks)
+    await ui.press("escape")
+
+
+async def _escape_typed(ui: Ui) -> None:
+    await ui.modal(PickDisks)
+    await ui.pilot.click("#ok")
+    await ui.modal(ConfirmTyped)
+    await ui.type("web-staging")
+    await ui.press("escape")
+
+
+async def _escape_resources(ui: Ui) -> None:
+    form: EditResources = await ui.modal(EditResources)
+    form.query_one("#vcpus", Input).focus()
+    await ui.press("end", "ctrl+u", "1")
+    await ui.press("escape")
+
+
+async def _migrate_then_cancel(ui: Ui) -> None:
+    await pick(ui, "xcp-ng-03")
+    await _escape_confirm(ui)
+
+
+async def _copy_then_escape(ui: Ui) -> None:
+    await answer_text(ui, "copy-that-never-happens")
+    await _escape_pick(ui)
+
+
+CANCELS: list[tuple[str, str, Any]] = [
+    ("t", "web-01", _cancel_confirm),
+    ("z", "web-01", _escape_confirm),
+    ("m", "web-01", _escape_pick),
+    ("m", "web-01", _migrate_then_cancel),
+    ("S", "web-staging", _escape_pick),
+    ("n", "web-staging", _escape_prompt),
+    ("c", "web-staging", _escape_prompt),
+    ("C", "web-staging", _copy_then_escape),
+    ("r", "web-staging", _escape_prompt),
+    ("v", "web-01", _escape_pick),
+    ("e", "web-staging", _escape_resources),
+    ("delete", "web-staging", _escape_disks),
+    ("delete", "web-staging", _escape_typed),
+]
+
+
+@pytest.mark.parametrize(("key", "name", "answer"), CANCELS,
+                         ids=[f"{k}-{a.__name__.strip('_')}" for k, _, a in CANCELS])
+async def test_cancel_changes_nothing(sim: Simulator, client: Client, key: str, name: str,
+                                      answer: Any) -> None:
+    async with running(sim, client) as ui:
+        await ui.open_vms()
+        before = dict(ui.vm(name))
+        names = ui.vm_names()
+        mark = ui.writes.mark()
+        await ui.act(key, on=name)
+        await answer(ui)
+        await ui.back_to_main()
+        await ui.settle()
+        assert ui.writes.since(mark) == []
+        assert ui.vm(name) == before
+        assert ui.vm_names() == names
+        assert ui.cursor_name == name
+        assert not ui.said("done")
