@@ -174,6 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     sr = sub.add_parser("sr", help="storage repositories")
     srs = sr.add_subparsers(dest="sr_command", metavar="ACTION", required=True)
     _leaf(srs, "list", pool.cmd_sr_list, "list storage repositories")
+    comp = sub.add_parser("completion", help="print a shell completion script")
+    comp.add_argument("shell", choices=["bash"])
+    comp.set_defaults(func=_cmd_completion)
+
     t = sub.add_parser("task", help="tasks")
     ts = t.add_subparsers(dest="task_command", metavar="ACTION", required=True)
     tl = _leaf(ts, "list", pool.cmd_task_list, "list pending tasks")
@@ -203,6 +207,13 @@ def _cmd_sim_control(args: argparse.Namespace) -> int:
            "master": "host", "restart": "downtime"}.get(args.action)
     cargs = {key: args.value} if key and args.value is not None else {}
     print(json.dumps(control(args.control_url, args.token, args.action, cargs)))
+    return 0
+
+
+def _cmd_completion(args: argparse.Namespace) -> int:
+    from xsctl.commands.completion import bash
+
+    print(bash(build_parser()))
     return 0
 
 

@@ -24,6 +24,7 @@ from xsctl.xapi.errors import XapiError, XsctlError
 from xsctl.xapi.models import Pool
 from xsctl.xapi.ops.base import Plan
 from xsctl.xapi.session import Health
+from xsctl.xapi.transport import is_read
 
 THEMES = [
     Theme(
@@ -195,6 +196,12 @@ class XsctlApp(App[int]):
     # ------------------------------------------------------------ plans
 
     def run_plan(self, plan: Plan) -> None:
+        client = self.client
+        if client is not None and client.conn.read_only and any(
+            not is_read(c.method) for c in plan.calls
+        ):
+            self.error(f"{plan.title}: refused", "this connection is read-only (--read-only)")
+            return
         self.plans_running += 1
         self.say(f"{plan.title}…", timeout=3)
         self._run_plan(plan)
