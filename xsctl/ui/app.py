@@ -96,6 +96,7 @@ class XsctlApp(App[int]):
             self.register_theme(t)
         self.theme = theme or "xsctl-dark"
         self.plans_running = 0
+        self.task_titles: dict[str, str] = {}  # task ref -> the plan that made it
 
     # ------------------------------------------------------------ time and words
 
@@ -216,7 +217,8 @@ class XsctlApp(App[int]):
             self.post_message(PlanProgress(plan, (step + fraction) / max(1, n)))
 
         try:
-            result = client.run(plan, progress)
+            result = client.run(plan, progress,
+                                on_task=lambda t: self.task_titles.__setitem__(t, plan.title))
         except Exception as e:  # reported as a toast by on_plan_finished
             self.post_message(PlanFinished(plan, e))
             return

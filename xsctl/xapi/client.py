@@ -4,7 +4,7 @@ TUI, the demo and the tests all build one of these."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,8 +111,9 @@ class Client:
     def run(
         self, plan: Plan, progress: StepProgress | None = None,
         cancel: threading.Event | None = None,
+        on_task: Callable[[str], None] | None = None,
     ) -> list[Any]:
-        return ops.run(self.conn, plan, progress, cancel)
+        return ops.run(self.conn, plan, progress, cancel, on_task)
 
     def close(self) -> None:
         self.cache.stop()

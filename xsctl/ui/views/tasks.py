@@ -71,6 +71,10 @@ class TasksView(Vertical):
     def __init__(self, id: str | None = None) -> None:
         super().__init__(id=id)
         self.show_noise = False
+        # tasks seen this session, kept after xapi destroys them (finished tasks of
+        # our own operations are destroyed at once; their outcome stays listed here)
+        self.history: dict[str, dict[str, Any]] = {}
+        self._loaded = False
 
     @property
     def xapp(self) -> XsctlApp:
@@ -104,16 +108,21 @@ class TasksView(Vertical):
         self.query_one("#event-log", RichLog).clear()
 
     def on_cache_changed(self, msg: CacheChanged) -> None:
+        for c in msg.changes:
+            if c.cls == "task" and c.new is not None:
+                self.history[c.ref] = c.new
         if "task" in msg.classes or msg.resync:
             self.refresh_tasks()
         if msg.resync:
-            self.query_one("#event-log", RichLog).write(
-                Text(f"{self.xapp.now().strftime('%H:%M:%S')} — resynchronised with the pool",
-                     style="bold"))
+            if self._loaded:  # not the first read at start-up
+                self.query_one("#event-log", RichLog).write(Text(
+                    f"{self.xapp.now().astimezone().strftime('%H:%M:%S')} — connection "
+                    "restored; everything was read afresh", style="bold"))
+            self._loaded = True
             return
         log = self.query_one("#event-log", RichLog)
         names = self._names()
-        stamp = self.xapp.now().strftime("%H:%M:%S")
+        stamp = self.xapp.now().astimezone().strftime("%H:%M:%S")
         for c in msg.changes:
             if not self.show_noise and c.cls in NOISY:
                 continue
@@ -137,7 +146,13 @@ class TasksView(Vertical):
             return
         table = self.query_one("#task-table", DataTable)
         now = self.xapp.now()
-        tasks = models.tasks(client.cache)[:200]
+        for ref, rec in client.cache.snapshot("task"):
+            self.history[ref] = rec
+        live = client.cache.all("task")
+        tasks = [models.Task.from_record(ref, rec) for ref, rec in self.history.items()]
+        # running first, then the most recent
+        tasks.sort(key=lambda t: (not t.pending, -(t.created.timestamp() if t.created else 0)))
+        tasks = tasks[:200]
         keep = set()
         for t in tasks:
             keep.add(t.ref)
@@ -149,8 +164,12 @@ class TasksView(Vertical):
                 err = friendly(t.error_info[0], t.error_info[1:]) if t.error_info else t.status
                 status = Text(f"{t.status}: {err}", style="red")
             took = (t.finished or now) - t.created if t.created else None
+            if t.pending and t.ref not in live:
+                status = Text("gone", style="dim")  # destroyed before it finished
+            title = self.xapp.task_titles.get(t.ref)
             cells = [
-                Text(t.name_label),
+                Text(f"{title} ({t.name_label})" if title else t.name_label,
+                     style="" if t.ref in live else "dim"),
                 status,
                 progress_bar(t.progress, 16),
                 Text(t.created.astimezone().strftime("%H:%M:%S") if t.created else "–"),

@@ -111,14 +111,18 @@ def run(
     plan: Plan,
     progress: StepProgress | None = None,
     cancel: threading.Event | None = None,
+    on_task: Callable[[str], None] | None = None,
 ) -> list[Any]:
-    """Run the plan's calls in order; Async ones report progress (step, fraction)."""
+    """Run the plan's calls in order; Async ones report progress (step, fraction) and
+    their task ref to ``on_task`` as soon as xapi returns it."""
     results: list[Any] = []
     log.info("run: %s", plan.title)
     for i, call in enumerate(plan.calls):
         args = tuple(results[a.index] if isinstance(a, Result) else a for a in call.args)
         if call.use_async:
             task = conn.call("Async." + call.method, *args)
+            if on_task is not None:
+                on_task(str(task))
 
             def report(p: float, i: int = i) -> None:
                 if progress is not None:
