@@ -83,7 +83,9 @@ class TasksView(Vertical):
     def compose(self) -> ComposeResult:
         yield Label("Tasks", classes="section")
         t = DataTable[Text](id="task-table", cursor_type="row")
-        t.add_columns("Task", "Status", "Progress", "Started", "Took")
+        for label, width in (("Task", 48), ("Status", 24), ("Progress", 22), ("Started", 8),
+                             ("Took", 7)):
+            t.add_column(label, width=width, key=label.lower())
         yield t
         yield Label("Events", classes="section", id="events-title")
         yield RichLog(id="event-log", max_lines=MAX_EVENTS, wrap=False, markup=False,
