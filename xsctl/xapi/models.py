@@ -44,6 +44,17 @@ def parse_time(v: Any) -> datetime | None:
     if not v:
         return None
     s = str(v).strip()
+    # Fast path for xapi's own form (every VM has two of these; strptime costs ~20 us).
+    if (len(s) == 18 and s[8] == "T" and s[11] == ":" and s[14] == ":" and s[17] == "Z"
+            and s[:8].isdigit() and s[9:11].isdigit() and s[12:14].isdigit()
+            and s[15:17].isdigit()):
+        if s[:4] <= "1970":
+            return None
+        try:
+            return datetime(int(s[:4]), int(s[4:6]), int(s[6:8]), int(s[9:11]), int(s[12:14]),
+                            int(s[15:17]), tzinfo=UTC)
+        except ValueError:
+            return None
     for fmt in ("%Y%m%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%SZ", "%Y%m%dT%H:%M:%S.%fZ",
                 "%Y-%m-%dT%H:%M:%S.%fZ", "%Y%m%dT%H:%M:%S"):
         try:
