@@ -93,8 +93,11 @@ BY_ID = {a.id: a for a in ACTIONS}
 
 
 def vm_search_text(vm: Vm) -> str:
-    return " ".join([vm.name_label, vm.power_state, vm.host_name, *vm.ips, *vm.tags,
-                     vm.os_version, vm.uuid]).lower()
+    # no UUID and no link-local IPv6 (fe80::, every VM has one): their hex digits made
+    # short words match at random ("db" found dns-02)
+    ips = [ip for ip in vm.ips if not ip.lower().startswith("fe80:")]
+    return " ".join([vm.name_label, vm.power_state, vm.host_name, *ips, *vm.tags,
+                     vm.os_version]).lower()
 
 
 class VmRows:
@@ -385,6 +388,10 @@ class VmsView(Vertical):
 
     @on(VirtualTable.SelectionChanged)
     def _selection(self, event: VirtualTable.SelectionChanged) -> None:
+        self.update_status()
+
+    @on(VirtualTable.Sorted)
+    def _sorted(self, event: VirtualTable.Sorted) -> None:
         self.update_status()
 
     @on(VirtualTable.Activated)

@@ -107,6 +107,15 @@ class VirtualTable(ScrollView, can_focus=True):
             self.table = table
             self.keys = keys
 
+    class Sorted(Message):
+        """The sort column or direction changed (a key or a header click)."""
+
+        def __init__(self, table: VirtualTable, column: int, reverse: bool) -> None:
+            super().__init__()
+            self.table = table
+            self.column = column
+            self.reverse = reverse
+
     def __init__(
         self,
         columns: Sequence[Column],
@@ -168,6 +177,8 @@ class VirtualTable(ScrollView, can_focus=True):
         self.sort_column, self.sort_reverse = column, reverse
         self._dirty_sort = True
         self.commit()
+        self._scroll_to_cursor()  # the user re-sorted: keep their row in sight
+        self.post_message(self.Sorted(self, column, reverse))
 
     def commit(self) -> None:
         """Re-sort and re-filter what changed, keep the cursor on its key, repaint."""
