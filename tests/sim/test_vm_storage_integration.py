@@ -135,7 +135,8 @@ def host_other_than(api: Api, host: str) -> str:
 def test_power_transitions_keep_vbd_and_vdi_operations_consistent(api: Api, sim: Simulator) -> None:
     """message_forwarding.ml update_vbd_operations after start, start_on, clean/hard
     reboot, suspend, resume, resume_on, pause, unpause, pool_migrate and every shutdown,
-    and xapi_xenops.ml update_vbd as devices come and go: at the end of each transition
+    and xapi_xenops.ml update_vbd as devices come and go (all a checkpoint has): at the
+    end of each transition
     no VBD or VDI keeps an operation, and every allowed_operations in the pool is what
     the storage rules compute (and, for the VM's own disk, what xapi_vbd_helpers.ml and
     xapi_vdi.ml give in that power state)."""
@@ -172,6 +173,8 @@ def test_power_transitions_keep_vbd_and_vdi_operations_consistent(api: Api, sim:
     api("VM.suspend", vm)
     api("VM.resume_on", vm, here, False, False)
     assert api("VM.get_resident_on", vm) == here
+    step("Running", VBD_RUNNING, VDI_ATTACHED, agent=True)
+    api("VM.checkpoint", vm, "before-shutdown")  # suspend and resume in place
     step("Running", VBD_RUNNING, VDI_ATTACHED, agent=True)
     api("VM.clean_shutdown", vm)
     step("Halted", VBD_HALTED, VDI_DETACHED)
