@@ -54,9 +54,13 @@ class Writes:
         with self.lock:
             return len(self.items)
 
+    # what the simulator writes by itself now and then (metric drift, the heartbeat)
+    BACKGROUND = frozenset({"host_cpu", "host_metrics", "pool"})
+
     def since(self, mark: int = 0) -> list[tuple[str, str, str, str]]:
+        """The writes since ``mark``, without the simulator's own background ones."""
         with self.lock:
-            return list(self.items[mark:])
+            return [w for w in self.items[mark:] if w[0] not in self.BACKGROUND]
 
     def tasks(self, mark: int = 0) -> list[str]:
         """Names of the tasks created since ``mark`` (one per call xapi ran)."""

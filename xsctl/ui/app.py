@@ -160,6 +160,9 @@ class XsctlApp(App[int]):
 
     def on_health_changed(self, msg: HealthChanged) -> None:
         if msg.connected and msg.fresh:
+            if self.health_since is not None:  # it was down: say that it is back
+                self.say(f"Reconnected: live again (lost at "
+                         f"{self.health_since.astimezone().strftime('%H:%M:%S')})")
             self.health_since = None
         elif self.health_since is None:
             self.health_since = self.now()
@@ -185,10 +188,11 @@ class XsctlApp(App[int]):
                     since=self.health_since,
                 )
                 banner = s.query_one("#stale-banner")
-                if fresh:
+                if connected and fresh:
                     banner.add_class("hidden")
-                else:
-                    since = self.health_since.strftime("%H:%M:%S") if self.health_since else "now"
+                else:  # not connected: no event can arrive, so nothing shown is live
+                    since = (self.health_since.astimezone().strftime("%H:%M:%S")
+                             if self.health_since else "now")
                     banner.update(Text(  # type: ignore[attr-defined]
                         f" Not live since {since}: what you see may be out of date. "
                         "Reconnecting by itself…"))
