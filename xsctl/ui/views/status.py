@@ -100,7 +100,9 @@ class StatusView(VerticalScroll):
         t.add_row("Master", Text(f"{master['name_label']} ({master['address']})" if master else "–"))
         t.add_row("Connection", Text(conn.describe))
         fp = conn.fingerprint
-        t.add_row("Certificate", Text(fp or ("CA-verified" if conn.trust.ca_file else "–")))
+        # folded, never cut: the admin compares every byte with the host's own
+        t.add_row("Certificate", Text(fp or ("CA-verified" if conn.trust.ca_file else "–"),
+                                      overflow="fold"))
         self.query_one("#status-pool", Static).update(t)
         self.refresh_hosts()
         # counted from the records: a Vm view of each of 10,000 VMs costs ~0.3 s per event
@@ -182,7 +184,9 @@ class StatusView(VerticalScroll):
         table.clear()
         now = self.xapp.now()
         for m in models.messages(cache)[:20]:
-            when = human_duration((now - m.timestamp).total_seconds()) + " ago" if m.timestamp else "–"
+            ago = (now - m.timestamp).total_seconds() if m.timestamp else None
+            # a host clock a little ahead of ours gives a negative age: not "- ago"
+            when = "–" if ago is None else "just now" if ago < 60 else human_duration(ago) + " ago"
             prio = PRIORITY.get(m.priority, str(m.priority))
             style = "bold" if m.priority <= 2 else ""
             body = m.body.strip().splitlines()[0] if m.body.strip() else ""

@@ -1,0 +1,94 @@
+"""Tasks & Events: a running task with its progress, cancelling a cancellable one,
+and the live feed of the pool's changes with which field went from what to what."""
+
+from __future__ import annotations
+
+from textual.widgets import DataTable, RichLog
+
+from tests.ui.dialogs import answer_text, pick
+from tests.ui.harness import FROZEN, Ui, running
+from xsctl.sim import Simulator
+from xsctl.xapi.client import Client
+
+
+def task_rows(ui: Ui) -> dict[str, list[str]]:
+    """Task ref -> the cells of its row, as plain text."""
+    table: DataTable[object] = ui.main.query_one("#task-table", DataTable)
+    return {str(key.value): [str(c) for c in table.get_row(key)] for key in table.rows}
+
+
+def copy_task(ui: Ui) -> tuple[str, list[str]] | None:
+    for ref, cells in task_rows(ui).items():
+        if "VM.copy" in cells[0]:
+            return ref, cells
+    return None
+
+
+def feed(ui: Ui) -> list[str]:
+    return [line.text for line in ui.main.query_one("#event-log", RichLog).lines]
+
+
+async def test_running_task_shows_progress_and_can_be_cancelled(sim: Simulator,
+                                                               client: Client) -> None:
+    async with running(sim, client) as ui:
+        await ui.open_vms()
+        sim.op_time = 1.0  # a copy now takes 2 s, in four steps: time to watch and cancel
+        await ui.act("C", on="backup-01")
+        await answer_text(ui, "backup-copy")
+        await pick(ui, "Same storage as the original")
+        await ui.back_to_main()
+        await ui.press("3")
+        assert ui.main.current_view == "tasks"
+        ref, cells = await ui.until(lambda: copy_task(ui), what="the copy's task row")
+        assert "Copy backup-01 as 'backup-copy'" in cells[0]  # named by its plan
+        # it runs, and its bar moves
+        _, cells = await ui.until(lambda: (t := copy_task(ui)) and "pending" in t[1][1]
+                                  and " 0%" not in t[1][2] and t, what="progress above 0%")
+        assert "█" in cells[2]
+        table: DataTable[object] = ui.main.query_one("#task-table", DataTable)
+        assert ui.app.focused is table
+        assert table.get_row_index(ref) == 0 == table.cursor_row  # running tasks come first
+        mark = ui.writes.mark()
+        await ui.press("x")
+        await ui.until(lambda: (t := copy_task(ui)) and t[1][1].startswith("cancelled"),
+                       what="the task shown cancelled")
+        assert "The task was cancelled" in (copy_task(ui) or ("", [""]))[1][1]
+        toast = await ui.until_said("Copy backup-01 as 'backup-copy' failed", "error")
+        assert "TASK_CANCELLED" in toast.message
+        await ui.settle()
+        assert "backup-copy" not in ui.vm_names()  # nothing was made
+        # the cancel reached the simulator: the task was marked, then ended cancelled
+        assert any(cls == "task" and r == ref for cls, _, r, _ in ui.writes.since(mark))
+
+
+async def test_events_feed_shows_changes(sim: Simulator, client: Client) -> None:
+    async with running(sim, client) as ui:
+        await ui.press("3")
+        stamp = FROZEN.astimezone().strftime("%H:%M:%S")
+        ref = ui.ref("web-02")
+        sim.store.update(ref, {"name_label": "web-02b", "name_description": "the second web"})
+        line = await ui.until(lambda: next((x for x in feed(ui) if "web-02b" in x), None),
+                              what="the rename in the feed")
+        assert line.startswith(f"{stamp} vm")
+        assert "mod" in line
+        assert "name_label: web-02 → web-02b" in line
+        # a power change made from the VM view shows from → to as well
+        await ui.press("2")
+        await ui.act("p", on="web-03")
+        await ui.press("y")
+        await ui.press("3")
+        await ui.until(lambda: any("web-03" in x and "power_state: Running → Paused" in x
+                                   for x in feed(ui)), what="the pause in the feed")
+        # metrics and task updates are hidden until M shows them
+        assert not [x for x in feed(ui) if " task " in x]
+        title = ui.main.query_one("#events-title")
+        assert "metrics and task updates hidden" in str(title.render())
+        await ui.press("M")
+        assert "all classes" in str(title.render())
+        await ui.press("2")
+        await ui.act("P", on="web-03")
+        await ui.press("3")
+        await ui.until(lambda: any(" task " in x and "Async.VM.unpause" in x for x in feed(ui)),
+                       what="a task event once M shows them")
+        await ui.press("ctrl+l")
+        assert feed(ui) == []
