@@ -72,14 +72,20 @@ class Changes:
 
 @contextlib.contextmanager
 def _gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection while a big pool is read and decoded: the
-    collections that the growing heap sets off took ~0.7 s of a 10,000-VM load
-    (tests/benchmarks/bench_tui.py). Records hold no cycles; any cyclic garbage made
-    meanwhile is collected once collection is back on."""
+    """No cyclic garbage collection while a big pool is read and decoded, and the
+    records frozen afterwards (tests/benchmarks/bench_tui.py, 10,000 VMs):
+
+    * the collections that the growing heap sets off took ~0.7 s of the load;
+    * afterwards every full collection walked the ~560,000 objects of the records,
+      0.2-0.4 s in one go, in the middle of a keystroke or a repaint.
+
+    Records are long-lived and hold no cycles, so reference counting frees them
+    when they are replaced; ``gc.freeze()`` keeps collections from walking them."""
     was = gc.isenabled()
     gc.disable()
     try:
         yield
+        gc.freeze()
     finally:
         if was:
             gc.enable()

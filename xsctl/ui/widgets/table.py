@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
 from textual.binding import Binding, BindingType
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -43,6 +43,14 @@ class Row:
     sort: tuple[Any, ...]  # one value per column
     search: str  # lower-case text the filter looks in
     dim: bool = False
+
+
+class _Paint(NamedTuple):
+    width: int
+    base: Style
+    dim: Style
+    selected: Style
+    cursor: Style
 
 
 class VirtualTable(ScrollView, can_focus=True):
@@ -130,10 +138,11 @@ class VirtualTable(ScrollView, can_focus=True):
         self.empty_text = empty_text
         self.rows: dict[str, Row] = {}
         self.order: list[str] = []  # keys shown, in order
-        self._index: dict[str, int] = {}
         self._sorted: list[str] = []  # all keys, sorted
         self._dirty_sort = True
         self._dirty_filter = True
+        self._narrow = False  # the filter only grew: look among the rows shown
+        self._order_extra: Callable[[str, Row], bool] | None = None  # extra_filter of order
         self.filter_text = ""
         self.extra_filter: Callable[[str, Row], bool] | None = None
         self.sort_column = 0
@@ -143,6 +152,11 @@ class VirtualTable(ScrollView, can_focus=True):
         self.selected: set[str] = set()
         self._widths: list[int] = []
         self._shown: list[int] = []
+        # per paint: width and styles; rendered lines by key while rows, styles and
+        # layout stay the same (a filter keystroke or a scroll redraws mostly known rows)
+        self._paint: _Paint | None = None
+        self._strips: dict[str, tuple[Row, bool, bool, Strip]] = {}
+        self._strips_for: tuple[object, ...] = ()
 
     # ------------------------------------------------------------ data
 
@@ -167,6 +181,10 @@ class VirtualTable(ScrollView, can_focus=True):
     def set_filter(self, text: str) -> None:
         text = text.strip().lower()
         if text != self.filter_text:
+            # typing on: every row the longer text matches is among those shown now
+            self._narrow = (bool(self.filter_text) and text.startswith(self.filter_text)
+                            and not (self._dirty_sort or self._dirty_filter)
+                            and self.extra_filter is self._order_extra)
             self.filter_text = text
             self._dirty_filter = True
             self.commit()
@@ -193,24 +211,41 @@ class VirtualTable(ScrollView, can_focus=True):
             words = self.filter_text.split()
             rows = self.rows
             extra = self.extra_filter
-            if words or extra is not None:
+            source = self.order if self._narrow else self._sorted
+            if len(words) == 1 and extra is None:
+                w = words[0]
+                self.order = [k for k in source if w in rows[k].search]
+            elif words or extra is not None:
                 self.order = [
-                    k for k in self._sorted
+                    k for k in source
                     if all(w in rows[k].search for w in words)
                     and (extra is None or extra(k, rows[k]))
                 ]
             else:
                 self.order = list(self._sorted)
-            self._index = {k: i for i, k in enumerate(self.order)}
+            self._order_extra = extra
             self._dirty_filter = False
+        self._narrow = False
         self.virtual_size = Size(self.size.width, len(self.order) + 1)
         self._place_cursor()
         self.refresh()
 
+    def _position(self, key: str) -> int | None:
+        """Where ``key`` is in ``order`` (a scan in C: ~0.1 ms at 10,000 rows, cheaper
+        than a dict rebuilt on every keystroke)."""
+        i = self._cursor_index
+        if 0 <= i < len(self.order) and self.order[i] == key:
+            return i
+        try:
+            return self.order.index(key)
+        except ValueError:
+            return None
+
     def _place_cursor(self) -> None:
         before = self.cursor_key
-        if self.cursor_key is not None and self.cursor_key in self._index:
-            self._cursor_index = self._index[self.cursor_key]
+        pos = None if self.cursor_key is None else self._position(self.cursor_key)
+        if pos is not None:
+            self._cursor_index = pos
         elif self.order:
             self._cursor_index = max(0, min(self._cursor_index, len(self.order) - 1))
             self.cursor_key = self.order[self._cursor_index]
@@ -233,9 +268,10 @@ class VirtualTable(ScrollView, can_focus=True):
         return [self.cursor_key] if self.cursor_key else []
 
     def move_to(self, key: str) -> None:
-        if key in self._index:
+        pos = self._position(key)
+        if pos is not None:
             self.cursor_key = key
-            self._cursor_index = self._index[key]
+            self._cursor_index = pos
             self._scroll_to_cursor()
             self.refresh()
             self.post_message(self.CursorMoved(self, key))
@@ -297,11 +333,36 @@ class VirtualTable(ScrollView, can_focus=True):
             segs.append(Segment(" " * (width - used), base))
         return Strip(segs, width).crop(0, width)
 
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._paint = None
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        self._paint = None  # look the styles up once per paint, not once per line
+        return super().render_lines(crop)
+
+    def _paint_state(self) -> _Paint:
+        paint = self._paint
+        if paint is None:
+            width = self.scrollable_content_region.width
+            if not self._widths or sum(self._widths) > width + 50:
+                self._layout(width)
+            style = self.get_component_rich_style
+            paint = self._paint = _Paint(
+                width, self.rich_style, style("virtual-table--dim"),
+                style("virtual-table--selected"), style("virtual-table--cursor"),
+            )
+            # the lines kept from earlier paints hold if styles and layout are the same
+            valid_for = (paint, self._shown, self._widths)
+            if valid_for != self._strips_for or len(self._strips) > 4096:
+                self._strips.clear()
+                self._strips_for = valid_for
+        return paint
+
     def render_line(self, y: int) -> Strip:
-        width = self.scrollable_content_region.width
-        if not self._widths or sum(self._widths) > width + 50:
-            self._layout(width)
-        base = self.rich_style
+        paint = self._paint_state()
+        width = paint.width
+        base = paint.base
         if y == 0:
             head = self.get_component_rich_style("virtual-table--header")
             sorted_style = self.get_component_rich_style("virtual-table--header-sorted")
@@ -322,16 +383,23 @@ class VirtualTable(ScrollView, can_focus=True):
             return Strip.blank(width, base)
         key = self.order[idx]
         row = self.rows[key]
+        selected = key in self.selected
+        cursor = idx == self._cursor_index
+        kept = self._strips.get(key)
+        if kept is not None and kept[0] is row and kept[1] == selected and kept[2] == cursor:
+            return kept[3]
         style = base
         if row.dim:
-            style = style + self.get_component_rich_style("virtual-table--dim")
+            style = style + paint.dim
         override = None
-        if key in self.selected:
-            style = style + self.get_component_rich_style("virtual-table--selected")
-        if idx == self._cursor_index:
-            override = self.get_component_rich_style("virtual-table--cursor")
+        if selected:
+            style = style + paint.selected
+        if cursor:
+            override = paint.cursor
             style = style + override
-        return self._line(row.cells, style, width, override)
+        strip = self._line(row.cells, style, width, override)
+        self._strips[key] = (row, selected, cursor, strip)
+        return strip
 
     # ------------------------------------------------------------ cursor and keys
 
