@@ -104,8 +104,12 @@ class Ui:
         await self.pilot.pause()
 
     async def modal(self, cls: type[Screen[Any]], timeout: float = 5.0) -> Any:
-        return await self.until(lambda: isinstance(self.app.screen, cls) and self.app.screen,
-                                timeout, f"a {cls.__name__} dialog")
+        """Wait for a ``cls`` dialog to be on top, mounted and drawn."""
+        screen = await self.until(
+            lambda: isinstance(self.app.screen, cls) and self.app.screen.is_mounted
+            and self.app.screen, timeout, f"a {cls.__name__} dialog")
+        await self.pilot.pause()
+        return screen
 
     async def back_to_main(self) -> MainScreen:
         return await self.until(lambda: isinstance(self.app.screen, MainScreen) and self.app.screen,
@@ -231,12 +235,32 @@ def text_of(widget: Widget) -> str:
     return "\n".join(s.text.rstrip() for s in widget.render_lines(Region(0, 0, w, h)))
 
 
+def words_of(widget: Widget) -> str:
+    """Every text a dialog or panel shows (its Statics and Labels), whitespace folded."""
+    from textual.widgets import Static
+
+    return " ".join(" ".join(text_of(w).split()) for w in widget.query(Static))
+
+
 @contextlib.asynccontextmanager
 async def running(sim: Simulator, client: Client, size: tuple[int, int] = (120, 36),
                   clock: Callable[[], datetime] | None = frozen_clock,
                   **kw: Any) -> AsyncIterator[Ui]:
     """The app on ``client`` (metrics off: nothing polls), with a recorder of toasts
     and messages and of the simulator's writes."""
+    app = create_app(client, metrics=False, clock=clock, **kw)
+    async with driving(app, sim, size) as ui:
+        await ui.until(lambda: any(isinstance(s, MainScreen) for s in app.screen_stack),
+                       what="the main screen")
+        await ui.pilot.pause()
+        yield ui
+
+
+@contextlib.asynccontextmanager
+async def driving(app: XsctlApp, sim: Simulator,
+                  size: tuple[int, int] = (120, 36)) -> AsyncIterator[Ui]:
+    """Run ``app`` as built (also one that connects by itself); a client the app made
+    is logged out at the end, as ``xsctl`` does."""
     toasts: list[Notification] = []
     messages: list[Message] = []
 
@@ -247,17 +271,15 @@ async def running(sim: Simulator, client: Client, size: tuple[int, int] = (120, 
 
     writes = Writes()
     sim.store.watchers.append(writes)
-    app = create_app(client, metrics=False, clock=clock, **kw)
+    own_client = app.client is None
     try:
         async with app.run_test(size=size, notifications=True, message_hook=hook) as pilot:
-            ui = Ui(app, pilot, sim, toasts, messages, writes)
-            await ui.until(lambda: any(isinstance(s, MainScreen) for s in app.screen_stack),
-                           what="the main screen")
-            await pilot.pause()
-            yield ui
+            yield Ui(app, pilot, sim, toasts, messages, writes)
     finally:
         with contextlib.suppress(ValueError):
             sim.store.watchers.remove(writes)
+        if own_client and app.client is not None:
+            app.client.close()
 
 
 async def in_thread(fn: Callable[[], T]) -> T:

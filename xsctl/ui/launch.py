@@ -6,12 +6,27 @@ from __future__ import annotations
 import argparse
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xsctl.xapi.client import Client, Target
 from xsctl.xapi.trust import KnownHosts
 
+if TYPE_CHECKING:
+    from xsctl.ui.app import XsctlApp
+
 
 def run_app(args: argparse.Namespace) -> int:
+    app = app_for(args)
+    try:
+        app.run()
+    finally:
+        if app.client is not None:
+            app.client.close()
+    return app.return_code or 0
+
+
+def app_for(args: argparse.Namespace) -> XsctlApp:
+    """The app ``xsctl [--profile P | --url U]`` opens (the tests drive this one)."""
     from xsctl.commands.connect import password_for, target_from_args
     from xsctl.ui.app import create_app
     from xsctl.xapi.errors import UsageError
@@ -27,13 +42,7 @@ def run_app(args: argparse.Namespace) -> int:
             target = None if not getattr(args, "read_only", False) else target_from_args(args)
         except UsageError:
             target = None
-    app = create_app(None, target=target, password=password)
-    try:
-        app.run()
-    finally:
-        if app.client is not None:
-            app.client.close()
-    return app.return_code or 0
+    return create_app(None, target=target, password=password)
 
 
 def demo_client(vms: int | None = None, seed: int = 1, op_time: float = 1.0,

@@ -52,6 +52,15 @@ class TrustCertificate(ModalScreen[bool]):
         self.dismiss(False)
 
 
+class SaveBox(Checkbox, inherit_bindings=False):
+    """A checkbox that space ticks and enter leaves to the dialog (which logs in):
+    after ticking "save" a user presses enter to go on, not to untick it."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("space", "toggle_button", "Toggle", show=False, id="savebox.toggle"),
+    ]
+
+
 @dataclass(frozen=True)
 class Credentials:
     password: str
@@ -59,7 +68,10 @@ class Credentials:
 
 
 class AskPassword(ModalScreen[Credentials | None]):
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", id="pw.cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", id="pw.cancel"),
+        Binding("enter", "submit", "Log in", show=False, id="pw.submit"),
+    ]
 
     def __init__(self, who: str, can_save: bool, problem: str = "") -> None:
         super().__init__(classes="dialog-screen")
@@ -73,8 +85,8 @@ class AskPassword(ModalScreen[Credentials | None]):
             if self.problem:
                 yield Label(Text(self.problem), classes="error")
             yield Input(password=True, id="password")
-            yield Checkbox("Save in the keyring", value=False, id="save",
-                           disabled=not self.can_save)
+            yield SaveBox("Save in the keyring", value=False, id="save",
+                          disabled=not self.can_save)
             with Horizontal(classes="buttons"):
                 yield Button("Log in", variant="primary", id="ok")
                 yield Button("Cancel", id="cancel")
@@ -87,6 +99,9 @@ class AskPassword(ModalScreen[Credentials | None]):
                                  self.query_one(Checkbox).value))
 
     def on_input_submitted(self) -> None:
+        self._submit()
+
+    def action_submit(self) -> None:
         self._submit()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
