@@ -71,6 +71,10 @@ class XsctlApp(App[int]):
                 tooltip="The keys of the current view"),
         Binding("colon", "command_palette", "Commands", show=False, id="app.palette",
                 tooltip="Every action in context (also ctrl+p)"),
+        # Textual adds its ctrl+p only when no binding opens the palette: the colon
+        # one above took it away, so it is bound here (priority: also from an Input)
+        Binding("ctrl+p", "command_palette", "Commands", show=False, priority=True,
+                id="app.palette-ctrl", tooltip="Every action in context (also :)"),
         Binding("q", "quit", "Quit", id="app.quit", tooltip="Log out and leave"),
     ]
 

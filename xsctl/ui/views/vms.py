@@ -18,7 +18,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Input, Label, Static, TabbedContent, TabPane
+from textual.widgets import Input, Label, Static, TabbedContent, TabPane, Tabs
 
 from xsctl.ui.messages import CacheChanged
 from xsctl.ui.modals.confirm import ConfirmPlan, ConfirmTyped
@@ -425,7 +425,9 @@ class VmsView(Vertical):
 
     def action_clear(self) -> None:
         f = self.query_one("#vm-filter", Input)
-        if f.has_focus or f.value:
+        if self.has_class("detail-open") and self.screen.has_class("narrow"):
+            self.action_toggle_detail()  # escape goes back from the detail to the table
+        elif f.has_focus or f.value:
             f.value = ""
             f.add_class("hidden")
             self.table.focus()
@@ -439,6 +441,12 @@ class VmsView(Vertical):
         detail.display = not detail.display
         self.set_class(detail.display, "detail-open")
         self.update_detail()
+        # narrow, the detail replaces the table: the focus goes with it, or it would be
+        # left on the hidden table and d and escape would no longer reach this view
+        if self.screen.has_class("narrow") and detail.display:
+            self.call_after_refresh(detail.query_one(Tabs).focus)
+        else:
+            self.call_after_refresh(self.table.focus)
 
     # ------------------------------------------------------------ actions
 
