@@ -123,7 +123,7 @@ class TasksView(Vertical):
             self._loaded = True
             return
         log = self.query_one("#event-log", RichLog)
-        names = self._names()
+        names = self._names(msg.changes)
         stamp = self.xapp.now().astimezone().strftime("%H:%M:%S")
         for c in msg.changes:
             if not self.show_noise and c.cls in NOISY:
@@ -132,14 +132,19 @@ class TasksView(Vertical):
                 continue
             log.write(Text.assemble((stamp + " ", "dim"), describe(c, names)))
 
-    def _names(self) -> dict[str, str]:
+    def _names(self, changes: list[Change]) -> dict[str, str]:
+        """The names of the objects the changed fields refer to (only those: a dict of
+        every VM, VDI, ... cost ~6 ms per event at 10,000 VMs)."""
         client = self.xapp.client
         if client is None:
             return {}
+        refs = {v for c in changes if c.op == "mod" for pair in c.changed_fields().values()
+                for v in pair if isinstance(v, str) and v.startswith("OpaqueRef:")}
         out: dict[str, str] = {}
-        for cls in ("vm", "host", "sr", "vdi", "network"):
-            for ref, r in client.cache.all(cls).items():
-                out[ref] = str(r.get("name_label", ""))
+        for ref in refs:
+            found = client.cache.find(ref)
+            if found is not None and found[0] in ("vm", "host", "sr", "vdi", "network"):
+                out[ref] = str(found[1].get("name_label", ""))
         return out
 
     def refresh_tasks(self) -> None:
