@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import XenAPI
 
-from tests.conftest import make_sim, vm_ref
+from tests.conftest import make_sim, vm_ref, wait_for
 from tests.sim.test_host_support import Reply, basic, get, hosts_by_address
 from xsctl.sim import Simulator
 from xsctl.sim.rrd import f_to_s
@@ -164,7 +164,8 @@ def test_authentication(pool: tuple[Simulator, Any]) -> None:
     sessions = sim.live_sessions()
     assert get(sim, "/rrd_updates?start=-10&host=true",
                headers=basic(sim.user, sim.password)).status == 200
-    assert sim.live_sessions() == sessions  # the Basic-auth session was logged out
+    # the Basic-auth session is logged out once the reply has gone
+    wait_for(lambda: sim.live_sessions() == sessions)
     assert get(sim, "/rrd_updates?start=-10", headers=basic(sim.user, "wrong")).status == 401
     r = get(sim, "/rrd_updates?start=-10", headers={"Authorization": "Bearer abc"})
     assert r.status == 500 and b"Unknown authorization header" in r.body
