@@ -80,7 +80,12 @@ def _gc_paused() -> Iterator[None]:
       0.2-0.4 s in one go, in the middle of a keystroke or a repaint.
 
     Records are long-lived and hold no cycles, so reference counting frees them
-    when they are replaced; ``gc.freeze()`` keeps collections from walking them."""
+    when they are replaced; ``gc.freeze()`` keeps collections from walking them.
+    Cyclic garbage is collected first (cheap before the load: frozen objects are not
+    walked), or it would be frozen for good; ``Cache.stop()`` unfreezes, so that a
+    cache dropped with its client (a test run makes many, in cycles with their app)
+    can be collected."""
+    gc.collect()
     was = gc.isenabled()
     gc.disable()
     try:
@@ -287,6 +292,8 @@ class Cache:
                 self.conn.abort_calls(t.ident)
             t.join(timeout)
         self._thread = None
+        if self.loaded_at:
+            gc.unfreeze()  # see _gc_paused: what this cache held may now be garbage
 
     @property
     def running(self) -> bool:

@@ -337,6 +337,8 @@ class VmsView(Vertical):
         # Long-lived and without cycles, like the cache's records (see xapi/cache.py):
         # kept out of the collector's full passes, which walked ~100,000 objects of
         # rows (40 ms) every few keystrokes. A replaced row is freed by its refcount.
+        # Garbage with cycles is collected first, or it would stay frozen for good.
+        gc.collect()
         gc.freeze()
         self._built = True
         self.update_status()
