@@ -129,7 +129,7 @@ class Cache:
         self.last_error = ""
         self.loaded_at = 0.0
         self.batches = 0
-        self.version = 0  # goes up whenever the tables change; views compare it
+        self._versions: dict[str, int] = dict.fromkeys(self.classes, 0)
 
     # ------------------------------------------------------------ reads
 
@@ -146,6 +146,11 @@ class Cache:
             return None
         rec = self._tables[cls].get(ref)
         return None if rec is None else (cls, rec)
+
+    def version(self, *classes: str) -> int:
+        """Goes up whenever a table of these classes changes: a view that built from
+        them compares it to know whether what it built is still current."""
+        return sum(self._versions.get(c.lower(), 0) for c in classes)
 
     def snapshot(self, cls: str) -> list[tuple[str, Record]]:
         with self._lock:
@@ -238,7 +243,7 @@ class Cache:
                 self._tables[cls] = dict(new)
                 for ref in new:
                     self._where[ref] = cls
-            self.version += 1
+                self._versions[cls] += 1
         return changes
 
     def apply(self, events: list[dict[str, Any]]) -> Changes:
@@ -269,8 +274,8 @@ class Cache:
                 table[ref] = snap
                 self._where[ref] = cls
                 last[key] = Change(cls, ref, "add" if before is None else "mod", before, snap)
-            if events:
-                self.version += 1
+            for cls in {str(ev.get("class", "")).lower() for ev in events} & self._versions.keys():
+                self._versions[cls] += 1
         return Changes([c for c in last.values() if c.op != "mod" or c.old != c.new])
 
     # ------------------------------------------------------------ watching

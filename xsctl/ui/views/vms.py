@@ -52,6 +52,9 @@ COLUMNS = [
     Column("tags", "Tags", min_width=8, ratio=2, priority=4),
 ]
 
+# what a row is built from (VmRows.row: the VM, its metrics, its host's name)
+ROW_CLASSES = ("vm", "vm_metrics", "vm_guest_metrics", "host")
+
 POWER_GLYPH = {"Running": "●", "Halted": "○", "Suspended": "◐", "Paused": "‖"}
 
 
@@ -325,7 +328,8 @@ class VmsView(Vertical):
         if client is None:
             return
         cache = client.cache
-        self._built_version = cache.version  # read first: a change meanwhile rebuilds again
+        # read first: a change meanwhile rebuilds again
+        self._built_version = cache.version(*ROW_CLASSES)
         self.rows = VmRows(cache, self.styles_from_theme())
         self.rows.index()
         new = {
@@ -352,7 +356,8 @@ class VmsView(Vertical):
             # at start-up the resync that loaded the cache arrives after on_mount's
             # rebuild, which already read that very cache: 10,000 rows need not be
             # built twice
-            if self.xapp.client is None or self.xapp.client.cache.version != self._built_version:
+            client = self.xapp.client
+            if client is None or client.cache.version(*ROW_CLASSES) != self._built_version:
                 self.rebuild()
             return
         cache = self.xapp.client.cache  # type: ignore[union-attr]
