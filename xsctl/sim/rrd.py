@@ -225,8 +225,32 @@ def _vm_cpu_scale(uuid: str) -> float:
     return 0.15 + 0.85 * _mix(_key_hash(uuid + ":cpuload"), 0)
 
 
+# (store, VM ref) -> (what the VM's sources depend on, the sources): the sources are
+# functions of time, so they are rebuilt only when one of their records changes.
+# Without this, every 5 s drift at 10,000 VMs spent about a second here.
+_VM_CACHE: dict[tuple[int, str], tuple[tuple[object, ...], tuple[RrdObj, VmLoad]]] = {}
+
+
 def vm_rrd(store: Store, ref: str, host_pif_dev: dict[str, str]) -> tuple[RrdObj, VmLoad]:
-    """A running VM's data sources. Call with the store lock held."""
+    """A running VM's data sources (cached per version of what they read). Call with
+    the store lock held."""
+    vm = store.get(ref, "VM")
+    mod = store.modified
+    deps = (
+        mod.get(ref), mod.get(vm["metrics"]), mod.get(vm["guest_metrics"]),
+        tuple(mod.get(v) for v in vm["VIFs"]), tuple(mod.get(v) for v in vm["VBDs"]),
+        tuple(sorted(host_pif_dev.items())),
+    )
+    key = (id(store), ref)
+    hit = _VM_CACHE.get(key)
+    if hit is not None and hit[0] == deps:
+        return hit[1]
+    result = _vm_rrd(store, ref, host_pif_dev)
+    _VM_CACHE[key] = (deps, result)
+    return result
+
+
+def _vm_rrd(store: Store, ref: str, host_pif_dev: dict[str, str]) -> tuple[RrdObj, VmLoad]:
     vm = store.get(ref, "VM")
     uuid = vm["uuid"]
     metrics = store.find(vm["metrics"]) if vm["metrics"] != NULL_REF else None
@@ -282,11 +306,13 @@ def vm_rrd(store: Store, ref: str, host_pif_dev: dict[str, str]) -> tuple[RrdObj
 
 
 def _unix(dt: str) -> float:
-    from datetime import UTC, datetime
+    """``YYYYMMDDTHH:MM:SSZ`` as seconds since the epoch (without strptime's cost)."""
+    import calendar
 
     try:
-        return datetime.strptime(dt, "%Y%m%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
-    except ValueError:
+        return float(calendar.timegm((int(dt[0:4]), int(dt[4:6]), int(dt[6:8]),
+                                      int(dt[9:11]), int(dt[12:14]), int(dt[15:17]), 0, 0, 0)))
+    except (ValueError, IndexError):
         return 0.0
 
 
