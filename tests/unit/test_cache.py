@@ -216,3 +216,60 @@ def test_many_vms_load(sim: Simulator) -> None:
                         if not r["is_a_template"] and not r["is_control_domain"]]) == 300
     finally:
         big.stop()
+
+
+def test_versions_follow_the_classes_that_change() -> None:
+    """The VM view skips a rebuild while the versions of what its rows are built from
+    have not moved; a change elsewhere (the pool row event.inject touches) must not
+    move them."""
+    cache = Cache(None, ["pool", "VM", "host"])  # type: ignore[arg-type]
+    cache.apply([{"class": "VM", "ref": "OpaqueRef:v", "operation": "add",
+                  "snapshot": {"name_label": "a"}}])
+    vm, pool = cache.version("vm"), cache.version("pool")
+    cache.apply([{"class": "pool", "ref": "OpaqueRef:p", "operation": "mod",
+                  "snapshot": {"name_label": "p"}}])
+    assert cache.version("vm") == vm and cache.version("pool") > pool
+    assert cache.version("VM", "host") == vm
+    cache.apply([{"class": "VM", "ref": "OpaqueRef:v", "operation": "del"}])
+    assert cache.version("vm") > vm
+
+
+def test_load_leaves_the_collector_on(sim: Simulator) -> None:
+    """The load pauses the cyclic collector and freezes what it read; whatever
+    happens, collection is on afterwards, and stopping the cache unfreezes."""
+    import gc
+
+    with connect(sim, load=False) as c:
+        c.conn.call = _fail  # type: ignore[method-assign]
+        with pytest.raises(RuntimeError):
+            c.cache.load()
+        assert gc.isenabled()
+    with connect(sim) as c:
+        assert gc.isenabled() and gc.get_freeze_count() > 0
+        c.cache.stop()
+        assert gc.get_freeze_count() == 0
+
+
+def _fail(*_: Any, **__: Any) -> Any:
+    raise RuntimeError("no answer")
+
+
+@pytest.mark.parametrize("text", [
+    "20241130T12:34:56Z", "2024-11-30T12:34:56Z", "20241130T12:34:56.5Z",
+    "20241130T12:34:56", "19700101T00:00:00Z", "20241340T12:00:00Z", "garbage", "",
+])
+def test_parse_time_fast_path_agrees_with_strptime(text: str) -> None:
+    from datetime import UTC, datetime
+
+    from xsctl.xapi.models import parse_time
+
+    expected = None
+    for fmt in ("%Y%m%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%SZ", "%Y%m%dT%H:%M:%S.%fZ",
+                "%Y-%m-%dT%H:%M:%S.%fZ", "%Y%m%dT%H:%M:%S"):
+        try:
+            dt = datetime.strptime(text, fmt).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+        expected = None if dt.year <= 1970 else dt
+        break
+    assert parse_time(text) == expected
