@@ -305,15 +305,18 @@ class NextQueue:
             self.cond.notify_all()
 
 
-_QUEUES: dict[int, NextQueue] = {}
 _QUEUES_LOCK = threading.Lock()
+_QUEUE_ATTR = "_event_next_queue"
 
 
 def next_queue(sim: Simulator) -> NextQueue:
+    # kept on the simulator, not in a module-level dict: that dict held every
+    # simulator a process ever made (a test run makes hundreds) and all they held
     with _QUEUES_LOCK:
-        q = _QUEUES.get(id(sim))
-        if q is None or q.sim is not sim:
-            q = _QUEUES[id(sim)] = NextQueue(sim)
+        q: NextQueue | None = getattr(sim, _QUEUE_ATTR, None)
+        if q is None:
+            q = NextQueue(sim)
+            setattr(sim, _QUEUE_ATTR, q)
             sim.store.watchers.append(q.on_write)
         return q
 
