@@ -24,7 +24,7 @@ async def pick(ui: Ui, label: str) -> PickOne[Any]:
         await ui.press("down" if (ol.highlighted or 0) < want else "up")
     assert ol.highlighted == want
     await ui.press("enter")
-    await ui.pilot.pause()
+    await ui.handled()
     return dlg
 
 
@@ -36,15 +36,19 @@ async def answer_text(ui: Ui, value: str | None = None) -> TextPrompt:
         assert dlg.query_one(Input).value == ""
         await ui.type(value)
     await ui.press("enter")
-    await ui.pilot.pause()
+    await ui.handled()
     return dlg
 
 
-async def confirm_plan(ui: Ui) -> str:
-    """Read the plan the confirm dialog shows, then confirm with its button."""
+async def confirm_plan(ui: Ui, mouse: bool = False) -> str:
+    """Read the plan the confirm dialog shows, then confirm: y, or a click on its
+    button (Pilot's clicks cost ~0.25 s each, so most tests use the key)."""
     dlg: ConfirmPlan = await ui.modal(ConfirmPlan)
     shown = text_of(dlg.query_one(".plan"))
-    await ui.pilot.click("#ok")
+    if mouse:
+        await ui.pilot.click("#ok")
+    else:
+        await ui.press("y")
     await ui.back_to_main()
     return shown
 

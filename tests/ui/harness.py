@@ -8,17 +8,21 @@ import asyncio
 import contextlib
 import threading
 import time
+import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from textual import events
 from textual.geometry import Region
+from textual.keys import REPLACED_KEYS, _character_to_key, _get_unicode_name_from_key
 from textual.message import Message
 from textual.notifications import Notification, Notify
 from textual.pilot import Pilot
 from textual.screen import Screen
 from textual.widget import Widget
+from textual.widgets import Input
 
 from xsctl.sim import Simulator
 from xsctl.ui.app import XsctlApp, create_app
@@ -95,20 +99,30 @@ class Ui:
                 return value
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out after {timeout}s waiting for {what or pred}")
-            await self.pilot.pause(0.02)
+            await asyncio.sleep(0.01)  # the app runs meanwhile (its own timers draw)
 
     async def settle(self) -> None:
         """Let every worker finish (plans, actions) and the app handle its messages."""
-        await self.pilot.pause()
+        await self.handled()
         await self.app.workers.wait_for_complete()
-        await self.pilot.pause()
+        await self.handled()
 
     async def modal(self, cls: type[Screen[Any]], timeout: float = 5.0) -> Any:
         """Wait for a ``cls`` dialog to be on top, mounted and drawn."""
         screen = await self.until(
             lambda: isinstance(self.app.screen, cls) and self.app.screen.is_mounted
             and self.app.screen, timeout, f"a {cls.__name__} dialog")
-        await self.pilot.pause()
+        await self.handled()
+        return screen
+
+    async def until_main(self, timeout: float = 5.0) -> MainScreen:
+        """The main screen on top and mounted through and through (its on_mount ran
+        after every view's): the app is ready. Leaving earlier makes Textual tear the
+        screen down while it mounts, which fails in the views' on_mount."""
+        screen: MainScreen = await self.until(
+            lambda: isinstance(self.app.screen, MainScreen) and self.app.screen.is_mounted
+            and self.app.screen, timeout, "the main screen")
+        await self.handled()
         return screen
 
     async def back_to_main(self) -> MainScreen:
@@ -116,10 +130,52 @@ class Ui:
                                 what="the main screen")
 
     async def press(self, *keys: str) -> None:
-        await self.pilot.press(*keys)
+        """Press keys one after the other, each handled (with what it set off on the
+        screen) before the next is sent. The same events and the same path as
+        Pilot.press, which instead waits for the process to look idle twice per key:
+        ~0.1 s a key here, where the simulator's threads share the process."""
+        for key in keys:
+            self._send_key(key)
+            await self.handled()
+
+    def _send_key(self, key: str) -> None:
+        """One key event, made as Pilot makes it (App._press_keys)."""
+        driver = self.app._driver
+        assert driver is not None
+        if len(key) == 1 and not key.isalnum():
+            key = _character_to_key(key)
+        try:
+            char: str | None = unicodedata.lookup(
+                _get_unicode_name_from_key(REPLACED_KEYS.get(key, key)))
+        except KeyError:
+            char = key if len(key) == 1 else None
+        event = events.Key(key, char)
+        event.set_sender(self.app)
+        driver.send_message(event)
+
+    async def handled(self) -> None:
+        """Wait until the app and every widget of the screen on top have handled what
+        was sent to them, and what that made them send in turn."""
+        for _ in range(5):
+            await asyncio.sleep(0)
+            await self.pilot._wait_for_screen()
+            pumps = [self.app, *self.app.screen.walk_children(with_self=True)]
+            if not any(p._message_queue.qsize() for p in pumps):
+                break  # nothing more was sent meanwhile
+        self.app.screen._on_timer_update()  # lay out and draw now, as Pilot.pause ends
 
     async def type(self, text: str) -> None:
-        await self.pilot.press(*["space" if c == " " else c for c in text])
+        """Type ``text`` into the focused widget: the same key events Pilot.press sends,
+        through the same driver, without its two idle waits per key (~0.1 s a key
+        here, as the simulator's threads keep the process from looking idle)."""
+        focused = self.app.focused
+        before = focused.value if isinstance(focused, Input) else None
+        for c in text:
+            self._send_key("space" if c == " " else c)
+        if isinstance(focused, Input) and before is not None:
+            await self.until(lambda: focused.value.endswith(text) and
+                             len(focused.value) >= len(before), what=f"{text!r} typed")
+        await self.handled()
 
     # ------------------------------------------------------------ the main screen
 
@@ -137,7 +193,6 @@ class Ui:
 
     async def open_vms(self) -> VirtualTable:
         await self.press("2")
-        await self.pilot.pause()
         assert self.main.current_view == "vms"
         assert self.app.focused is self.table
         return self.table
@@ -174,14 +229,13 @@ class Ui:
         t = self.table
         t.focus()
         t.move_to(self.ref(name))
-        await self.pilot.pause()
+        await self.handled()
         assert self.cursor_name == name, (self.cursor_name, name)
 
     async def act(self, key: str, on: str | None = None) -> None:
         if on is not None:
             await self.go_to(on)
         await self.press(key)
-        await self.pilot.pause()
 
     # ------------------------------------------------------------ the simulator
 
@@ -250,9 +304,7 @@ async def running(sim: Simulator, client: Client, size: tuple[int, int] = (120, 
     and messages and of the simulator's writes."""
     app = create_app(client, metrics=False, clock=clock, **kw)
     async with driving(app, sim, size) as ui:
-        await ui.until(lambda: any(isinstance(s, MainScreen) for s in app.screen_stack),
-                       what="the main screen")
-        await ui.pilot.pause()
+        await ui.until_main()
         yield ui
 
 

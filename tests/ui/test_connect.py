@@ -16,7 +16,6 @@ from xsctl.sim import Simulator
 from xsctl.ui.launch import app_for
 from xsctl.ui.modals.trust import AskPassword, TrustCertificate
 from xsctl.ui.screens.connect import ConnectScreen
-from xsctl.ui.screens.main import MainScreen
 from xsctl.xapi.client import Target, ensure_trusted
 
 
@@ -88,8 +87,7 @@ async def test_trust_then_wrong_then_right_password_saved_in_the_keyring(
         await ui.press("tab", "space")  # "Save in the keyring"
         assert ask2.query_one(Checkbox).value
         await ui.press("enter")  # logs in from the ticked box (it does not untick it)
-        main: MainScreen = await ui.until(lambda: isinstance(ui.app.screen, MainScreen)
-                                          and ui.app.screen, what="the main screen")
+        main = await ui.until_main()
         await ui.until(lambda: "Demo pool" in text_of(main.query_one("#conn-header")),
                        what="the header")
         assert secrets.get_password(sim.user, sim.url) == sim.password
@@ -101,7 +99,7 @@ async def test_trust_then_wrong_then_right_password_saved_in_the_keyring(
 
     # next time, plain ``xsctl`` goes straight to the last profile: no question asked
     async with driving(xsctl_app(), sim) as ui:  # type: ignore[arg-type]
-        await ui.until(lambda: isinstance(ui.app.screen, MainScreen), what="straight in")
+        await ui.until_main()
         assert ui.app.client is not None and ui.app.client.target is not None
         assert ui.app.client.target.profile == "lab"
 
@@ -140,8 +138,7 @@ async def test_profile_option_goes_straight_in(sim: Simulator) -> None:
     ensure_trusted(Target(url=sim.url, accept_fingerprint=sim.fingerprint), None)
     secrets.set_password(sim.user, sim.url, sim.password)
     async with driving(xsctl_app("--profile", "lab"), sim) as ui:  # type: ignore[arg-type]
-        main: MainScreen = await ui.until(lambda: isinstance(ui.app.screen, MainScreen)
-                                          and ui.app.screen, what="straight in")
+        main = await ui.until_main()
         assert not [s for s in ui.app.screen_stack if isinstance(s, ConnectScreen)]
         assert ui.app.client is not None and ui.app.client.target is not None
         assert ui.app.client.target.profile == "lab"
@@ -165,5 +162,5 @@ async def test_profile_with_a_password_file(sim: Simulator, tmp_path: Path) -> N
         assert "Login failed" in text_of(ask.query_one(".error"))
         await ui.type(sim.password)
         await ui.press("enter")
-        await ui.until(lambda: isinstance(ui.app.screen, MainScreen), what="in")
+        await ui.until_main()
         assert secrets.get_password(sim.user, sim.url) is None  # not asked to save it

@@ -36,6 +36,10 @@ async def test_refused_actions_say_why_and_send_nothing(sim: Simulator, client: 
             assert why in toast.message, (key, toast.message)
             assert "VM_BAD_POWER_STATE" in toast.message, (key, toast.message)
             assert ui.app.screen is ui.main, key  # no dialog was opened
+        # revert needs a snapshot: dev-sandbox has none
+        await ui.act("v", on="dev-sandbox")
+        await ui.until_said("dev-sandbox has no snapshots", "error")
+        assert ui.app.screen is ui.main
         await ui.settle()
         assert ui.writes.since(mark) == []
         assert ui.writes.tasks(mark) == []

@@ -33,7 +33,8 @@ def hits(cp: CommandPalette) -> list[str]:
             for i in range(ol.option_count)]
 
 
-async def test_palette_starts_a_vm_by_name(sim: Simulator, client: Client) -> None:
+async def test_palette_runs_vm_actions_and_switches_views(sim: Simulator,
+                                                           client: Client) -> None:
     async with running(sim, client) as ui:
         cp = await palette(ui, "colon", "vm: start web-sta")
         await ui.until(lambda: hits(cp) and hits(cp)[0] == "vm: start web-staging",
@@ -43,16 +44,14 @@ async def test_palette_starts_a_vm_by_name(sim: Simulator, client: Client) -> No
         mark = ui.writes.mark()
         await ui.press("enter")
         await ui.back_to_main()
-        assert ui.main.current_view == "vms"  # it went to the VM, as a user would
+        await ui.until(lambda: ui.main.current_view == "vms", what="the VM view")  # as a user would
         assert ui.cursor_name == "web-staging"
         await ui.until(lambda: ui.vm("web-staging")["power_state"] == "Running",
                        what="web-staging started")
         assert "Async.VM.start" in ui.writes.tasks(mark)
         await ui.until(lambda: " Running" in ui.line("web-staging"), what="on screen")
 
-
-async def test_palette_disruptive_action_still_confirms(sim: Simulator, client: Client) -> None:
-    async with running(sim, client) as ui:
+        # ctrl+p too; a disruptive action from the palette still shows its plan
         await palette(ui, "ctrl+p", "vm: shut down db-02")
         await ui.press("enter")
         dlg: ConfirmPlan = await ui.modal(ConfirmPlan)
@@ -60,18 +59,15 @@ async def test_palette_disruptive_action_still_confirms(sim: Simulator, client: 
         await confirm_plan(ui)
         await ui.until(lambda: ui.vm("db-02")["power_state"] == "Halted", what="halted")
 
-
-async def test_palette_switches_views(sim: Simulator, client: Client) -> None:
-    async with running(sim, client) as ui:
         cp = await palette(ui, "colon", "view: tasks")
         assert hits(cp)[0] == "view: tasks & events"
         await ui.press("enter")
         await ui.back_to_main()
-        assert ui.main.current_view == "tasks"
+        await ui.until(lambda: ui.main.current_view == "tasks", what="the tasks view")
         assert ui.app.focused is ui.main.query_one("#task-table")
 
 
-async def test_help_lists_the_keys_of_the_view(sim: Simulator, client: Client) -> None:
+async def test_help_and_the_menu(sim: Simulator, client: Client) -> None:
     async with running(sim, client) as ui:
         await ui.open_vms()
         await ui.press("question_mark")
@@ -95,20 +91,18 @@ async def test_help_lists_the_keys_of_the_view(sim: Simulator, client: Client) -
         await ui.press("question_mark")  # ? closes it too
         await ui.back_to_main()
 
-
-async def test_menu_with_keys_and_mouse(sim: Simulator, client: Client) -> None:
-    async with running(sim, client) as ui:
+        # the menu, with keys and with the mouse
         menu = ui.main.query_one("#menu", OptionList)
+        await ui.press("escape")  # from the tasks view back to the menu
         assert ui.app.focused is menu and menu.display
-        await ui.press("down")  # the view follows the highlight at this width
+        await ui.press("home")  # the view follows the highlight at this width
+        assert ui.main.current_view == "status"
+        await ui.press("down")
         assert ui.main.current_view == "vms"
         await ui.press("down", "enter")
         assert ui.main.current_view == "tasks"
         assert ui.app.focused is ui.main.query_one("#task-table")
-        await ui.press("escape")  # back to the menu
-        assert ui.app.focused is menu
         await ui.pilot.click("#menu", offset=(4, 2))  # "2  Virtual Machines" (below the padding)
-        await ui.pilot.pause()
         assert ui.main.current_view == "vms"
 
 
@@ -119,8 +113,9 @@ async def test_80x24_layout(sim: Simulator, client: Client) -> None:
         assert main.has_class("narrow")
         assert not menu.display  # folded away: the view has the whole width
         assert main.query_one("#views").region.width == 80
-        header = text_of(main.query_one("#conn-header"))
-        assert "● live" in header  # the health is never the part cut off
+        # the health is never the part cut off
+        await ui.until(lambda: "● live" in text_of(main.query_one("#conn-header")),
+                       what="the header")
         # f9 opens the menu over the view; a choice closes it
         await ui.press("f9")
         assert menu.display and ui.app.focused is menu
@@ -139,15 +134,19 @@ async def test_80x24_layout(sim: Simulator, client: Client) -> None:
         await ui.press("d")
         assert detail.display and not table.display
         assert "web-01" in text_of(detail.query_one("#vm-detail-title"))
-        assert ui.app.focused is not None and detail in ui.app.focused.ancestors
+        await ui.until(lambda: ui.app.focused is not None and detail in ui.app.focused.ancestors,
+                       what="the focus in the detail")
         await ui.press("d")
         assert not detail.display and table.display
-        assert ui.app.focused is table
+        await ui.until(lambda: ui.app.focused is table, what="the focus back on the table")
         # escape, too, goes back from the detail to the table
         await ui.press("d")
         assert detail.display
+        await ui.until(lambda: ui.app.focused is not None and detail in ui.app.focused.ancestors,
+                       what="the focus in the detail")
         await ui.press("escape")
-        assert not detail.display and ui.app.focused is table and not menu.display
+        assert not detail.display and not menu.display
+        await ui.until(lambda: ui.app.focused is table, what="the focus back on the table")
         # the cursor's row stays in sight when a sort moves it (only ~18 rows fit)
         await ui.go_to("[lab] test-vm")
         await ui.press("O")

@@ -8,7 +8,6 @@ from tests.ui.harness import driving
 from tests.ui.test_connect import save_profile, xsctl_app
 from xsctl import secrets
 from xsctl.sim import Simulator
-from xsctl.ui.screens.main import MainScreen
 from xsctl.xapi.client import Target, ensure_trusted
 
 
@@ -33,7 +32,7 @@ async def test_changes_while_connecting_from_a_profile(sim: Simulator) -> None:
     t.start()
     try:
         async with driving(xsctl_app("--profile", "lab"), sim) as ui:  # type: ignore[arg-type]
-            await ui.until(lambda: isinstance(ui.app.screen, MainScreen), what="in")
+            await ui.until_main()
             await ui.pilot.pause(0.2)
             stop.set()
             t.join()

@@ -16,7 +16,7 @@ def shown(ui: Ui, widget_id: str) -> str:
     return text_of(ui.main.query_one(widget_id))
 
 
-async def test_status_view_shows_the_pool(sim: Simulator, client: Client) -> None:
+async def test_status_view_shows_the_pool_and_follows_it(sim: Simulator, client: Client) -> None:
     async with running(sim, client, size=(120, 50)) as ui:
         assert ui.main.current_view == "status"
         pool = shown(ui, "#status-pool")
@@ -57,9 +57,8 @@ async def test_status_view_shows_the_pool(sim: Simulator, client: Client) -> Non
         assert any("critical" in a and "ALARM" in a and "Host xcp-ng-01" in a for a in alerts)
         assert any("major" in a and "VM_CRASHED" in a and "VM legacy-erp" in a for a in alerts)
 
-
-async def test_status_follows_the_pool(sim: Simulator, client: Client) -> None:
-    async with running(sim, client, size=(120, 50)) as ui:
+        # and it follows the pool: a host into maintenance, a VM shut down by another
+        # client, and the alert xapi raised for it
         host3 = next(r for r, h in sim.store.all("host").items() if h["name_label"] == "xcp-ng-03")
         web01 = ui.ref("web-01")
         other = await in_thread(lambda: xenapi_session(sim))

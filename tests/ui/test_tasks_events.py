@@ -8,6 +8,7 @@ from textual.widgets import DataTable, RichLog
 from tests.ui.dialogs import answer_text, pick
 from tests.ui.harness import FROZEN, Ui, running
 from xsctl.sim import Simulator
+from xsctl.xapi.cache import Change, Changes
 from xsctl.xapi.client import Client
 
 
@@ -92,3 +93,22 @@ async def test_events_feed_shows_changes(sim: Simulator, client: Client) -> None
                        what="a task event once M shows them")
         await ui.press("ctrl+l")
         assert feed(ui) == []
+
+
+async def test_something_that_came_and_went_between_two_repaints_is_named(
+        sim: Simulator, client: Client) -> None:
+    """The bridge coalesces the changes the cache reports until the UI takes them: a
+    task added and deleted in that time still shows in the feed by its name."""
+    async with running(sim, client) as ui:
+        await ui.press("3", "M")
+        bridge = ui.app.bridge
+        assert bridge is not None
+        rec = {"name_label": "Async.VM.snapshot", "uuid": "0e0f", "status": "success"}
+        ref = "OpaqueRef:5f1e7a62-0000-4000-8000-000000000001"
+        # two batches, as the cache's thread delivers them, before the UI runs again
+        bridge._on_changes(Changes([Change("task", ref, "add", None, rec)]))
+        bridge._on_changes(Changes([Change("task", ref, "del", rec, None)]))
+        line = await ui.until(lambda: next((x for x in feed(ui) if ref[10:18] in x
+                                            or "Async.VM.snapshot" in x), None),
+                              what="the task in the feed")
+        assert "task" in line and "del" in line and "Async.VM.snapshot" in line

@@ -47,6 +47,9 @@ async def test_keys_move_the_cursor(sim: Simulator, client: Client) -> None:
         assert table.cursor_key == table.order[0]
         # the detail pane follows the cursor
         assert text_of(ui.main.query_one("#vm-detail-title")).strip().startswith(ui.cursor_name or "?")
+        # a click on a row puts the cursor there
+        await ui.pilot.click("#vm-table", offset=(3, 5))  # the fifth row
+        assert ui.cursor_name == names[4]
 
 
 async def test_changes_from_another_client_appear_and_the_cursor_and_marks_stay(
@@ -158,13 +161,6 @@ async def test_sort_by_keys_and_by_header_click(sim: Simulator, client: Client) 
         assert ui.cursor_name == "mail-01"
 
 
-async def test_click_on_a_row_moves_the_cursor(sim: Simulator, client: Client) -> None:
-    async with running(sim, client) as ui:
-        await ui.open_vms()
-        await ui.pilot.click("#vm-table", offset=(3, 5))  # the fifth row
-        assert ui.cursor_name == ui.names()[4]
-
-
 async def test_bulk_action_lists_refusals(sim: Simulator, client: Client) -> None:
     async with running(sim, client) as ui:
         await ui.open_vms()
@@ -190,6 +186,15 @@ async def test_bulk_action_lists_refusals(sim: Simulator, client: Client) -> Non
         assert sorted(ui.writes.tasks(mark)) == ["Async.VM.clean_shutdown"] * 2
         assert ui.vm("k8s-node-03")["power_state"] == "Suspended"
         assert ui.marked() == set()  # done: the marks are cleared
+        # when none of the marked VMs can, it says so and asks nothing
+        for name in ("web-staging", "dev-sandbox"):
+            await ui.go_to(name)
+            await ui.press("space")
+        mark = ui.writes.mark()
+        await ui.press("p")  # pause two halted VMs
+        await ui.until_said("None of the 2 VMs can pause", "error")
+        assert ui.app.screen is ui.main
+        assert ui.writes.since(mark) == []
 
 
 async def test_bulk_start_of_several(sim: Simulator, client: Client) -> None:
@@ -210,19 +215,6 @@ async def test_bulk_start_of_several(sim: Simulator, client: Client) -> None:
                                    for n in ("ci-runner-03", "win-build-01")), what="started")
         await ui.press("escape")  # clear the filter: both show running
         await ui.until(lambda: " Running" in ui.line("ci-runner-03"), what="on screen")
-
-
-async def test_bulk_action_none_possible(sim: Simulator, client: Client) -> None:
-    async with running(sim, client) as ui:
-        await ui.open_vms()
-        for name in ("web-staging", "dev-sandbox"):
-            await ui.go_to(name)
-            await ui.press("space")
-        mark = ui.writes.mark()
-        await ui.press("p")  # pause two halted VMs
-        await ui.until_said("None of the 2 VMs can pause", "error")
-        assert ui.app.screen is ui.main
-        assert ui.writes.since(mark) == []
 
 
 async def test_actions_menu_shows_reasons(sim: Simulator, client: Client) -> None:

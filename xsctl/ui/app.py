@@ -144,8 +144,8 @@ class XsctlApp(App[int]):
     # ------------------------------------------------------------ cache -> views
 
     def on_cache_changed(self, event: CacheChanged) -> None:
-        if self.bridge is None:
-            return
+        if self.bridge is None or not self.is_running:
+            return  # shutting down: the views are being taken apart
         msg = self.bridge.take()
         if not msg.changes and not msg.resync:
             return

@@ -38,7 +38,10 @@ class Bridge:
                 prev = self._pending.get(key)
                 if prev is not None:  # keep the oldest "before" and the newest "after"
                     op = "add" if prev.op == "add" and c.op != "del" else c.op
-                    c = Change(c.cls, c.ref, op, prev.old, c.new)
+                    # added then deleted before the UI took it: its last record is
+                    # the "before", or the feed could not even name what came and went
+                    old = c.old if prev.op == "add" and c.op == "del" else prev.old
+                    c = Change(c.cls, c.ref, op, old, c.new)
                 self._pending[key] = c
             self._resync = self._resync or changes.resync
             if self._posted:

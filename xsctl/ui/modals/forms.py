@@ -220,11 +220,17 @@ class EditResources(ModalScreen[Resources | None]):
     def on_input_changed(self) -> None:
         self._value()
 
+    def _apply(self) -> None:
+        r = self._value()
+        if r is not None:
+            self.dismiss(r)
+
+    def on_input_submitted(self) -> None:
+        self._apply()  # enter applies, as in the other forms
+
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "ok":
-            r = self._value()
-            if r is not None:
-                self.dismiss(r)
+            self._apply()
         else:
             self.dismiss(None)
 
