@@ -177,6 +177,7 @@ class Connection:
                     raise
                 except XapiError as e:
                     t.close()
+                    log.info("login at %s as %s refused: %s", ep.url, self.user, e.code)
                     if e.code == "HOST_IS_SLAVE" and e.params:
                         redirect = e.params[0]
                         self._learn_master_pin(t, ep, redirect)
