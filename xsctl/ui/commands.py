@@ -61,9 +61,11 @@ class XsctlCommands(Provider):
                 if a.id == "revert" and not vm.snapshots:
                     continue
 
-                def run(ref: str = ref, action: str = a.id) -> None:
+                def run(ref: str = ref, action: str = a.id, name: str = name) -> None:
                     screen.action_show_view("vms")
-                    view.table.move_to(ref)
+                    if not view.show_vm(ref):  # gone meanwhile: act on nothing else
+                        self.xapp.say(f"{name} is no longer in the pool", error=True)
+                        return
                     view.table.clear_selection()
                     view.action_act(action)
 

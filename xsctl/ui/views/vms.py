@@ -443,6 +443,19 @@ class VmsView(Vertical):
         else:
             self.xapp.action_focus_menu()
 
+    def show_vm(self, ref: str) -> bool:
+        """Put the cursor on ``ref``, clearing a filter that hides it: an action chosen
+        by the VM's name (the palette) must not fall on the row the cursor was on."""
+        t = self.table
+        if ref in t.rows and ref not in t.order:
+            f = self.query_one("#vm-filter", Input)
+            f.value = ""
+            f.add_class("hidden")
+            t.set_filter("")
+            self.update_status()
+        t.move_to(ref)
+        return t.cursor_key == ref
+
     def action_toggle_detail(self) -> None:
         detail = self.query_one(VmDetail)
         detail.display = not detail.display
