@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from tests.ui.dialogs import confirm_plan
 from tests.ui.harness import running, text_of
+from tests.unit.helpers import connect
 from xsctl.sim import Simulator
 from xsctl.ui.modals.forms import PickOne
 from xsctl.xapi.client import Client
@@ -79,3 +80,25 @@ async def test_blocked_operation_is_refused_with_its_reason(sim: Simulator,
         await ui.press("t")
         await confirm_plan(ui)
         await ui.until(lambda: ui.vm("web-02")["power_state"] == "Halted", what="web-02 halted")
+
+
+async def test_read_only_connection_sends_nothing(sim: Simulator) -> None:
+    client = connect(sim, read_only=True)
+    try:
+        async with running(sim, client) as ui:
+            await ui.until(lambda: "READ-ONLY" in text_of(ui.main.query_one("#conn-header")),
+                           what="READ-ONLY in the header")
+            await ui.open_vms()
+            mark = ui.writes.mark()
+            await ui.act("s", on="web-staging")
+            toast = await ui.until_said("Start web-staging: refused", "error")
+            assert "read-only" in toast.message
+            await ui.act("t", on="web-01")
+            await confirm_plan(ui)
+            await ui.until_said("Shut down web-01: refused", "error")
+            await ui.settle()
+            assert ui.writes.tasks(mark) == []
+            assert not ui.writes.touched(ui.ref("web-01"), mark)
+            assert ui.vm("web-staging")["power_state"] == "Halted"
+    finally:
+        client.close()

@@ -186,6 +186,15 @@ async def test_bulk_action_lists_refusals(sim: Simulator, client: Client) -> Non
         assert sorted(ui.writes.tasks(mark)) == ["Async.VM.clean_shutdown"] * 2
         assert ui.vm("k8s-node-03")["power_state"] == "Suspended"
         assert ui.marked() == set()  # done: the marks are cleared
+        # an action for one VM at a time refuses several; escape clears the marks
+        for name in ("web-01", "web-02"):
+            await ui.go_to(name)
+            await ui.press("space")
+        await ui.press("m")
+        await ui.until_said("Migrate to host works on one VM at a time", "error")
+        assert ui.app.screen is ui.main and ui.marked() == {"web-01", "web-02"}
+        await ui.press("escape")
+        assert ui.marked() == set()
         # when none of the marked VMs can, it says so and asks nothing
         for name in ("web-staging", "dev-sandbox"):
             await ui.go_to(name)
