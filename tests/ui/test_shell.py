@@ -158,7 +158,14 @@ async def test_80x24_layout(sim: Simulator, client: Client) -> None:
         assert ui.names()[-1] == "[lab] test-vm"
         assert ui.cursor_name == "[lab] test-vm"
         assert ui.line("[lab] test-vm").strip().startswith("[lab] test-vm")
-        # escape in a view opens the menu too
+        # escape in a view opens the menu too; escape or f9 there goes back to the view
         await ui.press("escape")
         assert menu.display and ui.app.focused is menu
         await ui.press("escape")
+        assert not menu.display and main.query_one("#views").display
+        await ui.until(lambda: ui.app.focused is table, what="the focus back on the table")
+        await ui.press("f9")
+        assert menu.display and ui.app.focused is menu
+        await ui.press("f9")
+        assert not menu.display
+        await ui.until(lambda: ui.app.focused is table, what="the focus back on the table")

@@ -36,8 +36,10 @@ class MainScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         *[Binding(key, f"show_view('{vid}')", label, show=False, id=f"view.{vid}")
           for vid, label, key in VIEWS],
-        Binding("f9", "app.focus_menu", "Menu", id="menu.toggle",
-                tooltip="Open the menu (escape in a view does the same)"),
+        Binding("f9", "toggle_menu", "Menu", id="menu.toggle",
+                tooltip="Open the menu (escape in a view does the same); again to close it"),
+        Binding("escape", "close_menu", "Back", show=False, id="menu.close",
+                tooltip="From the menu back to the view"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -101,6 +103,25 @@ class MainScreen(Screen[None]):
     def open_menu(self) -> None:
         self.add_class("menu-open")
         self.query_one("#menu", OptionList).focus()
+
+    def _menu_shown(self) -> bool:
+        """The menu is on screen and has the keys (folded away, it may hold the focus
+        without showing)."""
+        menu = self.query_one("#menu", OptionList)
+        narrow = self.has_class("narrow")
+        return menu.has_focus and (not narrow or self.has_class("menu-open"))
+
+    def action_toggle_menu(self) -> None:
+        if self._menu_shown():
+            self.action_close_menu()
+        else:
+            self.open_menu()
+
+    def action_close_menu(self) -> None:
+        """Back from the menu to the view shown (at 80 columns the menu covers it)."""
+        if self._menu_shown():
+            self.remove_class("menu-open")
+            self._focus_view(self.current_view)
 
     @on(OptionList.OptionHighlighted, "#menu")
     def _menu_highlighted(self, event: OptionList.OptionHighlighted) -> None:
