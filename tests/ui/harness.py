@@ -9,10 +9,10 @@ import contextlib
 import threading
 import time
 import unicodedata
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from textual import events
 from textual.geometry import Region
@@ -88,7 +88,7 @@ class Ui:
 
     # ------------------------------------------------------------ waiting
 
-    async def until(self, pred: Callable[[], T], timeout: float = 5.0,
+    async def until(self, pred: Callable[[], T | Literal[False] | None], timeout: float = 5.0,
                     what: str = "") -> T:
         """Let the app run until ``pred()`` is truthy (events arrive from other
         threads, so this polls; each turn also lets the app process its messages)."""
@@ -337,7 +337,3 @@ async def driving(app: XsctlApp, sim: Simulator,
 async def in_thread(fn: Callable[[], T]) -> T:
     """Run a blocking call (another xapi client, a simulator fault) off the app's loop."""
     return await asyncio.to_thread(fn)
-
-
-async def gather(*aws: Awaitable[Any]) -> list[Any]:
-    return list(await asyncio.gather(*aws))

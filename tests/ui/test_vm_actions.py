@@ -76,8 +76,10 @@ async def test_power_actions(sim: Simulator, client: Client) -> None:
                 await ui.press("y")
             await ui.until_said(f"{title}: done")
             if "[" in name:  # xapi's text is never read as markup: "[lab] " stays
-                await ui.until(lambda t=title: f"{t}: done" in ui.screen_text(),
-                               what="the toast as written")
+                def drawn(text: str = f"{title}: done") -> bool:
+                    return text in ui.screen_text()
+
+                await ui.until(drawn, what="the toast as written")
             await until_state(ui, name, after)
             assert ui.writes.tasks(mark) == [call], title
             if call.endswith("reboot"):
@@ -207,7 +209,10 @@ async def test_copy_to_another_sr_and_to_the_same_storage(sim: Simulator,
             assert dlg.choices[0].label == "Same storage as the original"
             assert "ISO library" not in [c.label for c in dlg.choices]
             await ui.until_said(f"Copy backup-01 as '{name}': done", timeout=10)
-            await ui.until(lambda n=name: n in ui.names(), what="the copy's row")
+            def listed(copy_name: str = name) -> bool:
+                return copy_name in ui.names()
+
+            await ui.until(listed, what="the copy's row")
             copy = disks_of(sim, ui.ref(name))
             assert len(copy) == len(original) and set(copy).isdisjoint(original)
             if target == "NFS storage":
