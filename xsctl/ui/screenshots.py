@@ -32,7 +32,10 @@ Step = Callable[[Pilot[int]], Awaitable[None]]
 
 async def _settle(pilot: Pilot[int]) -> None:
     await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
+    # every worker but the metrics poller, which runs as long as the status view shows
+    busy = [w for w in pilot.app.workers if w.group != "metrics"]
+    if busy:  # an empty list would mean "all of them"
+        await pilot.app.workers.wait_for_complete(busy)
     await pilot.pause()
 
 
@@ -47,7 +50,17 @@ async def _vm(pilot: Pilot[int], name: str) -> VmsView:
 
 
 async def scene_status(pilot: Pilot[int]) -> None:
+    from xsctl.ui.views.status import StatusView
+
     await _settle(pilot)
+    app = pilot.app
+    if isinstance(app, XsctlApp) and app.metrics_enabled:  # the README's: live CPU figures
+        view = app.screen.query_one(StatusView)
+        for _ in range(200):
+            if view.load:
+                break
+            await pilot.pause(0.05)
+        await pilot.pause(0.2)
 
 
 async def scene_vms(pilot: Pilot[int]) -> None:
@@ -121,7 +134,9 @@ SCENES: dict[str, tuple[tuple[int, int], Step, float]] = {
 }
 
 
-async def render(scene: str, known_hosts: Path | None = None) -> str:
+async def render(scene: str, known_hosts: Path | None = None, live: bool = False) -> str:
+    """``live``: with metrics from /rrd_updates (the README's pictures); the snapshot
+    tests keep them off, as their figures move with the wall clock."""
     """The SVG of one scene."""
     from xsctl.sim import Simulator
 
@@ -134,7 +149,7 @@ async def render(scene: str, known_hosts: Path | None = None) -> str:
         known=KnownHosts(known),
     )
     try:
-        app: XsctlApp = create_app(client, metrics=False, clock=lambda: EPOCH)
+        app: XsctlApp = create_app(client, metrics=live, clock=lambda: EPOCH)
         app.animation_level = "none"  # a tab underline caught mid-slide is not a view
         async with app.run_test(size=size) as pilot:
             await _settle(pilot)
@@ -150,7 +165,7 @@ async def write_all(out: Path, scenes: list[str]) -> list[Path]:
     written = []
     for scene in scenes:
         path = out / f"{scene}.svg"
-        path.write_text(await render(scene), encoding="utf-8")
+        path.write_text(await render(scene, live=True), encoding="utf-8")
         written.append(path)
     return written
 
