@@ -265,7 +265,9 @@ class VmsView(Vertical):
     """The Virtual Machines view."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("slash", "filter", "Filter", id="vms.filter",
+        # priority: handled as the key arrives, so the focus is on the filter before the
+        # keys typed right after "/" are handed to a widget
+        Binding("slash", "filter", "Filter", id="vms.filter", priority=True,
                 tooltip="Filter by name, tag, host, power state, IP or OS"),
         Binding("a", "actions", "Actions", id="vms.actions",
                 tooltip="Every action for the selected VMs, with why some are not possible"),
@@ -290,8 +292,9 @@ class VmsView(Vertical):
         return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="filter: name, tag, host, power state, IP… (escape clears)",
-                    id="vm-filter", classes="hidden")
+        # always on screen: "/" focuses it at once, so nothing typed right after is lost
+        yield Input(placeholder="/ to filter by name, tag, host, power state, IP or OS",
+                    id="vm-filter")
         with Horizontal(id="vm-body"):
             yield VirtualTable(COLUMNS, empty_text="No VMs", id="vm-table")
             yield VmDetail(id="vm-detail")
@@ -418,9 +421,9 @@ class VmsView(Vertical):
     # ------------------------------------------------------------ filter
 
     def action_filter(self) -> None:
-        f = self.query_one("#vm-filter", Input)
-        f.remove_class("hidden")
-        f.focus()
+        # focus now, not at the next idle (Widget.focus): the keys typed right after
+        # "/" are already queued and must reach the filter, not the table's bindings
+        self.screen.set_focus(self.query_one("#vm-filter", Input))
 
     def _filter_changed(self, value: str) -> None:
         self.table.set_filter(value)
@@ -436,7 +439,6 @@ class VmsView(Vertical):
             self.action_toggle_detail()  # escape goes back from the detail to the table
         elif f.has_focus or f.value:
             f.value = ""
-            f.add_class("hidden")
             self.table.focus()
         elif self.table.selected:
             self.table.clear_selection()
@@ -450,7 +452,6 @@ class VmsView(Vertical):
         if ref in t.rows and ref not in t.order:
             f = self.query_one("#vm-filter", Input)
             f.value = ""
-            f.add_class("hidden")
             t.set_filter("")
             self.update_status()
         t.move_to(ref)
@@ -583,12 +584,19 @@ class VmsView(Vertical):
             op = "start_on" if a.id == "start_on" else "pool_migrate"
             vmops.check_allowed(vm, op)
             hosts = models.hosts(cache)
-            choices = [
-                Choice(h.ref, h.name_label, f"{human_bytes(h.memory_free)} free",
-                       "this is where it runs" if h.ref == vm.resident_on
-                       else None if h.enabled else "in maintenance")
-                for h in hosts
-            ]
+            def reason(h: models.Host) -> str | None:
+                if a.id == "migrate" and h.ref == vm.resident_on:
+                    return "this is where it runs"
+                if not h.enabled:
+                    return "in maintenance"
+                sr = vmops.unreachable_sr(cache, vm, h.ref)
+                if sr is not None:
+                    name = (cache.get("sr", sr) or {}).get("name_label", "its storage")
+                    return f"cannot reach {name}"
+                return None
+
+            choices = [Choice(h.ref, h.name_label, f"{human_bytes(h.memory_free)} free",
+                              reason(h)) for h in hosts]
             host = await self.app.push_screen_wait(PickOne(f"{a.label.rstrip('…')}: {vm.name_label}", choices))
             if host is None:
                 return None

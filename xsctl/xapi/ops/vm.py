@@ -85,6 +85,26 @@ def why_not(vm: Vm, op: str) -> str | None:
     return None
 
 
+def unreachable_sr(cache: Cache, vm: Vm, host_ref: str) -> str | None:
+    """The first SR holding one of the VM's disks that ``host_ref`` cannot reach (no
+    attached PBD there), as xapi's VM_REQUIRES_SR check finds it; None if all can."""
+    from xsctl.xapi.models import vm_disks
+
+    for d in vm_disks(cache, vm):
+        if d.vdi is None or d.vbd.type != "Disk":
+            continue
+        sr = cache.get("sr", d.vdi.SR)
+        if sr is None:
+            continue
+        attached = [
+            p for p in (cache.get("pbd", r) for r in sr.get("PBDs") or ())
+            if p and p.get("host") == host_ref and p.get("currently_attached")
+        ]
+        if not attached:
+            return d.vdi.SR
+    return None
+
+
 def _host(cache: Cache, spec: str) -> Host:
     ref = resolve_host(cache, spec)
     host = Host.get(cache, ref)
@@ -92,6 +112,12 @@ def _host(cache: Cache, spec: str) -> Host:
     if not host.enabled:
         raise XapiError("HOST_DISABLED", [ref])
     return host
+
+
+def _reachable(cache: Cache, vm: Vm, h: Host) -> None:
+    sr = unreachable_sr(cache, vm, h.ref) if cache.all("pbd") else None
+    if sr is not None:
+        raise XapiError("VM_REQUIRES_SR", [vm.ref, sr])
 
 
 def _plan(vm: Vm, title: str, action: str, calls: list[Call], xe_line: str,
@@ -106,6 +132,7 @@ def start(cache: Cache, spec: str, host: str | None = None, paused: bool = False
     if host:
         h = _host(cache, host)
         check_allowed(vm, "start_on")
+        _reachable(cache, vm, h)
         return _plan(vm, f"Start {vm.name_label} on {h.name_label}", "vm.start",
                      [Call("VM.start_on", (vm.ref, h.ref, paused, False), True)],
                      xe("vm-start", uuid=vm.uuid, on=h.name_label, paused=paused),
@@ -189,6 +216,7 @@ def migrate(cache: Cache, spec: str, host: str) -> Plan:
     if vm.resident_on == h.ref:
         raise UsageError(f"{vm.name_label} already runs on {h.name_label}")
     check_allowed(vm, "pool_migrate")
+    _reachable(cache, vm, h)
     return _plan(vm, f"Migrate {vm.name_label} to {h.name_label}", "vm.migrate",
                  [Call("VM.pool_migrate", (vm.ref, h.ref, {"live": "true"}), True)],
                  xe("vm-migrate", uuid=vm.uuid, host=h.name_label), {h.ref: h.name_label},
