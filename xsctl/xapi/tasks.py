@@ -83,4 +83,4 @@ def wait_task(
     finally:
         if destroy:
             with contextlib.suppress(XapiError, ConnectionFailed):
-                conn.call("task.destroy", task)
+                conn.call("task.destroy", task, timeout=5.0)

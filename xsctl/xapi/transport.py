@@ -309,6 +309,12 @@ class JsonRpcTransport(Transport):
                 if attempt == 1 and reused and stale and is_read(method):
                     continue
                 raise _connection_error(self.ep, method, e) from e
+            except BaseException:
+                # Ctrl-C in the middle of a reply: this connection is mid-response and
+                # useless; the clean-up calls that follow (logout) need a fresh one
+                self._drop(conn)
+                self._local.conn = None
+                raise
         raise AssertionError("unreachable")
 
 
@@ -406,6 +412,11 @@ class XmlRpcTransport(Transport):
             except Exception as e:  # expat errors and the like: not xapi speaking
                 self._local.xs = None
                 raise ProtocolMismatch(f"{self.ep.label} sent an unreadable XML-RPC reply") from e
+            except BaseException:  # Ctrl-C mid-reply: see JsonRpcTransport._post
+                if conn is not None:
+                    self._drop(conn)
+                self._local.xs = None
+                raise
             return _parse_xml_result(raw, method, self.ep)
         raise AssertionError("unreachable")
 
