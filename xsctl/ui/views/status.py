@@ -19,6 +19,7 @@ from textual.worker import get_current_worker
 
 from xsctl.ui.messages import CacheChanged, MetricsUpdated
 from xsctl.ui.widgets.bars import usage_bar
+from xsctl.ui.widgets.keyed import drop_rows_except, upsert_row
 from xsctl.xapi import metrics, models
 from xsctl.xapi.errors import XsctlError
 from xsctl.xapi.models import Pool, human_bytes, human_duration
@@ -171,14 +172,8 @@ class StatusView(VerticalScroll):
                 Text(human_duration((now - h.boot_time).total_seconds()) if h.boot_time else "–"),
                 Text(h.product),
             ]
-            if h.ref in table.rows:
-                for col, cell in zip(table.columns, cells, strict=True):
-                    table.update_cell(h.ref, col, cell)
-            else:
-                table.add_row(*cells, key=h.ref)
-        for key in list(table.rows):
-            if key.value not in seen:
-                table.remove_row(key)
+            upsert_row(table, h.ref, cells)
+        drop_rows_except(table, seen)
 
     def refresh_alerts(self) -> None:
         client = self.xapp.client

@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Label, RichLog
 
 from xsctl.ui.messages import CacheChanged
 from xsctl.ui.widgets.bars import progress_bar
+from xsctl.ui.widgets.keyed import drop_rows_except, upsert_row
 from xsctl.xapi import models
 from xsctl.xapi.cache import Change
 from xsctl.xapi.errors import XsctlError, friendly
@@ -182,14 +183,8 @@ class TasksView(Vertical):
                 Text(t.created.astimezone().strftime("%H:%M:%S") if t.created else "–"),
                 Text(human_duration(took.total_seconds()) if took else "–"),
             ]
-            if t.ref in table.rows:
-                for col, cell in zip(table.columns, cells, strict=True):
-                    table.update_cell(t.ref, col, cell)
-            else:
-                table.add_row(*cells, key=t.ref)
-        for key in list(table.rows):
-            if key.value not in keep:
-                table.remove_row(key)
+            upsert_row(table, t.ref, cells)
+        drop_rows_except(table, keep)
 
     def action_cancel_task(self) -> None:
         client = self.xapp.client
