@@ -16,31 +16,21 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import make_sim
 from tests.sim.wirehelp import PROTOCOLS, Wire
 from xsctl.sim import Simulator
 
 
-@pytest.fixture(scope="module")
-def dsim() -> Iterator[Simulator]:
-    s = make_sim()
-    try:
-        yield s
-    finally:
-        s.stop()
-
-
 @pytest.fixture(params=PROTOCOLS)
-def w(request: pytest.FixtureRequest, dsim: Simulator) -> Iterator[Wire]:
-    wire = Wire(dsim, request.param)
+def w(request: pytest.FixtureRequest, shared_sim: Simulator) -> Iterator[Wire]:
+    wire = Wire(shared_sim, request.param)
     yield wire
     wire.close()
 
 
 @pytest.fixture(scope="module")
-def s(dsim: Simulator) -> str:
-    wire = Wire(dsim, "xmlrpc")
-    return wire.login(dsim)
+def s(shared_sim: Simulator) -> str:
+    wire = Wire(shared_sim, "xmlrpc")
+    return wire.login(shared_sim)
 
 
 def ref_of(sim: Simulator, cls: str, name: str) -> str:
@@ -66,13 +56,13 @@ def test_unknown_method_with_session_checks_it_first(w: Wire, s: str) -> None:
     ]
 
 
-def test_read_only_field_has_no_setter(w: Wire, s: str, dsim: Simulator) -> None:
+def test_read_only_field_has_no_setter(w: Wire, s: str, shared_sim: Simulator) -> None:
     """Only RW fields get an implicit set_<field> (datamodel_utils.ml); a setter for a
     RO field is simply not a message."""
-    vm = ref_of(dsim, "VM", "web-02")
+    vm = ref_of(shared_sim, "VM", "web-02")
     for method in ("VM.set_power_state", "VM.set_uuid", "VM.set_resident_on", "host.set_enabled"):
         assert w.fails(method, s, vm, "x") == ["MESSAGE_METHOD_UNKNOWN", method]
-    assert dsim.dm.classes["VM"].fields["power_state"].qualifier != "RW"
+    assert shared_sim.dm.classes["VM"].fields["power_state"].qualifier != "RW"
 
 
 def test_removed_message_checks_session_then_answers_removed(w: Wire, s: str) -> None:
@@ -87,10 +77,10 @@ def test_removed_message_checks_session_then_answers_removed(w: Wire, s: str) ->
 # ---------------------------------------------------------------- parameter count
 
 
-def test_parameter_count_mismatch(w: Wire, s: str, dsim: Simulator) -> None:
+def test_parameter_count_mismatch(w: Wire, s: str, shared_sim: Simulator) -> None:
     """MESSAGE_PARAMETER_COUNT_MISMATCH [method, expected, received], counts without
     the session; an empty list counts as -1 (``List.length __params - 1``)."""
-    vm = ref_of(dsim, "VM", "web-02")
+    vm = ref_of(shared_sim, "VM", "web-02")
     assert w.fails("VM.get_record", s) == ["MESSAGE_PARAMETER_COUNT_MISMATCH", "VM.get_record",
                                            "1", "0"]
     assert w.fails("VM.get_record", s, vm, vm) == [
@@ -109,27 +99,27 @@ def test_count_is_checked_before_the_session(w: Wire) -> None:
     ]
 
 
-def test_unmarshalling_is_before_the_session_check(w: Wire, dsim: Simulator) -> None:
+def test_unmarshalling_is_before_the_session_check(w: Wire, shared_sim: Simulator) -> None:
     """gen_server.ml unmarshalls every argument, then checks the session."""
     details = w.fails("VM.start", "OpaqueRef:bad", "OpaqueRef:x", "yes", False)
     assert details == ["INTERNAL_ERROR", "Failure(\"Expected bool, got 'S(yes)'\")"]
 
 
-def test_defaults_let_trailing_parameters_be_omitted(w: Wire, dsim: Simulator) -> None:
+def test_defaults_let_trailing_parameters_be_omitted(w: Wire, shared_sim: Simulator) -> None:
     """Messages with defaulted parameters accept any count from the required ones up
     (the generated pattern is ``a :: b :: default_args``); fewer is a mismatch that
     reports the required count."""
-    assert w.fails("session.login_with_password", dsim.user) == [
+    assert w.fails("session.login_with_password", shared_sim.user) == [
         "MESSAGE_PARAMETER_COUNT_MISMATCH", "session.login_with_password", "2", "1"
     ]
     for args in ((), ("1.0",), ("1.0", "dispatch"), ("1.0", "dispatch", "extra")):
-        ref = w.call("session.login_with_password", dsim.user, dsim.password, *args)
+        ref = w.call("session.login_with_password", shared_sim.user, shared_sim.password, *args)
         w.call("session.logout", ref)
 
 
-def test_vm_snapshot_without_ignore_vdis(w: Wire, s: str, dsim: Simulator) -> None:
+def test_vm_snapshot_without_ignore_vdis(w: Wire, s: str, shared_sim: Simulator) -> None:
     """VM.snapshot's ignore_vdis defaults to [] (datamodel param_defaults)."""
-    vm = ref_of(dsim, "VM", "dns-01")
+    vm = ref_of(shared_sim, "VM", "dns-01")
     snap = w.call("VM.snapshot", s, vm, f"snap-{w.protocol}")
     assert w.call("VM.get_snapshot_of", s, snap) == vm
     assert w.fails("VM.snapshot", s, vm) == ["MESSAGE_PARAMETER_COUNT_MISMATCH", "VM.snapshot",
@@ -139,10 +129,10 @@ def test_vm_snapshot_without_ignore_vdis(w: Wire, s: str, dsim: Simulator) -> No
 # ---------------------------------------------------------------- argument types
 
 
-def test_int_accepted_as_int_or_string(w: Wire, s: str, dsim: Simulator) -> None:
+def test_int_accepted_as_int_or_string(w: Wire, s: str, shared_sim: Simulator) -> None:
     """rpc.ml int64_of_rpc takes Int or String; int64 values come back untyped on
     XML-RPC (strings) and as numbers on JSON-RPC."""
-    vm = ref_of(dsim, "VM", "web-02")
+    vm = ref_of(shared_sim, "VM", "web-02")
     w.call("VM.set_user_version", s, vm, 5)
     got = w.call("VM.get_user_version", s, vm)
     assert got == ("5" if w.protocol == "xmlrpc" else 5)
@@ -159,9 +149,9 @@ def test_int_accepted_as_int_or_string(w: Wire, s: str, dsim: Simulator) -> None
     ]
 
 
-def test_bool_only_as_bool(w: Wire, s: str, dsim: Simulator) -> None:
+def test_bool_only_as_bool(w: Wire, s: str, shared_sim: Simulator) -> None:
     """rpc.ml bool_of_rpc accepts only Bool; the failure text is Printexc's."""
-    pool = next(iter(dsim.store.all("pool")))
+    pool = next(iter(shared_sim.store.all("pool")))
     w.call("pool.set_migration_compression", s, pool, True)
     assert w.call("pool.get_migration_compression", s, pool) is True
     assert w.fails("pool.set_migration_compression", s, pool, "true") == [
@@ -172,8 +162,8 @@ def test_bool_only_as_bool(w: Wire, s: str, dsim: Simulator) -> None:
     ]
 
 
-def test_string_only_as_string(w: Wire, s: str, dsim: Simulator) -> None:
-    vm = ref_of(dsim, "VM", "web-02")
+def test_string_only_as_string(w: Wire, s: str, shared_sim: Simulator) -> None:
+    vm = ref_of(shared_sim, "VM", "web-02")
     assert w.fails("VM.set_name_description", s, vm, 5) == [
         "INTERNAL_ERROR", "Failure(\"Expected string, got 'I(5)'\")"
     ]
@@ -182,8 +172,8 @@ def test_string_only_as_string(w: Wire, s: str, dsim: Simulator) -> None:
     ]
 
 
-def test_enum_values_are_matched(w: Wire, s: str, dsim: Simulator) -> None:
-    vm = ref_of(dsim, "VM", "web-02")
+def test_enum_values_are_matched(w: Wire, s: str, shared_sim: Simulator) -> None:
+    vm = ref_of(shared_sim, "VM", "web-02")
     w.call("VM.set_actions_after_reboot", s, vm, "destroy")
     assert w.call("VM.get_actions_after_reboot", s, vm) == "destroy"
     w.call("VM.set_actions_after_reboot", s, vm, "restart")
@@ -193,22 +183,22 @@ def test_enum_values_are_matched(w: Wire, s: str, dsim: Simulator) -> None:
 # ---------------------------------------------------------------- references
 
 
-def test_handle_invalid(w: Wire, s: str, dsim: Simulator) -> None:
+def test_handle_invalid(w: Wire, s: str, shared_sim: Simulator) -> None:
     """exnHelper.ml: a missing row is HANDLE_INVALID [table, ref]; a ref of another
     class is missing from this table."""
     assert w.fails("VM.get_record", s, "OpaqueRef:deadbeef") == [
         "HANDLE_INVALID", "VM", "OpaqueRef:deadbeef"
     ]
-    host = next(iter(dsim.store.all("host")))
+    host = next(iter(shared_sim.store.all("host")))
     assert w.fails("VM.get_name_label", s, host) == ["HANDLE_INVALID", "VM", host]
     assert w.fails("SR.get_record", s, "OpaqueRef:NULL") == ["HANDLE_INVALID", "SR",
                                                               "OpaqueRef:NULL"]
 
 
-def test_uuid_invalid(w: Wire, s: str, dsim: Simulator) -> None:
+def test_uuid_invalid(w: Wire, s: str, shared_sim: Simulator) -> None:
     """exnHelper.ml: Read_missing_uuid -> UUID_INVALID [table, uuid]."""
     assert w.fails("VM.get_by_uuid", s, "not-a-uuid") == ["UUID_INVALID", "VM", "not-a-uuid"]
-    host, row = next(iter(dsim.store.all("host").items()))
+    host, row = next(iter(shared_sim.store.all("host").items()))
     assert w.call("host.get_by_uuid", s, row["uuid"]) == host
     assert w.fails("VM.get_by_uuid", s, row["uuid"]) == ["UUID_INVALID", "VM", row["uuid"]]
 
@@ -225,17 +215,17 @@ def test_session_invalid(w: Wire) -> None:
 # ---------------------------------------------------------------- generic messages
 
 
-def test_get_by_name_label(w: Wire, s: str, dsim: Simulator) -> None:
-    assert w.call("VM.get_by_name_label", s, "db-01") == [ref_of(dsim, "VM", "db-01")]
+def test_get_by_name_label(w: Wire, s: str, shared_sim: Simulator) -> None:
+    assert w.call("VM.get_by_name_label", s, "db-01") == [ref_of(shared_sim, "VM", "db-01")]
     assert w.call("VM.get_by_name_label", s, "no such vm") == []
     assert w.call("SR.get_by_name_label", s, "db-01") == []
 
 
-def test_map_add_remove_and_duplicate_key(w: Wire, s: str, dsim: Simulator) -> None:
+def test_map_add_remove_and_duplicate_key(w: Wire, s: str, shared_sim: Simulator) -> None:
     """exnHelper.ml: Db_exn.Duplicate_key (table, column, uuid, key) ->
     MAP_DUPLICATE_KEY; namespaced fields use their database column."""
-    vm = ref_of(dsim, "VM", "monitor-01")
-    uuid = dsim.store.get(vm, "VM")["uuid"]
+    vm = ref_of(shared_sim, "VM", "monitor-01")
+    uuid = shared_sim.store.get(vm, "VM")["uuid"]
     key = f"k-{w.protocol}"
     w.call("VM.add_to_other_config", s, vm, key, "1")
     assert w.call("VM.get_other_config", s, vm)[key] == "1"
@@ -252,8 +242,8 @@ def test_map_add_remove_and_duplicate_key(w: Wire, s: str, dsim: Simulator) -> N
     w.call("VM.remove_from_HVM_boot_params", s, vm, key)
 
 
-def test_set_add_remove_tags(w: Wire, s: str, dsim: Simulator) -> None:
-    vm = ref_of(dsim, "VM", "monitor-01")
+def test_set_add_remove_tags(w: Wire, s: str, shared_sim: Simulator) -> None:
+    vm = ref_of(shared_sim, "VM", "monitor-01")
     tag = f"t-{w.protocol}"
     w.call("VM.add_tags", s, vm, tag)
     w.call("VM.add_tags", s, vm, tag)
@@ -263,8 +253,8 @@ def test_set_add_remove_tags(w: Wire, s: str, dsim: Simulator) -> None:
     assert tag not in w.call("VM.get_tags", s, vm)
 
 
-def test_set_writable_field(w: Wire, s: str, dsim: Simulator) -> None:
-    net = ref_of(dsim, "network", dsim.store.get(next(iter(dsim.store.all("network"))),
+def test_set_writable_field(w: Wire, s: str, shared_sim: Simulator) -> None:
+    net = ref_of(shared_sim, "network", shared_sim.store.get(next(iter(shared_sim.store.all("network"))),
                                                  "network")["name_label"])
     w.call("network.set_name_description", s, net, f"via {w.protocol}")
     assert w.call("network.get_name_description", s, net) == f"via {w.protocol}"
@@ -274,10 +264,10 @@ def test_set_writable_field(w: Wire, s: str, dsim: Simulator) -> None:
 # ---------------------------------------------------------------- filter expressions
 
 
-def test_get_all_records_where_expressions(w: Wire, s: str, dsim: Simulator) -> None:
+def test_get_all_records_where_expressions(w: Wire, s: str, shared_sim: Simulator) -> None:
     """db_filter_parse.mly / db_filter_lex.mll: ``field "col"`` and quoted literals,
     ``=``, and/or/not and parentheses, over database columns."""
-    vms = dsim.store.all("VM")
+    vms = shared_sim.store.all("VM")
 
     def names(expr: str) -> set[str]:
         return {vms[r]["name_label"] for r in w.call("VM.get_all_where", s, expr)}
@@ -296,8 +286,8 @@ def test_get_all_records_where_expressions(w: Wire, s: str, dsim: Simulator) -> 
     assert names("true") == {r["name_label"] for r in vms.values()}
     assert names('"a" = "b"') == set()
     recs = w.call("VM.get_all_records_where", s, 'field "name__label" = "db-01"')
-    assert list(recs) == [ref_of(dsim, "VM", "db-01")]
-    assert recs[ref_of(dsim, "VM", "db-01")]["name_label"] == "db-01"
+    assert list(recs) == [ref_of(shared_sim, "VM", "db-01")]
+    assert recs[ref_of(shared_sim, "VM", "db-01")]["name_label"] == "db-01"
 
 
 def test_filter_and_or_have_equal_precedence(w: Wire, s: str) -> None:
@@ -307,10 +297,10 @@ def test_filter_and_or_have_equal_precedence(w: Wire, s: str) -> None:
     assert w.call("VM.get_all_where", s, "not true or true") != []  # (not true) or true
 
 
-def test_filter_compares_database_strings(w: Wire, s: str, dsim: Simulator) -> None:
+def test_filter_compares_database_strings(w: Wire, s: str, shared_sim: Simulator) -> None:
     """Values compare as stored: sets as S-expressions, floats %0.18g, bools."""
-    vm = ref_of(dsim, "VM", "web-01")
-    tags = dsim.store.get(vm, "VM")["tags"]
+    vm = ref_of(shared_sim, "VM", "web-01")
+    tags = shared_sim.store.get(vm, "VM")["tags"]
     sexp = "(" + " ".join(f"'{t}'" for t in tags) + ")"
     assert vm in w.call("VM.get_all_where", s, f'field "tags" = "{sexp}"')
     assert vm in w.call("VM.get_all_where", s, 'field "HVM__shadow_multiplier" = "1"')
@@ -336,16 +326,16 @@ def test_filter_errors(w: Wire, s: str) -> None:
 # ---------------------------------------------------------------- misc
 
 
-def test_json_and_xml_share_sessions(dsim: Simulator) -> None:
+def test_json_and_xml_share_sessions(shared_sim: Simulator) -> None:
     """Sessions are shared between the XML-RPC and JSON-RPC endpoints."""
-    xml, js = Wire(dsim, "xmlrpc"), Wire(dsim, "jsonrpc-v2")
-    ref = js.login(dsim)
-    assert xml.call("session.get_this_host", ref, ref) == dsim.master_ref()
+    xml, js = Wire(shared_sim, "xmlrpc"), Wire(shared_sim, "jsonrpc-v2")
+    ref = js.login(shared_sim)
+    assert xml.call("session.get_this_host", ref, ref) == shared_sim.master_ref()
     xml.call("session.logout", ref)
     assert js.fails("VM.get_all", ref) == ["SESSION_INVALID", ref]
 
 
-def test_sync_call_of_an_async_message_runs_under_a_task(dsim: Simulator, s: str) -> None:
+def test_sync_call_of_an_async_message_runs_under_a_task(shared_sim: Simulator, s: str) -> None:
     """Context.of_http_req: a synchronous call of a message with an async mode gets a
     real task in the database for its duration, named after the call, destroyed
     afterwards; getters (no async mode) get none."""
@@ -355,14 +345,14 @@ def test_sync_call_of_an_async_message_runs_under_a_task(dsim: Simulator, s: str
         if cls == "task" and op in ("add", "del"):
             seen.append((op, row["name_label"]))
 
-    dsim.store.watchers.append(watch)
+    shared_sim.store.watchers.append(watch)
     try:
-        wire = Wire(dsim, "jsonrpc-v2")
-        wire.call("VM.get_record", s, ref_of(dsim, "VM", "dns-02"))
+        wire = Wire(shared_sim, "jsonrpc-v2")
+        wire.call("VM.get_record", s, ref_of(shared_sim, "VM", "dns-02"))
         assert seen == []
-        before = set(dsim.store.all("task"))
-        wire.call("VM_snapshot", s, ref_of(dsim, "VM", "dns-02"), "under-a-task")
+        before = set(shared_sim.store.all("task"))
+        wire.call("VM_snapshot", s, ref_of(shared_sim, "VM", "dns-02"), "under-a-task")
     finally:
-        dsim.store.watchers.remove(watch)
+        shared_sim.store.watchers.remove(watch)
     assert seen == [("add", "VM_snapshot"), ("del", "VM_snapshot")]
-    assert set(dsim.store.all("task")) == before
+    assert set(shared_sim.store.all("task")) == before

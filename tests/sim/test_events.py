@@ -23,26 +23,17 @@ from typing import Any
 import pytest
 import XenAPI
 
-from tests.conftest import make_sim, wait_for, xenapi_session
+from tests.conftest import wait_for, xenapi_session
 from tests.jsonrpc import JsonRpcClient, JsonRpcError
 from xsctl.sim import Simulator
 
 TOKEN = re.compile(r"\d{20},\d{20}")
 
 
-@pytest.fixture(scope="module")
-def esim() -> Iterator[Simulator]:
-    s = make_sim()
-    try:
-        yield s
-    finally:
-        s.stop()
-
-
 @pytest.fixture
-def j(esim: Simulator) -> Iterator[JsonRpcClient]:
-    c = JsonRpcClient(esim.url)
-    c.login(esim.user, esim.password)
+def j(shared_sim: Simulator) -> Iterator[JsonRpcClient]:
+    c = JsonRpcClient(shared_sim.url)
+    c.login(shared_sim.user, shared_sim.password)
     yield c
     c.logout()
     c.close()
@@ -92,10 +83,10 @@ def later(delay: float, fn: Any, *args: Any) -> threading.Thread:
 # ---------------------------------------------------------------- tokens
 
 
-def test_token_format_and_lexicographic_order(esim: Simulator, j: JsonRpcClient) -> None:
+def test_token_format_and_lexicographic_order(shared_sim: Simulator, j: JsonRpcClient) -> None:
     """Token.to_string: ``%020Ld,%020Ld``, zero-padded so tokens compare as strings."""
     tokens = [token_now(j, ["*"])]
-    vm = by_name(esim, "VM", "cache-01")
+    vm = by_name(shared_sim, "VM", "cache-01")
     for i in range(3):
         j("VM.set_name_description", vm, f"v{i}")
         batch = ev_from(j, ["vm"], tokens[-1])
@@ -128,7 +119,7 @@ def test_subscriptions_never_fail_to_parse(j: JsonRpcClient) -> None:
 # ---------------------------------------------------------------- the first call
 
 
-def test_empty_token_returns_every_object_as_add(esim: Simulator, j: JsonRpcClient) -> None:
+def test_empty_token_returns_every_object_as_add(shared_sim: Simulator, j: JsonRpcClient) -> None:
     """An empty token is generation 0: every object of the subscribed classes is an
     ``add`` with its full record (XenCenter's XenObjectDownloader relies on it).
     session, event and data_source have gen_events = false: never any events."""
@@ -138,24 +129,24 @@ def test_empty_token_returns_every_object_as_add(esim: Simulator, j: JsonRpcClie
         assert e["operation"] == "add" and e["timestamp"] == "0.0"
         assert set(e) == {"id", "timestamp", "class", "operation", "ref", "snapshot"}
         seen.setdefault(e["class"], set()).add(e["ref"])
-    for cls, table in esim.store.tables.items():
+    for cls, table in shared_sim.store.tables.items():
         if cls in ("session", "event", "data_source"):
             assert cls.lower() not in seen
         else:
             assert seen.get(cls.lower(), set()) == set(table), cls
-    vm = by_name(esim, "VM", "db-01")
+    vm = by_name(shared_sim, "VM", "db-01")
     snap = next(e["snapshot"] for e in batch["events"] if e["ref"] == vm)
     assert snap == j("VM.get_record", vm)
     assert ev_from(j, ["session"], "", 0.2)["events"] == []
 
 
-def test_valid_ref_counts(esim: Simulator, j: JsonRpcClient) -> None:
+def test_valid_ref_counts(shared_sim: Simulator, j: JsonRpcClient) -> None:
     """Every database table, lower-case, however narrow the subscription; tables not
     in the database (message, event, data_source) count 0."""
     counts = ev_from(j, ["pool"], "")["valid_ref_counts"]
-    assert set(counts) == {c.lower() for c in esim.dm.classes}
+    assert set(counts) == {c.lower() for c in shared_sim.dm.classes}
     assert counts["vm"] == len(j("VM.get_all"))
-    assert counts["session"] == esim.live_sessions()
+    assert counts["session"] == shared_sim.live_sessions()
     assert counts["message"] == 0 and counts["event"] == 0 and counts["data_source"] == 0
 
 
@@ -163,13 +154,13 @@ def test_valid_ref_counts(esim: Simulator, j: JsonRpcClient) -> None:
 
 
 def test_blocks_until_the_timeout_then_returns_the_same_token(
-    esim: Simulator, j: JsonRpcClient
+    shared_sim: Simulator, j: JsonRpcClient
 ) -> None:
     """test_event.ml test_event_from_timeout; changes to other classes do not end
     the wait early, nor move the token (it tracks the subscribed objects only)."""
     tok = token_now(j, ["vm"])
-    host = next(iter(esim.store.all("host")))
-    other = client(esim)
+    host = next(iter(shared_sim.store.all("host")))
+    other = client(shared_sim)
     later(0.2, other, "host.set_name_description", host, "not a VM")
     t0 = time.monotonic()
     batch = ev_from(j, ["vm"], tok, 1.0)
@@ -179,10 +170,10 @@ def test_blocks_until_the_timeout_then_returns_the_same_token(
     other.logout()
 
 
-def test_wakes_up_on_a_matching_change(esim: Simulator, j: JsonRpcClient) -> None:
+def test_wakes_up_on_a_matching_change(shared_sim: Simulator, j: JsonRpcClient) -> None:
     tok = token_now(j, ["vm"])
-    vm = by_name(esim, "VM", "cache-01")
-    other = client(esim)
+    vm = by_name(shared_sim, "VM", "cache-01")
+    other = client(shared_sim)
     later(0.3, other, "VM.set_name_description", vm, "wake up")
     t0 = time.monotonic()
     batch = ev_from(j, ["vm"], tok, 30.0)
@@ -193,10 +184,10 @@ def test_wakes_up_on_a_matching_change(esim: Simulator, j: JsonRpcClient) -> Non
 
 
 def test_changes_are_coalesced_into_one_event_with_the_current_record(
-    esim: Simulator, j: JsonRpcClient
+    shared_sim: Simulator, j: JsonRpcClient
 ) -> None:
     tok = token_now(j, ["vm"])
-    vm = by_name(esim, "VM", "cache-01")
+    vm = by_name(shared_sim, "VM", "cache-01")
     for i in range(4):
         j("VM.set_name_description", vm, f"step {i}")
     events = [e for e in ev_from(j, ["vm"], tok)["events"] if e["ref"] == vm]
@@ -206,7 +197,7 @@ def test_changes_are_coalesced_into_one_event_with_the_current_record(
     assert int(events[0]["id"]) == int(ev_from(j, ["vm"], tok)["token"].split(",")[0])
 
 
-def test_add_mod_del_rules(esim: Simulator, j: JsonRpcClient) -> None:
+def test_add_mod_del_rules(shared_sim: Simulator, j: JsonRpcClient) -> None:
     """collect_events: add if created after the token; mod if only modified; del
     only for objects created before the token, with no snapshot."""
     t0 = token_now(j, ["network"])
@@ -230,10 +221,10 @@ def test_add_mod_del_rules(esim: Simulator, j: JsonRpcClient) -> None:
     assert int(b3["events"][0]["id"]) > int(b2["token"].split(",")[0])
 
 
-def test_a_new_connector_object_mods_its_parent(esim: Simulator, j: JsonRpcClient) -> None:
+def test_a_new_connector_object_mods_its_parent(shared_sim: Simulator, j: JsonRpcClient) -> None:
     """test_event.ml test_event_from_ev_rel: creating a VBD is a vbd add and a vm mod
     (VM.VBDs changed); destroying it a vbd del and a vm mod."""
-    vm = by_name(esim, "VM", "backup-01")
+    vm = by_name(shared_sim, "VM", "backup-01")
     tok = token_now(j, ["vm", "vbd"])
     vbd = j("VBD.create", {
         "VM": vm, "VDI": "OpaqueRef:NULL", "userdevice": "7", "bootable": False,
@@ -253,11 +244,11 @@ def test_a_new_connector_object_mods_its_parent(esim: Simulator, j: JsonRpcClien
 
 
 def test_object_subscription_and_case_insensitive_classes(
-    esim: Simulator, j: JsonRpcClient
+    shared_sim: Simulator, j: JsonRpcClient
 ) -> None:
     """test_event.ml object_level_event_test: ``vm/<ref>`` sees that VM only; class
     names are lower-cased (``VM`` = ``vm``)."""
-    a, b = by_name(esim, "VM", "web-02"), by_name(esim, "VM", "web-03")
+    a, b = by_name(shared_sim, "VM", "web-02"), by_name(shared_sim, "VM", "web-03")
     tok = token_now(j, ["vm"])
     j("VM.set_name_description", b, "ignored")
     j("VM.set_name_description", a, "watched")
@@ -268,9 +259,9 @@ def test_object_subscription_and_case_insensitive_classes(
     assert ev_from(j, [f"vm/{b}"], ev_from(j, ["vm"], tok)["token"], 0.2)["events"] == []
 
 
-def test_session_logged_out_while_blocked(esim: Simulator) -> None:
+def test_session_logged_out_while_blocked(shared_sim: Simulator) -> None:
     """xapi_event.ml From.on_session_deleted wakes the call: SESSION_INVALID."""
-    waiter = client(esim)
+    waiter = client(shared_sim)
     session = waiter.session
     tok = token_now(waiter, ["vm"])
     result: dict[str, Any] = {}
@@ -284,8 +275,8 @@ def test_session_logged_out_while_blocked(esim: Simulator) -> None:
     t = threading.Thread(target=block, daemon=True)
     t0 = time.monotonic()
     t.start()
-    wait_for(lambda: blocked_in_event_from(esim) >= 1)
-    other = JsonRpcClient(esim.url)
+    wait_for(lambda: blocked_in_event_from(shared_sim) >= 1)
+    other = JsonRpcClient(shared_sim.url)
     other.call("session.logout", session)
     t.join(10)
     assert result.get("error") == ["SESSION_INVALID", session]
@@ -297,13 +288,13 @@ def test_session_logged_out_while_blocked(esim: Simulator) -> None:
 # ---------------------------------------------------------------- messages
 
 
-def test_message_events_use_the_second_half(esim: Simulator, j: JsonRpcClient) -> None:
+def test_message_events_use_the_second_half(shared_sim: Simulator, j: JsonRpcClient) -> None:
     """Alerts live outside the database (xapi_message.ml get_since_for_events): add
     and del with id "0"; the token's second half is the last alert's generation, and
     0 when the caller does not subscribe to messages."""
     tok = token_now(j, ["message"])
     assert int(tok.split(",")[1]) > 0
-    vm_uuid = esim.store.get(by_name(esim, "VM", "web-02"), "VM")["uuid"]
+    vm_uuid = shared_sim.store.get(by_name(shared_sim, "VM", "web-02"), "VM")["uuid"]
     msg = j("message.create", "TEST_ALERT", 3, "VM", vm_uuid, "body text")
     b = ev_from(j, ["message"], tok)
     assert [(e["class"], e["operation"], e["ref"], e["id"]) for e in b["events"]] == [
@@ -321,11 +312,11 @@ def test_message_events_use_the_second_half(esim: Simulator, j: JsonRpcClient) -
 # ---------------------------------------------------------------- inject
 
 
-def test_inject(esim: Simulator, j: JsonRpcClient) -> None:
+def test_inject(shared_sim: Simulator, j: JsonRpcClient) -> None:
     """xapi_event.ml inject: touches the row (a mod) and returns (generation - 1, 0);
     event.from tokens compare greater once the change has been seen. The class must
     be the table's name exactly."""
-    vm = by_name(esim, "VM", "proxy-01")
+    vm = by_name(shared_sim, "VM", "proxy-01")
     tok = token_now(j, ["vm"])
     injected = j("event.inject", "VM", vm)
     assert TOKEN.fullmatch(injected) and injected.endswith(",00000000000000000000")
@@ -343,11 +334,11 @@ def test_inject(esim: Simulator, j: JsonRpcClient) -> None:
 # ---------------------------------------------------------------- legacy event.next
 
 
-def test_register_next_unregister(esim: Simulator) -> None:
+def test_register_next_unregister(shared_sim: Simulator) -> None:
     """Module Next: one queue of every change (not coalesced), each with its snapshot;
     timestamps are OCaml ``string_of_float (Unix.time ())``."""
-    x = xenapi_session(esim)
-    vm, host = by_name(esim, "VM", "mail-01"), next(iter(esim.store.all("host")))
+    x = xenapi_session(shared_sim)
+    vm, host = by_name(shared_sim, "VM", "mail-01"), next(iter(shared_sim.store.all("host")))
     x.xenapi.event.register(["vm"])
     x.xenapi.VM.set_name_description(vm, "one")
     x.xenapi.VM.set_name_description(vm, "two")
@@ -365,9 +356,9 @@ def test_register_next_unregister(esim: Simulator) -> None:
     x.xenapi.session.logout()
 
 
-def test_next_without_register(esim: Simulator) -> None:
+def test_next_without_register(shared_sim: Simulator) -> None:
     """SESSION_NOT_REGISTERED [trackid]: an MD5 of the session (context.ml)."""
-    x = xenapi_session(esim)
+    x = xenapi_session(shared_sim)
     with pytest.raises(XenAPI.Failure) as e:
         x.xenapi.event.next()
     assert e.value.details == [
@@ -376,14 +367,14 @@ def test_next_without_register(esim: Simulator) -> None:
     x.xenapi.session.logout()
 
 
-def test_events_lost(esim: Simulator) -> None:
+def test_events_lost(shared_sim: Simulator) -> None:
     """Next.events_read: EVENTS_LOST once events the caller had not read were
     dropped from the bounded queue; the next call carries on."""
-    x = xenapi_session(esim)
-    vm = by_name(esim, "VM", "mail-01")
+    x = xenapi_session(shared_sim)
+    vm = by_name(shared_sim, "VM", "mail-01")
     x.xenapi.event.register(["vm"])
-    limit = esim.event_next_queue_limit
-    esim.event_next_queue_limit = 5
+    limit = shared_sim.event_next_queue_limit
+    shared_sim.event_next_queue_limit = 5
     try:
         for i in range(8):
             x.xenapi.VM.set_name_description(vm, f"flood {i}")
@@ -393,13 +384,13 @@ def test_events_lost(esim: Simulator) -> None:
         x.xenapi.VM.set_name_description(vm, "after")
         assert [ev["snapshot"]["name_description"] for ev in x.xenapi.event.next()] == ["after"]
     finally:
-        esim.event_next_queue_limit = limit
+        shared_sim.event_next_queue_limit = limit
     x.xenapi.session.logout()
 
 
-def test_next_unblocks_on_logout(esim: Simulator) -> None:
+def test_next_unblocks_on_logout(shared_sim: Simulator) -> None:
     """test_event.ml event_next_unblock."""
-    x = xenapi_session(esim)
+    x = xenapi_session(shared_sim)
     x.xenapi.event.register([])
     session = x.handle
     result: dict[str, Any] = {}
@@ -410,8 +401,8 @@ def test_next_unblocks_on_logout(esim: Simulator) -> None:
 
     t = threading.Thread(target=block, daemon=True)
     t.start()
-    wait_for(lambda: blocked_in_event_next(esim) >= 1)
-    other = JsonRpcClient(esim.url)
+    wait_for(lambda: blocked_in_event_next(shared_sim) >= 1)
+    other = JsonRpcClient(shared_sim.url)
     other.call("session.logout", session)
     t.join(10)
     assert result["reply"]["ErrorDescription"] == ["SESSION_INVALID", session]
@@ -421,13 +412,13 @@ def test_next_unblocks_on_logout(esim: Simulator) -> None:
 # ---------------------------------------------------------------- concurrency
 
 
-def test_many_concurrent_long_polls(esim: Simulator) -> None:
+def test_many_concurrent_long_polls(shared_sim: Simulator) -> None:
     """test_event.ml event_from_parallel_test, at scale: 40 blocked event.from calls
     on their own connections (one shared session) are served at once and all wake
     on one change."""
-    first = client(esim)
+    first = client(shared_sim)
     tok = token_now(first, ["pool"])
-    clients = [first] + [JsonRpcClient(esim.url) for _ in range(39)]
+    clients = [first] + [JsonRpcClient(shared_sim.url) for _ in range(39)]
     for c in clients[1:]:
         c.session = first.session
     results: list[Any] = [None] * len(clients)
@@ -438,10 +429,10 @@ def test_many_concurrent_long_polls(esim: Simulator) -> None:
     threads = [threading.Thread(target=poll, args=(i,), daemon=True) for i in range(len(clients))]
     for t in threads:
         t.start()
-    wait_for(lambda: blocked_in_event_from(esim) >= len(clients), timeout=10)
+    wait_for(lambda: blocked_in_event_from(shared_sim) >= len(clients), timeout=10)
     t0 = time.monotonic()
-    pool = next(iter(esim.store.all("pool")))
-    esim.store.update(pool, {"name_description": "wake everyone"})
+    pool = next(iter(shared_sim.store.all("pool")))
+    shared_sim.store.update(pool, {"name_description": "wake everyone"})
     for t in threads:
         t.join(15)
     assert time.monotonic() - t0 < 5

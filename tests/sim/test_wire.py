@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import XenAPI
 
-from tests.conftest import make_sim, wait_task
+from tests.conftest import wait_task
 from tests.sim.wirehelp import RawHttp
 from xsctl.sim import Simulator
 from xsctl.sim.wire import xml_value
@@ -46,24 +46,15 @@ def xml_fail(*desc: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def wsim() -> Iterator[Simulator]:
-    s = make_sim()
-    try:
-        yield s
-    finally:
-        s.stop()
-
-
-@pytest.fixture(scope="module")
-def raw(wsim: Simulator) -> Iterator[RawHttp]:
-    h = RawHttp(wsim.url)
+def raw(shared_sim: Simulator) -> Iterator[RawHttp]:
+    h = RawHttp(shared_sim.url)
     yield h
     h.close()
 
 
 @pytest.fixture(scope="module")
-def session(wsim: Simulator, raw: RawHttp) -> str:
-    r = raw.post_xml("session.login_with_password", wsim.user, wsim.password, "1.0", "wire")
+def session(shared_sim: Simulator, raw: RawHttp) -> str:
+    r = raw.post_xml("session.login_with_password", shared_sim.user, shared_sim.password, "1.0", "wire")
     m = re.search(REF, r.text)
     assert m is not None
     return m.group(0)
@@ -85,11 +76,11 @@ def web01(sim: Simulator) -> str:
 
 
 def test_xml_success_is_untyped_string_without_whitespace(
-    wsim: Simulator, raw: RawHttp
+    shared_sim: Simulator, raw: RawHttp
 ) -> None:
     """xmlrpc.ml add_response/add_value: a String is ``<value>s</value>``, no
     ``<string>`` tag, no whitespace or newline anywhere."""
-    r = raw.post_xml("session.login_with_password", wsim.user, wsim.password)
+    r = raw.post_xml("session.login_with_password", shared_sim.user, shared_sim.password)
     assert r.status == 200
     assert r.headers["content-type"] == "text/xml"
     m = re.fullmatch(
@@ -107,12 +98,12 @@ def test_xml_failure_bytes(raw: RawHttp, session: str) -> None:
 
 
 def test_xml_int64_untyped_bool_double_datetime(
-    wsim: Simulator, raw: RawHttp, session: str
+    shared_sim: Simulator, raw: RawHttp, session: str
 ) -> None:
     """int64 untyped (clients see strings), ``<boolean>``, ``<double>%.16g``,
     ``<dateTime.iso8601>`` in xapi's basic form."""
-    vm = web01(wsim)
-    row = wsim.store.get(vm, "VM")
+    vm = web01(shared_sim)
+    row = shared_sim.store.get(vm, "VM")
     r = raw.post_xml("VM.get_memory_static_max", session, vm)
     assert r.text == xml_ok(f"<value>{row['memory_static_max']}</value>")
     r = raw.post_xml("VM.get_is_a_template", session, vm)
@@ -139,7 +130,7 @@ def test_double_is_printf_16g(value: float, text: str) -> None:
     assert xml_value(value) == f"<value><double>{text}</double></value>"
 
 
-def test_xml_i4_only_in_valid_ref_counts(wsim: Simulator, raw: RawHttp, session: str) -> None:
+def test_xml_i4_only_in_valid_ref_counts(shared_sim: Simulator, raw: RawHttp, session: str) -> None:
     """event_types.ml rpc_of_event_from: valid_ref_counts are Rpc.Int32 (``<i4>``);
     every other integer is untyped."""
     r = raw.post_xml("event.from", session, ["*"], "", 5.0)
@@ -150,7 +141,7 @@ def test_xml_i4_only_in_valid_ref_counts(wsim: Simulator, raw: RawHttp, session:
     )
     assert counts is not None
     inside = counts.group(1)
-    assert inside.count("<i4>") == len(wsim.dm.classes)
+    assert inside.count("<i4>") == len(shared_sim.dm.classes)
     assert text.count("<i4>") == inside.count("<i4>")
     assert "<int>" not in text and "<i8>" not in text and "<string>" not in text
     r = raw.post_xml("VM.get_all_records", session)
@@ -158,13 +149,13 @@ def test_xml_i4_only_in_valid_ref_counts(wsim: Simulator, raw: RawHttp, session:
 
 
 def test_xml_escapes_and_drops_control_characters(
-    wsim: Simulator, raw: RawHttp, session: str
+    shared_sim: Simulator, raw: RawHttp, session: str
 ) -> None:
     """xmlrpc.ml encode_buf: ``> < & "`` escaped, control characters other than tab,
     LF and CR dropped, everything else (UTF-8, DEL) verbatim."""
-    vm = web01(wsim)
+    vm = web01(shared_sim)
     name = 'a<b>&"c\x01\x1fd\te\x7fé'
-    reply = RawHttp(wsim.url).post_json(
+    reply = RawHttp(shared_sim.url).post_json(
         {"method": "VM.set_name_label", "params": [session, vm, name], "id": 1}
     )
     assert reply.json()["error"] is None
@@ -172,19 +163,19 @@ def test_xml_escapes_and_drops_control_characters(
     assert r.body == xml_ok('<value>a&lt;b&gt;&amp;&quot;cd\te\x7fé</value>').encode()
 
 
-def test_void_is_empty_value(wsim: Simulator, raw: RawHttp, session: str) -> None:
+def test_void_is_empty_value(shared_sim: Simulator, raw: RawHttp, session: str) -> None:
     """gen_server.ml: a void result marshals as ``Rpc.String ""``."""
-    r = raw.post_xml("VM.set_name_description", session, web01(wsim), "x")
+    r = raw.post_xml("VM.set_name_description", session, web01(shared_sim), "x")
     assert r.text == xml_ok("<value></value>")
 
 
 # ---------------------------------------------------------------- JSON-RPC bytes
 
 
-def test_jsonrpc_v1_envelopes(wsim: Simulator, raw: RawHttp, session: str) -> None:
+def test_jsonrpc_v1_envelopes(shared_sim: Simulator, raw: RawHttp, session: str) -> None:
     """jsonrpc.ml json_of_response V1: ``{result, error: null, id}`` /
     ``{result: null, error: [code, ...], id}``; the id comes back as sent."""
-    r = raw.post_json({"method": "VM.get_power_state", "params": [session, web01(wsim)],
+    r = raw.post_json({"method": "VM.get_power_state", "params": [session, web01(shared_sim)],
                        "id": "abc"})
     assert r.headers["content-type"] == "application/json"
     assert r.body == b'{"result":"Running","error":null,"id":"abc"}'
@@ -192,11 +183,11 @@ def test_jsonrpc_v1_envelopes(wsim: Simulator, raw: RawHttp, session: str) -> No
     assert r.body == b'{"result":null,"error":["HANDLE_INVALID","VM","OpaqueRef:x"],"id":7}'
 
 
-def test_jsonrpc_v2_envelopes(wsim: Simulator, raw: RawHttp, session: str) -> None:
+def test_jsonrpc_v2_envelopes(shared_sim: Simulator, raw: RawHttp, session: str) -> None:
     """V2: ``{jsonrpc, result, id}``; errors are an object with code 1
     (api_server_common.ml error_code_lit), message = the code, data = the params."""
     r = raw.post_json({"jsonrpc": "2.0", "method": "VM.get_power_state",
-                       "params": [session, web01(wsim)], "id": 3})
+                       "params": [session, web01(shared_sim)], "id": 3})
     assert r.body == b'{"jsonrpc":"2.0","result":"Running","id":3}'
     r = raw.post_json({"jsonrpc": "2.0", "method": "VM.get_record",
                        "params": [session, "OpaqueRef:x"], "id": "q"})
@@ -206,10 +197,10 @@ def test_jsonrpc_v2_envelopes(wsim: Simulator, raw: RawHttp, session: str) -> No
     )
 
 
-def test_jsonrpc_types_ints_are_numbers(wsim: Simulator, raw: RawHttp, session: str) -> None:
+def test_jsonrpc_types_ints_are_numbers(shared_sim: Simulator, raw: RawHttp, session: str) -> None:
     """jsonrpc.ml rpc_to_json: Int -> Intlit (a number), Float -> a number with a
     point, DateTime -> a string, Bool -> true/false; no spaces."""
-    vm = web01(wsim)
+    vm = web01(shared_sim)
     r = raw.post_json({"jsonrpc": "2.0", "method": "VM.get_record", "params": [session, vm],
                        "id": 1})
     assert b": " not in r.body and b", " not in r.body
@@ -225,9 +216,9 @@ def test_jsonrpc_types_ints_are_numbers(wsim: Simulator, raw: RawHttp, session: 
     assert all(type(v) is int for v in counts.values())
 
 
-def test_jsonrpc_writes_utf8_raw_like_yojson(wsim: Simulator, raw: RawHttp, session: str) -> None:
+def test_jsonrpc_writes_utf8_raw_like_yojson(shared_sim: Simulator, raw: RawHttp, session: str) -> None:
     """Yojson writes non-ASCII as raw UTF-8 and escapes DEL as \\u007f."""
-    vm = web01(wsim)
+    vm = web01(shared_sim)
     raw.post_json({"method": "VM.set_name_description", "params": [session, vm, "café/\x7f"],
                    "id": 1})
     r = raw.post_json({"method": "VM.get_name_description", "params": [session, vm], "id": 2})
@@ -258,10 +249,10 @@ def test_jsonrpc_v2_params_object_is_one_struct_argument(raw: RawHttp) -> None:
         b'{"jsonrpc": "2.0", "method": "system.listMethods", "params": "x", "id": 1}',
     ],
 )
-def test_malformed_json_is_http_500_and_close(wsim: Simulator, body: bytes) -> None:
+def test_malformed_json_is_http_500_and_close(shared_sim: Simulator, body: bytes) -> None:
     """jsonrpc.ml raises Malformed_method_request; jsoncallback does not catch it and
     http_svr.ml answers 500 Internal Error with Connection: close."""
-    h = RawHttp(wsim.url)
+    h = RawHttp(shared_sim.url)
     r = h.post_json(body)
     assert (r.status, r.reason) == (500, "Internal Error")
     assert r.headers["content-type"] == "text/html"
@@ -280,8 +271,8 @@ def test_malformed_json_is_http_500_and_close(wsim: Simulator, body: bytes) -> N
         b"<?xml version='1.0'?><methodCall><params></params></methodCall>",
     ],
 )
-def test_malformed_xml_is_http_500(wsim: Simulator, body: bytes) -> None:
-    h = RawHttp(wsim.url)
+def test_malformed_xml_is_http_500(shared_sim: Simulator, body: bytes) -> None:
+    h = RawHttp(shared_sim.url)
     r = h.request("POST", "/", body, {"Content-Type": "text/xml"})
     assert r.status == 500
     assert r.body.startswith(b"<html><body><h1>HTTP 500 internal server error</h1>")
@@ -292,15 +283,15 @@ def test_malformed_xml_is_http_500(wsim: Simulator, body: bytes) -> None:
 # ---------------------------------------------------------------- endpoints
 
 
-def test_paths_slash_rpc2_and_jsonrpc(wsim: Simulator) -> None:
+def test_paths_slash_rpc2_and_jsonrpc(shared_sim: Simulator) -> None:
     """xapi.ml registers POST / and /RPC2 (XML-RPC) and /jsonrpc; CPython's
     ServerProxy posts to /RPC2 when the URI has no path, to / when it has one."""
-    for url in (wsim.url, wsim.url + "/"):
+    for url in (shared_sim.url, shared_sim.url + "/"):
         x = XenAPI.Session(url, ignore_ssl=True)
-        x.xenapi.login_with_password(wsim.user, wsim.password)
+        x.xenapi.login_with_password(shared_sim.user, shared_sim.password)
         assert len(x.xenapi.pool.get_all()) == 1
         x.xenapi.session.logout()
-    h = RawHttp(wsim.url)
+    h = RawHttp(shared_sim.url)
     for path in ("/", "/RPC2", "/json"):  # /json: the legacy XML-RPC handler
         r = h.post_xml("system.listMethods", path=path)
         assert r.status == 200 and r.text.startswith(XML_HEAD + "<value><array><data>")
@@ -309,24 +300,24 @@ def test_paths_slash_rpc2_and_jsonrpc(wsim: Simulator) -> None:
     h.close()
 
 
-def test_class_underscore_alias(wsim: Simulator, raw: RawHttp, session: str) -> None:
+def test_class_underscore_alias(shared_sim: Simulator, raw: RawHttp, session: str) -> None:
     """gen_server.ml matches ``"VM.get_all" | "VM_get_all"``; XenAPI sends
     ``event_from`` because ``from`` is a Python keyword."""
     a = raw.post_xml("VM.get_all", session).text
     b = raw.post_xml("VM_get_all", session).text
     assert a == b and "OpaqueRef:" in a
-    x = XenAPI.Session(wsim.url, ignore_ssl=True)
-    x.xenapi.login_with_password(wsim.user, wsim.password)
+    x = XenAPI.Session(shared_sim.url, ignore_ssl=True)
+    x.xenapi.login_with_password(shared_sim.user, shared_sim.password)
     batch = x.xenapi.event_from(["pool"], "", 1.0)
     assert batch["events"][0]["class"] == "pool"
     x.xenapi.session.logout()
 
 
-def test_async_variant_returns_task(wsim: Simulator) -> None:
+def test_async_variant_returns_task(shared_sim: Simulator) -> None:
     """server_helpers.ml: ``Async.`` runs the call in a thread and returns the task."""
-    x = XenAPI.Session(wsim.url, ignore_ssl=True)
-    x.xenapi.login_with_password(wsim.user, wsim.password)
-    task = x.xenapi.Async.VM.snapshot(web01(wsim), "wire-snap")
+    x = XenAPI.Session(shared_sim.url, ignore_ssl=True)
+    x.xenapi.login_with_password(shared_sim.user, shared_sim.password)
+    task = x.xenapi.Async.VM.snapshot(web01(shared_sim), "wire-snap")
     assert re.fullmatch(REF, task)
     rec = wait_task(x, task)
     assert rec["status"] == "success" and rec["name_label"] == "Async.VM.snapshot"
@@ -334,20 +325,20 @@ def test_async_variant_returns_task(wsim: Simulator) -> None:
 
 
 def test_async_of_a_message_without_async_mode_is_a_fault(
-    wsim: Simulator, raw: RawHttp, session: str
+    shared_sim: Simulator, raw: RawHttp, session: str
 ) -> None:
     """server_helpers.ml do_dispatch: ``API.response_of_fault "No async mode for this
     operation (rpc: <name>)"``, i.e. ErrorDescription ["Fault", text]; it comes after
     the session check (gen_server.ml)."""
-    r = raw.post_xml("Async.VM.get_record", session, web01(wsim))
+    r = raw.post_xml("Async.VM.get_record", session, web01(shared_sim))
     assert r.text == xml_fail("Fault", "No async mode for this operation (rpc: VM.get_record)")
     r = raw.post_xml("Async.event.from", session, ["*"], "", 1.0)
     assert r.text == xml_fail("Fault", "No async mode for this operation (rpc: event.from)")
-    r = raw.post_xml("Async.VM.get_record", "OpaqueRef:bad", web01(wsim))
+    r = raw.post_xml("Async.VM.get_record", "OpaqueRef:bad", web01(shared_sim))
     assert r.text == xml_fail("SESSION_INVALID", "OpaqueRef:bad")
 
 
-def test_system_list_methods(raw: RawHttp, wsim: Simulator) -> None:
+def test_system_list_methods(raw: RawHttp, shared_sim: Simulator) -> None:
     """api_server.ml answers system.listMethods with the bare array (no Status
     struct) on XML-RPC; gen_server.ml lists each message's synchronous wire name."""
     r = raw.post_xml("system.listMethods")
@@ -368,7 +359,7 @@ def test_system_is_alive_echoes(raw: RawHttp) -> None:
     assert r.text == xml_ok("<value>hello</value>")
 
 
-def test_cors_preflight_and_rpc_headers(wsim: Simulator, raw: RawHttp) -> None:
+def test_cors_preflight_and_rpc_headers(shared_sim: Simulator, raw: RawHttp) -> None:
     """http_svr.ml respond_to_options; api_server.ml adds the CORS headers to
     every RPC response."""
     r = raw.request("OPTIONS", "/jsonrpc")
@@ -384,9 +375,9 @@ def test_cors_preflight_and_rpc_headers(wsim: Simulator, raw: RawHttp) -> None:
         assert reply.headers["access-control-allow-headers"] == "X-Requested-With"
 
 
-def test_keep_alive_across_calls_and_protocols(wsim: Simulator) -> None:
+def test_keep_alive_across_calls_and_protocols(shared_sim: Simulator) -> None:
     """HTTP/1.1: one connection serves XML-RPC and JSON-RPC calls in turn."""
-    h = RawHttp(wsim.url)
+    h = RawHttp(shared_sim.url)
     h.post_xml("system.listMethods")
     sock = h.sock
     port = sock.getsockname()[1]
@@ -397,11 +388,11 @@ def test_keep_alive_across_calls_and_protocols(wsim: Simulator) -> None:
     h.close()
 
 
-def test_utf8_check_comes_first(wsim: Simulator, session: str) -> None:
+def test_utf8_check_comes_first(shared_sim: Simulator, session: str) -> None:
     """gen_server.ml: every parameter printed with Rpc.to_string must be valid UTF-8
     (Yojson lets invalid bytes through), before the method is even looked up:
     INVALID_VALUE ["Invalid UTF-8 string in parameter", "S(<bytes>)"]."""
-    h = RawHttp(wsim.url)
+    h = RawHttp(shared_sim.url)
     body = b'{"method":"no.such.method","params":["' + session.encode() + b'","a\xffb"],"id":1}'
     r = h.post_json(body)
     assert r.status == 200
@@ -412,14 +403,14 @@ def test_utf8_check_comes_first(wsim: Simulator, session: str) -> None:
     h.close()
 
 
-def test_a_big_reply_is_one_well_formed_document(wsim: Simulator, session: str) -> None:
+def test_a_big_reply_is_one_well_formed_document(shared_sim: Simulator, session: str) -> None:
     """A reply larger than socket buffers arrives whole (Content-Length framing)."""
-    h = RawHttp(wsim.url)
+    h = RawHttp(shared_sim.url)
     r = h.post_xml("VM.get_all_records", session)
     assert int(r.headers["content-length"]) == len(r.body)
     loaded: Any = xmlrpc.client.loads(r.body)[0]
     value = loaded[0]["Value"]
-    assert len(value) == len(wsim.store.all("VM"))
+    assert len(value) == len(shared_sim.store.all("VM"))
     j = h.post_json({"method": "VM.get_all_records", "params": [session], "id": 1}).json()
     assert set(j["result"]) == set(value)
     assert json.loads(json.dumps(j)) == j
@@ -446,7 +437,7 @@ def _raw_exchange(sim: Simulator, request: bytes) -> tuple[list[str], bytes]:
     return lines, body
 
 
-def test_http_headers_as_xapi_writes_them(wsim: Simulator) -> None:
+def test_http_headers_as_xapi_writes_them(shared_sim: Simulator) -> None:
     """http_svr.ml response_of_request + http.ml Response.to_header_list: the status
     line in the request's version, content-length first, connection and
     cache-control, then the RPC headers (api_server.ml); no Server or Date."""
@@ -454,7 +445,7 @@ def test_http_headers_as_xapi_writes_them(wsim: Simulator) -> None:
     for version, connection in (("1.1", "keep-alive"), ("1.0", "close")):
         request = (f"POST / HTTP/{version}\r\nHost: 127.0.0.1\r\nContent-Type: text/xml\r\n"
                    f"Content-Length: {len(body)}\r\n\r\n").encode() + body
-        lines, reply = _raw_exchange(wsim, request)
+        lines, reply = _raw_exchange(shared_sim, request)
         assert lines == [
             f"HTTP/{version} 200 OK",
             f"content-length: {len(reply)}",
@@ -465,7 +456,7 @@ def test_http_headers_as_xapi_writes_them(wsim: Simulator) -> None:
             "Access-Control-Allow-Headers: X-Requested-With",
         ]
     lines, reply = _raw_exchange(
-        wsim, b"POST /jsonrpc HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n{x}"
+        shared_sim, b"POST /jsonrpc HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n{x}"
     )
     assert lines == [
         "HTTP/1.1 500 Internal Error",
