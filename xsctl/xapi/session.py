@@ -87,7 +87,6 @@ class Connection:
         self.members: list[str] = []  # pool host addresses, for failover
         self.health = Health.CONNECTING
         self.health_text = ""
-        self.pool_name = ""
         self._lock = threading.RLock()
         self._state_listeners: list[StateListener] = []
         self._renew_listeners: list[RenewListener] = []
@@ -238,12 +237,9 @@ class Connection:
     def _learn_members(self) -> None:
         try:
             hosts = self.call("host.get_all_records")
-            pools = self.call("pool.get_all_records")
         except (XapiError, ConnectionFailed):
             return
         self.members = [str(h.get("address", "")) for h in hosts.values() if h.get("address")]
-        for p in pools.values():
-            self.pool_name = str(p.get("name_label", ""))
 
     # ------------------------------------------------------------ calls
 
