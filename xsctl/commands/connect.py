@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import os
 import sys
 from collections.abc import Iterable
 
@@ -72,9 +71,6 @@ def password_for(args: argparse.Namespace, target: Target) -> tuple[str | None, 
         if not line:
             raise UsageError("--password-stdin: nothing on standard input")
         return line.rstrip("\r\n"), False
-    env_file = os.environ.get("XSCTL_PASSWORD_FILE")
-    if env_file:
-        return _read_password_file(env_file), False
     stored = secrets.get_password(target.user, target.url)
     if stored is not None:
         return stored, False

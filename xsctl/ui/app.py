@@ -12,6 +12,7 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.theme import Theme
+from textual.widgets import Label
 from textual.worker import Worker, WorkerState
 
 from xsctl.ui.bridge import Bridge
@@ -19,6 +20,7 @@ from xsctl.ui.commands import XsctlCommands
 from xsctl.ui.messages import CacheChanged, HealthChanged, PlanFinished, PlanProgress
 from xsctl.ui.modals.help import HelpScreen
 from xsctl.ui.screens.main import VIEWS, MainScreen
+from xsctl.ui.widgets.header import ConnectionHeader
 from xsctl.xapi.client import Client, Target
 from xsctl.xapi.errors import XapiError, XsctlError
 from xsctl.xapi.models import Pool
@@ -116,6 +118,11 @@ class XsctlApp(App[int]):
         body = f"{e.friendly}\n{' '.join(e.details)}" if isinstance(e, XapiError) else str(e)
         self.notify(body, title=title, severity="error", timeout=12, markup=False)
 
+    @property
+    def main_screen(self) -> MainScreen | None:
+        """The main screen, wherever it is in the stack (dialogs may sit on it)."""
+        return next((s for s in self.screen_stack if isinstance(s, MainScreen)), None)
+
     # ------------------------------------------------------------ start-up
 
     def on_mount(self) -> None:
@@ -149,11 +156,8 @@ class XsctlApp(App[int]):
         msg = self.bridge.take()
         if not msg.changes and not msg.resync:
             return
-        screen = self.screen_stack[1] if len(self.screen_stack) > 1 else self.screen
-        for s in self.screen_stack:
-            if isinstance(s, MainScreen):
-                screen = s
-        if isinstance(screen, MainScreen):
+        screen = self.main_screen
+        if screen is not None:
             for vid, _, _ in VIEWS:
                 for view in screen.query(f"#{vid}"):  # none yet while the screen composes
                     handler = getattr(view, "on_cache_changed", None)
@@ -176,31 +180,32 @@ class XsctlApp(App[int]):
         client = self.client
         if client is None:
             return
-        for s in self.screen_stack:
-            if isinstance(s, MainScreen):
-                conn = client.conn
-                pool = Pool.of(client.cache)
-                connected = conn.health is Health.CONNECTED
-                fresh = client.cache.fresh
-                who = conn.endpoint.url if conn.endpoint.scheme == "unix" else f"{conn.user}@{conn.endpoint.url}"
-                how = conn.protocol + (" · TLS " + ("CA" if conn.trust.ca_file else "pinned")
-                                       if conn.endpoint.scheme == "https" else "")
-                s.query_one("#conn-header").show(  # type: ignore[attr-defined]
-                    pool=pool.name_label if pool else "?", who=who, how=how,
-                    read_only=conn.read_only, connected=connected, fresh=fresh,
-                    note="" if connected and fresh else (note or client.cache.last_error)[:80],
-                    since=self.health_since,
-                )
-                banner = s.query_one("#stale-banner")
-                if connected and fresh:
-                    banner.add_class("hidden")
-                else:  # not connected: no event can arrive, so nothing shown is live
-                    since = (self.health_since.astimezone().strftime("%H:%M:%S")
-                             if self.health_since else "now")
-                    banner.update(Text(  # type: ignore[attr-defined]
-                        f" Not live since {since}: what you see may be out of date. "
-                        "Reconnecting by itself…"))
-                    banner.remove_class("hidden")
+        s = self.main_screen
+        if s is None:
+            return
+        conn = client.conn
+        pool = Pool.of(client.cache)
+        connected = conn.health is Health.CONNECTED
+        fresh = client.cache.fresh
+        who = conn.endpoint.url if conn.endpoint.scheme == "unix" else f"{conn.user}@{conn.endpoint.url}"
+        how = conn.protocol + (" · TLS " + ("CA" if conn.trust.ca_file else "pinned")
+                               if conn.endpoint.scheme == "https" else "")
+        s.query_one("#conn-header", ConnectionHeader).show(
+            pool=pool.name_label if pool else "?", who=who, how=how,
+            read_only=conn.read_only, connected=connected, fresh=fresh,
+            note="" if connected and fresh else (note or client.cache.last_error)[:80],
+            since=self.health_since,
+        )
+        banner = s.query_one("#stale-banner", Label)
+        if connected and fresh:
+            banner.add_class("hidden")
+        else:  # not connected: no event can arrive, so nothing shown is live
+            since = (self.health_since.astimezone().strftime("%H:%M:%S")
+                     if self.health_since else "now")
+            banner.update(Text(
+                f" Not live since {since}: what you see may be out of date. "
+                "Reconnecting by itself…"))
+            banner.remove_class("hidden")
 
     # ------------------------------------------------------------ plans
 

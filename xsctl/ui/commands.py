@@ -24,24 +24,23 @@ class XsctlCommands(Provider):
         return self.app  # type: ignore[return-value]
 
     def _views(self) -> list[tuple[str, str, Callable[[], None]]]:
-        from xsctl.ui.screens.main import VIEWS, MainScreen
+        from xsctl.ui.screens.main import VIEWS
 
         def go(vid: str) -> None:
-            for s in self.app.screen_stack:
-                if isinstance(s, MainScreen):
-                    s.action_show_view(vid)
+            screen = self.xapp.main_screen
+            if screen is not None:
+                screen.action_show_view(vid)
 
         return [(f"view: {label.lower()}", f"Show {label}", partial(go, vid))
                 for vid, label, _ in VIEWS]
 
     def _vm_commands(self, words: list[str]) -> list[tuple[str, str, Callable[[], None]]]:
-        from xsctl.ui.screens.main import MainScreen
         from xsctl.ui.views.vms import ACTIONS, VmsView
 
         client = self.xapp.client
         if client is None:
             return []
-        screen = next((s for s in self.app.screen_stack if isinstance(s, MainScreen)), None)
+        screen = self.xapp.main_screen
         if screen is None:
             return []
         view = screen.query_one(VmsView)
