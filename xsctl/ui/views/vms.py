@@ -646,11 +646,7 @@ class VmsView(Vertical):
                 if keep is None:
                     return None
             return vmops.delete(cache, vm.ref, keep)
-        make = {
-            "start": vmops.start, "suspend": vmops.suspend, "pause": vmops.pause,
-            "unpause": vmops.unpause, "resume": vmops.resume,
-        }
-        return make[a.id](cache, vm.ref)
+        raise AssertionError(f"{a.id} is a bulk action: _bulk plans it")
 
     async def _resources(self, vm: Vm) -> Plan | None:
         from xsctl.xapi.ops.base import Plan as P
