@@ -81,7 +81,10 @@ def normalize_url(url: str) -> str:
         return "unix://" + url
     if "://" not in url:
         url = "https://" + url
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as e:  # e.g. an unclosed IPv6 bracket
+        raise UsageError(f"not a xapi URL: {url!r} ({e})") from e
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise UsageError(f"not a xapi URL: {url!r} (use https://host[:port])")
     try:

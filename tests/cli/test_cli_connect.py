@@ -230,6 +230,6 @@ def test_help_everywhere() -> None:
         assert r.code == 0 and "usage:" in r.out
 
 
-@pytest.mark.parametrize("url", ["ftp://x", "https://", "https://h:notaport"])
+@pytest.mark.parametrize("url", ["ftp://x", "https://", "https://h:notaport", "https://[::1"])
 def test_bad_urls_are_usage_errors(url: str) -> None:
     assert xsctl("--url", url, "vm", "list").code == 2
