@@ -218,13 +218,13 @@ def _cmd_completion(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from xsctl.ui.launch import run_demo
+    from xsctl.commands.app import run_demo
 
     return run_demo(vms=args.vms, seed=args.seed)
 
 
 def _cmd_app(args: argparse.Namespace) -> int:
-    from xsctl.ui.launch import run_app
+    from xsctl.commands.app import run_app
 
     return run_app(args)
 

@@ -11,9 +11,9 @@ from textual.widgets import Checkbox, Input, Label, OptionList
 from tests.ui.harness import Ui, driving, text_of, words_of
 from xsctl import secrets
 from xsctl.cli import build_parser
+from xsctl.commands.app import app_for
 from xsctl.config import Config, Profile, known_hosts_file, state_dir
 from xsctl.sim import Simulator
-from xsctl.ui.launch import app_for
 from xsctl.ui.modals.trust import AskPassword, TrustCertificate
 from xsctl.ui.screens.connect import ConnectScreen
 from xsctl.xapi.client import Target, ensure_trusted

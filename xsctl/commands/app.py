@@ -1,5 +1,6 @@
-"""Opening the app: on a pool (``xsctl``, ``xsctl --profile P``) or on the embedded
-demo pool (``xsctl demo``)."""
+"""Opening the terminal UI from the command line: on a pool (``xsctl``,
+``xsctl --profile P``) or on the embedded demo pool (``xsctl demo``). It lives with
+the commands because it reads their options; the UI package never sees argparse."""
 
 from __future__ import annotations
 
