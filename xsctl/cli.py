@@ -58,7 +58,7 @@ def _leaf(sub: Any, name: str, fn: Command, help: str, *, dry_run: bool = False,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from xsctl.commands import admin, pool, vm
+    from xsctl.commands import admin, ops, pool, vm
 
     p = argparse.ArgumentParser(
         prog="xsctl",
@@ -146,26 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     sh = _leaf(vs, "show", vm.cmd_show, "show VMs in detail")
     sh.add_argument("vm", nargs="+", help="name, UUID or unique UUID prefix")
 
-    def lifecycle(name: str, fn: Command, help: str) -> argparse.ArgumentParser:
-        q = _leaf(vs, name, fn, help, dry_run=True)
-        q.add_argument("vm", nargs="+", help="name, UUID or unique UUID prefix")
-        return q
-
-    st = lifecycle("start", vm.cmd_start, "start VMs (xe vm-start)")
-    st.add_argument("--on", metavar="HOST", help="start on this host")
-    st.add_argument("--paused", action="store_true", help="start paused")
-    sd = lifecycle("shutdown", vm.cmd_shutdown, "shut VMs down (xe vm-shutdown)")
-    sd.add_argument("--force", action="store_true", help="hard shutdown (power off)")
-    rb = lifecycle("reboot", vm.cmd_reboot, "reboot VMs (xe vm-reboot)")
-    rb.add_argument("--force", action="store_true", help="hard reboot (reset)")
-    lifecycle("suspend", vm.cmd_suspend, "suspend VMs to disk (xe vm-suspend)")
-    rs = lifecycle("resume", vm.cmd_resume, "resume suspended VMs (xe vm-resume)")
-    rs.add_argument("--on", metavar="HOST", help="resume on this host")
-    lifecycle("pause", vm.cmd_pause, "pause VMs (xe vm-pause)")
-    lifecycle("unpause", vm.cmd_unpause, "unpause VMs (xe vm-unpause)")
-    mg = lifecycle("migrate", vm.cmd_migrate, "live-migrate VMs within the pool (xe vm-migrate)")
-    mg.add_argument("--host", "--to", dest="host", required=True, metavar="HOST",
-                    help="destination host")
+    ops.add_verbs(vs, "vm", _leaf)
 
     # --- pool objects
     h = sub.add_parser("host", help="hosts")
@@ -182,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     ts = t.add_subparsers(dest="task_command", metavar="ACTION", required=True)
     tl = _leaf(ts, "list", pool.cmd_task_list, "list pending tasks")
     tl.add_argument("--all", action="store_true", help="include finished tasks")
+    ops.add_verbs(ts, "task", _leaf)
     return p
 
 
@@ -269,7 +251,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except XsctlError as e:
-        sys.stderr.write(f"xsctl: {e}\n")
+        from xsctl.commands.output import warn
+
+        warn(str(e))
         return e.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("xsctl: interrupted\n")

@@ -146,7 +146,7 @@ def test_refusals_say_why(sim: Simulator, cli: list[str]) -> None:
     here = next(v for v in sim.store.all("VM").values() if v["name_label"] == "web-01")
     host = sim.store.get(here["resident_on"])["name_label"]
     r = xsctl(*cli, "vm", "migrate", "web-01", "--host", host)
-    assert r.code == 2 and "already runs on" in r.err
+    assert r.code == 2 and "this is where it runs" in r.err
 
 
 def test_dry_run_changes_nothing(sim: Simulator, cli: list[str]) -> None:

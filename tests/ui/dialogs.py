@@ -8,7 +8,7 @@ from textual.widgets import Button, Input, OptionList
 
 from tests.ui.harness import Ui, text_of
 from xsctl.ui.modals.confirm import ConfirmPlan, ConfirmTyped
-from xsctl.ui.modals.forms import PickOne, TextPrompt
+from xsctl.ui.modals.forms import FieldsForm, PickOne
 
 
 async def pick(ui: Ui, label: str) -> PickOne[Any]:
@@ -16,7 +16,7 @@ async def pick(ui: Ui, label: str) -> PickOne[Any]:
     dlg: PickOne[Any] = await ui.modal(PickOne)
     labels = [c.label for c in dlg.choices]
     want = labels.index(label)
-    assert dlg.choices[want].disabled_reason is None, dlg.choices[want]
+    assert dlg.choices[want].reason is None, dlg.choices[want]
     ol = dlg.query_one(OptionList)
     for _ in range(len(labels) * 2):
         if ol.highlighted == want:
@@ -28,16 +28,29 @@ async def pick(ui: Ui, label: str) -> PickOne[Any]:
     return dlg
 
 
-async def answer_text(ui: Ui, value: str | None = None) -> TextPrompt:
-    """Replace the prompt's value (None keeps the offered one) and press enter."""
-    dlg: TextPrompt = await ui.modal(TextPrompt)
+async def answer_text(ui: Ui, value: str | None = None) -> FieldsForm:
+    """Replace the value of the form's first field (None keeps the offered one) and
+    press enter."""
+    dlg: FieldsForm = await ui.modal(FieldsForm)
     if value is not None:
         await ui.press("end", "ctrl+u")
-        assert dlg.query_one(Input).value == ""
+        assert isinstance(ui.app.focused, Input) and ui.app.focused.value == ""
         await ui.type(value)
     await ui.press("enter")
     await ui.handled()
     return dlg
+
+
+async def fill(ui: Ui, form: FieldsForm, **values: str) -> None:
+    """Type each value into its field of the form (by parameter name)."""
+    for name, value in values.items():
+        form.query_one(f"#f-{name}", Input).focus()
+        await ui.press("end", "ctrl+u")
+        await ui.type(value)
+
+
+def form_error(form: FieldsForm) -> str:
+    return str(form.query_one("#error").render())
 
 
 async def confirm_plan(ui: Ui, mouse: bool = False) -> str:

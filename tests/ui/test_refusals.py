@@ -21,9 +21,9 @@ REFUSED = [
     ("t", "ci-runner-02", "Cannot shut down ci-runner-02", "The VM must be running for this"),
     ("b", "web-staging", "Cannot reboot web-staging", "The VM must be running for this"),
     ("m", "web-staging", "Cannot migrate to host web-staging", "The VM must be running for this"),
-    ("c", "web-01", "Cannot clone web-01", "The VM must be halted, suspended for this"),
-    ("C", "web-01", "Cannot copy web-01", "The VM must be halted, suspended for this"),
-    ("delete", "db-02", "Cannot delete db-02", "The VM must be halted, suspended for this"),
+    ("c", "web-01", "Cannot clone web-01", "The VM must be halted or suspended for this"),
+    ("C", "web-01", "Cannot copy web-01", "The VM must be halted or suspended for this"),
+    ("delete", "db-02", "Cannot delete db-02", "The VM must be halted or suspended for this"),
 ]
 
 
@@ -39,7 +39,8 @@ async def test_refused_actions_say_why_and_send_nothing(sim: Simulator, client: 
             assert ui.app.screen is ui.main, key  # no dialog was opened
         # revert needs a snapshot: dev-sandbox has none
         await ui.act("v", on="dev-sandbox")
-        await ui.until_said("dev-sandbox has no snapshots", "error")
+        toast = await ui.until_said("Cannot revert to a snapshot dev-sandbox", "error")
+        assert toast.message == "it has no snapshots"
         assert ui.app.screen is ui.main
         await ui.settle()
         assert ui.writes.since(mark) == []
@@ -64,8 +65,8 @@ async def test_blocked_operation_is_refused_with_its_reason(sim: Simulator,
         # the actions menu shows the same reason on a disabled entry
         await ui.press("a")
         menu: PickOne[str] = await ui.modal(PickOne)
-        shutdown = next(c for c in menu.choices if c.value == "shutdown")
-        assert shutdown.disabled_reason == "This operation is blocked on the VM: change-freeze"
+        shutdown = next(c for c in menu.choices if c.value == "vm.shutdown")
+        assert shutdown.reason == "This operation is blocked on the VM: change-freeze"
         assert "Shut down  [t]  — This operation is blocked on the VM: change-freeze" in text_of(
             menu.query_one("#choices"))
         await ui.press("escape")

@@ -8,11 +8,19 @@ from typing import Any
 
 from textual.widgets import Input, SelectionList, Static, TabbedContent, Tabs
 
-from tests.ui.dialogs import answer_text, confirm_plan, ok_button, pick, plan_shown
+from tests.ui.dialogs import (
+    answer_text,
+    confirm_plan,
+    fill,
+    form_error,
+    ok_button,
+    pick,
+    plan_shown,
+)
 from tests.ui.harness import Ui, running, text_of
 from xsctl.sim import Simulator
 from xsctl.ui.modals.confirm import ConfirmPlan, ConfirmTyped
-from xsctl.ui.modals.forms import EditResources, PickDisks, PickOne, TextPrompt
+from xsctl.ui.modals.forms import FieldsForm, PickMany, PickOne
 from xsctl.ui.views.vms import VmDetail
 from xsctl.xapi.client import Client
 
@@ -29,9 +37,9 @@ def disks_of(sim: Simulator, vm: str) -> dict[str, str]:
     return out
 
 
-def rules_of(form: EditResources) -> str:
-    """The rules the memory form shows (a plain Static, not one of its Labels)."""
-    return "\n".join(text_of(w) for w in form.query(Static) if type(w) is Static)
+def rules_of(form: FieldsForm) -> str:
+    """The rules a form shows."""
+    return "\n".join(text_of(w) for w in form.query(".rules").results(Static))
 
 
 async def until_state(ui: Ui, name: str, state: str) -> None:
@@ -88,8 +96,10 @@ async def test_power_actions(sim: Simulator, client: Client) -> None:
 
 
 async def test_force_actions_are_marked_destructive(sim: Simulator, client: Client) -> None:
-    """A forced shutdown says it loses data; the dialog's focus starts on Cancel, so
-    enter alone does nothing harmful; its button confirms."""
+    """A forced shutdown says it loses data and is drawn in red; the dialog says which
+    keys answer it; left and right move between its buttons; Cancel on the right
+    (escape too) sends nothing; enter on the confirm button, where the focus starts
+    once the plan is on screen, runs it."""
     async with running(sim, client) as ui:
         await ui.open_vms()
         mark = ui.writes.mark()
@@ -97,6 +107,9 @@ async def test_force_actions_are_marked_destructive(sim: Simulator, client: Clie
         dlg = await ui.modal(ConfirmPlan)
         assert "pulling the power cord" in plan_shown(dlg)
         assert "danger" in dlg.query_one("#confirm-plan").classes
+        assert "enter or y: force shut down" in " ".join(text_of(w) for w in dlg.query(".hint"))
+        assert ui.app.focused is dlg.query_one("#ok")
+        await ui.press("right")
         assert ui.app.focused is dlg.query_one("#cancel")
         await ui.press("enter")
         await ui.back_to_main()
@@ -104,9 +117,16 @@ async def test_force_actions_are_marked_destructive(sim: Simulator, client: Clie
         assert ui.vm("db-01")["power_state"] == "Running"
         assert ui.writes.tasks(mark) == []
         await ui.act("T", on="db-01")
-        await confirm_plan(ui, mouse=True)  # the Force shut down button, with the mouse
+        dlg = await ui.modal(ConfirmPlan)
+        await ui.press("right", "left")
+        assert ui.app.focused is dlg.query_one("#ok")
+        await ui.press("enter")
+        await ui.back_to_main()
         await until_state(ui, "db-01", "Halted")
         assert ui.writes.tasks(mark) == ["Async.VM.hard_shutdown"]
+        await ui.act("T", on="db-02")
+        await confirm_plan(ui, mouse=True)  # the Force shut down button, with the mouse
+        await until_state(ui, "db-02", "Halted")
 
 
 async def test_start_on_a_host_and_migrate_to_another(sim: Simulator, client: Client) -> None:
@@ -126,7 +146,7 @@ async def test_start_on_a_host_and_migrate_to_another(sim: Simulator, client: Cl
         await ui.act("m", on="web-01")
         menu: PickOne[str] = await ui.modal(PickOne)
         here = next(c for c in menu.choices if c.label == "xcp-ng-01")
-        assert here.disabled_reason == "this is where it runs"
+        assert here.reason == "this is where it runs"
         await pick(ui, "xcp-ng-02")
         shown = await confirm_plan(ui)
         assert "Async.VM.pool_migrate(web-01, xcp-ng-02, {live: 'true'})" in shown
@@ -145,8 +165,8 @@ async def test_snapshot_then_revert(sim: Simulator, client: Client) -> None:
         await ui.open_vms()
         ref = ui.ref("web-staging")
         await ui.act("n", on="web-staging")
-        prompt: TextPrompt = await ui.modal(TextPrompt)
-        assert prompt.query_one(Input).value.startswith("web-staging 2026-11-25")
+        prompt: FieldsForm = await ui.modal(FieldsForm)
+        assert prompt.query_one("#f-name", Input).value.startswith("web-staging 2026-11-25")
         await answer_text(ui, "pre-upgrade")
 
         def snaps() -> list[str]:
@@ -176,6 +196,7 @@ async def test_snapshot_then_revert(sim: Simulator, client: Client) -> None:
         assert "Async.VM.revert(pre-upgrade)" in shown
         assert "xe snapshot-revert snapshot-uuid=" in shown
         assert "disks since the snapshot are lost" in shown
+        assert "powered off" not in shown  # it is halted: nothing to power off
         await confirm_plan(ui)
         await ui.until(lambda: "Async.VM.revert" in ui.writes.tasks(mark), what="the revert")
         await ui.until_said("Revert web-staging to snapshot 'pre-upgrade': done")
@@ -187,8 +208,8 @@ async def test_clone(sim: Simulator, client: Client) -> None:
     async with running(sim, client) as ui:
         await ui.open_vms()
         await ui.act("c", on="web-staging")
-        prompt: TextPrompt = await ui.modal(TextPrompt)
-        assert prompt.query_one(Input).value == "web-staging-clone"
+        prompt: FieldsForm = await ui.modal(FieldsForm)
+        assert prompt.query_one("#f-name", Input).value == "web-staging-clone"
         await answer_text(ui)
         await ui.until(lambda: "web-staging-clone" in ui.vm_names(), what="the clone in the sim")
         await ui.until(lambda: "web-staging-clone" in ui.names(), what="the clone's row")
@@ -204,11 +225,14 @@ async def test_copy_to_another_sr_and_to_the_same_storage(sim: Simulator,
         for target, name in (("NFS storage", "backup-nfs"),
                              ("Same storage as the original", "backup-same")):
             await ui.act("C", on="backup-01")
-            await answer_text(ui, name)
             dlg = await pick(ui, target)
             assert dlg.choices[0].label == "Same storage as the original"
             assert "ISO library" not in [c.label for c in dlg.choices]
-            await ui.until_said(f"Copy backup-01 as '{name}': done", timeout=10)
+            # three hosts' "Local storage" told apart by their host
+            assert "Local storage on xcp-ng-02" in [c.label for c in dlg.choices]
+            await answer_text(ui, name)
+            where = " to NFS storage" if target == "NFS storage" else ""
+            await ui.until_said(f"Copy backup-01 as '{name}'{where}: done", timeout=10)
             def listed(copy_name: str = name) -> bool:
                 return copy_name in ui.names()
 
@@ -239,24 +263,25 @@ async def test_rename(sim: Simulator, client: Client) -> None:
 
 
 async def test_edit_memory_and_vcpus(sim: Simulator, client: Client) -> None:
-    """A halted VM: static and dynamic memory, vCPUs and their max. A running one: only
-    the dynamic range (static max and vCPUs max are fixed while it runs)."""
+    """A halted VM: static and dynamic memory (e), vCPUs and their max (E). A running
+    one: only the dynamic range (static max and vCPUs max are fixed while it runs)."""
     async with running(sim, client) as ui:
         await ui.open_vms()
         await ui.act("e", on="web-staging")
-        form: EditResources = await ui.modal(EditResources)
+        form: FieldsForm = await ui.modal(FieldsForm)
         assert "static min ≤ dynamic min ≤ dynamic max ≤ static max" in rules_of(form)
-        for field, value in (("static_max", "4G"), ("dynamic_min", "3G"),
-                             ("dynamic_max", "4G"), ("vcpus_max", "4"), ("vcpus", "3")):
-            form.query_one(f"#{field}", Input).focus()
-            await ui.press("end", "ctrl+u")
-            await ui.type(value)
-        assert str(form.query_one("#error").render()) == ""
+        await fill(ui, form, static_max="4G", dynamic_min="3G", dynamic_max="4G")
+        assert form_error(form) == ""
         await ui.pilot.click("#ok")
         await ui.back_to_main()
-        await ui.until(lambda: ui.vm("web-staging")["VCPUs_at_startup"] == 3, what="vCPUs set")
         await ui.until(lambda: int(ui.vm("web-staging")["memory_static_max"]) == 4 * GiB,
                        what="memory set")
+        await ui.act("E", on="web-staging")
+        form = await ui.modal(FieldsForm)
+        await fill(ui, form, vcpus_max="4", vcpus="3")
+        await ui.press("enter")
+        await ui.back_to_main()
+        await ui.until(lambda: ui.vm("web-staging")["VCPUs_at_startup"] == 3, what="vCPUs set")
         vm = ui.vm("web-staging")
         assert int(vm["memory_dynamic_min"]) == 3 * GiB
         assert int(vm["memory_dynamic_max"]) == 4 * GiB
@@ -265,26 +290,29 @@ async def test_edit_memory_and_vcpus(sim: Simulator, client: Client) -> None:
                        what="the row's new vCPUs and memory")
 
         await ui.act("e", on="web-01")
-        form = await ui.modal(EditResources)
-        assert form.query_one("#static_max", Input).disabled  # fixed while it runs
-        assert form.query_one("#vcpus_max", Input).disabled
-        form.query_one("#dynamic_min", Input).focus()
-        await ui.press("end", "ctrl+u")
-        await ui.type("1G")
+        form = await ui.modal(FieldsForm)
+        assert form.query_one("#f-static_max", Input).disabled  # fixed while it runs
+        await fill(ui, form, dynamic_min="1G")
         await ui.press("enter")  # Apply, from the keyboard this time
         await ui.back_to_main()
         await ui.until(lambda: int(ui.vm("web-01")["memory_dynamic_min"]) == GiB,
                        what="the dynamic range set")
         assert int(ui.vm("web-01")["memory_static_max"]) == 2 * GiB
         assert ui.vm("web-01")["power_state"] == "Running"
+        await ui.act("E", on="web-01")
+        form = await ui.modal(FieldsForm)
+        assert form.query_one("#f-vcpus_max", Input).disabled
 
 
+# (key, field, value, what the form says): each breaks one rule
 INVALID = [
-    ("dynamic_min", "3G", "static min <= dynamic min <= dynamic max"),  # above dynamic max
-    ("static_max", "1G", "static min <= dynamic min <= dynamic max"),  # below dynamic max
-    ("vcpus", "0", "VCPU values must satisfy"),
-    ("vcpus_max", "1", "VCPU values must satisfy"),  # below the 2 at startup
-    ("dynamic_max", "lots", "lots"),  # not a size
+    ("e", "dynamic_min", "3G", "static min <= dynamic min <= dynamic max"),  # > dynamic max
+    ("e", "static_max", "1G", "static min <= dynamic min <= dynamic max"),  # < dynamic max
+    ("e", "dynamic_max", "lots", "lots"),  # not a size
+    ("e", "static_max", "9" * 400, "size"),  # 400 digits: refused, no overflow
+    ("E", "vcpus", "0", "out of range"),
+    ("E", "vcpus_max", "1", "above the maximum"),  # below the 2 at startup
+    ("E", "vcpus", "٣", "not a whole number"),  # an Arabic-Indic digit
 ]
 
 
@@ -296,26 +324,22 @@ async def test_invalid_resources_are_refused_in_the_form(sim: Simulator,
         await ui.open_vms()
         before = dict(ui.vm("web-staging"))
         mark = ui.writes.mark()
-        await ui.act("e", on="web-staging")
-        form: EditResources = await ui.modal(EditResources)
-        for field, value, says in INVALID:
-            box = form.query_one(f"#{field}", Input)
+        for key, field, value, says in INVALID:
+            await ui.act(key, on="web-staging")
+            form: FieldsForm = await ui.modal(FieldsForm)
+            box = form.query_one(f"#f-{field}", Input)
             good = box.value
-            box.focus()
-            await ui.press("end", "ctrl+u")
-            await ui.type(value)
-            problem = str(form.query_one("#error").render())
+            await fill(ui, form, **{field: value})
+            problem = form_error(form)
             assert says.lower() in problem.lower(), (field, value, problem)
             await ui.press("enter")  # Apply refused: the form stays open, the rule shown
             assert ui.app.screen is form, field
-            assert str(form.query_one("#error").render()) == problem
+            assert form_error(form) == problem
             assert "Rules:" in rules_of(form)
-            box.focus()
-            await ui.press("end", "ctrl+u")
-            await ui.type(good)  # put right again: the error goes
-            assert str(form.query_one("#error").render()) == "", field
-        await ui.press("escape")
-        await ui.back_to_main()
+            await fill(ui, form, **{field: good})  # put right again: the error goes
+            assert form_error(form) == "", field
+            await ui.press("escape")
+            await ui.back_to_main()
         await ui.settle()
         assert not ui.writes.touched(ui.ref("web-staging"), mark)
         assert ui.writes.tasks(mark) == []
@@ -323,6 +347,22 @@ async def test_invalid_resources_are_refused_in_the_form(sim: Simulator,
         for k in ("memory_static_max", "memory_dynamic_min", "memory_dynamic_max",
                   "VCPUs_max", "VCPUs_at_startup"):
             assert after[k] == before[k]
+
+
+async def test_vcpus_above_max_on_a_running_vm_says_so(sim: Simulator,
+                                                       client: Client) -> None:
+    """The form blames the real problem (4 vCPUs above a max of 2), not the power
+    state, and its message is wrapped whole at 80 columns."""
+    async with running(sim, client, size=(80, 24)) as ui:
+        await ui.press("2")
+        await ui.act("E", on="web-01")
+        form: FieldsForm = await ui.modal(FieldsForm)
+        await fill(ui, form, vcpus="4")
+        problem = form_error(form)
+        assert "above web-01's maximum of 2" in problem
+        assert "power" not in problem.lower() and "halted for this" not in problem
+        shown = " ".join(text_of(form.query_one("#error")).split())
+        assert shown == " ".join(problem.split())  # all of it on screen, wrapped
 
 
 # ---------------------------------------------------------------- delete
@@ -335,8 +375,8 @@ async def test_delete_keeping_one_disk(sim: Simulator, client: Client) -> None:
         disks = disks_of(sim, ref)
         assert len(disks) == 2
         await ui.act("delete", on="backup-01")
-        chooser: PickDisks = await ui.modal(PickDisks)
-        offered = [ref_ for ref_, _ in chooser.disks]
+        chooser: PickMany = await ui.modal(PickMany)
+        offered = [c.value for c in chooser.choices]
         assert set(offered) == set(disks)
         keep = offered[0]
         await ui.press("space")  # mark the first disk: kept
@@ -377,7 +417,7 @@ async def _escape_pick(ui: Ui) -> None:
 
 
 async def _escape_prompt(ui: Ui) -> None:
-    await ui.modal(TextPrompt)
+    await ui.modal(FieldsForm)
     await ui.press("escape")
 
 
@@ -392,12 +432,12 @@ async def _escape_confirm(ui: Ui) -> None:
 
 
 async def _escape_disks(ui: Ui) -> None:
-    await ui.modal(PickDisks)
+    await ui.modal(PickMany)
     await ui.press("escape")
 
 
 async def _escape_typed(ui: Ui) -> None:
-    await ui.modal(PickDisks)
+    await ui.modal(PickMany)
     await ui.pilot.click("#ok")
     await ui.modal(ConfirmTyped)
     await ui.type("web-staging")
@@ -405,9 +445,8 @@ async def _escape_typed(ui: Ui) -> None:
 
 
 async def _escape_resources(ui: Ui) -> None:
-    form: EditResources = await ui.modal(EditResources)
-    form.query_one("#vcpus", Input).focus()
-    await ui.press("end", "ctrl+u", "1")
+    form: FieldsForm = await ui.modal(FieldsForm)
+    await fill(ui, form, vcpus="1")
     await ui.press("escape")
 
 
@@ -417,8 +456,8 @@ async def _migrate_then_cancel(ui: Ui) -> None:
 
 
 async def _copy_then_escape(ui: Ui) -> None:
-    await answer_text(ui, "x")
-    await _escape_pick(ui)
+    await pick(ui, "NFS storage")
+    await _escape_prompt(ui)
 
 
 CANCELS: list[tuple[str, str, Any]] = [
@@ -432,7 +471,7 @@ CANCELS: list[tuple[str, str, Any]] = [
     ("C", "web-staging", _copy_then_escape),
     ("r", "web-staging", _escape_prompt),
     ("v", "web-01", _escape_pick),
-    ("e", "web-staging", _escape_resources),
+    ("E", "web-staging", _escape_resources),
     ("delete", "web-staging", _escape_disks),
     ("delete", "web-staging", _escape_typed),
 ]

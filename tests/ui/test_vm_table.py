@@ -178,8 +178,8 @@ async def test_bulk_action_lists_refusals(sim: Simulator, client: Client) -> Non
         assert "Async.VM.clean_shutdown(web-01)" in shown
         assert "Async.VM.clean_shutdown(web-02)" in shown
         assert "Not possible:" in shown
-        assert "web-staging: The VM must be running for this, but it is halted" in shown
-        assert "k8s-node-03: The VM must be running for this, but it is suspended" in shown
+        assert "web-staging is halted (this needs running)" in shown
+        assert "k8s-node-03 is suspended (this needs running)" in shown
         await confirm_plan(ui)
         await ui.until(lambda: ui.vm("web-01")["power_state"] == "Halted"
                        and ui.vm("web-02")["power_state"] == "Halted", what="both halted")
@@ -234,12 +234,12 @@ async def test_actions_menu_shows_reasons(sim: Simulator, client: Client) -> Non
         await ui.go_to("web-01")
         await ui.press("a")
         menu: PickOne[str] = await ui.modal(PickOne)
-        by_id: dict[str, Any] = {c.value: c for c in menu.choices}
-        assert by_id["start"].disabled_reason == "The VM must be halted for this, but it is running"
-        assert by_id["resume"].disabled_reason == "The VM must be suspended for this, but it is running"
-        assert by_id["shutdown"].disabled_reason is None
-        assert by_id["delete"].disabled_reason is not None
-        assert by_id["revert"].disabled_reason is None  # web-01 has a snapshot
+        by_id: dict[str, Any] = {c.value.split(".")[1]: c for c in menu.choices}
+        assert by_id["start"].reason == "The VM must be halted for this, but it is running"
+        assert by_id["resume"].reason == "The VM must be suspended for this, but it is running"
+        assert by_id["shutdown"].reason is None
+        assert by_id["delete"].reason is not None
+        assert by_id["revert"].reason is None  # web-01 has a snapshot
         drawn = text_of(menu.query_one("#choices"))
         assert "Start  [s]  — The VM must be halted for this, but it is running" in drawn
         await ui.press("escape")
@@ -248,7 +248,7 @@ async def test_actions_menu_shows_reasons(sim: Simulator, client: Client) -> Non
         await ui.go_to("dev-sandbox")
         await ui.press("enter")
         menu = await ui.modal(PickOne)
-        assert menu.choices[0].value == "start" and menu.choices[0].disabled_reason is None
+        assert menu.choices[0].value == "vm.start" and menu.choices[0].reason is None
         await ui.press("enter")  # Start is highlighted first
         await ui.until(lambda: ui.vm("dev-sandbox")["power_state"] == "Running",
                        what="dev-sandbox started from the menu")

@@ -1,4 +1,8 @@
-"""Tables for people, JSON for scripts."""
+"""Tables for people, JSON for scripts.
+
+Everything printed for people goes through :func:`xsctl.xapi.text.printable`: a VM
+named ``evil\\x1b]0;PWNED\\x07`` must not retitle the terminal. JSON keeps the exact
+strings (the JSON encoder escapes control characters)."""
 
 from __future__ import annotations
 
@@ -6,6 +10,18 @@ import json
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
+
+from xsctl.xapi.text import printable
+
+
+def say(text: str, out: TextIO | None = None) -> None:
+    """A line (or lines) for people on standard output."""
+    (out or sys.stdout).write(printable(text, multiline=True) + "\n")
+
+
+def warn(text: str) -> None:
+    """A line for people on standard error, prefixed like every xsctl message."""
+    sys.stderr.write("xsctl: " + printable(text, multiline=True) + "\n")
 
 
 def print_json(data: Any, out: TextIO | None = None) -> None:
@@ -18,7 +34,7 @@ def print_table(
     headers: Sequence[str], rows: Sequence[Sequence[Any]], out: TextIO | None = None
 ) -> None:
     out = out or sys.stdout
-    cells = [[str(c) for c in r] for r in rows]
+    cells = [[printable(str(c)) for c in r] for r in rows]
     widths = [len(h) for h in headers]
     for r in cells:
         for i, c in enumerate(r):
@@ -33,4 +49,4 @@ def print_fields(pairs: Sequence[tuple[str, Any]], out: TextIO | None = None) ->
     out = out or sys.stdout
     width = max((len(k) for k, _ in pairs), default=0)
     for k, v in pairs:
-        out.write(f"{k.rjust(width)}: {v}\n")
+        out.write(f"{k.rjust(width)}: {printable(str(v))}\n")

@@ -48,7 +48,8 @@ def cmd_sr_list(args: argparse.Namespace) -> int:
         srs = models.srs(client.cache)
         if args.json:
             print_json([
-                {"uuid": s.uuid, "name_label": s.name_label, "type": s.type,
+                {"uuid": s.uuid, "name_label": str((client.cache.get("sr", s.ref) or {}).get("name_label", "")),
+                 "host": s.host_name or None, "type": s.type,
                  "content_type": s.content_type, "shared": s.shared,
                  "physical_size": s.physical_size,
                  "physical_utilisation": s.physical_utilisation,
@@ -58,7 +59,7 @@ def cmd_sr_list(args: argparse.Namespace) -> int:
             return 0
         print_table(
             ["name", "type", "shared", "size", "used", "free", "use%", "uuid"],
-            [[s.name_label + (" (default)" if s.is_default else ""), s.type,
+            [[s.display_name + (" (default)" if s.is_default else ""), s.type,
               "yes" if s.shared else "no", human_bytes(s.physical_size),
               human_bytes(s.physical_utilisation), human_bytes(s.free),
               f"{s.usage * 100:.0f}%", s.uuid] for s in srs],

@@ -1,21 +1,18 @@
-"""``xsctl vm ...``: list, show and the lifecycle, with xe's words."""
+"""``xsctl vm list`` and ``vm show``. The operations (``vm start``, ``vm snapshot``,
+...) are generated from the catalogue (commands/ops.py)."""
 
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from xsctl.commands.connect import open_client
-from xsctl.commands.output import print_fields, print_json, print_table
+from xsctl.commands.output import print_fields, print_json, print_table, say
 from xsctl.xapi import models
 from xsctl.xapi.cache import Cache
-from xsctl.xapi.client import Client
-from xsctl.xapi.errors import XsctlError
 from xsctl.xapi.models import NULL, Vm, human_bytes, human_duration
 from xsctl.xapi.ops import vm as vmops
-from xsctl.xapi.ops.base import Plan
 
 VM_CLASSES = ["pool", "host", "VM", "VM_metrics", "VM_guest_metrics"]
 SHOW_CLASSES = [*VM_CLASSES, "VBD", "VDI", "SR", "VIF", "network"]
@@ -27,12 +24,14 @@ def _uuid(cache: Cache, cls: str, ref: str) -> str:
 
 
 def vm_json(cache: Cache, vm: Vm) -> dict[str, Any]:
+    """xapi's field names and exact values (names as xapi holds them, escape codes and
+    all: JSON escapes them; only text for people is made printable)."""
     rec = cache.get("vm", vm.ref) or {}
     gm = cache.get("vm_guest_metrics", str(rec.get("guest_metrics", ""))) or {}
     return {
         "uuid": vm.uuid,
-        "name_label": vm.name_label,
-        "name_description": vm.name_description,
+        "name_label": str(rec.get("name_label", "")),
+        "name_description": str(rec.get("name_description", "")),
         "power_state": vm.power_state,
         "resident_on": _uuid(cache, "host", vm.resident_on),
         "VCPUs_max": vm.VCPUs_max,
@@ -48,6 +47,10 @@ def vm_json(cache: Cache, vm: Vm) -> dict[str, Any]:
         "is_a_template": vm.is_a_template,
         "is_a_snapshot": vm.is_a_snapshot,
     }
+
+
+def _raw(cache: Cache, cls: str, ref: str) -> str:
+    return str((cache.get(cls, ref) or {}).get("name_label", ""))
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -94,24 +97,23 @@ def cmd_show(args: argparse.Namespace) -> int:
                     {"userdevice": x.vbd.userdevice, "device": x.vbd.device, "type": x.vbd.type,
                      "mode": x.vbd.mode, "currently_attached": x.vbd.currently_attached,
                      "VDI": x.vdi.uuid if x.vdi else None,
-                     "name_label": x.vdi.name_label if x.vdi else None,
+                     "name_label": _raw(cache, "vdi", x.vdi.ref) if x.vdi else None,
                      "virtual_size": x.vdi.virtual_size if x.vdi else 0,
-                     "SR": x.vdi.sr_name if x.vdi else None}
+                     "SR": _raw(cache, "sr", x.vdi.SR) if x.vdi else None}
                     for x in disks
                 ]
-                d["VIFs"] = [{"device": v.device, "MAC": v.MAC, "network": v.network_name,
+                d["VIFs"] = [{"device": v.device, "MAC": v.MAC,
+                              "network": _raw(cache, "network", v.network),
                               "currently_attached": v.currently_attached} for v in vifs]
                 d["snapshots"] = [
-                    {"uuid": s.uuid, "name_label": s.name_label,
+                    {"uuid": s.uuid, "name_label": _raw(cache, "vm", s.ref),
                      "snapshot_time": s.snapshot_time.isoformat() if s.snapshot_time else None}
-                    for s in (Vm.get(cache, r) for r in vm.snapshots) if s
+                    for s in models.snapshots_of(cache, vm)
                 ]
                 out.append(d)
                 continue
             uptime = "-"
             if vm.start_time is not None:
-                from datetime import UTC, datetime
-
                 uptime = human_duration((datetime.now(UTC) - vm.start_time).total_seconds())
             print_fields([
                 ("name", vm.name_label),
@@ -128,98 +130,22 @@ def cmd_show(args: argparse.Namespace) -> int:
                 ("tags", ", ".join(vm.tags) or "-"),
                 ("allowed", " ".join(sorted(vm.allowed_operations)) or "-"),
             ])
-            print("disks:")
+            lines = ["disks:"]
             for x in disks:
                 size = human_bytes(x.vdi.virtual_size) if x.vdi else ""
                 where = f" on {x.vdi.sr_name}" if x.vdi else ""
                 state = "attached" if x.vbd.currently_attached else "detached"
-                print(f"  {x.vbd.userdevice:>2} {x.vbd.type:<4} {x.label} {size}{where} ({x.vbd.mode}, {state})")
-            print("networks:")
-            for v in vifs:
-                print(f"  {v.device:>2} {v.MAC} {v.network_name}")
-            if vm.snapshots:
-                print("snapshots:")
-                for r in vm.snapshots:
-                    s = Vm.get(cache, r)
-                    if s:
-                        when = s.snapshot_time.strftime("%Y-%m-%d %H:%M") if s.snapshot_time else ""
-                        print(f"  {s.name_label}  {when}  {s.uuid}")
-            print()
+                lines.append(f"  {x.vbd.userdevice:>2} {x.vbd.type:<4} {x.label} {size}{where} "
+                             f"({x.vbd.mode}, {state})")
+            lines.append("networks:")
+            lines += [f"  {v.device:>2} {v.MAC} {v.network_name}" for v in vifs]
+            snaps = models.snapshots_of(cache, vm)
+            if snaps:
+                lines.append("snapshots:")
+                for s in snaps:
+                    when = s.snapshot_time.strftime("%Y-%m-%d %H:%M") if s.snapshot_time else ""
+                    lines.append(f"  {s.name_label}  {when}  {s.uuid}")
+            say("\n".join(lines) + "\n")
         if args.json:
             print_json(out if len(out) != 1 else out[0])
         return 0
-
-
-def _progress_printer(label: str) -> Callable[[int, float], None] | None:
-    if not sys.stderr.isatty():
-        return None
-
-    def show(step: int, fraction: float) -> None:
-        sys.stderr.write(f"\r{label}: {int(fraction * 100):3d}%")
-        sys.stderr.flush()
-
-    return show
-
-
-def run_plans(
-    args: argparse.Namespace, client: Client, make: Callable[[Cache, str], Plan], done: str
-) -> int:
-    """Plan for every named VM first, then run each; report per VM."""
-    failures = 0
-    results: list[dict[str, Any]] = []
-    for spec in args.vm:
-        try:
-            plan = make(client.cache, spec)
-        except XsctlError as e:
-            if len(args.vm) == 1 and not args.json:
-                raise
-            failures += 1
-            sys.stderr.write(f"xsctl: {spec}: {e}\n")
-            results.append({"vm": spec, "ok": False, "error": getattr(e, "details", [str(e)])})
-            continue
-        name = plan.names.get(plan.targets[0], spec)
-        if args.dry_run:
-            if args.json:
-                results.append(plan.as_dict())
-            else:
-                print(plan.describe())
-                print()
-            continue
-        try:
-            progress = _progress_printer(plan.title)
-            client.run(plan, progress)
-            if progress is not None:
-                sys.stderr.write("\r\033[K")
-            if not args.json:
-                print(f"{name}: {done}")
-            results.append({"vm": name, "ok": True})
-        except XsctlError as e:
-            if sys.stderr.isatty():
-                sys.stderr.write("\r\033[K")
-            if len(args.vm) == 1 and not args.json:
-                raise
-            failures += 1
-            sys.stderr.write(f"xsctl: {name}: {e}\n")
-            results.append({"vm": name, "ok": False, "error": getattr(e, "details", [str(e)])})
-    if args.json:
-        print_json(results)
-    return 1 if failures else 0
-
-
-def lifecycle(make: Callable[[argparse.Namespace, Cache, str], Plan], done: str,
-              ) -> Callable[[argparse.Namespace], int]:
-    def cmd(args: argparse.Namespace) -> int:
-        with open_client(args, VM_CLASSES) as client:
-            return run_plans(args, client, lambda cache, spec: make(args, cache, spec), done)
-
-    return cmd
-
-
-cmd_start = lifecycle(lambda a, c, s: vmops.start(c, s, a.on, a.paused), "started")
-cmd_shutdown = lifecycle(lambda a, c, s: vmops.shutdown(c, s, a.force), "shut down")
-cmd_reboot = lifecycle(lambda a, c, s: vmops.reboot(c, s, a.force), "rebooted")
-cmd_suspend = lifecycle(lambda a, c, s: vmops.suspend(c, s), "suspended")
-cmd_resume = lifecycle(lambda a, c, s: vmops.resume(c, s, a.on), "resumed")
-cmd_pause = lifecycle(lambda a, c, s: vmops.pause(c, s), "paused")
-cmd_unpause = lifecycle(lambda a, c, s: vmops.unpause(c, s), "unpaused")
-cmd_migrate = lifecycle(lambda a, c, s: vmops.migrate(c, s, a.host), "migrated")

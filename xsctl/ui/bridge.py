@@ -1,23 +1,21 @@
-"""From the cache's thread to the app: changes are gathered and one message is
-posted at a time, so a burst of events costs one repaint, never a backlog."""
+"""From the cache's thread to the main screen: changes are gathered and one message
+is posted at a time, so a burst of events costs one repaint, never a backlog."""
 
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from xsctl.ui.messages import CacheChanged, HealthChanged
 from xsctl.xapi.cache import Change, Changes
-from xsctl.xapi.session import Health
+from xsctl.xapi.client import Client
 
 if TYPE_CHECKING:
-    from textual.app import App
-
-    from xsctl.xapi.client import Client
+    from textual.message_pump import MessagePump
 
 
 class Bridge:
-    def __init__(self, app: App[Any], client: Client) -> None:
+    def __init__(self, app: MessagePump, client: Client) -> None:
         self.app = app
         self.client = client
         self._lock = threading.Lock()
@@ -25,10 +23,12 @@ class Bridge:
         self._resync = False
         self._posted = False
         self._unsubscribe = client.cache.subscribe(self._on_changes)
+        self._closed = False
         client.cache.on_health(self._on_fresh)
         client.conn.on_state(self._on_state)
 
     def close(self) -> None:
+        self._closed = True
         self._unsubscribe()
 
     def _on_changes(self, changes: Changes) -> None:
@@ -60,10 +60,10 @@ class Bridge:
         return CacheChanged(items, {c.cls for c in items}, resync)
 
     def _on_fresh(self, fresh: bool, why: str) -> None:
-        conn = self.client.conn
-        self.app.post_message(HealthChanged(conn.health is Health.CONNECTED, fresh, why))
+        if not self._closed:
+            self.app.post_message(HealthChanged(self.client.connected, fresh, why))
 
-    def _on_state(self, health: Health, text: str) -> None:
-        self.app.post_message(
-            HealthChanged(health is Health.CONNECTED, self.client.cache.fresh, text)
-        )
+    def _on_state(self, health: object, text: str) -> None:
+        if not self._closed:
+            self.app.post_message(
+                HealthChanged(self.client.connected, self.client.cache.fresh, text))

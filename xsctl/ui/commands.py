@@ -1,90 +1,104 @@
-"""The command palette: every action in context, named "view: storage" or
-"vm: start web-01", matched as you type."""
+"""The command palette: every view ("view: tasks & events") and every operation that
+is possible now on every object of every view ("vm: start web-01", "task: cancel
+task ..."), generated from the views' declarations and the operation catalogue,
+matched as you type."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from functools import partial
-from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from xsctl.xapi.models import Vm
-
-if TYPE_CHECKING:
-    from xsctl.ui.app import XsctlApp
+from xsctl.ui.views.base import View
+from xsctl.xapi.ops import catalogue
+from xsctl.xapi.text import printable
 
 MAX_HITS = 60
+Entry = tuple[str, str, Callable[[], object]]
 
 
 class XsctlCommands(Provider):
-    @property
-    def xapp(self) -> XsctlApp:
-        return self.app  # type: ignore[return-value]
+    def _screen(self) -> object:
+        from xsctl.ui.screens.main import MainScreen
 
-    def _views(self) -> list[tuple[str, str, Callable[[], None]]]:
-        from xsctl.ui.screens.main import VIEWS
+        return next((s for s in self.app.screen_stack if isinstance(s, MainScreen)), None)
 
-        def go(vid: str) -> None:
-            screen = self.xapp.main_screen
-            if screen is not None:
-                screen.action_show_view(vid)
+    def _views(self) -> list[Entry]:
+        from xsctl.ui.screens.main import MainScreen
 
-        return [(f"view: {label.lower()}", f"Show {label}", partial(go, vid))
-                for vid, label, _ in VIEWS]
-
-    def _vm_commands(self, words: list[str]) -> list[tuple[str, str, Callable[[], None]]]:
-        from xsctl.ui.views.vms import ACTIONS, VmsView
-
-        client = self.xapp.client
-        if client is None:
+        screen = self._screen()
+        if not isinstance(screen, MainScreen):
             return []
-        screen = self.xapp.main_screen
-        if screen is None:
-            return []
-        view = screen.query_one(VmsView)
-        out: list[tuple[str, str, Callable[[], None]]] = []
-        verbs = [a for a in ACTIONS if not words or any(w in a.label.lower() or w == a.id for w in words)]
-        names = [w for w in words if not any(w in a.label.lower() or w == a.id for a in ACTIONS)]
-        for ref, r in client.cache.snapshot("vm"):
-            if r.get("is_a_template") or r.get("is_control_domain") or r.get("is_a_snapshot"):
-                continue
-            name = str(r.get("name_label", ""))
-            if names and not all(n in name.lower() for n in names):
-                continue
-            vm = Vm.from_record(client.cache, ref, r)
-            for a in verbs:
-                if a.op and a.op not in vm.allowed_operations:
-                    continue
-                if a.id == "revert" and not vm.snapshots:
-                    continue
-
-                def run(ref: str = ref, action: str = a.id, name: str = name) -> None:
-                    screen.action_show_view("vms")
-                    if not view.show_vm(ref):  # gone meanwhile: act on nothing else
-                        self.xapp.say(f"{name} is no longer in the pool", error=True)
-                        return
-                    view.table.clear_selection()
-                    view.action_act(action)
-
-                out.append((f"vm: {a.label.rstrip('…').lower()} {name}", a.label, run))
-                if len(out) >= MAX_HITS * 4:
-                    return out
+        out: list[Entry] = [(f"view: {c.LABEL.lower()}", c.HELP or f"Show {c.LABEL}",
+                             partial(screen.action_show_view, c.ID))
+                            for c in screen.view_classes]
+        for view in screen.views:
+            out += [(c.text, c.help, c.run) for c in view.palette()]
         return out
+
+    def _operations(self, words: list[str]) -> list[Entry]:
+        """Operations on objects: for each view that acts on a kind, each object whose
+        name has every word that is not an operation's, each possible operation."""
+        from xsctl.ui.screens.main import MainScreen
+
+        screen = self._screen()
+        if not isinstance(screen, MainScreen):
+            return []
+        cache = screen.client.cache
+        out: list[Entry] = []
+        for view in screen.views:
+            if view.ACTS_ON is None:
+                continue
+            ops = catalogue.operations(view.ACTS_ON)
+            kind = ops[0].kind
+
+            def said(op: catalogue.Operation, w: str) -> bool:
+                return w in op.label.lower() or w == op.verb or w == op.id.split(".")[1]
+
+            verbs = [op for op in ops if not words or any(said(op, w) for w in words)]
+            names = [w for w in words if w != kind.cls and not any(said(op, w) for op in ops)]
+            for ref, name in kind.members(cache):
+                if names and not all(n in name.lower() for n in names):
+                    continue
+                obj = kind.load(cache, ref)
+                if obj is None:
+                    continue
+                for op in verbs:
+                    if catalogue.why_not(op, cache, obj) is not None:
+                        continue
+                    text = f"{kind.cls}: {op.label.lower()} {printable(name)}"
+                    out.append((text, op.help, partial(self._run, view, op.id, ref, name)))
+                    if len(out) >= MAX_HITS * 4:
+                        return out
+        return out
+
+    def _run(self, view: View, op_id: str, ref: str, name: str) -> None:
+        from xsctl.ui.notify import say
+        from xsctl.ui.screens.main import MainScreen
+
+        screen = self._screen()
+        if not isinstance(screen, MainScreen):
+            return
+        screen.action_show_view(view.ID)
+        if not view.show_object(ref):  # gone meanwhile: act on nothing else
+            say(self.app, f"{name} is no longer in the pool", error=True)
+            return
+        screen.request(op_id, [ref], view.ID)
 
     async def discover(self) -> Hits:
         for text, help, fn in self._views():
             yield DiscoveryHit(Text(text), fn, text=text, help=help)
-        yield DiscoveryHit(Text("app: keys of this view"), self.xapp.action_help,
+        yield DiscoveryHit(Text("app: keys of this view"), partial(self.app.run_action, "help"),
                            text="app: keys of this view", help="?")
 
     async def search(self, query: str) -> AsyncIterator[Hit]:
         matcher = self.matcher(query)
-        words = [w for w in query.lower().replace(":", " ").split() if w not in ("vm", "view")]
+        words = [w for w in query.lower().replace(":", " ").split() if w != "view"]
         candidates = self._views()
-        if "view" not in query.lower():
-            candidates += self._vm_commands(words)
+        if "view" not in query.lower().split(":")[0]:
+            candidates += self._operations(words)
         hits = []
         for text, help, fn in candidates:
             score = matcher.match(text)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from textual.message import Message
 
 from xsctl.xapi.cache import Change
+from xsctl.xapi.metrics import MetricsUpdate
 from xsctl.xapi.ops.base import Plan
 
 
@@ -32,9 +33,24 @@ class HealthChanged(Message):
 
 
 @dataclass
-class PlanProgress(Message):
+class ActionRequested(Message):
+    """A view asks for an operation on objects; ``op_id`` "" opens the actions menu."""
+
+    op_id: str
+    refs: list[str]
+    view: str
+
+
+class MenuRequested(Message):
+    """A view gives the keys back to the menu (escape)."""
+
+
+@dataclass
+class TaskStarted(Message):
+    """xapi made a task for one of our plans (so the Tasks view can name it)."""
+
+    task: str
     plan: Plan
-    fraction: float
 
 
 @dataclass
@@ -42,10 +58,12 @@ class PlanFinished(Message):
     plan: Plan
     error: Exception | None = None
     result: object = None
+    # True when a dropped connection left it unknown whether the call took effect
+    unknown: bool = False
 
 
 @dataclass
 class MetricsUpdated(Message):
-    """Host load figures from /rrd_updates: host ref -> (cpu 0..1, mem used, mem total)."""
+    """A new round of /rrd_updates figures from the metrics feed."""
 
-    load: dict[str, tuple[float, int, int]]
+    update: MetricsUpdate

@@ -149,6 +149,7 @@ async def render(scene: str, known_hosts: Path | None = None, live: bool = False
         known=KnownHosts(known),
     )
     try:
+        client.load()  # as the connect screen hands it over: the first frame shows the pool
         app: XsctlApp = create_app(client, metrics=live, clock=lambda: EPOCH)
         app.animation_level = "none"  # a tab underline caught mid-slide is not a view
         async with app.run_test(size=size) as pilot:

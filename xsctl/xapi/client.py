@@ -6,14 +6,21 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from xsctl.config import Profile, known_hosts_file
 from xsctl.xapi import ops
 from xsctl.xapi.cache import CLASSES, Cache
+from xsctl.xapi.errors import ReadOnlyRefused
+from xsctl.xapi.metrics import MetricsFeed
 from xsctl.xapi.ops.base import Plan, StepProgress
-from xsctl.xapi.session import Connection
+from xsctl.xapi.ops.catalogue import Context
+from xsctl.xapi.session import Connection, Health
+from xsctl.xapi.transport import is_read
 from xsctl.xapi.trust import Confirm, KnownHosts, TrustPolicy
+
+__all__ = ["Client", "Health", "Target", "ensure_trusted"]
 
 
 @dataclass
@@ -67,6 +74,7 @@ class Client:
     def __init__(self, conn: Connection, cache: Cache) -> None:
         self.conn = conn
         self.cache = cache
+        self.metrics = MetricsFeed(conn, cache)
         self.target: Target | None = None
 
     @classmethod
@@ -99,6 +107,23 @@ class Client:
         client.target = target
         return client
 
+    def context(self) -> Context:
+        """What operations are planned against: the live cache and the time now."""
+        return Context(self.cache, datetime.now(UTC))
+
+    def refused(self, plan: Plan) -> ReadOnlyRefused | None:
+        """A read-only connection refuses a plan that changes anything, before a call
+        is sent (the same rule the connection applies to each call)."""
+        if self.conn.read_only:
+            for c in plan.calls:
+                if not is_read(c.method):
+                    return ReadOnlyRefused(c.method)
+        return None
+
+    @property
+    def connected(self) -> bool:
+        return self.conn.health is Health.CONNECTED
+
     def load(self) -> Client:
         self.cache.load()
         return self
@@ -116,6 +141,7 @@ class Client:
         return ops.run(self.conn, plan, progress, cancel, on_task)
 
     def close(self) -> None:
+        self.metrics.stop()
         self.cache.stop()
         self.conn.close()
 

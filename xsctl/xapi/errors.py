@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from xsctl.xapi.text import human_bytes, printable
+
 
 class XsctlError(Exception):
     """Base of everything xsctl reports to a user."""
@@ -27,6 +29,11 @@ class ConnectionFailed(XsctlError):
     """The host could not be reached, or the connection dropped."""
 
     exit_code = 3
+
+
+class OutcomeUnknown(ConnectionFailed):
+    """The connection dropped during a call that changes state: xapi may or may not
+    have run it. It is never sent again; the cache shows the truth after the resync."""
 
 
 class TrustError(ConnectionFailed):
@@ -82,7 +89,7 @@ _FRIENDLY: dict[str, Callable[[Sequence[str]], str]] = {
     "HOST_IS_SLAVE": lambda p: f"This host is a pool member; the pool master is {_p(p, 0)}",
     "HANDLE_INVALID": lambda p: f"The {_p(p, 0)} no longer exists",
     "UUID_INVALID": lambda p: f"No {_p(p, 0)} has UUID {_p(p, 1)}",
-    "VM_BAD_POWER_STATE": lambda p: f"The VM must be {_p(p, 1)} for this, but it is {_p(p, 2)}",
+    "VM_BAD_POWER_STATE": lambda p: f"The VM must be {either(_p(p, 1))} for this, but it is {_p(p, 2)}",
     "OPERATION_NOT_ALLOWED": lambda p: f"Not allowed: {_p(p, 0)}",
     "OTHER_OPERATION_IN_PROGRESS": lambda p: f"Another operation ({_p(p, 2)}) is in progress on this {_p(p, 0)}; wait for it to finish",
     "OPERATION_BLOCKED": lambda p: f"This operation is blocked on the VM: {_p(p, 1, 'blocked_operations is set')}",
@@ -131,19 +138,26 @@ _FRIENDLY: dict[str, Callable[[Sequence[str]], str]] = {
 
 def _mib(v: str) -> str:
     try:
-        n = int(v)
+        return human_bytes(int(v))
     except ValueError:
         return v
-    return f"{n / 1024**3:.1f} GiB" if n >= 1024**3 else f"{n / 1024**2:.0f} MiB"
+
+
+def either(states: str) -> str:
+    """xapi lists the states an operation needs as "halted, suspended"."""
+    parts = [s.strip() for s in states.split(",") if s.strip()]
+    return parts[0] if len(parts) <= 1 else ", ".join(parts[:-1]) + " or " + parts[-1]
 
 
 def friendly(code: str, params: Sequence[str]) -> str:
+    """The sentence for ``code``; xapi's params are untrusted text (names, backend
+    output), so the sentence is made safe for a terminal."""
     fn = _FRIENDLY.get(code)
     if fn is None and code.startswith("SR_BACKEND_FAILURE_"):
         fn = _FRIENDLY["SR_BACKEND_FAILURE"]
     if fn is None:
-        return code.replace("_", " ").capitalize()
-    return fn(params)
+        return printable(code.replace("_", " ").capitalize())
+    return printable(fn(params))
 
 
 class XapiError(XsctlError):
@@ -163,7 +177,7 @@ class XapiError(XsctlError):
 
     @property
     def text(self) -> str:
-        raw = " ".join([self.code, *self.params])
+        raw = printable(" ".join([self.code, *self.params]))
         return f"{self.friendly} [{raw}]"
 
     @property

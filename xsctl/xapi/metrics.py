@@ -1,4 +1,7 @@
-"""/rrd_updates: fetch and parse (xapi's rrd_updates.ml, protocol.md section 7).
+"""The metrics feed: xapi's /rrd_updates (rrd_updates.ml, protocol.md section 7),
+shaped like the cache. One thread per connection fetches, once per interval, one
+request per host, and only while something subscribes; each subscriber says what it
+shows, so that a view of the hosts does not download the figures of 10,000 VMs.
 
 Each host serves the RRDs it holds (itself and its resident VMs), so a pool-wide view
 asks every host. A member's certificate is learned through the already trusted
@@ -7,20 +10,29 @@ master connection (host.get_server_certificate), never accepted blindly.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import logging
 import math
 import ssl
+import threading
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-from xsctl.xapi.errors import ConnectionFailed, XapiError
+from xsctl.xapi.cache import Cache
+from xsctl.xapi.errors import ConnectionFailed, XapiError, XsctlError
 from xsctl.xapi.session import Connection
-from xsctl.xapi.transport import Endpoint, _PinnedHTTPS, _UnixHTTP
-from xsctl.xapi.trust import fingerprint_of
+from xsctl.xapi.transport import connect_http
+from xsctl.xapi.trust import fingerprint_of, host_key
+
+log = logging.getLogger(__name__)
+
+INTERVAL = 5.0  # seconds: the step of xapi's finest archive (last 10 minutes)
 
 
 @dataclass
@@ -43,14 +55,6 @@ class RrdUpdate:
                 if key not in out and not math.isnan(v):
                     out[key] = v
         return out
-
-    def series(self, kind: str, uuid: str, ds: str) -> list[tuple[int, float]]:
-        """Oldest first, for graphs."""
-        try:
-            i = next(i for i, n in enumerate(self.legend) if n.split(":", 3)[1:] == [kind, uuid, ds])
-        except StopIteration:
-            return []
-        return [(t, vals[i]) for t, vals in reversed(self.rows) if i < len(vals)]
 
 
 def _num(s: Any) -> float:
@@ -88,13 +92,12 @@ def parse_xml(data: bytes) -> RrdUpdate:
     return u
 
 
-def _trusted_member(conn: Connection, host_ref: str, ep: Endpoint) -> None:
+def _trusted_member(conn: Connection, host_ref: str, address: str) -> None:
     """Pin a member's certificate from the master's answer to
     host.get_server_certificate, which came over the trusted connection."""
+    ep = conn.endpoint.at(address)
     if ep.scheme != "https" or conn.trust.ca_file:
         return
-    from xsctl.xapi.trust import host_key
-
     if conn.trust.known.get(host_key(ep.host, ep.port)) is not None:
         return
     pem = str(conn.call("host.get_server_certificate", host_ref))
@@ -110,27 +113,26 @@ def fetch(
     *,
     interval: int = 5,
     host: bool = True,
+    vm_uuids: Iterable[str] | None = None,
     timeout: float = 10.0,
 ) -> RrdUpdate:
-    """GET /rrd_updates from one host (the one at ``address``)."""
+    """GET /rrd_updates from one host (the one at ``address``). ``vm_uuids`` limits
+    the VMs (xapi's repeatable vm_uuid filter); None asks for all its VMs."""
     base = conn.endpoint
     if base.scheme == "unix":
         ep = base  # dom0: the local host's own RRDs over the socket
     else:
         ep = base.at(address)
-        _trusted_member(conn, host_ref, ep)
-    q = urlencode({"start": start, "cf": "AVERAGE", "interval": interval,
-                   "host": "true" if host else "false", "json": "true",
-                   "session_id": conn.session or ""})
-    c: http.client.HTTPConnection
-    if ep.scheme == "https":
-        c = _PinnedHTTPS(ep, conn.trust, timeout)
-    elif ep.scheme == "unix":
-        c = _UnixHTTP(ep.host, timeout)
-    else:
-        c = http.client.HTTPConnection(ep.host, ep.port, timeout=timeout)
+        _trusted_member(conn, host_ref, address)
+    query: list[tuple[str, str]] = [
+        ("start", str(start)), ("cf", "AVERAGE"), ("interval", str(interval)),
+        ("host", "true" if host else "false"), ("json", "true"),
+        ("session_id", conn.session or "")]
+    query += [("vm_uuid", u) for u in (vm_uuids or ())]
+    c = connect_http(ep, conn.trust, timeout)
     try:
-        c.request("GET", f"/rrd_updates?{q}", headers={"Accept": "application/json"})
+        c.request("GET", f"/rrd_updates?{urlencode(query)}",
+                  headers={"Accept": "application/json"})
         resp = c.getresponse()
         data = resp.read()
     except (OSError, http.client.HTTPException) as e:
@@ -142,30 +144,195 @@ def fetch(
     if resp.status != 200:
         raise ConnectionFailed(f"metrics from {address}: HTTP {resp.status}")
     ctype = resp.getheader("Content-Type", "")
-    return parse_json(data) if "json" in ctype or data[:1] == b"{" else parse_xml(data)
+    try:
+        return parse_json(data) if "json" in ctype or data[:1] == b"{" else parse_xml(data)
+    except (ValueError, ET.ParseError) as e:  # json.JSONDecodeError is a ValueError
+        raise ConnectionFailed(f"metrics from {address}: unreadable reply ({e})") from e
 
 
-@dataclass
+@dataclass(frozen=True)
 class HostLoad:
     cpu: float  # 0..1, mean over CPUs
     memory_total: int
     memory_free: int
+
+    @property
+    def memory_used(self) -> int:
+        return max(0, self.memory_total - self.memory_free)
+
+
+@dataclass(frozen=True)
+class MetricsUpdate:
+    """One round: the newest value of each data source, per object."""
+
     at: float
+    values: dict[tuple[str, str], dict[str, float]]  # ("host"|"vm", uuid) -> {ds: v}
+    missing: dict[str, str] = field(default_factory=dict)  # host ref -> why none came
+
+    def of(self, kind: str, uuid: str) -> dict[str, float]:
+        return self.values.get((kind, uuid), {})
+
+    def host_load(self, uuid: str) -> HostLoad | None:
+        ds = self.of("host", uuid)
+        cpus = [v for k, v in ds.items() if k.startswith("cpu") and k[3:].isdigit()]
+        cpu = ds.get("cpu_avg", sum(cpus) / len(cpus) if cpus else None)
+        if cpu is None:
+            return None
+        total = ds.get("memory_total_kib", math.nan)
+        free = ds.get("memory_free_kib", math.nan)
+        return HostLoad(
+            cpu=max(0.0, min(1.0, cpu)),
+            memory_total=0 if math.isnan(total) else int(total * 1024),
+            memory_free=0 if math.isnan(free) else int(free * 1024),
+        )
 
 
-def host_load(update: RrdUpdate, host_uuid: str) -> HostLoad | None:
-    latest = update.latest()
-    cpus = [v for (k, u, ds), v in latest.items() if k == "host" and u == host_uuid
-            and ds.startswith("cpu") and ds[3:].isdigit()]
-    avg = latest.get(("host", host_uuid, "cpu_avg"))
-    if avg is None and not cpus:
-        return None
-    cpu = avg if avg is not None else sum(cpus) / len(cpus)
-    total = latest.get(("host", host_uuid, "memory_total_kib"), math.nan)
-    free = latest.get(("host", host_uuid, "memory_free_kib"), math.nan)
-    return HostLoad(
-        cpu=max(0.0, min(1.0, cpu)),
-        memory_total=0 if math.isnan(total) else int(total * 1024),
-        memory_free=0 if math.isnan(free) else int(free * 1024),
-        at=time.time(),
-    )
+def merge(updates: Iterable[RrdUpdate], at: float) -> MetricsUpdate:
+    values: dict[tuple[str, str], dict[str, float]] = {}
+    for u in updates:
+        for (kind, uuid, ds), v in u.latest().items():
+            values.setdefault((kind, uuid), {})[ds] = v
+    return MetricsUpdate(at, values)
+
+
+@dataclass(frozen=True)
+class Interest:
+    """What a subscriber shows: the hosts' own series, and which VMs' (an empty set:
+    none; None: every VM)."""
+
+    hosts: bool = True
+    vms: frozenset[str] | None = frozenset()
+
+
+Subscriber = Callable[[MetricsUpdate], None]
+
+
+class MetricsFeed:
+    """/rrd_updates for the pool, fetched by one thread while anyone subscribes."""
+
+    def __init__(self, conn: Connection, cache: Cache, interval: float = INTERVAL) -> None:
+        self.conn = conn
+        self.cache = cache
+        self.interval = interval
+        self._subs: dict[int, tuple[Subscriber, Interest]] = {}
+        self._ids = 0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._since: dict[str, int] = {}  # host ref -> the end of its last answer
+        self.requests = 0  # /rrd_updates requests made (the benchmark counts them)
+        self.last: MetricsUpdate | None = None
+
+    def subscribe(self, fn: Subscriber, interest: Interest | None = None) -> Callable[[], None]:
+        """Call ``fn`` with each round (from the feed's thread) until the returned
+        function is called. The first subscriber starts the thread."""
+        with self._lock:
+            self._ids += 1
+            sid = self._ids
+            self._subs[sid] = (fn, interest or Interest())
+            if self._thread is None or not self._thread.is_alive():
+                self._stop.clear()
+                self._thread = threading.Thread(target=self._run, name="xsctl metrics",
+                                                daemon=True)
+                self._thread.start()
+            else:
+                self._wake.set()  # a new interest: fetch now, not at the next turn
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._subs.pop(sid, None)
+                if not self._subs:
+                    self._wake.set()
+
+        return unsubscribe
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        t = self._thread
+        if t is not None and t.is_alive() and t is not threading.current_thread():
+            t.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _wanted(self) -> tuple[bool, frozenset[str] | None, list[Subscriber]]:
+        with self._lock:
+            subs = list(self._subs.values())
+        hosts = any(i.hosts for _, i in subs)
+        vms: frozenset[str] | None = frozenset()
+        for _, i in subs:
+            if i.vms is None:
+                vms = None
+                break
+            assert vms is not None
+            vms = vms | i.vms
+        return hosts, vms, [fn for fn, _ in subs]
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            hosts, vms, subs = self._wanted()
+            if not subs:
+                with self._lock:
+                    if not self._subs:
+                        self._thread = None
+                        return
+                continue
+            update = self.round(hosts, vms)
+            self.last = update
+            for fn in subs:
+                try:
+                    fn(update)
+                except Exception:
+                    log.exception("metrics subscriber failed")
+            self._wake.wait(self.interval)
+            self._wake.clear()
+
+    def round(self, hosts: bool, vms: frozenset[str] | None) -> MetricsUpdate:
+        """One request per host; what failed is named in ``missing``."""
+        got: list[RrdUpdate] = []
+        missing: dict[str, str] = {}
+        now = int(time.time())
+        for ref, h in list(self.cache.all("host").items()):
+            if self._stop.is_set():
+                break
+            address = str(h.get("address", ""))
+            if not address:
+                continue
+            filt = self._filter(ref, vms)
+            start = self._since.get(ref, now - int(self.interval * 6))
+            try:
+                u = fetch(self.conn, ref, address, start, interval=int(self.interval),
+                          host=hosts, vm_uuids=filt, timeout=min(10.0, self.conn.timeout))
+                self.requests += 1
+            except XapiError as e:
+                missing[ref] = e.friendly
+                if e.code == "SESSION_INVALID":
+                    # an RPC call logs in again when the session has expired
+                    with contextlib.suppress(XsctlError):
+                        self.conn.call("pool.get_all")
+                continue
+            except XsctlError as e:
+                missing[ref] = str(e)
+                continue
+            if u.end:
+                self._since[ref] = u.end
+            got.append(u)
+        update = merge(got, time.time())
+        return MetricsUpdate(update.at, update.values, missing)
+
+    def _filter(self, host_ref: str, vms: frozenset[str] | None) -> list[str] | None:
+        if vms is None:
+            return None  # every VM the host holds
+        if vms:
+            return sorted(vms)
+        # no VM wanted: xapi has no "hosts only" switch, but its vm_uuid filter keeps
+        # only the VMs named, so name the host's own control domain (its series, dom0's
+        # load, are small and useful)
+        for r in (self.cache.get("vm", v) for v in
+                  (self.cache.get("host", host_ref) or {}).get("resident_VMs") or ()):
+            if r and r.get("is_control_domain"):
+                return [str(r.get("uuid", ""))]
+        return ["00000000-0000-0000-0000-000000000000"]

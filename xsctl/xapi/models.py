@@ -11,15 +11,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from xsctl.xapi.errors import UsageError
+from xsctl.xapi.text import GiB, KiB, MiB, TiB, human_bytes, human_duration, printable
 
 if TYPE_CHECKING:
     from xsctl.xapi.cache import Cache, Record
 
 NULL = "OpaqueRef:NULL"
-KiB = 1024
-MiB = 1024**2
-GiB = 1024**3
-TiB = 1024**4
+__all__ = ["GiB", "KiB", "MiB", "TiB", "human_bytes", "human_duration", "printable"]  # re-exported
 
 
 def as_int(v: Any, default: int = 0) -> int:
@@ -65,44 +63,26 @@ def parse_time(v: Any) -> datetime | None:
     return None
 
 
-def human_bytes(n: int | float, *, precise: bool = False) -> str:
-    """1.5 GiB, 512 MiB, 3.2 TiB (binary units, as XenCenter shows memory)."""
-    n = float(n)
-    for unit, size in (("TiB", TiB), ("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
-        if abs(n) >= size:
-            v = n / size
-            if precise or v != int(v):
-                return f"{v:.1f} {unit}"
-            return f"{int(v)} {unit}"
-    return f"{int(n)} B"
-
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B?)?\s*$", re.IGNORECASE)
+# ASCII digits only: str.isdigit and \d also take "٣" (Arabic-Indic three), which
+# xapi's Int64.of_string refuses
+_SIZE = re.compile(r"^\s*([0-9]{1,30})(?:\.([0-9]{1,30}))?\s*([KMGT]?)(i?B?)?\s*$",
+                   re.IGNORECASE | re.ASCII)
+INT64_MAX = 2**63 - 1
 
 
 def parse_size(text: str, default_unit: str = "M") -> int:
     """``2G``, ``2048M``, ``2 GiB``, ``1.5G``, ``536870912`` (bytes if no unit and
-    ``default_unit`` is empty). Binary units, as xe takes them."""
+    ``default_unit`` is empty). Binary units, as xe takes them. Exact (no float), and
+    within xapi's int64."""
     m = _SIZE.match(str(text))
     if not m:
-        raise UsageError(f"not a size: {text!r} (e.g. 2G, 2048M, 2GiB)")
-    value, unit = float(m.group(1)), (m.group(2) or default_unit).upper()
+        raise UsageError(f"not a size: {str(text)[:40]!r} (e.g. 2G, 2048M, 2GiB)")
+    whole, frac, unit = m.group(1), m.group(2) or "", (m.group(3) or default_unit).upper()
     mult = {"": 1, "K": KiB, "M": MiB, "G": GiB, "T": TiB}[unit]
-    return int(value * mult)
-
-
-def human_duration(seconds: float) -> str:
-    s = int(seconds)
-    if s < 0:
-        return "-"
-    d, s = divmod(s, 86400)
-    h, s = divmod(s, 3600)
-    m, _ = divmod(s, 60)
-    if d:
-        return f"{d}d {h}h"
-    if h:
-        return f"{h}h {m}m"
-    return f"{m}m"
+    value = int(whole) * mult + (int(frac) * mult // 10 ** len(frac) if frac else 0)
+    if value > INT64_MAX:
+        raise UsageError(f"{str(text)[:40]!r} is too large a size (8 EiB at most)")
+    return value
 
 
 def guest_ips(networks: Mapping[str, Any]) -> tuple[str, ...]:
@@ -111,7 +91,7 @@ def guest_ips(networks: Mapping[str, Any]) -> tuple[str, ...]:
     v4: list[str] = []
     v6: list[str] = []
     for key in sorted(networks, key=lambda k: [as_int(p, 0) if p.isdigit() else 0 for p in k.split("/")]):
-        val = str(networks[key])
+        val = printable(str(networks[key]))
         if not val:
             continue
         target = v6 if "/ipv6/" in key or ":" in val else v4
@@ -120,9 +100,49 @@ def guest_ips(networks: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(v4 + v6)
 
 
+def _text(v: Any) -> str:
+    """A string from xapi, as people may see it: every model field of text goes
+    through here (the one place, with xsctl.xapi.text.printable, that keeps escape
+    codes in a VM's name from the terminal). --json reads the records instead."""
+    return printable(str(v)) if v is not None else ""
+
+
+def is_guest(r: Mapping[str, Any]) -> bool:
+    """A VM record of a real guest: not a template, a snapshot or a control domain.
+    The one place this is decided (the table, the counts, the resolver, the palette)."""
+    return not (r.get("is_a_template") or r.get("is_a_snapshot") or r.get("is_control_domain"))
+
+
+def is_template(r: Mapping[str, Any]) -> bool:
+    return bool(r.get("is_a_template")) and not r.get("is_a_snapshot")
+
+
+# current_operations as a person reads them in a table ("⟳ shutting down")
+_DOING = {
+    "start": "starting", "start_on": "starting", "clean_shutdown": "shutting down",
+    "hard_shutdown": "powering off", "shutdown": "shutting down",
+    "clean_reboot": "rebooting", "hard_reboot": "resetting", "suspend": "suspending",
+    "resume": "resuming", "resume_on": "resuming", "pause": "pausing",
+    "unpause": "unpausing", "pool_migrate": "migrating", "migrate_send": "migrating",
+    "snapshot": "snapshotting", "checkpoint": "checkpointing", "revert": "reverting",
+    "clone": "cloning", "copy": "copying", "destroy": "deleting", "export": "exporting",
+    "import": "importing", "provision": "provisioning", "changing_dynamic_range":
+    "changing memory", "changing_memory_limits": "changing memory",
+    "changing_VCPUs_live": "changing vCPUs", "changing_VCPUs": "changing vCPUs",
+    "make_into_template": "converting", "csvm": "copying", "metadata_export": "exporting",
+    "snapshot_with_quiesce": "snapshotting", "awaiting_memory_live": "changing memory",
+    "assert_operation_valid": "checking", "update_allowed_operations": "updating",
+}
+
+
+def doing(operation: str) -> str:
+    """``clean_shutdown`` -> ``shutting down``; unknown ones with spaces for "_"."""
+    return _DOING.get(operation, operation.replace("_", " "))
+
+
 def _name_of(cache: Cache, cls: str, ref: str) -> str:
     rec = cache.get(cls, ref) if ref and ref != NULL else None
-    return str(rec.get("name_label", "")) if rec else ""
+    return _text(rec.get("name_label")) if rec else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,17 +189,20 @@ class Vm:
         metrics = cache.get("vm_metrics", str(r.get("metrics", ""))) or {}
         gm = cache.get("vm_guest_metrics", str(r.get("guest_metrics", ""))) or {}
         running = r.get("power_state") in ("Running", "Paused")
+        # a halted VM's guest metrics describe its last run: xapi keeps the object,
+        # but its addresses are no longer the VM's (a VM halted by revert kept them)
+        gm_live = gm if running else {}
         os_v = gm.get("os_version") or {}
-        os_name = str(os_v.get("name", "")).split("|")[0] if os_v else ""
+        os_name = _text(os_v.get("name")).split("|")[0] if os_v else ""
         if not os_name:
-            os_name = str((r.get("other_config") or {}).get("base_template_name", ""))
+            os_name = _text((r.get("other_config") or {}).get("base_template_name"))
         pv = gm.get("PV_drivers_version") or {}
         return cls(
             ref=ref,
-            uuid=str(r.get("uuid", "")),
-            name_label=str(r.get("name_label", "")),
-            name_description=str(r.get("name_description", "")),
-            power_state=str(r.get("power_state", "")),
+            uuid=_text(r.get("uuid")),
+            name_label=_text(r.get("name_label")),
+            name_description=_text(r.get("name_description")),
+            power_state=_text(r.get("power_state")),
             is_a_template=bool(r.get("is_a_template")),
             is_default_template=bool(r.get("is_default_template")),
             is_a_snapshot=bool(r.get("is_a_snapshot")),
@@ -198,10 +221,10 @@ class Vm:
             VCPUs_at_startup=as_int(r.get("VCPUs_at_startup")),
             VCPUs_number=as_int(metrics.get("VCPUs_number")) if running else 0,
             domid=as_int(r.get("domid"), -1),
-            domain_type=str(r.get("domain_type", "")),
+            domain_type=_text(r.get("domain_type")),
             os_version=os_name,
-            ips=guest_ips(gm.get("networks") or {}) if gm else (),
-            tags=tuple(str(t) for t in r.get("tags") or ()),
+            ips=guest_ips(gm_live.get("networks") or {}) if gm_live else (),
+            tags=tuple(_text(t) for t in r.get("tags") or ()),
             allowed_operations=frozenset(str(x) for x in r.get("allowed_operations") or ()),
             current_operations=dict(r.get("current_operations") or {}),
             blocked_operations=dict(r.get("blocked_operations") or {}),
@@ -210,7 +233,7 @@ class Vm:
             snapshots=tuple(r.get("snapshots") or ()),
             other_config=dict(r.get("other_config") or {}),
             start_time=parse_time(metrics.get("start_time")) if running else None,
-            pv_drivers=".".join(str(pv[k]) for k in ("major", "minor", "micro") if k in pv),
+            pv_drivers=_text(".".join(str(pv[k]) for k in ("major", "minor", "micro") if k in pv)),
         )
 
     @classmethod
@@ -220,7 +243,7 @@ class Vm:
 
     @property
     def is_vm(self) -> bool:
-        """A real guest: not a template, snapshot or control domain."""
+        """A real guest (see :func:`is_guest`)."""
         return not (self.is_a_template or self.is_a_snapshot or self.is_control_domain)
 
     @property
@@ -234,8 +257,13 @@ class Vm:
 
     @property
     def busy(self) -> str:
-        """The operation in progress, if any."""
+        """The operation in progress, as xapi names it (``clean_shutdown``), if any."""
         return next(iter(self.current_operations.values()), "")
+
+    @property
+    def doing(self) -> str:
+        """The operation in progress as a person reads it (``shutting down``)."""
+        return doing(self.busy) if self.busy else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,19 +296,19 @@ class Host:
         boot = as_float((r.get("other_config") or {}).get("boot_time"), 0.0)
         return cls(
             ref=ref,
-            uuid=str(r.get("uuid", "")),
-            name_label=str(r.get("name_label", "")),
-            hostname=str(r.get("hostname", "")),
-            address=str(r.get("address", "")),
+            uuid=_text(r.get("uuid")),
+            name_label=_text(r.get("name_label")),
+            hostname=_text(r.get("hostname")),
+            address=_text(r.get("address")),
             enabled=bool(r.get("enabled")),
             is_master=pool.get("master") == ref,
             live=bool(m.get("live", True)),
             memory_total=as_int(m.get("memory_total")),
             memory_free=as_int(m.get("memory_free")),
             cpu_count=as_int(ci.get("cpu_count")),
-            cpu_model=str(ci.get("modelname", "")),
-            product=f"{sv.get('product_brand', '')} {sv.get('product_version', '')}".strip(),
-            version=str(sv.get("xapi", "")),
+            cpu_model=_text(ci.get("modelname")),
+            product=_text(f"{sv.get('product_brand', '')} {sv.get('product_version', '')}".strip()),
+            version=_text(sv.get("xapi")),
             boot_time=datetime.fromtimestamp(boot, UTC) if boot > 0 else None,
             resident_VMs=tuple(r.get("resident_VMs") or ()),
             allowed_operations=frozenset(r.get("allowed_operations") or ()),
@@ -312,6 +340,7 @@ class Sr:
     VDIs: tuple[str, ...]
     PBDs: tuple[str, ...]
     hosts: tuple[str, ...]  # hosts with a plugged PBD
+    host_name: str  # the host of a local SR (its one PBD's), else ""
     is_default: bool
     is_tools_sr: bool
     allowed_operations: frozenset[str]
@@ -320,17 +349,21 @@ class Sr:
     def from_record(cls, cache: Cache, ref: str, r: Record) -> Sr:
         pool = next(iter(cache.all("pool").values()), {})
         hosts = []
+        pbd_hosts = []
         for pbd in r.get("PBDs") or ():
             p = cache.get("pbd", pbd)
-            if p and p.get("currently_attached"):
-                hosts.append(str(p.get("host")))
+            if p:
+                pbd_hosts.append(str(p.get("host")))
+                if p.get("currently_attached"):
+                    hosts.append(str(p.get("host")))
+        local = not r.get("shared") and len(pbd_hosts) == 1
         return cls(
             ref=ref,
-            uuid=str(r.get("uuid", "")),
-            name_label=str(r.get("name_label", "")),
-            name_description=str(r.get("name_description", "")),
-            type=str(r.get("type", "")),
-            content_type=str(r.get("content_type", "")),
+            uuid=_text(r.get("uuid")),
+            name_label=_text(r.get("name_label")),
+            name_description=_text(r.get("name_description")),
+            type=_text(r.get("type")),
+            content_type=_text(r.get("content_type")),
             shared=bool(r.get("shared")),
             physical_size=as_int(r.get("physical_size")),
             physical_utilisation=as_int(r.get("physical_utilisation")),
@@ -338,6 +371,7 @@ class Sr:
             VDIs=tuple(r.get("VDIs") or ()),
             PBDs=tuple(r.get("PBDs") or ()),
             hosts=tuple(hosts),
+            host_name=_name_of(cache, "host", pbd_hosts[0]) if local else "",
             is_default=pool.get("default_SR") == ref,
             is_tools_sr=bool(r.get("is_tools_sr")),
             allowed_operations=frozenset(r.get("allowed_operations") or ()),
@@ -359,6 +393,11 @@ class Sr:
     @property
     def is_iso(self) -> bool:
         return self.content_type == "iso"
+
+    @property
+    def display_name(self) -> str:
+        """``Local storage on xcp-ng-02``: every host has its own "Local storage"."""
+        return f"{self.name_label} on {self.host_name}" if self.host_name else self.name_label
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,10 +421,10 @@ class Vbd:
             ref=ref,
             VM=str(r.get("VM", NULL)),
             VDI=str(r.get("VDI", NULL)),
-            device=str(r.get("device", "")),
-            userdevice=str(r.get("userdevice", "")),
-            type=str(r.get("type", "")),
-            mode=str(r.get("mode", "")),
+            device=_text(r.get("device")),
+            userdevice=_text(r.get("userdevice")),
+            type=_text(r.get("type")),
+            mode=_text(r.get("mode")),
             bootable=bool(r.get("bootable")),
             currently_attached=bool(r.get("currently_attached")),
             empty=bool(r.get("empty")),
@@ -415,14 +454,14 @@ class Vdi:
     def from_record(cls, cache: Cache, ref: str, r: Record) -> Vdi:
         return cls(
             ref=ref,
-            uuid=str(r.get("uuid", "")),
-            name_label=str(r.get("name_label", "")),
-            name_description=str(r.get("name_description", "")),
+            uuid=_text(r.get("uuid")),
+            name_label=_text(r.get("name_label")),
+            name_description=_text(r.get("name_description")),
             SR=str(r.get("SR", NULL)),
             sr_name=_name_of(cache, "sr", str(r.get("SR", NULL))),
             virtual_size=as_int(r.get("virtual_size")),
             physical_utilisation=as_int(r.get("physical_utilisation")),
-            type=str(r.get("type", "")),
+            type=_text(r.get("type")),
             read_only=bool(r.get("read_only")),
             sharable=bool(r.get("sharable")),
             is_a_snapshot=bool(r.get("is_a_snapshot")),
@@ -471,8 +510,8 @@ class Vif:
     def from_record(cls, cache: Cache, ref: str, r: Record) -> Vif:
         return cls(
             ref=ref,
-            device=str(r.get("device", "")),
-            MAC=str(r.get("MAC", "")),
+            device=_text(r.get("device")),
+            MAC=_text(r.get("MAC")),
             network=str(r.get("network", NULL)),
             network_name=_name_of(cache, "network", str(r.get("network", NULL))),
             currently_attached=bool(r.get("currently_attached")),
@@ -503,14 +542,14 @@ class Task:
     def from_record(cls, ref: str, r: Record) -> Task:
         return cls(
             ref=ref,
-            uuid=str(r.get("uuid", "")),
-            name_label=str(r.get("name_label", "")),
-            status=str(r.get("status", "")),
+            uuid=_text(r.get("uuid")),
+            name_label=_text(r.get("name_label")),
+            status=_text(r.get("status")),
             progress=as_float(r.get("progress")),
             created=parse_time(r.get("created")),
             finished=parse_time(r.get("finished")),
             error_info=tuple(str(x) for x in r.get("error_info") or ()),
-            result=str(r.get("result", "")),
+            result=_text(r.get("result")),
             allowed_operations=frozenset(r.get("allowed_operations") or ()),
             resident_on=str(r.get("resident_on", NULL)),
         )
@@ -535,13 +574,13 @@ class Message:
     def from_record(cls, ref: str, r: Record) -> Message:
         return cls(
             ref=ref,
-            uuid=str(r.get("uuid", "")),
-            name=str(r.get("name", "")),
+            uuid=_text(r.get("uuid")),
+            name=_text(r.get("name")),
             priority=as_int(r.get("priority"), 5),
-            cls=str(r.get("cls", "")),
-            obj_uuid=str(r.get("obj_uuid", "")),
+            cls=_text(r.get("cls")),
+            obj_uuid=_text(r.get("obj_uuid")),
             timestamp=parse_time(r.get("timestamp")),
-            body=str(r.get("body", "")),
+            body=printable(str(r.get("body") or ""), multiline=True),
         )
 
 
@@ -556,7 +595,7 @@ class Pool:
     @classmethod
     def of(cls, cache: Cache) -> Pool | None:
         for ref, r in cache.all("pool").items():
-            return cls(ref, str(r.get("uuid", "")), str(r.get("name_label", "")),
+            return cls(ref, _text(r.get("uuid")), _text(r.get("name_label")),
                        str(r.get("master", NULL)), str(r.get("default_SR", NULL)))
         return None
 
@@ -570,10 +609,18 @@ def vms(cache: Cache, *, templates: bool = False, snapshots: bool = False,
             continue
         if r.get("is_a_snapshot") and not snapshots:
             continue
-        if r.get("is_a_template") and not r.get("is_a_snapshot") and not templates:
+        if is_template(r) and not templates:
             continue
         out.append(Vm.from_record(cache, ref, r))
     out.sort(key=lambda v: v.name_label.lower())
+    return out
+
+
+def snapshots_of(cache: Cache, vm: Vm) -> list[Vm]:
+    """A VM's snapshots, newest first (the one order of the detail pane, the revert
+    picker and ``vm show``)."""
+    out = [s for s in (Vm.get(cache, r) for r in vm.snapshots) if s is not None]
+    out.sort(key=lambda s: s.snapshot_time or datetime.min.replace(tzinfo=UTC), reverse=True)
     return out
 
 

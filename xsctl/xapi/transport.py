@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import XenAPI
 
 from xsctl import __version__
-from xsctl.xapi.errors import ConnectionFailed, XapiError
+from xsctl.xapi.errors import ConnectionFailed, OutcomeUnknown, XapiError
 from xsctl.xapi.trust import TrustPolicy
 
 log = logging.getLogger(__name__)
@@ -88,10 +88,6 @@ class Endpoint:
         """The same scheme and port on another pool member (HOST_IS_SLAVE redirect)."""
         return replace(self, host=address)
 
-    @property
-    def label(self) -> str:
-        return self.url
-
 
 class ProtocolMismatch(ConnectionFailed):
     """The host answered, but not in the protocol we spoke (e.g. no JSON-RPC)."""
@@ -137,6 +133,17 @@ class _UnixHTTP(http.client.HTTPConnection):
         self.sock = s
 
 
+def connect_http(ep: Endpoint, trust: TrustPolicy, timeout: float) -> http.client.HTTPConnection:
+    """An HTTP connection to ``ep`` under the connection's trust (the certificate pin
+    or CA is checked when it connects, before a byte is sent): the one factory for
+    RPC calls and for xapi's other HTTP handlers (/rrd_updates, /export, ...)."""
+    if ep.scheme == "https":
+        return _PinnedHTTPS(ep, trust, timeout)
+    if ep.scheme == "unix":
+        return _UnixHTTP(ep.host, timeout)
+    return http.client.HTTPConnection(ep.host, ep.port, timeout=timeout)
+
+
 class Transport(ABC):
     """One protocol to one endpoint, with a connection per thread."""
 
@@ -157,15 +164,9 @@ class Transport(ABC):
 
     def _new_connection(self) -> http.client.HTTPConnection:
         if self._closed:
-            raise ConnectionFailed(f"connection to {self.ep.label} is closed")
-        conn: http.client.HTTPConnection
+            raise ConnectionFailed(f"connection to {self.ep.url} is closed")
         t = float(getattr(self._local, "timeout", self.timeout))
-        if self.ep.scheme == "https":
-            conn = _PinnedHTTPS(self.ep, self.trust, t)
-        elif self.ep.scheme == "unix":
-            conn = _UnixHTTP(self.ep.host, t)
-        else:
-            conn = http.client.HTTPConnection(self.ep.host, self.ep.port, timeout=t)
+        conn = connect_http(self.ep, self.trust, t)
         with self._all_lock:
             self._all.add(conn)
             self._owner_of[conn] = threading.get_ident()
@@ -254,20 +255,20 @@ class JsonRpcTransport(Transport):
         }
         status, data = self._post("/jsonrpc", body, headers, method, timeout)
         if status != 200:
-            raise ProtocolMismatch(f"{self.ep.label} answered HTTP {status} to JSON-RPC")
+            raise ProtocolMismatch(f"{self.ep.url} answered HTTP {status} to JSON-RPC")
         try:
             reply = json.loads(data)
         except ValueError as e:
-            raise ProtocolMismatch(f"{self.ep.label} sent a reply that is not JSON") from e
+            raise ProtocolMismatch(f"{self.ep.url} sent a reply that is not JSON") from e
         if not isinstance(reply, dict) or ("result" not in reply and "error" not in reply):
-            raise ProtocolMismatch(f"{self.ep.label} sent a reply that is not JSON-RPC")
+            raise ProtocolMismatch(f"{self.ep.url} sent a reply that is not JSON-RPC")
         err = reply.get("error")
         if err:
             if isinstance(err, dict):
                 raise XapiError(str(err.get("message", "")), err.get("data") or [], method=method)
             if isinstance(err, list) and err:
                 raise XapiError(str(err[0]), err[1:], method=method)
-            raise ProtocolMismatch(f"{self.ep.label} sent a malformed JSON-RPC error")
+            raise ProtocolMismatch(f"{self.ep.url} sent a malformed JSON-RPC error")
         return reply.get("result")
 
     def _post(
@@ -298,7 +299,7 @@ class JsonRpcTransport(Transport):
                 self._local.conn = None
                 if isinstance(e, ConnectionFailed):
                     raise
-                raise ConnectionFailed(f"TLS verification of {self.ep.label} failed: {e}") from e
+                raise ConnectionFailed(f"TLS verification of {self.ep.url} failed: {e}") from e
             except (OSError, http.client.HTTPException) as e:
                 self._drop(conn)
                 self._local.conn = None
@@ -320,17 +321,20 @@ class JsonRpcTransport(Transport):
 
 def _connection_error(ep: Endpoint, method: str, e: BaseException) -> ConnectionFailed:
     if isinstance(e, TimeoutError | socket.timeout):
-        return ConnectionFailed(f"{ep.label} did not answer {method} in time")
+        if is_read(method):
+            return ConnectionFailed(f"{ep.url} did not answer {method} in time")
+        return OutcomeUnknown(f"{ep.url} did not answer {method} in time; it may or may "
+                              "not have run")
     if isinstance(e, ssl.SSLError):
-        return ConnectionFailed(f"TLS with {ep.label} failed: {e.reason or e}")
+        return ConnectionFailed(f"TLS with {ep.url} failed: {e.reason or e}")
     if isinstance(e, ConnectionRefusedError):
-        return ConnectionFailed(f"{ep.label} refused the connection (is xapi running?)")
+        return ConnectionFailed(f"{ep.url} refused the connection (is xapi running?)")
     if isinstance(e, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)):
-        return ConnectionFailed(
-            f"the connection to {ep.label} dropped during {method}"
-            + ("" if is_read(method) else "; it may or may not have run")
-        )
-    return ConnectionFailed(f"cannot talk to {ep.label}: {e}")
+        if is_read(method):
+            return ConnectionFailed(f"the connection to {ep.url} dropped during {method}")
+        return OutcomeUnknown(
+            f"the connection to {ep.url} dropped during {method}; it may or may not have run")
+    return ConnectionFailed(f"cannot talk to {ep.url}: {e}")
 
 
 class _XmlRpcHttp(xmlrpc.client.Transport):
@@ -397,7 +401,7 @@ class XmlRpcTransport(Transport):
                 raise
             except xmlrpc.client.ProtocolError as e:
                 self._local.xs = None
-                raise ProtocolMismatch(f"{self.ep.label} answered HTTP {e.errcode} to XML-RPC") from e
+                raise ProtocolMismatch(f"{self.ep.url} answered HTTP {e.errcode} to XML-RPC") from e
             except (OSError, http.client.HTTPException) as e:
                 if conn is not None:
                     self._drop(conn)
@@ -411,7 +415,7 @@ class XmlRpcTransport(Transport):
                 raise _connection_error(self.ep, method, e) from e
             except Exception as e:  # expat errors and the like: not xapi speaking
                 self._local.xs = None
-                raise ProtocolMismatch(f"{self.ep.label} sent an unreadable XML-RPC reply") from e
+                raise ProtocolMismatch(f"{self.ep.url} sent an unreadable XML-RPC reply") from e
             except BaseException:  # Ctrl-C mid-reply: see JsonRpcTransport._post
                 if conn is not None:
                     self._drop(conn)
@@ -425,7 +429,7 @@ def _parse_xml_result(raw: Any, method: str, ep: Endpoint) -> Any:
     if method == "system.listMethods":
         return raw
     if not isinstance(raw, dict) or "Status" not in raw:
-        raise ProtocolMismatch(f"{ep.label} sent an XML-RPC reply without Status")
+        raise ProtocolMismatch(f"{ep.url} sent an XML-RPC reply without Status")
     if raw["Status"] == "Success":
         return _plain(raw.get("Value", ""))
     desc = raw.get("ErrorDescription") or ["INTERNAL_ERROR", "no ErrorDescription"]

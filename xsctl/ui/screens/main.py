@@ -1,115 +1,137 @@
 """The main screen: xsconsole's layout, a menu on the left and the selected view on
-the right. Below 100 columns the menu folds away and opens over the view."""
+the right. Below 100 columns the menu folds away and opens over the view (f9 or
+escape). The menu, the number keys and the views come from the views' declarations;
+the screen holds the live client, hands the cache's changes to the views that follow
+them, and runs what the views ask for through the one action runner."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Callable
+from datetime import datetime
+from typing import ClassVar
 
 from rich.text import Text
-from textual import events, on
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Footer, Label, OptionList
 from textual.widgets.option_list import Option
 
-from xsctl.ui.views.status import StatusView
-from xsctl.ui.views.tasks import TasksView
-from xsctl.ui.views.vms import VmsView
+from xsctl.ui.bridge import Bridge
+from xsctl.ui.messages import (
+    ActionRequested,
+    CacheChanged,
+    HealthChanged,
+    MenuRequested,
+    PlanFinished,
+    TaskStarted,
+)
+from xsctl.ui.notify import say
+from xsctl.ui.runner import Runner
+from xsctl.ui.views.base import View, all_views
 from xsctl.ui.widgets.header import ConnectionHeader
+from xsctl.xapi.client import Client
+from xsctl.xapi.errors import XapiError
+from xsctl.xapi.models import Pool
+from xsctl.xapi.ops import catalogue
 
-if TYPE_CHECKING:
-    from xsctl.ui.app import XsctlApp
-
-# (id, menu label, key). Entries whose feature is not built yet are absent, not dead.
-VIEWS: list[tuple[str, str, str]] = [
-    ("status", "Status", "1"),
-    ("vms", "Virtual Machines", "2"),
-    ("tasks", "Tasks & Events", "3"),
-]
 NARROW = 100
+
+
+class Menu(OptionList):
+    """The views, xsconsole's left column."""
 
 
 class MainScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
-        *[Binding(key, f"show_view('{vid}')", label, show=False, id=f"view.{vid}")
-          for vid, label, key in VIEWS],
         Binding("f9", "toggle_menu", "Menu", id="menu.toggle",
                 tooltip="Open the menu (escape in a view does the same); again to close it"),
         Binding("escape", "close_menu", "Back", show=False, id="menu.close",
                 tooltip="From the menu back to the view"),
     ]
 
+    def __init__(self, client: Client, now: Callable[[], datetime], *,
+                 metrics: bool = True) -> None:
+        super().__init__()
+        self.client = client
+        self.now = now
+        self.metrics = metrics
+        self.view_classes = all_views()
+        self.runner = Runner(self, client, now)
+        self.health_since: datetime | None = None
+        self.bridge: Bridge | None = None
+        self._plan_tasks: dict[int, list[str]] = {}  # id(plan) -> the tasks it made
+        for cls in self.view_classes:
+            self._bindings.bind(cls.KEY, f"show_view('{cls.ID}')", cls.LABEL, show=False)
+
     def compose(self) -> ComposeResult:
         yield ConnectionHeader(id="conn-header")
         yield Label("", id="stale-banner", classes="hidden")
         with Horizontal(id="main-body"):
-            yield OptionList(
-                *[Option(Text(f"{key}  {label}"), id=vid) for vid, label, key in VIEWS],
-                id="menu",
-            )
-            with ContentSwitcher(initial="status", id="views"):
-                yield StatusView(id="status")
-                yield VmsView(id="vms")
-                yield TasksView(id="tasks")
+            yield Menu(*[Option(Text(f"{c.KEY}  {c.LABEL}"), id=c.ID)
+                         for c in self.view_classes], id="menu")
+            with ContentSwitcher(initial=self.view_classes[0].ID, id="views"):
+                for cls in self.view_classes:
+                    yield cls(self.client, now=self.now, metrics=self.metrics)
         yield Footer()
 
-    @property
-    def xapp(self) -> XsctlApp:
-        return self.app  # type: ignore[return-value]
-
     def on_mount(self) -> None:
-        self.query_one("#menu", OptionList).highlighted = 0
+        self.bridge = Bridge(self, self.client)
+        self.query_one(Menu).highlighted = 0
         self._fold(self.size.width)
-        self.action_show_view("status", focus=False)
-        self.query_one("#menu", OptionList).focus()
+        self.action_show_view(self.view_classes[0].ID, focus=self.has_class("narrow"))
+        if not self.has_class("narrow"):
+            self.query_one(Menu).focus()
+        self.call_after_refresh(self.update_header)
+
+    def on_unmount(self) -> None:
+        if self.bridge is not None:
+            self.bridge.close()
+
+    # ------------------------------------------------------------ views
+
+    @property
+    def views(self) -> list[View]:
+        return list(self.query_one("#views", ContentSwitcher).query_children(View))
+
+    @property
+    def current_view(self) -> str:
+        return self.query_one("#views", ContentSwitcher).current or self.view_classes[0].ID
+
+    def view(self, vid: str) -> View:
+        return self.query_one(f"#{vid}", View)
 
     def on_resize(self, event: events.Resize) -> None:
         self._fold(event.size.width)
 
     def _fold(self, width: int) -> None:
-        self.set_class(width < NARROW, "narrow")
-
-    @property
-    def current_view(self) -> str:
-        return self.query_one("#views", ContentSwitcher).current or "status"
-
-    def view(self, vid: str) -> Widget:
-        return self.query_one(f"#{vid}")
+        narrow = width < NARROW
+        self.set_class(narrow, "narrow")
+        menu = self.query_one(Menu)
+        if narrow and menu.has_focus and not self.has_class("menu-open"):
+            # folded away, the menu must not keep the keys (Down would move it unseen)
+            self.view(self.current_view).focus_target().focus()
 
     def action_show_view(self, vid: str, focus: bool = True) -> None:
-        switcher = self.query_one("#views", ContentSwitcher)
-        switcher.current = vid
-        menu = self.query_one("#menu", OptionList)
-        idx = [v for v, _, _ in VIEWS].index(vid)
+        self.query_one("#views", ContentSwitcher).current = vid
+        menu = self.query_one(Menu)
+        idx = [c.ID for c in self.view_classes].index(vid)
         if menu.highlighted != idx:
             menu.highlighted = idx
         self.remove_class("menu-open")
         if focus:
-            self._focus_view(vid)
-
-    def _focus_view(self, vid: str) -> None:
-        target: Widget = self.view(vid)
-        if vid == "vms":
-            target = self.query_one("#vm-table")
-        elif vid == "tasks":
-            target = self.query_one("#task-table")
-        elif vid == "status":
-            target = self.query_one("#status-hosts")
-        target.focus()
+            self.view(vid).focus_target().focus()
 
     def open_menu(self) -> None:
         self.add_class("menu-open")
-        self.query_one("#menu", OptionList).focus()
+        self.query_one(Menu).focus()
 
     def _menu_shown(self) -> bool:
-        """The menu is on screen and has the keys (folded away, it may hold the focus
-        without showing)."""
-        menu = self.query_one("#menu", OptionList)
-        narrow = self.has_class("narrow")
-        return menu.has_focus and (not narrow or self.has_class("menu-open"))
+        """The menu is on screen and has the keys."""
+        menu = self.query_one(Menu)
+        return menu.has_focus and (not self.has_class("narrow") or self.has_class("menu-open"))
 
     def action_toggle_menu(self) -> None:
         if self._menu_shown():
@@ -121,7 +143,7 @@ class MainScreen(Screen[None]):
         """Back from the menu to the view shown (at 80 columns the menu covers it)."""
         if self._menu_shown():
             self.remove_class("menu-open")
-            self._focus_view(self.current_view)
+            self.view(self.current_view).focus_target().focus()
 
     @on(OptionList.OptionHighlighted, "#menu")
     def _menu_highlighted(self, event: OptionList.OptionHighlighted) -> None:
@@ -132,3 +154,114 @@ class MainScreen(Screen[None]):
     def _menu_selected(self, event: OptionList.OptionSelected) -> None:
         if event.option.id:
             self.action_show_view(event.option.id)
+
+    # ------------------------------------------------------------ the cache
+
+    def on_cache_changed(self, event: CacheChanged) -> None:
+        if self.bridge is None or not self.is_mounted:
+            return
+        msg = self.bridge.take()
+        if not msg.changes and not msg.resync:
+            return
+        for view in self.views:
+            if msg.resync or msg.classes & view.FOLLOWS:
+                view.changed(msg)
+        if msg.resync or "pool" in msg.classes:
+            self.update_header()
+
+    def on_health_changed(self, msg: HealthChanged) -> None:
+        if msg.connected and msg.fresh:
+            if self.health_since is not None:  # it was down: say that it is back
+                say(self.app, "Reconnected: live again (lost at "
+                    f"{self.health_since.astimezone().strftime('%H:%M:%S')})")
+            self.health_since = None
+        elif self.health_since is None:
+            self.health_since = self.now()
+        self.update_header(msg.text)
+
+    def update_header(self, note: str = "") -> None:
+        client = self.client
+        conn = client.conn
+        pool = Pool.of(client.cache)
+        connected = client.connected
+        fresh = client.cache.fresh
+        who = conn.endpoint.url if conn.endpoint.scheme == "unix" else f"{conn.user}@{conn.endpoint.url}"
+        how = conn.protocol + (" · TLS " + ("CA" if conn.trust.ca_file else "pinned")
+                               if conn.endpoint.scheme == "https" else "")
+        self.query_one("#conn-header", ConnectionHeader).show(
+            pool=pool.name_label if pool else "?", who=who, how=how,
+            read_only=conn.read_only, connected=connected, fresh=fresh,
+            note="" if connected and fresh else (note or client.cache.last_error),
+            since=self.health_since,
+        )
+        banner = self.query_one("#stale-banner", Label)
+        if connected and fresh:
+            banner.add_class("hidden")
+        else:  # not connected: no event can arrive, so nothing shown is live
+            since = (self.health_since.astimezone().strftime("%H:%M:%S")
+                     if self.health_since else "now")
+            banner.update(Text(
+                f" Not live since {since}: what you see may be out of date. "
+                "Reconnecting by itself…"))
+            banner.remove_class("hidden")
+
+    # ------------------------------------------------------------ actions
+
+    def on_menu_requested(self, msg: MenuRequested) -> None:
+        self.open_menu()
+
+    def on_action_requested(self, msg: ActionRequested) -> None:
+        self.request(msg.op_id, msg.refs, msg.view)
+
+    def request(self, op_id: str, refs: list[str], view: str) -> None:
+        """Run an operation (or open the actions menu, op_id "") on objects of a view."""
+        self._perform(op_id, refs, view)
+
+    @work(exclusive=True, group="action", exit_on_error=False)
+    async def _perform(self, op_id: str, refs: list[str], vid: str) -> None:
+        view = self.view(vid)
+        if not op_id:
+            if view.ACTS_ON is None:
+                return
+            chosen = await self.runner.menu(view.ACTS_ON, refs)
+            if chosen is None:
+                return
+            op_id = chosen
+            refs = view.targets() or refs
+        if await self.runner.perform(catalogue.get(op_id), refs):
+            view.acted()
+
+    def on_plan_finished(self, msg: PlanFinished) -> None:
+        self.runner.finished(msg)
+        tasks = self._plan_tasks.pop(id(msg.plan), [])
+        if tasks:
+            e = msg.error
+            last = ("success" if e is None else "cancelled"
+                    if isinstance(e, XapiError) and e.code == "TASK_CANCELLED"
+                    else f"failed: {catalogue.reason(e)}")
+            for view in self.views:
+                view.plan_ended(tasks[:-1], "success")
+                view.plan_ended(tasks[-1:], last)
+
+    def on_task_started(self, msg: TaskStarted) -> None:
+        self._plan_tasks.setdefault(id(msg.plan), []).append(msg.task)
+        for view in self.views:
+            view.task_started(msg.task, msg.plan.title)
+
+    def help_sections(self) -> tuple[str, list[tuple[str, list[tuple[str, str]]]]]:
+        """The ? help of the view shown: its keys, its operations', the views'."""
+        view = self.view(self.current_view)
+        own = [(key_text(b.key_display or b.key), b.description + (f": {b.tooltip}"
+                if b.tooltip else "")) for b in view.BINDINGS if isinstance(b, Binding)]
+        sections = [(view.LABEL, own + view.extra_keys())]
+        sections.append(("Views", [(c.KEY, c.LABEL + (f": {c.HELP}" if c.HELP else ""))
+                                   for c in self.view_classes]
+                         + [("f9 / escape", "menu")]))
+        return view.LABEL, sections
+
+
+def key_text(key: str) -> str:
+    from xsctl.ui.views.base import key_label
+
+    return ", ".join(key_label(k) for k in key.split(","))
+

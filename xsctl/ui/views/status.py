@@ -1,68 +1,94 @@
 """Status: xsconsole's first screen, for the whole pool. Hosts with their load, VM
-counts by power state, storage with usage bars, the latest alerts, and how we are
-connected."""
+counts by power state, storage with usage bars, the latest alerts (enter reads one
+whole), and how we are connected. At 80 columns the tables drop their least needed
+columns rather than cut the ones that tell rows apart."""
 
 from __future__ import annotations
 
-import time
 from collections import Counter
-from typing import TYPE_CHECKING, ClassVar
+from typing import Any, ClassVar
 
+from rich.style import Style
 from rich.table import Table
 from rich.text import Text
-from textual import work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
-from textual.widgets import DataTable, Label, Static
-from textual.worker import get_current_worker
+from textual.widget import Widget
+from textual.widgets import Label, Static
 
 from xsctl.ui.messages import CacheChanged, MetricsUpdated
-from xsctl.ui.widgets.bars import usage_bar
-from xsctl.ui.widgets.keyed import drop_rows_except, upsert_row
-from xsctl.xapi import metrics, models
-from xsctl.xapi.errors import XsctlError
-from xsctl.xapi.models import Pool, human_bytes, human_duration
-
-if TYPE_CHECKING:
-    from xsctl.ui.app import XsctlApp
+from xsctl.ui.modals.message import MessageScreen
+from xsctl.ui.views.base import View
+from xsctl.ui.widgets.bars import bar_text, usage_style
+from xsctl.ui.widgets.table import Column, Row, VirtualTable
+from xsctl.xapi import models
+from xsctl.xapi.metrics import HostLoad, Interest, MetricsUpdate
+from xsctl.xapi.models import Pool, human_bytes, human_duration, is_guest, is_template
+from xsctl.xapi.text import printable
 
 PRIORITY = {1: "critical", 2: "major", 3: "warning", 4: "minor", 5: "info"}
-STATUS_CLASSES = {"pool", "host", "host_metrics", "vm", "sr", "pbd", "message"}
-METRICS_INTERVAL = 5.0
+
+HOST_COLUMNS = [
+    Column("name", "Host", min_width=9, ratio=2),
+    Column("role", "Role", width=6),
+    Column("state", "State", width=11),
+    Column("cpu", "CPU", width=4, align="right"),
+    Column("memory", "Memory", min_width=26, ratio=2),
+    Column("vms", "VMs", width=4, align="right"),
+    Column("uptime", "Uptime", width=7, priority=1),
+    Column("address", "Address", min_width=11, ratio=1, priority=2),
+    Column("version", "Version", min_width=10, ratio=1, priority=3),
+]
+SR_COLUMNS = [
+    Column("name", "Storage", min_width=14, ratio=3),
+    Column("type", "Type", width=6),
+    Column("usage", "Used", min_width=14, ratio=1),
+    Column("size", "Used / size", width=19, align="right"),
+    Column("shared", "Shared", width=6, priority=1),
+]
+ALERT_COLUMNS = [
+    Column("when", "When", width=8),
+    Column("priority", "Priority", width=8),
+    Column("name", "Alert", min_width=12, ratio=2),
+    Column("message", "Message", min_width=12, ratio=4, priority=1),
+    Column("on", "On", min_width=10, ratio=2, priority=2),
+]
+MAX_ALERTS = 50
 
 
-class StatusView(VerticalScroll):
+class StatusView(View):
+    ID = "status"
+    LABEL = "Status"
+    KEY = "1"
+    HELP = "the pool at a glance: hosts, VMs, storage, alerts, the connection"
+    FOLLOWS = frozenset({"pool", "host", "host_metrics", "vm", "sr", "pbd", "message"})
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Menu", show=False, id="status.back"),
     ]
 
-    def __init__(self, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self.load: dict[str, tuple[float, int, int]] = {}
+    def __init__(self, client: Any, **kw: Any) -> None:
+        super().__init__(client, **kw)
+        self.load: dict[str, HostLoad] = {}  # host uuid -> its latest figures
         self._stale = False  # the cache changed while another view was shown
-
-    @property
-    def xapp(self) -> XsctlApp:
-        return self.app  # type: ignore[return-value]
+        self._unsubscribe: Any = None
 
     def compose(self) -> ComposeResult:
-        yield Static(id="status-pool")
-        yield Label("Hosts", classes="section")
-        hosts = DataTable[Text](id="status-hosts", cursor_type="row", zebra_stripes=True)
-        for label, width in (("Host", 12), ("Address", 15), ("Role", 6), ("State", 11),
-                             ("CPU", 5), ("Memory", 30), ("VMs", 4), ("Uptime", 8),
-                             ("Version", 14)):
-            hosts.add_column(label, width=width, key=label.lower())
-        yield hosts
-        yield Label("Virtual machines", classes="section")
-        yield Static(id="status-vms")
-        yield Label("Storage", classes="section")
-        yield Static(id="status-srs")
-        yield Label("Latest alerts", classes="section")
-        alerts = DataTable[Text](id="status-alerts", cursor_type="row")
-        alerts.add_columns("When", "Priority", "Alert", "On", "Message")
-        yield alerts
+        with VerticalScroll(id="status-scroll"):
+            yield Static(id="status-pool")
+            yield Label("Hosts", classes="section")
+            yield VirtualTable(HOST_COLUMNS, empty_text="No hosts", id="status-hosts")
+            yield Label("Virtual machines", classes="section")
+            yield Static(id="status-vms")
+            yield Label("Storage", classes="section")
+            yield VirtualTable(SR_COLUMNS, empty_text="No storage", id="status-srs")
+            yield Label("Latest alerts (enter reads one)", classes="section")
+            yield VirtualTable(ALERT_COLUMNS, empty_text="No alerts", id="status-alerts")
+
+    def focus_target(self) -> Widget:
+        return self.query_one("#status-hosts", VirtualTable)
 
     def on_mount(self) -> None:
         self.refresh_all()
@@ -70,44 +96,58 @@ class StatusView(VerticalScroll):
     def on_show(self) -> None:
         if self._stale:
             self.refresh_all()
-        if self.xapp.metrics_enabled:
-            self.poll_metrics()
+        if self.metrics and self._unsubscribe is None:
+            # the hosts' own series only: not the figures of every VM
+            self._unsubscribe = self.client.metrics.subscribe(self._metrics, Interest(hosts=True))
+
+    def _metrics(self, update: MetricsUpdate) -> None:
+        """From the feed's thread: posted, handled on the UI thread."""
+        self.post_message(MetricsUpdated(update))
 
     def on_hide(self) -> None:
-        self.workers.cancel_group(self, "metrics")
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
 
-    def action_back(self) -> None:
-        self.xapp.action_focus_menu()
+    def on_unmount(self) -> None:
+        self.on_hide()
 
-    def on_cache_changed(self, msg: CacheChanged) -> None:
-        if msg.resync or msg.classes & STATUS_CLASSES:
-            # hidden, it catches up when shown: at 10,000 VMs a refresh walks every VM
-            # record four times (~20 ms), on every VM change seen in another view
-            if self.display:
-                self.refresh_all()
-            else:
-                self._stale = True
+    def changed(self, msg: CacheChanged) -> None:
+        # hidden, it catches up when shown: at 10,000 VMs a refresh walks every VM
+        if self.display:
+            self.refresh_all()
+        else:
+            self._stale = True
 
     def on_metrics_updated(self, msg: MetricsUpdated) -> None:
-        self.load.update(msg.load)
+        update: MetricsUpdate = msg.update
+        for (kind, uuid) in update.values:
+            if kind == "host":
+                load = update.host_load(uuid)
+                if load is not None:
+                    self.load[uuid] = load
         self.refresh_hosts()
+
+    @on(VirtualTable.Activated, "#status-alerts")
+    def _read_alert(self, event: VirtualTable.Activated) -> None:
+        r = self.client.cache.get("message", event.key)
+        if r is not None:
+            m = models.Message.from_record(event.key, r)
+            self.app.push_screen(MessageScreen(m, self._object_name(m.obj_uuid)))
 
     # ------------------------------------------------------------ rendering
 
     def refresh_all(self) -> None:
-        client = self.xapp.client
-        if client is None:
-            return
         self._stale = False
-        cache = client.cache
+        cache = self.client.cache
         pool = Pool.of(cache)
-        master = cache.get("host", pool.master) if pool else None
-        conn = client.conn
+        master = models.Host.get(cache, pool.master) if pool else None
+        conn = self.client.conn
         t = Table.grid(padding=(0, 2))
         t.add_column(style="bold", no_wrap=True)
         t.add_column()
         t.add_row("Pool", Text(pool.name_label if pool else "–"))
-        t.add_row("Master", Text(f"{master['name_label']} ({master['address']})" if master else "–"))
+        t.add_row("Master", Text(f"{master.name_label} ({master.address})" if master else "–"))
         t.add_row("Connection", Text(conn.describe))
         fp = conn.fingerprint
         # folded, never cut: the admin compares every byte with the host's own
@@ -116,113 +156,113 @@ class StatusView(VerticalScroll):
         self.query_one("#status-pool", Static).update(t)
         self.refresh_hosts()
         # counted from the records: a Vm view of each of 10,000 VMs costs ~0.3 s per event
-        vms = [r for _, r in cache.snapshot("vm") if not (
-            r.get("is_control_domain") or r.get("is_a_snapshot") or r.get("is_a_template"))]
-        counts = Counter(str(r.get("power_state", "")) for r in vms)
-        templates = sum(1 for r in cache.all("vm").values()
-                        if r.get("is_a_template") and not r.get("is_a_snapshot"))
+        records = cache.all("vm").values()
+        counts = Counter(str(r.get("power_state", "")) for r in records if is_guest(r))
+        templates = sum(1 for r in records if is_template(r))
         line = Text()
         for state in ("Running", "Paused", "Suspended", "Halted"):
             line.append(f"{state} ", style="bold")
             line.append(f"{counts.get(state, 0)}   ")
-        line.append(f"· {len(vms)} VMs, {templates} templates", style="dim")
+        line.append(f"· {sum(counts.values())} VMs, {templates} templates", style="dim")
         self.query_one("#status-vms", Static).update(line)
-        srs = Table.grid(padding=(0, 2))
-        srs.add_column(no_wrap=True)
-        srs.add_column(no_wrap=True)
-        srs.add_column(no_wrap=True)
-        srs.add_column(no_wrap=True, justify="right")
-        hosts = {r: str(h.get("name_label", "")) for r, h in cache.all("host").items()}
-        for sr in models.srs(cache):
-            if sr.physical_size <= 0 or sr.is_tools_sr:
-                continue
-            label = sr.name_label
-            if not sr.shared and len(sr.hosts) == 1:
-                label += f" on {hosts.get(sr.hosts[0], '?')}"
-            name = Text(label + (" (default)" if sr.is_default else ""))
-            srs.add_row(name, Text(sr.type), usage_bar(sr.usage, 24),
-                        Text(f"{human_bytes(sr.physical_utilisation)} / {human_bytes(sr.physical_size)}"))
-        self.query_one("#status-srs", Static).update(srs)
+        self.refresh_srs()
         self.refresh_alerts()
 
+    def _styles(self) -> dict[str, Style]:
+        t = self.app.current_theme
+        return {"ok": Style(color=t.success), "warn": Style(color=t.warning),
+                "bad": Style(color=t.error, bold=True), "bold": Style(bold=True),
+                "dim": Style(dim=True)}
+
     def refresh_hosts(self) -> None:
-        client = self.xapp.client
-        if client is None:
-            return
-        cache = client.cache
-        table = self.query_one("#status-hosts", DataTable)
-        now = self.xapp.now()
-        seen = set()
+        cache = self.client.cache
+        table = self.query_one("#status-hosts", VirtualTable)
+        st = self._styles()
+        now = self.now()
+        rows: dict[str, Row] = {}
         for h in models.hosts(cache):
-            seen.add(h.ref)
-            guests = sum(1 for r in h.resident_VMs
-                         if not (cache.get("vm", r) or {}).get("is_control_domain"))
-            load = self.load.get(h.ref)
-            cpu = Text(f"{load[0] * 100:4.0f}%") if load else Text("–", style="dim")
-            mem_used = h.memory_used
-            cells = [
-                Text(h.name_label, style="bold"),
-                Text(h.address),
-                Text("master" if h.is_master else "member"),
-                Text("enabled") if h.enabled else Text("maintenance", style="bold"),
-                cpu,
-                Text.assemble(usage_bar(mem_used / h.memory_total if h.memory_total else 0, 8), " ",
-                              f"{human_bytes(mem_used)}/{human_bytes(h.memory_total)}"),
-                Text(str(guests)),
-                Text(human_duration((now - h.boot_time).total_seconds()) if h.boot_time else "–"),
-                Text(h.product),
-            ]
-            upsert_row(table, h.ref, cells)
-        drop_rows_except(table, seen)
+            guests = sum(1 for r in h.resident_VMs if is_guest(cache.get("vm", r) or {}))
+            load = self.load.get(h.uuid)
+            total = load.memory_total if load and load.memory_total else h.memory_total
+            used = load.memory_used if load and load.memory_total else h.memory_used
+            frac = used / total if total else 0.0
+            uptime = human_duration((now - h.boot_time).total_seconds()) if h.boot_time else "–"
+            state = "enabled" if h.enabled else "maintenance"
+            cells = (
+                (h.name_label, st["bold"]),
+                ("master" if h.is_master else "member", None),
+                (state if h.live else "offline", None if h.enabled and h.live else st["bad"]),
+                (f"{load.cpu * 100:.0f}%" if load else "–", None if load else st["dim"]),
+                (f"{bar_text(frac, 5)} {frac * 100:3.0f}% {human_bytes(used)}/{human_bytes(total)}",
+                 st[usage_style(frac)]),
+                (str(guests), None),
+                (uptime, None),
+                (h.address, None),
+                (h.product, None),
+            )
+            rows[h.ref] = Row(cells, (h.name_label.lower(), h.is_master, state,
+                                      load.cpu if load else -1.0, frac, guests,
+                                      h.boot_time.timestamp() if h.boot_time else 0,
+                                      h.address, h.product), h.name_label.lower())
+        table.replace_all(rows)
+        table.commit()
+
+    def refresh_srs(self) -> None:
+        table = self.query_one("#status-srs", VirtualTable)
+        st = self._styles()
+        rows: dict[str, Row] = {}
+        for sr in models.srs(self.client.cache):
+            if sr.physical_size <= 0 or sr.is_tools_sr:
+                continue
+            name = sr.display_name + (" (default)" if sr.is_default else "")
+            unplugged = len(sr.hosts) < len(sr.PBDs)
+            cells = (
+                (name, st["bold"] if sr.is_default else None),
+                (sr.type, None),
+                (f"{bar_text(sr.usage, 8)} {sr.usage * 100:3.0f}%", st[usage_style(sr.usage)]),
+                (f"{human_bytes(sr.physical_utilisation)} / {human_bytes(sr.physical_size)}",
+                 None),
+                ("yes" if sr.shared else "no", st["warn"] if unplugged else None),
+            )
+            rows[sr.ref] = Row(cells, (name.lower(), sr.type, sr.usage, sr.physical_size,
+                                       sr.shared), name.lower())
+        table.replace_all(rows)
+        table.commit()
+
+    def _object_name(self, uuid: str) -> str:
+        cache = self.client.cache
+        for cls in ("vm", "host", "sr", "pool"):
+            for r in cache.all(cls).values():
+                if r.get("uuid") == uuid:
+                    return f"{cls.upper() if cls != 'pool' else 'pool'} " + printable(
+                        str(r.get("name_label", "")))
+        return uuid[:8]
 
     def refresh_alerts(self) -> None:
-        client = self.xapp.client
-        if client is None:
-            return
-        cache = client.cache
+        cache = self.client.cache
         by_uuid: dict[str, str] = {}
         for cls in ("vm", "host", "sr", "pool"):
             for r in cache.all(cls).values():
                 by_uuid[str(r.get("uuid", ""))] = str(r.get("name_label", ""))
-        table = self.query_one("#status-alerts", DataTable)
-        table.clear()
-        now = self.xapp.now()
-        for m in models.messages(cache)[:20]:
+        table = self.query_one("#status-alerts", VirtualTable)
+        st = self._styles()
+        now = self.now()
+        rows: dict[str, Row] = {}
+        for m in models.messages(cache)[:MAX_ALERTS]:
             ago = (now - m.timestamp).total_seconds() if m.timestamp else None
             # a host clock a little ahead of ours gives a negative age: not "- ago"
-            when = "–" if ago is None else "just now" if ago < 60 else human_duration(ago) + " ago"
+            when = "–" if ago is None else "now" if ago < 60 else human_duration(ago)
             prio = PRIORITY.get(m.priority, str(m.priority))
-            style = "bold" if m.priority <= 2 else ""
-            body = m.body.strip().splitlines()[0] if m.body.strip() else ""
-            table.add_row(Text(when), Text(prio, style=style), Text(m.name),
-                          Text(f"{m.cls} {by_uuid.get(m.obj_uuid, m.obj_uuid[:8])}"),
-                          Text(body[:80]), key=m.ref)
-
-    # ------------------------------------------------------------ metrics
-
-    @work(thread=True, exclusive=True, group="metrics", exit_on_error=False)
-    def poll_metrics(self) -> None:
-        """One /rrd_updates per host per interval, only while this view shows."""
-        client = self.xapp.client
-        if client is None:
-            return
-        worker = get_current_worker()
-        while not worker.is_cancelled:
-            load: dict[str, tuple[float, int, int]] = {}
-            start = int(time.time()) - 30
-            for ref, h in list(client.cache.all("host").items()):
-                if worker.is_cancelled:
-                    return
-                try:
-                    upd = metrics.fetch(client.conn, ref, str(h.get("address", "")), start)
-                except XsctlError:
-                    continue
-                hl = metrics.host_load(upd, str(h.get("uuid", "")))
-                if hl is not None:
-                    load[ref] = (hl.cpu, hl.memory_total - hl.memory_free, hl.memory_total)
-            if load:
-                self.post_message(MetricsUpdated(load))
-            for _ in range(int(METRICS_INTERVAL * 10)):
-                if worker.is_cancelled:
-                    return
-                time.sleep(0.1)
+            first = m.body.strip().splitlines()[0] if m.body.strip() else ""
+            cells = (
+                (when, None),
+                (prio, st["bad"] if m.priority <= 2 else None),
+                (m.name, None),
+                (first, None),
+                (f"{m.cls} {printable(by_uuid.get(m.obj_uuid, m.obj_uuid[:8]))}", None),
+            )
+            stamp = -(m.timestamp.timestamp() if m.timestamp else 0)
+            rows[m.ref] = Row(cells, (stamp, m.priority, m.name, first, m.cls),
+                              f"{m.name} {first}".lower())
+        table.replace_all(rows)
+        table.commit()

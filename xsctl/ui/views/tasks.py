@@ -3,25 +3,23 @@ the pool's changes (what changed, from what to what)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
+from textual.widget import Widget
 from textual.widgets import DataTable, Label, RichLog
 
 from xsctl.ui.messages import CacheChanged
+from xsctl.ui.views.base import View
 from xsctl.ui.widgets.bars import progress_bar
 from xsctl.ui.widgets.keyed import drop_rows_except, upsert_row
 from xsctl.xapi import models
-from xsctl.xapi.cache import Change
-from xsctl.xapi.errors import XsctlError, friendly
-from xsctl.xapi.models import human_duration
-from xsctl.xapi.ops import task as taskops
-
-if TYPE_CHECKING:
-    from xsctl.ui.app import XsctlApp
+from xsctl.xapi.cache import CLASSES, Change
+from xsctl.xapi.errors import friendly
+from xsctl.xapi.models import NULL, human_duration
+from xsctl.xapi.text import printable
 
 NOISY = {"host_metrics", "vm_metrics", "vm_guest_metrics", "task"}
 SKIP_FIELDS = {"allowed_operations", "current_operations", "last_updated", "other_config"}
@@ -31,8 +29,9 @@ MAX_EVENTS = 2000
 def _short(v: Any, names: dict[str, str]) -> str:
     if isinstance(v, str):
         if v.startswith("OpaqueRef:"):
-            return names.get(v, "∅" if v == "OpaqueRef:NULL" else v[10:18])
-        return v if len(v) <= 40 else v[:39] + "…"
+            return str(names.get(v, "∅" if v == "OpaqueRef:NULL" else v[10:18]))
+        text = printable(v)
+        return text if len(text) <= 40 else text[:39] + "…"
     if isinstance(v, list):
         return f"[{len(v)}]"
     if isinstance(v, dict):
@@ -46,7 +45,7 @@ def describe(c: Change, names: dict[str, str]) -> Text:
     t = Text()
     t.append(f"{c.cls:<8} ", style="bold")
     t.append(f"{c.op:<3} ", style={"add": "green", "del": "red"}.get(c.op, "cyan"))
-    t.append(label)
+    t.append(printable(label))
     if c.op == "mod":
         diffs = [(k, a, b) for k, (a, b) in c.changed_fields().items() if k not in SKIP_FIELDS]
         for k, a, b in diffs[:4]:
@@ -59,27 +58,34 @@ def describe(c: Change, names: dict[str, str]) -> Text:
     return t
 
 
-class TasksView(Vertical):
+class TasksView(View):
+    """Running and recent tasks, and the live feed of the pool's changes."""
+
+    ID = "tasks"
+    LABEL = "Tasks & Events"
+    KEY = "3"
+    HELP = "tasks with progress and cancel; every change in the pool, live"
+    FOLLOWS = frozenset(c.lower() for c in CLASSES)  # the feed shows every change
+    ACTS_ON = "task"
+
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("x", "cancel_task", "Cancel task", id="tasks.cancel",
-                tooltip="Cancel the selected running task"),
         Binding("M", "toggle_noise", "Metrics events", id="tasks.noise",
                 tooltip="Also show metrics and task updates in the feed"),
         Binding("ctrl+l", "clear_events", "Clear feed", id="tasks.clear"),
+        Binding("home,g", "edge(0)", "First", show=False, id="tasks.home"),
+        Binding("end,G", "edge(1)", "Last", show=False, id="tasks.end"),
         Binding("escape", "back", "Menu", show=False, id="tasks.back"),
     ]
 
-    def __init__(self, id: str | None = None) -> None:
-        super().__init__(id=id)
+    def __init__(self, client: Any, **kw: Any) -> None:
+        super().__init__(client, **kw)
         self.show_noise = False
         # tasks seen this session, kept after xapi destroys them (finished tasks of
         # our own operations are destroyed at once; their outcome stays listed here)
         self.history: dict[str, dict[str, Any]] = {}
+        self.titles: dict[str, str] = {}  # task ref -> the plan that made it
+        self.outcome: dict[str, str] = {}  # task ref -> how its plan ended, once known
         self._loaded = False
-
-    @property
-    def xapp(self) -> XsctlApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Label("Tasks", classes="section")
@@ -100,8 +106,38 @@ class TasksView(Vertical):
         extra = "all classes" if self.show_noise else "metrics and task updates hidden (M shows them)"
         self.query_one("#events-title", Label).update(Text(f"Events · {extra}"))
 
-    def action_back(self) -> None:
-        self.xapp.action_focus_menu()
+    def focus_target(self) -> Widget:
+        return self.query_one("#task-table", DataTable)
+
+    def targets(self) -> list[str]:
+        table = self.query_one("#task-table", DataTable)
+        if table.row_count == 0:
+            return []
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return [key] if key else []
+
+    def show_object(self, ref: str) -> bool:
+        table = self.query_one("#task-table", DataTable)
+        if ref not in table.rows:
+            return False
+        table.move_cursor(row=table.get_row_index(ref))
+        return True
+
+    def task_started(self, task: str, title: str) -> None:
+        self.titles[task] = title
+        self.refresh_tasks()
+
+    def plan_ended(self, tasks: list[str], outcome: str) -> None:
+        for t in tasks:
+            self.outcome[t] = outcome
+        self.refresh_tasks()
+
+    def action_edge(self, end: int) -> None:
+        table = self.query_one("#task-table", DataTable)
+        if table.row_count:
+            table.move_cursor(row=table.row_count - 1 if end else 0)
+
+
 
     def action_toggle_noise(self) -> None:
         self.show_noise = not self.show_noise
@@ -110,7 +146,7 @@ class TasksView(Vertical):
     def action_clear_events(self) -> None:
         self.query_one("#event-log", RichLog).clear()
 
-    def on_cache_changed(self, msg: CacheChanged) -> None:
+    def changed(self, msg: CacheChanged) -> None:
         for c in msg.changes:
             if c.cls == "task" and c.new is not None:
                 self.history[c.ref] = c.new
@@ -119,13 +155,13 @@ class TasksView(Vertical):
         if msg.resync:
             if self._loaded:  # not the first read at start-up
                 self.query_one("#event-log", RichLog).write(Text(
-                    f"{self.xapp.now().astimezone().strftime('%H:%M:%S')} — connection "
+                    f"{self.now().astimezone().strftime('%H:%M:%S')} — connection "
                     "restored; everything was read afresh", style="bold"))
             self._loaded = True
             return
         log = self.query_one("#event-log", RichLog)
         names = self._names(msg.changes)
-        stamp = self.xapp.now().astimezone().strftime("%H:%M:%S")
+        stamp = self.now().astimezone().strftime("%H:%M:%S")
         for c in msg.changes:
             if not self.show_noise and c.cls in NOISY:
                 continue
@@ -136,9 +172,7 @@ class TasksView(Vertical):
     def _names(self, changes: list[Change]) -> dict[str, str]:
         """The names of the objects the changed fields refer to (only those: a dict of
         every VM, VDI, ... cost ~6 ms per event at 10,000 VMs)."""
-        client = self.xapp.client
-        if client is None:
-            return {}
+        client = self.client
         refs = {v for c in changes if c.op == "mod" for pair in c.changed_fields().values()
                 for v in pair if isinstance(v, str) and v.startswith("OpaqueRef:")}
         out: dict[str, str] = {}
@@ -149,54 +183,54 @@ class TasksView(Vertical):
         return out
 
     def refresh_tasks(self) -> None:
-        client = self.xapp.client
-        if client is None:
-            return
+        cache = self.client.cache
         table = self.query_one("#task-table", DataTable)
-        now = self.xapp.now()
-        for ref, rec in client.cache.snapshot("task"):
+        now = self.now()
+        for ref, rec in cache.snapshot("task"):
             self.history[ref] = rec
-        live = client.cache.all("task")
-        tasks = [models.Task.from_record(ref, rec) for ref, rec in self.history.items()]
+        live = cache.all("task")
+        tasks = [models.Task.from_record(ref, rec) for ref, rec in self.history.items()
+                 # xapi's internal steps of another task (exec_with_subtask) are part
+                 # of their parent's row, not rows of their own
+                 if rec.get("subtask_of", NULL) in ("", NULL)]
         # running first, then the most recent
-        tasks.sort(key=lambda t: (not t.pending, -(t.created.timestamp() if t.created else 0)))
-        tasks = tasks[:200]
+        tasks.sort(key=lambda t: (not self._is_running(t, live),
+                                  -(t.created.timestamp() if t.created else 0)))
         keep = set()
-        for t in tasks:
+        for t in tasks[:200]:
             keep.add(t.ref)
-            if t.pending:
-                status = Text(t.status, style="bold cyan")
-            elif t.status == "success":
-                status = Text("done", style="green")
-            else:
-                err = friendly(t.error_info[0], t.error_info[1:]) if t.error_info else t.status
-                status = Text(f"{t.status}: {err}", style="red")
+            status, bar = self._status(t, live)
             took = (t.finished or now) - t.created if t.created else None
-            if t.pending and t.ref not in live:
-                status = Text("gone", style="dim")  # destroyed before it finished
-            title = self.xapp.task_titles.get(t.ref)
+            title = self.titles.get(t.ref)
+            name = printable(t.name_label)
             cells = [
-                Text(f"{title} ({t.name_label})" if title else t.name_label,
+                Text(f"{title} ({name})" if title else name,
                      style="" if t.ref in live else "dim"),
                 status,
-                progress_bar(t.progress, 16),
+                bar,
                 Text(t.created.astimezone().strftime("%H:%M:%S") if t.created else "–"),
-                Text(human_duration(took.total_seconds()) if took else "–"),
+                Text(human_duration(took.total_seconds(), seconds_shown=True) if took else "–"),
             ]
             upsert_row(table, t.ref, cells)
         drop_rows_except(table, keep)
 
-    def action_cancel_task(self) -> None:
-        client = self.xapp.client
-        table = self.query_one("#task-table", DataTable)
-        if client is None or table.row_count == 0:
-            return
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        if key is None:
-            return
-        try:
-            plan = taskops.cancel(client.cache, key)
-        except XsctlError as e:
-            self.xapp.error("Cannot cancel", e)
-            return
-        self.xapp.run_plan(plan)
+    def _is_running(self, t: models.Task, live: dict[str, Any]) -> bool:
+        return t.pending and t.ref in live and t.ref not in self.outcome
+
+    def _status(self, t: models.Task, live: dict[str, Any]) -> tuple[Text, Text]:
+        """What happened to it, and its progress bar (only while it runs or once it
+        succeeded: a cancelled or failed task's 100% would be a lie)."""
+        ended = self.outcome.get(t.ref)
+        if t.pending and t.ref in live and ended is None:
+            return Text(t.status, style="bold cyan"), progress_bar(t.progress, 16)
+        if t.status == "success" or ended == "success":
+            return Text("done", style="green"), progress_bar(1.0, 16, style="green")
+        if ended is not None and ended != "success":
+            return Text(ended, style="red"), Text("–", style="dim")
+        if t.status in ("failure", "cancelled"):
+            err = friendly(t.error_info[0], t.error_info[1:]) if t.error_info else t.status
+            label = "cancelled" if t.status == "cancelled" or (
+                t.error_info and t.error_info[0] == "TASK_CANCELLED") else f"failed: {err}"
+            return Text(label, style="red"), Text("–", style="dim")
+        # destroyed by another client before we saw how it ended
+        return Text("ended (outcome not seen)", style="dim"), Text("–", style="dim")

@@ -1,4 +1,4 @@
-"""Text bars for usage and progress (plain Rich text, so tables can hold them)."""
+"""Text bars for usage and progress."""
 
 from __future__ import annotations
 
@@ -7,25 +7,27 @@ from rich.text import Text
 EIGHTHS = " ▏▎▍▌▋▊▉█"
 
 
-def usage_bar(fraction: float, width: int = 20) -> Text:
-    """A bar that turns yellow past 80% and red past 90%, as an admin reads usage."""
+def bar_text(fraction: float, width: int) -> str:
+    """The bar alone, as plain text (for a table cell that takes one style)."""
     f = max(0.0, min(1.0, fraction))
-    style = "red" if f >= 0.9 else "yellow" if f >= 0.8 else "green"
-    return _bar(f, width, style) + Text(f" {f * 100:3.0f}%")
+    cells = f * width
+    full = int(cells)
+    if full >= width:
+        return "█" * width
+    return "█" * full + EIGHTHS[int((cells - full) * 8)] + "·" * (width - full - 1)
+
+
+def usage_style(fraction: float) -> str:
+    """ok, warn or bad: yellow past 80%, red past 90%, as an admin reads usage."""
+    return "bad" if fraction >= 0.9 else "warn" if fraction >= 0.8 else "ok"
 
 
 def progress_bar(fraction: float, width: int = 20, style: str = "cyan") -> Text:
     f = max(0.0, min(1.0, fraction))
-    return _bar(f, width, style) + Text(f" {f * 100:3.0f}%")
-
-
-def _bar(f: float, width: int, style: str) -> Text:
-    cells = f * width
-    full = int(cells)
-    part = int((cells - full) * 8)
+    bar = bar_text(f, width)
+    full = len(bar.rstrip("·"))
     t = Text()
-    t.append("█" * full, style=style)
-    if full < width:
-        t.append(EIGHTHS[part], style=style)
-        t.append("·" * (width - full - 1), style="dim")
+    t.append(bar[:full], style=style)
+    t.append(bar[full:], style="dim")
+    t.append(f" {f * 100:3.0f}%")
     return t

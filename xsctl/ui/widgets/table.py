@@ -9,7 +9,7 @@ of lower-case strings and repaints one screen.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
@@ -97,25 +97,33 @@ class VirtualTable(ScrollView, can_focus=True):
         Binding("enter", "activate", "Open", show=False, id="table.activate"),
     ]
 
-    class CursorMoved(Message):
+    class _TableMessage(Message):
+        table: VirtualTable
+
+        @property
+        def control(self) -> VirtualTable:
+            """The table it came from (lets ``@on(..., "#id")`` pick a table)."""
+            return self.table
+
+    class CursorMoved(_TableMessage):
         def __init__(self, table: VirtualTable, key: str | None) -> None:
             super().__init__()
             self.table = table
             self.key = key
 
-    class Activated(Message):
+    class Activated(_TableMessage):
         def __init__(self, table: VirtualTable, key: str) -> None:
             super().__init__()
             self.table = table
             self.key = key
 
-    class SelectionChanged(Message):
+    class SelectionChanged(_TableMessage):
         def __init__(self, table: VirtualTable, keys: frozenset[str]) -> None:
             super().__init__()
             self.table = table
             self.keys = keys
 
-    class Sorted(Message):
+    class Sorted(_TableMessage):
         """The sort column or direction changed (a key or a header click)."""
 
         def __init__(self, table: VirtualTable, column: int, reverse: bool) -> None:
@@ -142,13 +150,12 @@ class VirtualTable(ScrollView, can_focus=True):
         self._dirty_sort = True
         self._dirty_filter = True
         self._narrow = False  # the filter only grew: look among the rows shown
-        self._order_extra: Callable[[str, Row], bool] | None = None  # extra_filter of order
         self.filter_text = ""
-        self.extra_filter: Callable[[str, Row], bool] | None = None
         self.sort_column = 0
         self.sort_reverse = False
         self.cursor_key: str | None = None
         self._cursor_index = 0
+        self._refiltered = False
         self.selected: set[str] = set()
         self._widths: list[int] = []
         self._shown: list[int] = []
@@ -165,7 +172,7 @@ class VirtualTable(ScrollView, can_focus=True):
         self.rows[key] = row
         if old is None or old.sort != row.sort:
             self._dirty_sort = True
-        if old is None or old.search != row.search or self.extra_filter is not None:
+        if old is None or old.search != row.search:
             self._dirty_filter = True
 
     def remove_row(self, key: str) -> None:
@@ -183,10 +190,10 @@ class VirtualTable(ScrollView, can_focus=True):
         if text != self.filter_text:
             # typing on: every row the longer text matches is among those shown now
             self._narrow = (bool(self.filter_text) and text.startswith(self.filter_text)
-                            and not (self._dirty_sort or self._dirty_filter)
-                            and self.extra_filter is self._order_extra)
+                            and not (self._dirty_sort or self._dirty_filter))
             self.filter_text = text
             self._dirty_filter = True
+            self._refiltered = True
             self.commit()
 
     def sort_by(self, column: int, reverse: bool | None = None) -> None:
@@ -210,20 +217,14 @@ class VirtualTable(ScrollView, can_focus=True):
         if self._dirty_filter:
             words = self.filter_text.split()
             rows = self.rows
-            extra = self.extra_filter
             source = self.order if self._narrow else self._sorted
-            if len(words) == 1 and extra is None:
+            if len(words) == 1:
                 w = words[0]
                 self.order = [k for k in source if w in rows[k].search]
-            elif words or extra is not None:
-                self.order = [
-                    k for k in source
-                    if all(w in rows[k].search for w in words)
-                    and (extra is None or extra(k, rows[k]))
-                ]
+            elif words:
+                self.order = [k for k in source if all(w in rows[k].search for w in words)]
             else:
                 self.order = list(self._sorted)
-            self._order_extra = extra
             self._dirty_filter = False
         self._narrow = False
         self.virtual_size = Size(self.size.width, len(self.order) + 1)
@@ -244,8 +245,15 @@ class VirtualTable(ScrollView, can_focus=True):
     def _place_cursor(self) -> None:
         before = self.cursor_key
         pos = None if self.cursor_key is None else self._position(self.cursor_key)
+        refiltered, self._refiltered = self._refiltered, False
         if pos is not None:
             self._cursor_index = pos
+        elif self.order and refiltered:
+            # the filter hid the cursor's row: the first match, not whatever row now
+            # sits at the old index
+            self._cursor_index = 0
+            self.cursor_key = self.order[0]
+            self.scroll_to(y=0, animate=False)
         elif self.order:
             self._cursor_index = max(0, min(self._cursor_index, len(self.order) - 1))
             self.cursor_key = self.order[self._cursor_index]
@@ -317,8 +325,10 @@ class VirtualTable(ScrollView, can_focus=True):
         return (" " * pad + text) if align == "right" else (text + " " * pad)
 
     def _line(self, cells: Sequence[Cell], base: Style, width: int,
-              override: Style | None = None) -> Strip:
-        segs: list[Segment] = [Segment(" ", base)]
+              override: Style | None = None, mark: str = " ") -> Strip:
+        # the gutter holds the mark of a marked row: seen without colour too (NO_COLOR,
+        # a monochrome console), not only as a shade
+        segs: list[Segment] = [Segment(mark, base)]
         for n, (i, w) in enumerate(zip(self._shown, self._widths, strict=True)):
             text, style = cells[i] if i < len(cells) else ("", None)
             st = base + style if style is not None else base
@@ -397,7 +407,7 @@ class VirtualTable(ScrollView, can_focus=True):
         if cursor:
             override = paint.cursor
             style = style + override
-        strip = self._line(row.cells, style, width, override)
+        strip = self._line(row.cells, style, width, override, "*" if selected else " ")
         self._strips[key] = (row, selected, cursor, strip)
         return strip
 
@@ -489,7 +499,3 @@ class VirtualTable(ScrollView, can_focus=True):
             self._set_cursor(idx)
             if event.chain >= 2:
                 self.action_activate()
-
-    def keys_in_view(self) -> Iterable[str]:
-        top = self.scroll_offset.y
-        return self.order[top : top + self.scrollable_content_region.height]

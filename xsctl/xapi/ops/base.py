@@ -60,10 +60,11 @@ class Plan:
     disruptive: bool = False  # interrupts a running guest
     confirm_text: str | None = None  # what the user must type to confirm
     notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # likely a mistake: asked about even when harmless
 
     @property
     def needs_confirmation(self) -> bool:
-        return self.destructive or self.disruptive
+        return self.destructive or self.disruptive or bool(self.warnings)
 
     def steps(self) -> list[str]:
         return [c.render(self.names) for c in self.calls]
@@ -72,6 +73,8 @@ class Plan:
         lines = [self.title, "", "API calls:"]
         lines += [f"  {i + 1}. {s}" for i, s in enumerate(self.steps())]
         lines += ["", "xe equivalent:"] + [f"  {x}" for x in self.xe]
+        if self.warnings:
+            lines += [""] + [f"Warning: {w}" for w in self.warnings]
         if self.notes:
             lines += [""] + [f"Note: {n}" for n in self.notes]
         return "\n".join(lines)
@@ -86,6 +89,7 @@ class Plan:
             "destructive": self.destructive,
             "disruptive": self.disruptive,
             "notes": list(self.notes),
+            "warnings": list(self.warnings),
         }
 
 
@@ -99,7 +103,8 @@ def xe(command: str, **params: Any) -> str:
         if v is True:
             parts.append(f"--{k}" if k in ("force",) else f"{k}=true")
         else:
-            parts.append(f"{k}={shlex.quote(str(v))}" if " " in str(v) or "'" in str(v) else f"{k}={v}")
+            # quoted for a shell: a VM may be named "x; rm -rf ~"
+            parts.append(shlex.quote(f"{k}={v}"))
     return " ".join(parts)
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from xsctl.xapi.cache import Cache, Record
 from xsctl.xapi.errors import UsageError
+from xsctl.xapi.models import is_guest, is_template
 
 MIN_PREFIX = 4
 
@@ -59,10 +60,6 @@ def resolve(
     raise UsageError(f"no {kind} named {spec!r}{hint}")
 
 
-def is_guest(r: Record) -> bool:
-    return not (r.get("is_a_template") or r.get("is_a_snapshot") or r.get("is_control_domain"))
-
-
 def resolve_vm(cache: Cache, spec: str) -> str:
     return resolve(cache, "vm", spec, kind="VM", accept=is_guest)
 
@@ -70,7 +67,7 @@ def resolve_vm(cache: Cache, spec: str) -> str:
 def resolve_template(cache: Cache, spec: str) -> str:
     return resolve(
         cache, "vm", spec, kind="template",
-        accept=lambda r: bool(r.get("is_a_template")) and not r.get("is_a_snapshot"),
+        accept=is_template,
     )
 
 
@@ -93,11 +90,3 @@ def resolve_sr(cache: Cache, spec: str) -> str:
 def _by_field(cache: Cache, cls: str, spec: str, fields: tuple[str, ...]) -> str | None:
     hits = [ref for ref, r in cache.snapshot(cls) if any(r.get(f) == spec for f in fields)]
     return hits[0] if len(hits) == 1 else None
-
-
-def name_of(cache: Cache, ref: str) -> str:
-    found = cache.find(ref)
-    if found is None:
-        return ref
-    r = found[1]
-    return str(r.get("name_label") or r.get("uuid") or ref)

@@ -1,0 +1,192 @@
+"""The CLI's side of the operation catalogue: one subcommand per verb (``xsctl vm
+shutdown``), generated from the declarations in ``xsctl.xapi.ops``, and the one
+function that runs any of them: resolve each object, read the parameters, plan
+(``--dry-run`` stops there), confirm what must be confirmed, run, report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from xsctl.commands.connect import interactive, open_client
+from xsctl.commands.output import print_json, say, warn
+from xsctl.xapi.client import Client
+from xsctl.xapi.errors import UsageError, XsctlError
+from xsctl.xapi.ops import catalogue
+from xsctl.xapi.ops.base import Plan
+from xsctl.xapi.ops.catalogue import Context, Operation, Param, ParamKind
+
+AddLeaf = Callable[..., argparse.ArgumentParser]
+
+
+def flag_dest(flag: str) -> str:
+    return "flag_" + flag.lstrip("-").replace("-", "_")
+
+
+def add_verbs(sub: Any, cls: str, leaf: AddLeaf) -> None:
+    """A subcommand per CLI verb of ``cls`` objects, with every variant's options."""
+    for verb, variants in catalogue.verbs(cls).items():
+        kind = variants[0].kind
+        base = variants[0]
+        multi = any(op.multi for op in variants)
+        extra = []
+        for op in variants[1:]:
+            if op.flag:
+                extra.append(f"{op.flag}: {op.label.lower()}")
+            elif op.via:
+                via = next(p for p in op.params if p.name == op.via)
+                extra.append(f"with {via.flags[0]}: {op.label.lower()}")
+        help = base.help + (f" ({'; '.join(extra)})" if extra else "") + f" (xe {base.xe})"
+        p = leaf(sub, verb, run_verb, help, dry_run=True)
+        rules = [op.rules for op in variants if op.rules]
+        if rules:
+            p.description = f"{help}. Rules: {' '.join(rules)}"
+        p.add_argument("targets", nargs="+" if multi else None, metavar=kind.cls.upper(),
+                       help=f"name, UUID or unique UUID prefix of the {kind.noun}"
+                       + ("(s)" if multi else ""))
+        seen: dict[str, Param] = {}
+        for op in variants:
+            if op.flag and flag_dest(op.flag) not in seen:
+                p.add_argument(op.flag, dest=flag_dest(op.flag), action="store_true",
+                               help=op.help[0].lower() + op.help[1:])
+                seen[flag_dest(op.flag)] = Param(op.flag, ParamKind.FLAG, op.label, (op.flag,), "")
+            for prm in op.params:
+                if prm.name in seen:
+                    continue
+                seen[prm.name] = prm
+                required = prm.required and len(variants) == 1
+                kw: dict[str, Any] = {"dest": prm.name, "help": prm.help}
+                if prm.kind is ParamKind.FLAG:
+                    p.add_argument(*prm.flags, action="store_true", **kw)
+                elif prm.kind is ParamKind.PICK_MANY:
+                    p.add_argument(*prm.flags, action="append", metavar=prm.metavar or "X", **kw)
+                else:
+                    p.add_argument(*prm.flags, metavar=prm.metavar or "X", required=required, **kw)
+        if any(op.impact >= catalogue.Impact.DESTRUCTIVE for op in variants):
+            p.add_argument("--yes", action="store_true",
+                           help="do not ask: confirm what would be asked on a terminal")
+        p.set_defaults(operations=[op.id for op in variants])
+
+
+def _variant(args: argparse.Namespace) -> Operation:
+    variants = [catalogue.get(i) for i in args.operations]
+    for op in variants[1:]:
+        if op.flag and getattr(args, flag_dest(op.flag), False):
+            return op
+        if op.via and getattr(args, op.via, None) is not None:
+            return op
+    return variants[0]
+
+
+def _values(op: Operation, ctx: Context, obj: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """The parameters as given on the command line, typed as the planner takes them."""
+    out: dict[str, Any] = {}
+    for p in op.params:
+        raw = getattr(args, p.name, None)
+        if p.kind is ParamKind.FLAG:
+            out[p.name] = bool(raw)
+        elif raw is None:
+            if p.required:
+                raise UsageError(f"{op.verb} needs {p.flags[0]} {p.metavar or ''}".rstrip())
+            out[p.name] = frozenset() if p.kind is ParamKind.PICK_MANY else None
+        elif p.kind is ParamKind.PICK_MANY:
+            assert p.resolve is not None
+            out[p.name] = frozenset(p.resolve(ctx, obj, t) for t in raw)
+        elif p.kind is ParamKind.PICK:
+            assert p.resolve is not None
+            out[p.name] = p.resolve(ctx, obj, raw)
+        else:
+            out[p.name] = p.parse(raw)
+    return out
+
+
+def plan_one(op: Operation, ctx: Context, spec: str, args: argparse.Namespace) -> Plan:
+    cache = ctx.cache
+    ref = op.kind.resolve(cache, spec)
+    obj = op.kind.load(cache, ref)
+    if obj is None:
+        raise UsageError(f"no {op.kind.noun} {spec!r}")
+    return catalogue.prepare(op, ctx, obj, _values(op, ctx, obj, args))
+
+
+def _confirmed(plan: Plan, args: argparse.Namespace) -> bool:
+    if plan.confirm_text is None or getattr(args, "yes", False):
+        return True
+    if not interactive():
+        raise UsageError(f"{plan.title} destroys data: add --yes to confirm it "
+                         "(or run it on a terminal to be asked)")
+    sys.stderr.write(plan.describe() + "\n\n")
+    typed = input(f"Type {plan.confirm_text!r} to confirm: ")
+    return typed == plan.confirm_text
+
+
+def _progress(label: str) -> Callable[[int, float], None] | None:
+    if not sys.stderr.isatty():
+        return None
+
+    def show(step: int, fraction: float) -> None:
+        sys.stderr.write(f"\r{label}: {int(fraction * 100):3d}%")
+        sys.stderr.flush()
+
+    return show
+
+
+def run_verb(args: argparse.Namespace) -> int:
+    op = _variant(args)
+    specs: Sequence[str] = args.targets if isinstance(args.targets, list) else [args.targets]
+    with open_client(args, op.kind.classes) as client:
+        return run_plans(args, client, op, specs)
+
+
+def run_plans(args: argparse.Namespace, client: Client, op: Operation,
+              specs: Sequence[str]) -> int:
+    """Plan for each named object, then run each; report per object."""
+    ctx = client.context()
+    noun = op.kind.cls
+    failures = 0
+    results: list[dict[str, Any]] = []
+    single = len(specs) == 1 and not args.json
+
+    def failed(name: str, e: XsctlError) -> None:
+        nonlocal failures
+        if single:
+            raise e
+        failures += 1
+        warn(f"{name}: {e}")
+        results.append({noun: name, "ok": False, "error": getattr(e, "details", [str(e)])})
+
+    for spec in specs:
+        try:
+            plan = plan_one(op, ctx, spec, args)
+        except XsctlError as e:
+            failed(spec, e)
+            continue
+        name = plan.names.get(plan.targets[0], spec)
+        if args.dry_run:
+            if args.json:
+                results.append(plan.as_dict())
+            else:
+                say(plan.describe() + "\n")
+            continue
+        for w in plan.warnings:
+            warn(f"warning: {w}")
+        if not _confirmed(plan, args):
+            failed(name, UsageError("not confirmed; nothing was done"))
+            continue
+        try:
+            progress = _progress(plan.title)
+            client.run(plan, progress)
+            if progress is not None:
+                sys.stderr.write("\r\033[K")
+            if not args.json:
+                say(f"{name}: {op.done}")
+            results.append({noun: name, "ok": True})
+        except XsctlError as e:
+            if sys.stderr.isatty():
+                sys.stderr.write("\r\033[K")
+            failed(name, e)
+    if args.json:
+        print_json(results)
+    return 1 if failures else 0

@@ -1,0 +1,42 @@
+"""An alert (an xapi message) read whole: its body may run to many lines."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.widgets import Label, Static
+
+from xsctl.ui.modals.forms import Dialog
+from xsctl.xapi.models import Message
+
+
+class MessageScreen(Dialog[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter,q", "cancel", "Close", id="message.close"),
+    ]
+
+    def __init__(self, message: Message, about: str) -> None:
+        super().__init__(id="message")
+        self.message = message
+        self.about = about
+
+    def compose(self) -> ComposeResult:
+        m = self.message
+        with VerticalScroll(classes="dialog", id="message-box"):
+            yield Label(Text(m.name), classes="dialog-title")
+            facts = Table.grid(padding=(0, 2))
+            facts.add_column(style="bold", no_wrap=True)
+            facts.add_column()
+            facts.add_row("Priority", str(m.priority))
+            facts.add_row("On", Text(self.about))
+            facts.add_row("When", m.timestamp.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+                          if m.timestamp else "–")
+            facts.add_row("UUID", m.uuid)
+            yield Static(facts)
+            yield Static(Text(m.body or "(no text)"), classes="message-body")
+            yield Label(Text("escape, enter or q closes"), classes="hint")

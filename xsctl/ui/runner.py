@@ -1,0 +1,248 @@
+"""The one action runner: for any operation of the catalogue, on the objects a view
+hands it, it checks the gate, asks for the parameters with the dialog each kind of
+parameter takes, plans, shows the plan where it must be confirmed, runs it in a
+worker thread and reports how it ended. Nothing here knows a particular operation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from textual.app import App
+
+from xsctl.ui.messages import PlanFinished, TaskStarted
+from xsctl.ui.modals.confirm import ConfirmPlan, ConfirmTyped
+from xsctl.ui.modals.forms import Field, FieldsForm, PickMany, PickOne
+from xsctl.ui.notify import error, say
+from xsctl.ui.views.base import key_label
+from xsctl.xapi.client import Client
+from xsctl.xapi.errors import OutcomeUnknown, XsctlError
+from xsctl.xapi.ops import catalogue
+from xsctl.xapi.ops.base import Plan
+from xsctl.xapi.ops.catalogue import (
+    Choice,
+    Context,
+    Impact,
+    Operation,
+    Param,
+    ParamKind,
+    Refusals,
+)
+
+if TYPE_CHECKING:
+    from textual.screen import Screen
+
+
+def _value(p: Param, text: str) -> Any:
+    """A field's text as the planner takes it; an optional field left empty is None."""
+    if not p.required and not text.strip():
+        return None
+    return p.parse(text)
+
+
+class Runner:
+    def __init__(self, screen: Screen[Any], client: Client, now: Callable[[], datetime]) -> None:
+        self.screen = screen
+        self.client = client
+        self.now = now
+
+    @property
+    def app(self) -> App[Any]:
+        return self.screen.app
+
+    def context(self) -> Context:
+        return Context(self.client.cache, self.now())
+
+    def _objects(self, kind: catalogue.Kind, refs: list[str]) -> list[Any]:
+        cache = self.client.cache
+        return [o for o in (kind.load(cache, r) for r in refs) if o is not None]
+
+    # ------------------------------------------------------------ the actions menu
+
+    async def menu(self, cls: str, refs: list[str]) -> str | None:
+        """Every operation on these objects; those not possible say why. Returns the
+        chosen operation's id."""
+        ops = catalogue.operations(cls)
+        if not ops:
+            return None
+        kind = ops[0].kind
+        objs = self._objects(kind, refs)
+        if not objs:
+            return None
+        cache = self.client.cache
+        choices = []
+        for op in ops:
+            why: str | None
+            if len(objs) > 1 and not op.multi:
+                why = f"one {kind.noun} at a time"
+            else:
+                reasons = [catalogue.why_not(op, cache, o) for o in objs]
+                why = None if any(r is None for r in reasons) else (
+                    reasons[0] if len(objs) == 1 else f"none of them: {reasons[0]}")
+            choices.append(Choice(op.id, op.menu_label, f"[{key_label(op.key)}]", why))
+        title = kind.name(objs[0]) if len(objs) == 1 else f"{len(objs)} {kind.nouns}"
+        chosen: str | None = await self.app.push_screen_wait(
+            PickOne[str](f"Actions: {title}", choices, id="actions-menu",
+                    hint="enter runs · the key beside each runs it from the table · "
+                         "escape closes"))
+        return chosen
+
+    # ------------------------------------------------------------ one operation
+
+    async def perform(self, op: Operation, refs: list[str]) -> bool:
+        """Run ``op`` on ``refs`` (asking, confirming); True when plans were started."""
+        kind = op.kind
+        objs = self._objects(kind, refs)
+        if not objs:
+            say(self.app, f"That {kind.noun} is no longer in the pool", error=True)
+            return False
+        if len(objs) > 1 and not op.multi:
+            say(self.app, f"{op.label} works on one {kind.noun} at a time", error=True)
+            return False
+        ctx = self.context()
+        cache = ctx.cache
+        refused = Refusals(kind)
+        ok = []
+        for o in objs:
+            err = catalogue.gate(op, cache, o)
+            if err is None:
+                ok.append(o)
+            else:
+                refused.add(kind.name(o), err)
+        if not ok:
+            if len(objs) == 1:
+                error(self.app, f"Cannot {op.label.lower()} {kind.name(objs[0])}",
+                      refused.items[0][1])
+            else:
+                error(self.app, f"None of the {len(objs)} {kind.nouns} can {op.label.lower()}",
+                      "\n".join(refused.lines()))
+            return False
+        values = catalogue.defaults(op, ctx, ok[0])
+        if len(ok) == 1 and len(objs) == 1:
+            asked = await self.ask(op, ctx, ok[0])
+            if asked is None:
+                return False
+            values = asked
+        plans: list[Plan] = []
+        for o in ok:
+            try:
+                plans.append(catalogue.prepare(op, ctx, o, values))
+            except XsctlError as e:
+                refused.add(kind.name(o), e)
+        if not plans:
+            if len(objs) == 1:
+                error(self.app, f"Cannot {op.label.lower()} {kind.name(objs[0])}",
+                      refused.items[0][1])
+            else:
+                error(self.app, f"Cannot {op.label.lower()}", "\n".join(refused.lines()))
+            return False
+        if not await self.confirm(op, plans, refused):
+            return False
+        for p in plans:
+            self.run_plan(p)
+        return True
+
+    async def ask(self, op: Operation, ctx: Context, obj: Any) -> dict[str, Any] | None:
+        """Each parameter with the dialog its kind takes; None when cancelled."""
+        name = op.kind.name(obj)
+        values = catalogue.defaults(op, ctx, obj)
+        for p in op.params:
+            if p.kind is ParamKind.PICK:
+                choices = catalogue.choices(op, p, ctx, obj)
+                if not any(c.reason is None for c in choices):
+                    why = "; ".join(f"{c.label}: {c.reason}" for c in choices) or "none exists"
+                    error(self.app, f"Cannot {op.label.lower()} {name}",
+                          f"No {p.label.lower()} can be chosen ({why})")
+                    return None
+                picked = await self.app.push_screen_wait(
+                    PickOne[str](f"{op.label}: {name} — {p.label.lower()}", choices))
+                if picked is None:
+                    return None
+                values[p.name] = picked
+            elif p.kind is ParamKind.PICK_MANY:
+                choices = catalogue.choices(op, p, ctx, obj)
+                if choices:
+                    marked = await self.app.push_screen_wait(
+                        PickMany(f"{op.label} {name}", p.note or p.help, choices))
+                    if marked is None:
+                        return None
+                    values[p.name] = marked
+        form = [p for p in op.params if p.is_form_field]
+        if not form:
+            return values
+
+        def check(texts: dict[str, str]) -> str | None:
+            try:
+                vals = {**values, **{p.name: _value(p, texts[p.name]) for p in form}}
+                catalogue.prepare(op, ctx, obj, vals)
+            except XsctlError as e:
+                return catalogue.reason(e)
+            return None
+
+        fields = [Field(p.name, p.label, p.default(ctx, obj) if p.default else "",
+                        p.fixed(obj) if p.fixed else None, p.kind is ParamKind.COUNT)
+                  for p in form]
+        texts = await self.app.push_screen_wait(
+            FieldsForm(f"{op.label}: {name}", fields, check, op.rules, verb=op.label))
+        if texts is None:
+            return None
+        try:
+            for p in form:
+                values[p.name] = _value(p, texts[p.name])
+        except XsctlError as e:  # checked as typed; kept for safety
+            error(self.app, f"Cannot {op.label.lower()} {name}", catalogue.reason(e))
+            return None
+        return values
+
+    async def confirm(self, op: Operation, plans: list[Plan], refused: Refusals) -> bool:
+        if len(plans) == 1 and plans[0].confirm_text is not None:
+            ok: bool = await self.app.push_screen_wait(
+                ConfirmTyped(plans[0], plans[0].confirm_text, verb=op.label))
+            return ok
+        needs = (any(p.needs_confirmation for p in plans) or len(plans) > 1 or bool(refused)
+                 or op.impact >= Impact.DISRUPTIVE)
+        if not needs:
+            return True
+        title = plans[0].title if len(plans) == 1 else (
+            f"{op.label}: {len(plans)} {op.kind.nouns}")
+        answer: bool = await self.app.push_screen_wait(
+            ConfirmPlan(title, plans, refused.lines(), verb=op.label))
+        return answer
+
+    # ------------------------------------------------------------ running
+
+    def run_plan(self, plan: Plan) -> None:
+        refusal = self.client.refused(plan)
+        if refusal is not None:
+            error(self.app, f"{plan.title}: refused", str(refusal))
+            return
+        say(self.app, f"{plan.title}…", timeout=3)
+        self.screen.run_worker(lambda: self._run(plan), thread=True, group="plans",
+                               exit_on_error=False, name=plan.title)
+
+    def _run(self, plan: Plan) -> None:
+        """In a worker thread: what happens is posted, nothing is written here."""
+        screen = self.screen
+
+        def started(task: str) -> None:
+            screen.post_message(TaskStarted(task, plan))
+
+        try:
+            result = self.client.run(plan, on_task=started)
+        except Exception as e:  # reported by PlanFinished's handler
+            screen.post_message(PlanFinished(plan, e, unknown=isinstance(e, OutcomeUnknown)))
+            return
+        screen.post_message(PlanFinished(plan, None, result))
+
+    def finished(self, msg: PlanFinished) -> None:
+        if msg.error is None:
+            say(self.app, f"{msg.plan.title}: done")
+        elif msg.unknown:
+            error(self.app, f"{msg.plan.title}: outcome unknown",
+                  f"{catalogue.reason(msg.error)}\nIt may or may not have taken effect; it "
+                  "was not sent again. The views show the pool as it is once the "
+                  "connection is back.")
+        else:
+            error(self.app, f"{msg.plan.title} failed", msg.error)
+

@@ -1,0 +1,148 @@
+"""The View contract. A view is one menu entry: it declares its id, label, menu key,
+help, the cache classes it follows and the kind of object it acts on, and it is
+built with the live Client. The menu, the number keys, the command palette and the
+``?`` help are built from the list of views; the keys of the operations on its kind
+come from the operation catalogue. Adding a view is adding one module here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widget import Widget
+
+from xsctl.ui.messages import ActionRequested, CacheChanged, MenuRequested
+from xsctl.xapi.client import Client
+from xsctl.xapi.ops import catalogue
+
+
+@dataclass(frozen=True)
+class PaletteCommand:
+    """A command a view adds to the palette (besides its operations)."""
+
+    text: str  # "vm: filter"
+    help: str
+    run: Callable[[], Any]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def key_label(key: str) -> str:
+    """How a binding's key is written for people (``question_mark`` -> ``?``)."""
+    return {"question_mark": "?", "slash": "/", "colon": ":", "space": "space",
+            "escape": "esc"}.get(key, key)
+
+
+class View(Vertical):
+    """Base of every menu entry. Subclasses set the class variables below."""
+
+    ID: ClassVar[str] = ""
+    LABEL: ClassVar[str] = ""
+    KEY: ClassVar[str] = ""  # the number key that opens it ("1")
+    HELP: ClassVar[str] = ""  # one line: what it shows
+    FOLLOWS: ClassVar[frozenset[str]] = frozenset()  # cache classes it shows
+    ACTS_ON: ClassVar[str | None] = None  # the catalogue kind its actions act on
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        # the operations' keys, generated from the catalogue, before Textual merges the
+        # class's bindings (DOMNode.__init_subclass__)
+        if cls.__dict__.get("ACTS_ON"):
+            own = list(cls.__dict__.get("BINDINGS", []))
+            taken = {b.key for b in own if isinstance(b, Binding)}
+            for op in catalogue.operations(cls.ACTS_ON):
+                if op.key in taken:
+                    raise ValueError(f"{cls.__name__}: key {op.key!r} of {op.id} is taken")
+                own.append(Binding(op.key, f"act('{op.id}')", op.label, show=op.footer,
+                                   id=f"{cls.ACTS_ON}.{op.id}", tooltip=op.help))
+            cls.BINDINGS = own
+        super().__init_subclass__(**kw)
+
+    def __init__(self, client: Client, *, now: Callable[[], datetime] = _utcnow,
+                 metrics: bool = True) -> None:
+        super().__init__(id=self.ID)
+        self.client = client
+        self.now = now  # the app's clock (frozen in tests and screenshots)
+        self.metrics = metrics  # whether it may subscribe to the metrics feed
+
+    # ------------------------------------------------------------ what a view provides
+
+    def changed(self, msg: CacheChanged) -> None:
+        """Objects of the classes it follows changed (or everything was read again)."""
+
+    def focus_target(self) -> Widget:
+        """What gets the focus when the view is shown."""
+        return self
+
+    def targets(self) -> list[str]:
+        """The refs its actions apply to now (marked rows, else the cursor's)."""
+        return []
+
+    def show_object(self, ref: str) -> bool:
+        """Bring ``ref`` under the cursor (an action chosen by name in the palette
+        must act on that object, not on the row the cursor was on)."""
+        return False
+
+    def palette(self) -> list[PaletteCommand]:
+        """Commands of its own for the palette (its operations are added for it)."""
+        return []
+
+    def extra_keys(self) -> list[tuple[str, str]]:
+        """Keys handled by its widgets (a table's), for the ? help."""
+        return []
+
+    def acted(self) -> None:
+        """An operation was started on its targets (a view clears its marks)."""
+
+    def task_started(self, task: str, title: str) -> None:
+        """xapi made ``task`` for the plan titled ``title``."""
+
+    def plan_ended(self, tasks: list[str], outcome: str) -> None:
+        """The plan that made ``tasks`` ended: "success", "cancelled" or "failed: ..."
+        (xapi destroys our tasks when they end, often before their last event)."""
+
+    # ------------------------------------------------------------ actions
+
+    def action_act(self, op_id: str) -> None:
+        """An operation's key: ask the screen to run it on the targets."""
+        refs = self.targets()
+        if refs:
+            self.post_message(ActionRequested(op_id, refs, self.ID))
+
+    def action_back(self) -> None:
+        """Escape in a view: to the menu (xsconsole's way back)."""
+        self.post_message(MenuRequested())
+
+    def action_actions(self) -> None:
+        """The actions menu: every operation on the targets, the impossible ones with
+        their reason."""
+        refs = self.targets()
+        if refs:
+            self.post_message(ActionRequested("", refs, self.ID))
+
+
+def all_views() -> list[type[View]]:
+    """Every view, in menu order: each module of this package declares its own."""
+    import xsctl.ui.views as pkg
+
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if info.name != "base":
+            importlib.import_module(f"{pkg.__name__}.{info.name}")
+    found: list[type[View]] = []
+    todo = list(View.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if cls.ID:
+            found.append(cls)
+    found.sort(key=lambda c: c.KEY)
+    return found
+
