@@ -22,8 +22,7 @@ from textual.widgets import TabbedContent
 
 from xsctl.ui.app import XsctlApp, create_app
 from xsctl.ui.views.vms import VmsView
-from xsctl.xapi.client import Client, Target
-from xsctl.xapi.trust import KnownHosts
+from xsctl.xapi.client import Client, KnownHosts, Target
 
 EPOCH = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
 

@@ -20,7 +20,7 @@ from xsctl.xapi.session import Connection, Health
 from xsctl.xapi.transport import is_read
 from xsctl.xapi.trust import Confirm, KnownHosts, TrustPolicy
 
-__all__ = ["Client", "Health", "Target", "ensure_trusted"]
+__all__ = ["Client", "Health", "KnownHosts", "Target", "ensure_trusted"]
 
 
 @dataclass

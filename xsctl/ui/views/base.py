@@ -58,6 +58,10 @@ class View(Vertical):
         if cls.__dict__.get("ACTS_ON"):
             own = list(cls.__dict__.get("BINDINGS", []))
             taken = {b.key for b in own if isinstance(b, Binding)}
+            if "a" not in taken:
+                own.append(Binding("a", "actions", "Actions", id=f"{cls.ACTS_ON}.actions",
+                                   tooltip="Every action here, with why some are not possible"))
+                taken.add("a")
             for op in catalogue.operations(cls.ACTS_ON):
                 if op.key in taken:
                     raise ValueError(f"{cls.__name__}: key {op.key!r} of {op.id} is taken")

@@ -1,0 +1,117 @@
+"""Walking the operation catalogue: for each operation, an object of the demo pool it
+is possible on and parameter values it accepts, and the parameters ``xe`` itself
+takes for each command, to check every plan's xe line against."""
+
+from __future__ import annotations
+
+import shlex
+from datetime import UTC, datetime
+from typing import Any
+
+from xsctl.xapi.cache import Cache
+from xsctl.xapi.ops import catalogue
+from xsctl.xapi.ops.catalogue import Context, Operation, ParamKind
+
+# xe's own parameters per command: ``reqd`` and ``optn`` of each entry of
+# xapi-project/xen-api ocaml/xapi-cli-server/cli_frontend.ml (at e2ee48d688), plus the
+# selectors every vm-* command takes (vmselectors: uuid, vm, name-label and any field)
+# and, for *-param-set, the writable fields of records.ml (VCPUs-max,
+# VCPUs-at-startup, name-label).
+XE_PARAMS: dict[str, set[str]] = {
+    "vm-start": {"force", "on", "paused"},
+    "vm-shutdown": {"force"},
+    "vm-reboot": {"force"},
+    "vm-suspend": set(),
+    "vm-resume": {"force", "on"},
+    "vm-pause": set(),
+    "vm-unpause": set(),
+    "vm-migrate": {"live", "host", "host-uuid", "remote-master", "remote-username",
+                   "remote-password", "remote-network", "force", "copy", "compress"},
+    "vm-snapshot": {"new-name-label", "new-name-description", "ignore-vdi-uuids"},
+    "snapshot-revert": {"uuid", "snapshot-uuid"},
+    "vm-clone": {"new-name-label", "new-name-description"},
+    "vm-copy": {"new-name-label", "new-name-description", "sr-uuid"},
+    "vm-param-set": {"uuid", "name-label", "name-description", "VCPUs-max",
+                     "VCPUs-at-startup"},
+    "vm-memory-limits-set": {"static-min", "static-max", "dynamic-min", "dynamic-max"},
+    "vm-memory-dynamic-range-set": {"min", "max"},
+    "vm-vcpu-hotplug": {"new-vcpus"},
+    "vm-uninstall": {"force"},
+    "vm-destroy": {"uuid"},
+    "vdi-destroy": {"uuid"},
+    "task-cancel": {"uuid"},
+}
+VM_SELECTORS = {"uuid", "vm", "name-label"}
+# (reqd) parameters that must be there
+XE_REQUIRED: dict[str, set[str]] = {
+    "vm-snapshot": {"new-name-label"},
+    "vm-clone": {"new-name-label"},
+    "vm-copy": {"new-name-label"},
+    "vm-memory-limits-set": {"static-min", "static-max", "dynamic-min", "dynamic-max"},
+    "vm-memory-dynamic-range-set": {"min", "max"},
+    "vm-vcpu-hotplug": {"new-vcpus"},
+    "vm-destroy": {"uuid"},
+    "vdi-destroy": {"uuid"},
+    "task-cancel": {"uuid"},
+}
+
+
+def check_xe_line(line: str) -> None:
+    """An ``xe`` command line whose every parameter is one ``xe`` takes."""
+    words = shlex.split(line)
+    assert words[0] == "xe", line
+    cmd = words[1]
+    assert cmd in XE_PARAMS, f"unknown xe command in {line!r}"
+    allowed = XE_PARAMS[cmd] | (VM_SELECTORS if cmd.startswith("vm-") else set())
+    given = set()
+    for w in words[2:]:
+        name = w[2:] if w.startswith("--") else w.split("=", 1)[0]
+        assert "=" in w or w.startswith("--"), f"{w!r} in {line!r}"
+        assert name in allowed, f"xe {cmd} takes no {name!r} ({line!r})"
+        given.add(name)
+    missing = XE_REQUIRED.get(cmd, set()) - given
+    assert not missing, f"xe {cmd} needs {missing} ({line!r})"
+
+
+def context(cache: Cache) -> Context:
+    return Context(cache, datetime(2026, 11, 25, 9, 30, tzinfo=UTC))
+
+
+def sample(op: Operation, ctx: Context, obj: Any) -> dict[str, Any] | None:
+    """Parameter values ``op`` accepts on ``obj``, or None if it needs a choice that
+    cannot be made here."""
+    values: dict[str, Any] = {}
+    for p in op.params:
+        if p.kind is ParamKind.FLAG:
+            values[p.name] = False
+        elif p.kind is ParamKind.PICK_MANY:
+            values[p.name] = frozenset()
+        elif p.kind is ParamKind.PICK:
+            ok = [c for c in catalogue.choices(op, p, ctx, obj) if c.reason is None and c.value]
+            if not ok:
+                return None
+            values[p.name] = ok[0].value
+        elif p.name == "name":
+            values[p.name] = "renamed by the walk"
+        else:
+            assert p.default is not None, (op.id, p.name)
+            values[p.name] = p.parse(p.default(ctx, obj))
+    return values
+
+
+def possible(op: Operation, cache: Cache) -> tuple[str, Any, dict[str, Any]] | None:
+    """The first object (ref, model, values) ``op`` can be planned on, else None."""
+    ctx = context(cache)
+    for ref, _ in sorted(op.kind.members(cache), key=lambda m: m[1]):
+        obj = op.kind.load(cache, ref)
+        if obj is None or catalogue.why_not(op, cache, obj) is not None:
+            continue
+        values = sample(op, ctx, obj)
+        if values is None:
+            continue
+        try:
+            catalogue.prepare(op, ctx, obj, values)
+        except Exception:
+            continue
+        return ref, obj, values
+    return None

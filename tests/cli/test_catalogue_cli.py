@@ -1,0 +1,108 @@
+"""Every operation of the catalogue is a CLI command: planned with ``--dry-run
+--json`` on an object of the demo pool it is possible on, its plan is the one the
+catalogue declares, and its xe line uses only parameters xe itself takes
+(cli_frontend.ml)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.catalogue_support import check_xe_line, possible
+from tests.cli.helpers import conn_args, password_file, xsctl
+from tests.conftest import make_sim, wait_for, xenapi_session
+from tests.unit.helpers import connect
+from xsctl.cli import build_parser
+from xsctl.commands.ops import flag_dest
+from xsctl.sim import Simulator
+from xsctl.xapi.ops import catalogue
+from xsctl.xapi.ops.catalogue import Operation, ParamKind
+
+OPS = catalogue.operations()
+
+
+@pytest.fixture(scope="module")
+def busy_sim() -> Iterator[Simulator]:
+    """The demo pool with a long copy running, so that a task can be cancelled."""
+    s = make_sim()
+    x = xenapi_session(s)
+    try:
+        s.op_time = 30.0
+        backup = x.xenapi.VM.get_by_name_label("backup-01")[0]
+        x.xenapi.Async.VM.copy(backup, "long-copy", "OpaqueRef:NULL")
+        wait_for(lambda: any(t["status"] == "pending" and "cancel" in t["allowed_operations"]
+                             for t in s.store.all("task").values()))
+        yield s
+    finally:
+        s.op_time = 0.05
+        x.xenapi.session.logout()
+        s.stop()
+
+
+def _argv(op: Operation, cache: Any, ref: str, values: dict[str, Any]) -> list[str]:
+    uuid = str(cache.find(ref)[1]["uuid"])
+    argv = [op.kind.cls, op.verb, uuid, "--dry-run", "--json"]
+    if op.flag:
+        argv.append(op.flag)
+    for p in op.params:
+        v = values[p.name]
+        if p.kind is ParamKind.FLAG:
+            if v:
+                argv.append(p.flags[0])
+        elif p.kind is ParamKind.PICK:
+            found = cache.find(v)
+            argv += [p.flags[0], str(found[1]["uuid"]) if found else v]
+        elif p.kind is ParamKind.PICK_MANY:
+            for x in v:
+                argv += [p.flags[0], str(cache.find(x)[1]["uuid"])]
+        elif p.kind is ParamKind.SIZE:
+            argv += [p.flags[0], f"{v}B" if v % 1024 else f"{v // 1024}K"]
+        else:
+            argv += [p.flags[0], str(v)]
+    return argv
+
+
+@pytest.mark.parametrize("op", OPS, ids=[op.id for op in OPS])
+def test_every_operation_plans_from_the_cli(op: Operation, busy_sim: Simulator,
+                                            tmp_path: Path) -> None:
+    with connect(busy_sim) as client:
+        found = possible(op, client.cache)
+        assert found is not None, f"no object of the demo pool allows {op.id}"
+        ref, _, values = found
+        argv = _argv(op, client.cache, ref, values)
+    tasks = len(busy_sim.store.all("task"))
+    r = xsctl(*conn_args(busy_sim, password_file(busy_sim, tmp_path)), *argv)
+    assert r.code == 0, (argv, r.err)
+    plans = r.json()
+    assert len(plans) == 1 and plans[0]["action"] == op.id, plans
+    assert plans[0]["calls"] and plans[0]["xe"]
+    for line in plans[0]["xe"]:
+        check_xe_line(line)
+    assert len(busy_sim.store.all("task")) == tasks  # a dry run sends nothing
+
+
+def test_every_verb_and_variant_has_its_options() -> None:
+    """The parser knows every verb, and every variant's flag and parameters."""
+    parser = build_parser()
+    for op in OPS:
+        required = [a for p in op.params if p.required and p.kind is not ParamKind.FLAG
+                    for a in (p.flags[0], "x")]
+        sub = parser.parse_args([op.kind.cls, op.verb, "x", *required,
+                                 *([op.flag] if op.flag else [])])
+        assert op.id in sub.operations
+        if op.flag:
+            assert getattr(sub, flag_dest(op.flag)) is True
+        for p in op.params:
+            assert hasattr(sub, p.name), (op.id, p.name)
+
+
+def test_xe_lines_are_checked_against_xe() -> None:
+    """The check itself: a wrong parameter name or a missing required one is caught."""
+    check_xe_line("xe vm-start uuid=1 on=xcp-ng-02 paused=true")
+    for bad in ("xe vm-start uuid=1 host=xcp-ng-02", "xe vm-snapshot uuid=1",
+                "xe vm-frobnicate uuid=1", "xe vm-copy uuid=1 new-name-label=a sr=b"):
+        with pytest.raises(AssertionError):
+            check_xe_line(bad)

@@ -1,0 +1,63 @@
+"""Every operation of the catalogue is reachable in the TUI: offered (and enabled) in
+the actions menu of an object it is possible on, found by the command palette under
+"<kind>: <label> <name>", and bound to its key in the view that acts on its kind; the
+? help lists it."""
+
+from __future__ import annotations
+
+from tests.catalogue_support import possible
+from tests.conftest import wait_for, xenapi_session
+from tests.ui.harness import running, words_of
+from xsctl.sim import Simulator
+from xsctl.ui.commands import XsctlCommands
+from xsctl.ui.modals.forms import PickOne
+from xsctl.ui.modals.help import HelpScreen
+from xsctl.ui.views.base import View
+from xsctl.xapi.client import Client
+from xsctl.xapi.ops import catalogue
+
+
+async def test_every_operation_is_in_the_menu_the_palette_and_the_keys(
+        sim: Simulator, client: Client) -> None:
+    x = xenapi_session(sim)
+    sim.op_time = 30.0  # a long copy: a task to cancel
+    x.xenapi.Async.VM.copy(x.xenapi.VM.get_by_name_label("backup-01")[0], "long-copy",
+                           "OpaqueRef:NULL")
+    wait_for(lambda: any(t["status"] == "pending" for t in sim.store.all("task").values()))
+    try:
+        async with running(sim, client, size=(160, 50)) as ui:
+            await ui.until(lambda: client.cache.all("task"), what="the task in the cache")
+            views = {v.ACTS_ON: v for v in ui.main.views if v.ACTS_ON}
+            provider = XsctlCommands(ui.main)
+            for op in catalogue.operations():
+                found = possible(op, client.cache)
+                assert found is not None, op.id
+                ref, obj, _ = found
+                name = op.kind.name(obj)
+                view: View = views[op.cls]
+                # its key, in the view that acts on its kind
+                assert any(b.key == op.key and b.action == f"act('{op.id}')"
+                           for b in view.BINDINGS), op.id
+                # the actions menu on that object offers it, enabled
+                await ui.press(view.KEY)
+                await ui.until(lambda v=view, r=ref: v.show_object(r),
+                               what=f"{name} in {view.LABEL}")
+                await ui.press("a")
+                menu: PickOne[str] = await ui.modal(PickOne)
+                entry = next(c for c in menu.choices if c.value == op.id)
+                assert entry.reason is None, (op.id, entry)
+                await ui.press("escape")
+                await ui.back_to_main()
+                # the palette finds it by its words
+                text = f"{op.cls}: {op.label.lower()} {name}"
+                hits = [h.text async for h in provider.search(text)]
+                assert text in hits, (op.id, hits[:5])
+                # and ? lists its key
+                await ui.press("question_mark")
+                helped = words_of(await ui.modal(HelpScreen))
+                assert f"{op.label}: {op.help}" in helped, op.id
+                await ui.press("escape")
+                await ui.back_to_main()
+    finally:
+        sim.op_time = 0.05
+        x.xenapi.session.logout()
