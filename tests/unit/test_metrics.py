@@ -1,0 +1,146 @@
+"""The metrics feed end to end: figures from every host of the pool (the members'
+over their own pinned TLS, learned through the master), equal to what each host's
+/rrd_updates says; one request per host per round, only while subscribed; a
+subscriber that shows hosts does not download the VMs' figures."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import ssl
+import threading
+from collections.abc import Iterator
+from urllib.parse import urlencode
+
+import pytest
+
+from tests.conftest import make_sim, wait_for
+from tests.unit.helpers import connect
+from xsctl.config import known_hosts_file
+from xsctl.sim import Simulator
+from xsctl.xapi.metrics import Interest, MetricsFeed, MetricsUpdate
+from xsctl.xapi.trust import KnownHosts, host_key
+
+
+@pytest.fixture
+def quiet_sim() -> Iterator[Simulator]:
+    s = make_sim(drift=False)
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def direct(sim: Simulator, address: str, session: str, start: int,
+           vm_uuids: list[str]) -> dict[str, object]:
+    """/rrd_updates read with http.client and nothing of xsctl's."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    c = http.client.HTTPSConnection(address, sim.port, context=ctx, timeout=10)
+    q = [("start", str(start)), ("cf", "AVERAGE"), ("interval", "5"), ("host", "true"),
+         ("json", "true"), ("session_id", session)] + [("vm_uuid", u) for u in vm_uuids]
+    try:
+        c.request("GET", "/rrd_updates?" + urlencode(q))
+        r = c.getresponse()
+        assert r.status == 200
+        data: dict[str, object] = json.loads(r.read())
+        return data
+    finally:
+        c.close()
+
+
+def newest(data: dict[str, object]) -> tuple[int, dict[str, float]]:
+    meta = data["meta"]
+    rows = data["data"]
+    assert isinstance(meta, dict) and isinstance(rows, list) and rows
+    return int(rows[0]["t"]), {name: float(v) for name, v in zip(
+        meta["legend"], rows[0]["values"], strict=True)}
+
+
+def one_round(feed: MetricsFeed, interest: Interest) -> MetricsUpdate:
+    got: list[MetricsUpdate] = []
+    done = threading.Event()
+
+    def take(u: MetricsUpdate) -> None:
+        got.append(u)
+        done.set()
+
+    unsubscribe = feed.subscribe(take, interest)
+    try:
+        assert done.wait(20), "no round of metrics"
+    finally:
+        unsubscribe()
+    return got[0]
+
+
+def test_every_hosts_figures_equal_its_own_rrd_updates(quiet_sim: Simulator) -> None:
+    sim = quiet_sim
+    with connect(sim) as client:
+        hosts = client.cache.all("host")
+        assert len(hosts) == 3
+        for _ in range(3):  # a 5 s step may pass between the two reads: read again
+            update = one_round(client.metrics, Interest(hosts=True))
+            expect = {}
+            same_step = True
+            for ref, h in hosts.items():
+                dom0 = next(str(v["uuid"]) for v in (client.cache.get("vm", r) for r in
+                            h["resident_VMs"]) if v and v["is_control_domain"])
+                t, values = newest(direct(sim, str(h["address"]), str(client.conn.session),
+                                          int(update.at) - 60, [dom0]))
+                same_step &= abs(t - update.at) < 5
+                expect[str(h["uuid"])] = values
+            if same_step:
+                break
+        assert not update.missing
+        for uuid, values in expect.items():
+            got = update.of("host", uuid)
+            assert got, uuid  # every host answered, members included
+            for name, v in values.items():
+                kind, obj, ds = name.split(":")[1:]
+                if kind == "host":
+                    assert got[ds] == pytest.approx(v), (uuid, ds)
+            load = update.host_load(uuid)
+            assert load is not None
+            assert load.cpu == pytest.approx(values[f"AVERAGE:host:{uuid}:cpu_avg"])
+            assert load.memory_total == int(values[f"AVERAGE:host:{uuid}:memory_total_kib"]
+                                            * 1024)
+        # the members' certificates were pinned through the master, not on trust
+        pins = {p.host: p for p in KnownHosts(known_hosts_file()).entries()}
+        for address in sim.addresses[1:]:
+            assert pins[host_key(address, sim.port)].note == "via pool master"
+
+
+def test_hosts_only_means_no_vm_figures_and_one_request_per_host(quiet_sim: Simulator) -> None:
+    sim = quiet_sim
+    with connect(sim) as client:
+        feed = client.metrics
+        before = feed.requests
+        update = one_round(feed, Interest(hosts=True))
+        assert feed.requests - before == len(client.cache.all("host"))
+        guests = {str(r["uuid"]) for r in client.cache.all("vm").values()
+                  if not r["is_control_domain"]}
+        assert not {uuid for kind, uuid in update.values if kind == "vm"} & guests
+        # asking for one VM brings that VM's figures, from the host it runs on
+        web = next(r for r in client.cache.all("vm").values() if r["name_label"] == "web-01")
+        update = one_round(feed, Interest(hosts=False, vms=frozenset({str(web["uuid"])})))
+        assert "cpu0" in update.of("vm", str(web["uuid"]))
+        # nobody subscribed: the thread ends and no request is made
+        wait_for(lambda: not feed.running)
+        n = feed.requests
+        assert not feed.running and feed.requests == n
+
+
+def test_a_member_with_another_certificate_gives_no_figures(quiet_sim: Simulator) -> None:
+    """A member whose certificate is not the one pinned: its figures are missing (and
+    say why), the others still come."""
+    sim = quiet_sim
+    with connect(sim) as client:
+        wrong = "SHA256:" + ":".join(["AB"] * 32)
+        KnownHosts(known_hosts_file()).add(host_key(sim.addresses[1], sim.port), wrong)
+        update = one_round(client.metrics, Interest(hosts=True))
+        member = next(ref for ref, h in client.cache.all("host").items()
+                      if h["address"] == sim.addresses[1])
+        assert member in update.missing and wrong in update.missing[member]
+        assert not update.of("host", str(client.cache.all("host")[member]["uuid"]))
+        assert len(update.values) >= 2  # the master's and the other member's
