@@ -166,7 +166,9 @@ def run_plans(args: argparse.Namespace, client: Client, op: Operation,
         name = plan.names.get(plan.targets[0], spec)
         if args.dry_run:
             if args.json:
-                results.append(plan.as_dict())
+                exact = {r: str((client.cache.find(r) or ("", {}))[1].get("name_label", n))
+                         for r, n in plan.names.items()}
+                results.append(plan.as_dict(exact))
             else:
                 say(plan.describe() + "\n")
             continue

@@ -79,12 +79,14 @@ class Plan:
             lines += [""] + [f"Note: {n}" for n in self.notes]
         return "\n".join(lines)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, names: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """For --json; ``names`` (xapi's exact names, where the plan holds the
+        printable ones) names the refs in the calls."""
         return {
             "title": self.title,
             "action": self.action,
             "targets": list(self.targets),
-            "calls": self.steps(),
+            "calls": [c.render({**self.names, **(names or {})}) for c in self.calls],
             "xe": list(self.xe),
             "destructive": self.destructive,
             "disruptive": self.disruptive,
