@@ -83,7 +83,7 @@ def test_every_hosts_figures_equal_its_own_rrd_updates(quiet_sim: Simulator) -> 
             update = one_round(client.metrics, Interest(hosts=True))
             expect = {}
             same_step = True
-            for ref, h in hosts.items():
+            for _ref, h in hosts.items():
                 dom0 = next(str(v["uuid"]) for v in (client.cache.get("vm", r) for r in
                             h["resident_VMs"]) if v and v["is_control_domain"])
                 t, values = newest(direct(sim, str(h["address"]), str(client.conn.session),
@@ -97,7 +97,7 @@ def test_every_hosts_figures_equal_its_own_rrd_updates(quiet_sim: Simulator) -> 
             got = update.of("host", uuid)
             assert got, uuid  # every host answered, members included
             for name, v in values.items():
-                kind, obj, ds = name.split(":")[1:]
+                kind, _obj, ds = name.split(":")[1:]
                 if kind == "host":
                     assert got[ds] == pytest.approx(v), (uuid, ds)
             load = update.host_load(uuid)
