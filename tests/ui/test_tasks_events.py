@@ -97,6 +97,11 @@ async def test_events_feed_shows_changes(sim: Simulator, client: Client) -> None
         await ui.until(lambda: any(" task " in x and "Async.VM.unpause" in x for x in feed(ui)),
                        what="a task event once M shows them")
         assert not ui.errors()
+        await ui.until_said("Unpause web-03: done")
+        # its task is destroyed once done: the last event of it to come
+        await ui.until(lambda: any(" task " in x and "del Async.VM.unpause" in x
+                                   for x in feed(ui)), what="the task's end in the feed")
+        await ui.settle()
         await ui.press("ctrl+l")
         assert feed(ui) == []
 

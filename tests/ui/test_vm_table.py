@@ -45,8 +45,14 @@ async def test_keys_move_the_cursor(sim: Simulator, client: Client) -> None:
         assert ui.cursor_name == names[-1]
         await ui.press("pageup")
         assert table.cursor_key == table.order[0]
-        # the detail pane follows the cursor
+        # below 140 columns the detail pane opens on demand (d), and follows the cursor
+        assert not ui.main.query_one("#vm-detail").display
+        await ui.press("d")
         assert text_of(ui.main.query_one("#vm-detail-title")).strip().startswith(ui.cursor_name or "?")
+        await ui.press("down")
+        assert text_of(ui.main.query_one("#vm-detail-title")).strip().startswith(ui.cursor_name or "?")
+        await ui.press("d")
+        assert not ui.main.query_one("#vm-detail").display
         # a click on a row puts the cursor there
         await ui.pilot.click("#vm-table", offset=(3, 5))  # the fifth row
         assert ui.cursor_name == names[4]

@@ -168,6 +168,7 @@ class MetricsUpdate:
     at: float
     values: dict[tuple[str, str], dict[str, float]]  # ("host"|"vm", uuid) -> {ds: v}
     missing: dict[str, str] = field(default_factory=dict)  # host ref -> why none came
+    times: dict[str, int] = field(default_factory=dict)  # host ref -> its newest row's time
 
     def of(self, kind: str, uuid: str) -> dict[str, float]:
         return self.values.get((kind, uuid), {})
@@ -294,6 +295,7 @@ class MetricsFeed:
         """One request per host; what failed is named in ``missing``."""
         got: list[RrdUpdate] = []
         missing: dict[str, str] = {}
+        times: dict[str, int] = {}
         now = int(time.time())
         for ref, h in list(self.cache.all("host").items()):
             if self._stop.is_set():
@@ -319,9 +321,11 @@ class MetricsFeed:
                 continue
             if u.end:
                 self._since[ref] = u.end
+            if u.rows:
+                times[ref] = u.rows[0][0]
             got.append(u)
         update = merge(got, time.time())
-        return MetricsUpdate(update.at, update.values, missing)
+        return MetricsUpdate(update.at, update.values, missing, times)
 
     def _filter(self, host_ref: str, vms: frozenset[str] | None) -> list[str] | None:
         if vms is None:

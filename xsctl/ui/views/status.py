@@ -28,6 +28,14 @@ from xsctl.xapi.metrics import HostLoad, Interest, MetricsUpdate
 from xsctl.xapi.models import Pool, human_bytes, human_duration, is_guest, is_template
 from xsctl.xapi.text import printable
 
+
+def used_of(used: int, total: int) -> str:
+    """``12.3/256 GiB``: one unit where both share it, as a narrow column reads."""
+    a, b = human_bytes(used), human_bytes(total)
+    unit = b.rsplit(" ", 1)[-1]
+    return f"{a.rsplit(' ', 1)[0]}/{b}" if a.endswith(" " + unit) else f"{a}/{b}"
+
+
 PRIORITY = {1: "critical", 2: "major", 3: "warning", 4: "minor", 5: "info"}
 
 HOST_COLUMNS = [
@@ -35,7 +43,7 @@ HOST_COLUMNS = [
     Column("role", "Role", width=6),
     Column("state", "State", width=11),
     Column("cpu", "CPU", width=4, align="right"),
-    Column("memory", "Memory", min_width=26, ratio=2),
+    Column("memory", "Memory", min_width=23, ratio=2),
     Column("vms", "VMs", width=4, align="right"),
     Column("uptime", "Uptime", width=7, priority=1),
     Column("address", "Address", min_width=11, ratio=1, priority=2),
@@ -45,7 +53,7 @@ SR_COLUMNS = [
     Column("name", "Storage", min_width=14, ratio=3),
     Column("type", "Type", width=6),
     Column("usage", "Used", min_width=14, ratio=1),
-    Column("size", "Used / size", width=19, align="right"),
+    Column("size", "Used / size", width=16, align="right"),
     Column("shared", "Shared", width=6, priority=1),
 ]
 ALERT_COLUMNS = [
@@ -88,7 +96,8 @@ class StatusView(View):
             yield VirtualTable(ALERT_COLUMNS, empty_text="No alerts", id="status-alerts")
 
     def focus_target(self) -> Widget:
-        return self.query_one("#status-hosts", VirtualTable)
+        # the page itself: arrows and page keys scroll it; tab goes into its tables
+        return self.query_one("#status-scroll", VerticalScroll)
 
     def on_mount(self) -> None:
         self.refresh_all()
@@ -148,7 +157,12 @@ class StatusView(View):
         t.add_column()
         t.add_row("Pool", Text(pool.name_label if pool else "–"))
         t.add_row("Master", Text(f"{master.name_label} ({master.address})" if master else "–"))
-        t.add_row("Connection", Text(conn.describe))
+        ep = conn.endpoint
+        how = ("xapi's Unix socket" if ep.scheme == "unix" else
+               "TLS, CA-verified" if conn.trust.ca_file else
+               "TLS, certificate pinned" if ep.scheme == "https" else "plain HTTP, unencrypted")
+        ro = ", read-only" if conn.read_only else ""
+        t.add_row("Connection", Text(f"{conn.protocol} to {ep.url} ({how}{ro})"))
         fp = conn.fingerprint
         # folded, never cut: the admin compares every byte with the host's own
         t.add_row("Certificate", Text(fp or ("CA-verified" if conn.trust.ca_file else "–"),
@@ -193,7 +207,7 @@ class StatusView(View):
                 ("master" if h.is_master else "member", None),
                 (state if h.live else "offline", None if h.enabled and h.live else st["bad"]),
                 (f"{load.cpu * 100:.0f}%" if load else "–", None if load else st["dim"]),
-                (f"{bar_text(frac, 5)} {frac * 100:3.0f}% {human_bytes(used)}/{human_bytes(total)}",
+                (f"{bar_text(frac, 5)} {frac * 100:3.0f}% {used_of(used, total)}",
                  st[usage_style(frac)]),
                 (str(guests), None),
                 (uptime, None),
@@ -220,8 +234,7 @@ class StatusView(View):
                 (name, st["bold"] if sr.is_default else None),
                 (sr.type, None),
                 (f"{bar_text(sr.usage, 8)} {sr.usage * 100:3.0f}%", st[usage_style(sr.usage)]),
-                (f"{human_bytes(sr.physical_utilisation)} / {human_bytes(sr.physical_size)}",
-                 None),
+                (used_of(sr.physical_utilisation, sr.physical_size), None),
                 ("yes" if sr.shared else "no", st["warn"] if unplugged else None),
             )
             rows[sr.ref] = Row(cells, (name.lower(), sr.type, sr.usage, sr.physical_size,

@@ -29,6 +29,9 @@ from xsctl.xapi.ops import catalogue
 if TYPE_CHECKING:
     from xsctl.xapi.cache import Cache
 
+NARROW = 100  # below: the detail replaces the table (a dom0 console is 80 wide)
+WIDE = 140  # from here the detail pane sits beside the table unless closed
+
 COLUMNS = [
     Column("name", "Name", min_width=12, ratio=3),
     Column("power", "Power", width=11),
@@ -236,6 +239,7 @@ class VmsView(View):
     def __init__(self, client: Any, **kw: Any) -> None:
         super().__init__(client, **kw)
         self.rows: VmRows | None = None
+        self.detail_open: bool | None = None  # None: as the width decides
         self._built = False
         self._built_version = -1  # the cache's version the last rebuild read
 
@@ -390,7 +394,7 @@ class VmsView(View):
 
     def action_clear(self) -> None:
         f = self.query_one("#vm-filter", Input)
-        if self.has_class("detail-open") and self.screen.has_class("narrow"):
+        if self.detail_open and self.screen.size.width < NARROW:
             self.action_toggle_detail()  # escape goes back from the detail to the table
         elif f.has_focus or f.value:
             f.value = ""
@@ -412,14 +416,32 @@ class VmsView(View):
         t.move_to(ref)
         return t.cursor_key == ref
 
-    def action_toggle_detail(self) -> None:
-        detail = self.query_one(VmDetail)
-        detail.display = not detail.display
-        self.set_class(detail.display, "detail-open")
+    def detail_shown(self) -> bool:
+        """Whether the detail pane is open: as the user set it with d, else by width
+        (beside the table from 140 columns; below, on demand, so the table has room)."""
+        if self.detail_open is not None:
+            return self.detail_open
+        return self.screen.size.width >= WIDE
+
+    def apply_detail(self) -> None:
+        shown = self.detail_shown()
+        narrow = self.screen.size.width < NARROW
+        self.set_class(shown, "detail-open")
+        self.query_one(VmDetail).display = shown
+        # narrow, the detail takes the table's place
+        self.table.display = not (narrow and shown)
         self.update_detail()
+
+    def on_resize(self) -> None:
+        self.apply_detail()
+
+    def action_toggle_detail(self) -> None:
+        self.detail_open = not self.detail_shown()
+        self.apply_detail()
+        detail = self.query_one(VmDetail)
         # narrow, the detail replaces the table: the focus goes with it, or it would be
         # left on the hidden table and d and escape would no longer reach this view
-        if self.screen.has_class("narrow") and detail.display:
+        if self.screen.size.width < NARROW and self.detail_open:
             self.call_after_refresh(detail.query_one(Tabs).focus)
         else:
             self.call_after_refresh(self.table.focus)

@@ -24,6 +24,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 Cell = tuple[str, Style | None]
+NATURAL_CAP = 48  # a column never asks for more than this to show its longest text
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,8 @@ class VirtualTable(ScrollView, can_focus=True):
         self.selected: set[str] = set()
         self._widths: list[int] = []
         self._shown: list[int] = []
+        self._natural = [cell_len(c.label) + 2 for c in self.columns]  # room for " ▲"
+        self._laid_out_for = -1  # the width the layout was made for (-1: redo it)
         # per paint: width and styles; rendered lines by key while rows, styles and
         # layout stay the same (a filter keystroke or a scroll redraws mostly known rows)
         self._paint: _Paint | None = None
@@ -167,9 +170,20 @@ class VirtualTable(ScrollView, can_focus=True):
 
     # ------------------------------------------------------------ data
 
+    def _measure(self, row: Row) -> None:
+        """Grow each column's natural width to hold this row's text (up to a cap)."""
+        nat = self._natural
+        for i, (text, _) in enumerate(row.cells):
+            if i < len(nat) and len(text) > nat[i] and nat[i] < NATURAL_CAP:
+                n = min(NATURAL_CAP, cell_len(text))
+                if n > nat[i]:
+                    nat[i] = n
+                    self._laid_out_for = -1
+
     def upsert(self, key: str, row: Row) -> None:
         old = self.rows.get(key)
         self.rows[key] = row
+        self._measure(row)
         if old is None or old.sort != row.sort:
             self._dirty_sort = True
         if old is None or old.search != row.search:
@@ -182,6 +196,9 @@ class VirtualTable(ScrollView, can_focus=True):
 
     def replace_all(self, rows: dict[str, Row]) -> None:
         self.rows = dict(rows)
+        self._natural = [cell_len(c.label) + 2 for c in self.columns]
+        for row in self.rows.values():
+            self._measure(row)
         self.selected &= self.rows.keys()
         self._dirty_sort = True
 
@@ -306,11 +323,35 @@ class VirtualTable(ScrollView, can_focus=True):
         flex = [i for i in shown if not cols[i].width]
         room = max(0, width - 2 - fixed - gaps(shown))
         widths = {i: cols[i].width for i in shown if cols[i].width}
-        total_ratio = sum(cols[i].ratio for i in flex) or 1
+        # each flexible column grows towards what its text needs (its natural width),
+        # shared by ratio while there is not room for all; what is left over is shared
+        # by ratio too, so the table fills its width
         for i in flex:
-            widths[i] = max(cols[i].min_width, room * cols[i].ratio // total_ratio)
+            widths[i] = cols[i].min_width
+        left = room - sum(widths[i] for i in flex)
+        want = {i: max(cols[i].min_width, self._natural[i]) for i in flex}
+        while left > 0:
+            needy = [i for i in flex if widths[i] < want[i]]
+            if not needy:
+                break
+            total = sum(cols[i].ratio for i in needy)
+            grown = 0
+            for i in needy:
+                add = min(want[i] - widths[i], max(1, left * cols[i].ratio // total))
+                add = min(add, left - grown)
+                widths[i] += add
+                grown += add
+            left -= grown
+            if grown == 0:
+                break
+        if left > 0 and flex:
+            total = sum(cols[i].ratio for i in flex)
+            spare = left
+            for i in flex:
+                widths[i] += spare * cols[i].ratio // total
         self._shown = shown
         self._widths = [widths[i] for i in shown]
+        self._laid_out_for = width
 
     def on_resize(self, event: events.Resize) -> None:
         self._layout(self.scrollable_content_region.width)
@@ -355,7 +396,7 @@ class VirtualTable(ScrollView, can_focus=True):
         paint = self._paint
         if paint is None:
             width = self.scrollable_content_region.width
-            if not self._widths or sum(self._widths) > width + 50:
+            if not self._widths or self._laid_out_for != width:
                 self._layout(width)
             style = self.get_component_rich_style
             paint = self._paint = _Paint(
