@@ -184,8 +184,8 @@ async def test_bulk_action_lists_refusals(sim: Simulator, client: Client) -> Non
         assert "Async.VM.clean_shutdown(web-01)" in shown
         assert "Async.VM.clean_shutdown(web-02)" in shown
         assert "Not possible:" in shown
-        assert "web-staging is halted (this needs running)" in shown
-        assert "k8s-node-03 is suspended (this needs running)" in shown
+        assert "web-staging is halted (needs running)" in shown
+        assert "k8s-node-03 is suspended (needs running)" in shown
         await confirm_plan(ui)
         await ui.until(lambda: ui.vm("web-01")["power_state"] == "Halted"
                        and ui.vm("web-02")["power_state"] == "Halted", what="both halted")
@@ -241,13 +241,13 @@ async def test_actions_menu_shows_reasons(sim: Simulator, client: Client) -> Non
         await ui.press("a")
         menu: PickOne[str] = await ui.modal(PickOne)
         by_id: dict[str, Any] = {c.value.split(".")[1]: c for c in menu.choices}
-        assert by_id["start"].reason == "The VM must be halted for this, but it is running"
-        assert by_id["resume"].reason == "The VM must be suspended for this, but it is running"
+        assert by_id["start"].reason == "it is running (needs halted)"
+        assert by_id["resume"].reason == "it is running (needs suspended)"
         assert by_id["shutdown"].reason is None
         assert by_id["delete"].reason is not None
         assert by_id["revert"].reason is None  # web-01 has a snapshot
         drawn = text_of(menu.query_one("#choices"))
-        assert "Start  [s]  — The VM must be halted for this, but it is running" in drawn
+        assert "Start  [s]  — it is running (needs halted)" in drawn
         await ui.press("escape")
         await ui.back_to_main()
         # enter on a row opens the same menu; choosing an entry runs the action

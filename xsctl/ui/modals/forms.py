@@ -59,8 +59,9 @@ class PickOne(Dialog[T | None], Generic[T]):
             options.append(Option(t, id=str(i), disabled=c.reason is not None))
         with Vertical(classes="dialog", id="pick-one"):
             yield Label(Text(self.title_text), classes="dialog-title")
-            yield OptionList(*options, id="choices")
+            # above the list: a long list at 80x24 would push it off the dialog
             yield Label(Text(self.hint), classes="hint")
+            yield OptionList(*options, id="choices")
 
     def on_mount(self) -> None:
         ol = self.query_one(OptionList)

@@ -41,7 +41,19 @@ NARROW = 100
 
 
 class Menu(OptionList):
-    """The views, xsconsole's left column."""
+    """The views, xsconsole's left column. It takes the focus only when opened (f9,
+    escape, or at start on a wide screen): tab moves among the panes of the view, it
+    never lands unseen on the menu; a click still picks a view."""
+
+    def on_mount(self) -> None:
+        self.can_focus = False
+
+    def on_blur(self) -> None:
+        self.can_focus = False
+
+    def take_focus(self) -> None:
+        self.can_focus = True
+        self.focus()
 
 
 class MainScreen(Screen[None]):
@@ -83,7 +95,7 @@ class MainScreen(Screen[None]):
         self._fold(self.size.width)
         self.action_show_view(self.view_classes[0].ID, focus=self.has_class("narrow"))
         if not self.has_class("narrow"):
-            self.query_one(Menu).focus()
+            self.query_one(Menu).take_focus()
         self.call_after_refresh(self.update_header)
 
     def on_unmount(self) -> None:
@@ -126,7 +138,7 @@ class MainScreen(Screen[None]):
 
     def open_menu(self) -> None:
         self.add_class("menu-open")
-        self.query_one(Menu).focus()
+        self.query_one(Menu).take_focus()
 
     def _menu_shown(self) -> bool:
         """The menu is on screen and has the keys."""

@@ -3,6 +3,7 @@ the pool's changes (what changed, from what to what)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -85,6 +86,10 @@ class TasksView(View):
         self.history: dict[str, dict[str, Any]] = {}
         self.titles: dict[str, str] = {}  # task ref -> the plan that made it
         self.outcome: dict[str, str] = {}  # task ref -> how its plan ended, once known
+        # when this session first saw each task, and learnt that it ended (monotonic
+        # seconds): a task xapi destroys at once has no "finished" to read
+        self.seen_at: dict[str, float] = {}
+        self.ended_at: dict[str, float] = {}
         self._loaded = False
 
     def compose(self) -> ComposeResult:
@@ -130,6 +135,7 @@ class TasksView(View):
     def plan_ended(self, tasks: list[str], outcome: str) -> None:
         for t in tasks:
             self.outcome[t] = outcome
+            self.ended_at.setdefault(t, time.monotonic())
         self.refresh_tasks()
 
     def action_edge(self, end: int) -> None:
@@ -185,9 +191,10 @@ class TasksView(View):
     def refresh_tasks(self) -> None:
         cache = self.client.cache
         table = self.query_one("#task-table", DataTable)
-        now = self.now()
         for ref, rec in cache.snapshot("task"):
             self.history[ref] = rec
+        for ref in self.history:
+            self.seen_at.setdefault(ref, time.monotonic())
         live = cache.all("task")
         tasks = [models.Task.from_record(ref, rec) for ref, rec in self.history.items()
                  # xapi's internal steps of another task (exec_with_subtask) are part
@@ -200,7 +207,7 @@ class TasksView(View):
         for t in tasks[:200]:
             keep.add(t.ref)
             status, bar = self._status(t, live)
-            took = (t.finished or now) - t.created if t.created else None
+            took = self._took(t)
             title = self.titles.get(t.ref)
             name = printable(t.name_label)
             cells = [
@@ -209,10 +216,20 @@ class TasksView(View):
                 status,
                 bar,
                 Text(t.created.astimezone().strftime("%H:%M:%S") if t.created else "–"),
-                Text(human_duration(took.total_seconds(), seconds_shown=True) if took else "–"),
+                Text(human_duration(took, seconds_shown=True) if took is not None else "–"),
             ]
             upsert_row(table, t.ref, cells)
         drop_rows_except(table, keep)
+
+    def _took(self, t: models.Task) -> float | None:
+        """How long it ran (or has run): xapi's own times where it gave both, else this
+        session's clock from when the task was first seen."""
+        if t.created and t.finished:
+            return (t.finished - t.created).total_seconds()
+        seen = self.seen_at.get(t.ref)
+        if seen is None:
+            return None
+        return self.ended_at.get(t.ref, time.monotonic()) - seen
 
     def _is_running(self, t: models.Task, live: dict[str, Any]) -> bool:
         return t.pending and t.ref in live and t.ref not in self.outcome

@@ -34,7 +34,7 @@ WIDE = 140  # from here the detail pane sits beside the table unless closed
 
 COLUMNS = [
     Column("name", "Name", min_width=12, ratio=3),
-    Column("power", "Power", width=11),
+    Column("power", "Power", min_width=11, ratio=1),
     Column("host", "Host", min_width=9, ratio=2, priority=2),
     Column("vcpus", "vCPU", width=4, align="right"),
     Column("memory", "Memory", width=8, align="right"),

@@ -179,6 +179,7 @@ class VirtualTable(ScrollView, can_focus=True):
                 if n > nat[i]:
                     nat[i] = n
                     self._laid_out_for = -1
+                    self._paint = None
 
     def upsert(self, key: str, row: Row) -> None:
         old = self.rows.get(key)
@@ -330,20 +331,23 @@ class VirtualTable(ScrollView, can_focus=True):
             widths[i] = cols[i].min_width
         left = room - sum(widths[i] for i in flex)
         want = {i: max(cols[i].min_width, self._natural[i]) for i in flex}
-        while left > 0:
-            needy = [i for i in flex if widths[i] < want[i]]
-            if not needy:
-                break
-            total = sum(cols[i].ratio for i in needy)
-            grown = 0
-            for i in needy:
-                add = min(want[i] - widths[i], max(1, left * cols[i].ratio // total))
-                add = min(add, left - grown)
-                widths[i] += add
-                grown += add
-            left -= grown
-            if grown == 0:
-                break
+        # the columns that are never dropped (priority 0: the name, the state) first
+        for group in ([i for i in flex if cols[i].priority == 0],
+                      [i for i in flex if cols[i].priority != 0]):
+            while left > 0:
+                needy = [i for i in group if widths[i] < want[i]]
+                if not needy:
+                    break
+                total = sum(cols[i].ratio for i in needy)
+                grown = 0
+                for i in needy:
+                    add = min(want[i] - widths[i], max(1, left * cols[i].ratio // total))
+                    add = min(add, left - grown)
+                    widths[i] += add
+                    grown += add
+                left -= grown
+                if grown == 0:
+                    break
         if left > 0 and flex:
             total = sum(cols[i].ratio for i in flex)
             spare = left

@@ -262,9 +262,13 @@ def gate(op: Operation, cache: Cache, obj: Any) -> XsctlError | None:
 
 
 def why_not(op: Operation, cache: Cache, obj: Any) -> str | None:
-    """The reason shown beside a disabled action, or None where it is possible."""
+    """The reason shown beside a disabled action (short: a menu line at 80 columns),
+    or None where it is possible."""
     err = gate(op, cache, obj)
-    return None if err is None else reason(err)
+    if err is None:
+        return None
+    state = _state_phrase(_group_text(err))
+    return f"it is {state}" if state else reason(err)
 
 
 def reason(e: BaseException) -> str:
@@ -374,7 +378,7 @@ def _state_phrase(text: str) -> str | None:
     if not text.startswith("\x00"):
         return None
     _, actual, expected = text.split("\x00")
-    return f"{actual} (this needs {expected})"
+    return f"{actual} (needs {expected})"
 
 
 def _some(names: Sequence[str], n: int = 3) -> str:
