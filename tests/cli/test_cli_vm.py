@@ -193,3 +193,66 @@ def test_usage_errors_exit_2(cli: list[str]) -> None:
     assert xsctl(*cli, "vm", "frobnicate").code == 2
     assert xsctl("vm", "list").code == 2  # nothing to connect to
     assert xsctl(*cli, "vm", "migrate", "web-01").code == 2  # --host missing
+
+
+def vm_named(sim: Simulator, name: str) -> dict[str, object]:
+    rows = [v for v in sim.store.all("VM").values()
+            if v["name_label"] == name and not v["is_a_template"]]
+    assert len(rows) == 1, (name, len(rows))
+    return rows[0]
+
+
+def test_every_vm_operation_of_the_tui_runs_from_the_cli(sim: Simulator, cli: list[str]) -> None:
+    """snapshot, revert, clone, copy, rename, set-memory, set-vcpus, destroy and resume
+    --on: each changes the pool as xe's verb would."""
+    r = xsctl(*cli, "vm", "snapshot", "web-staging", "--name", "before")
+    assert r.code == 0 and "web-staging: snapshotted" in r.out, r.err
+    snap = next(v for v in sim.store.all("VM").values()
+                if v["is_a_snapshot"] and v["name_label"] == "before")
+    r = xsctl(*cli, "vm", "revert", "web-staging", "--snapshot", "before")
+    assert r.code == 0, r.err
+    r = xsctl(*cli, "vm", "clone", "web-staging", "--new-name-label", "ws-clone")
+    assert r.code == 0 and vm_named(sim, "ws-clone")["power_state"] == "Halted", r.err
+    r = xsctl(*cli, "vm", "copy", "web-staging", "--name", "ws-copy", "--sr", "NFS storage")
+    assert r.code == 0, r.err
+    r = xsctl(*cli, "vm", "set-memory", "ws-clone", "--static-max", "3G")
+    assert r.code == 0, r.err
+    c = vm_named(sim, "ws-clone")
+    assert int(str(c["memory_static_max"])) == int(str(c["memory_dynamic_max"])) == 3 * 1024**3
+    r = xsctl(*cli, "vm", "set-vcpus", "ws-clone", "--vcpus", "3", "--max", "4")
+    assert r.code == 0, r.err
+    c = vm_named(sim, "ws-clone")
+    assert (int(str(c["VCPUs_at_startup"])), int(str(c["VCPUs_max"]))) == (3, 4)
+    r = xsctl(*cli, "vm", "rename", "ws-copy", "--name", "ws-copy-2")
+    assert r.code == 0 and vm_named(sim, "ws-copy-2"), r.err
+    # destroy asks: without a terminal it needs --yes, and nothing happens before
+    r = xsctl(*cli, "vm", "destroy", "ws-copy-2")
+    assert r.code == 2 and "--yes" in r.err and vm_named(sim, "ws-copy-2")
+    r = xsctl(*cli, "vm", "destroy", "ws-copy-2", "--yes")
+    assert r.code == 0, r.err
+    assert not [v for v in sim.store.all("VM").values() if v["name_label"] == "ws-copy-2"]
+    assert snap["snapshot_of"] in sim.store.all("VM")
+    assert sim.live_sessions() == 0
+
+
+def test_rename_to_a_name_in_use_warns(sim: Simulator, cli: list[str]) -> None:
+    r = xsctl(*cli, "vm", "rename", "web-02", "--name", "web-01")
+    assert r.code == 0
+    assert "warning: Another VM is already named 'web-01'" in r.err
+    r = xsctl(*cli, "vm", "show", "web-01")
+    assert r.code == 2 and "2 VMs are named 'web-01'" in r.err
+
+
+def test_local_srs_are_named_with_their_host(cli: list[str]) -> None:
+    r = xsctl(*cli, "sr", "list")
+    for h in ("xcp-ng-01", "xcp-ng-02", "xcp-ng-03"):
+        assert f"Local storage on {h}" in r.out
+    local = [s for s in xsctl(*cli, "sr", "list", "--json").json() if s["type"] == "lvm"]
+    assert sorted(s["host"] for s in local) == ["xcp-ng-01", "xcp-ng-02", "xcp-ng-03"]
+    assert {s["name_label"] for s in local} == {"Local storage"}  # xapi's own, in JSON
+
+
+def test_revert_of_a_running_vm_says_it_powers_off(cli: list[str]) -> None:
+    r = xsctl(*cli, "vm", "revert", "web-01", "--snapshot", "pre-deploy", "--dry-run")
+    assert r.code == 0
+    assert "web-01 is running: it is powered off now and stays halted" in r.out
