@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 ok, 1 refused by xapi, 2 usage, 3 connection or trust.",
     )
     p.add_argument("--version", action="version", version=f"xsctl {__version__}")
+    p.add_argument("--view", metavar="VIEW",
+                   help="the view the app opens on: status, vms or tasks (its menu number "
+                   "works too)")
     _conn_options(p, suppress=False)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -75,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="open the terminal UI on a simulated demo pool")
     d.add_argument("--vms", type=int, metavar="N", help="number of VMs (default 25)")
     d.add_argument("--seed", type=int, default=1, help="seed of the demo pool")
+    d.add_argument("--view", metavar="VIEW", help="the view to open on (status, vms, tasks)")
     d.set_defaults(func=_cmd_demo)
 
     s = sub.add_parser("sim", help="serve a simulated xapi pool until Ctrl-C", allow_abbrev=False)
@@ -202,7 +206,7 @@ def _cmd_completion(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from xsctl.commands.app import run_demo
 
-    return run_demo(vms=args.vms, seed=args.seed)
+    return run_demo(vms=args.vms, seed=args.seed, view=args.view)
 
 
 def _cmd_app(args: argparse.Namespace) -> int:

@@ -43,7 +43,8 @@ def app_for(args: argparse.Namespace) -> XsctlApp:
             target = None if not getattr(args, "read_only", False) else target_from_args(args)
         except UsageError:
             target = None
-    return create_app(None, target=target, password=password)
+    return create_app(None, target=target, password=password,
+                      view=getattr(args, "view", None))
 
 
 def demo_client(vms: int | None = None, seed: int = 1, op_time: float = 1.0,
@@ -59,12 +60,12 @@ def demo_client(vms: int | None = None, seed: int = 1, op_time: float = 1.0,
     return sim, client
 
 
-def run_demo(vms: int | None = None, seed: int = 1) -> int:
+def run_demo(vms: int | None = None, seed: int = 1, view: str | None = None) -> int:
     from xsctl.ui.app import create_app
 
     sim, client = demo_client(vms, seed)
     try:
-        app = create_app(client)
+        app = create_app(client, view=view)
         app.run()
         return app.return_code or 0
     finally:

@@ -81,8 +81,10 @@ class XsctlApp(App[int]):
         clock: Clock | None = None,
         metrics: bool = True,
         theme: str | None = None,
+        view: str | None = None,
     ) -> None:
         super().__init__()
+        self.first_view = view
         # the client the app was given or the connect screen made: the launcher logs
         # it out at the end; the screens and views hold it typed, never None
         self.client = client
@@ -116,7 +118,8 @@ class XsctlApp(App[int]):
         """Show the pool behind ``client``; its cache is loaded off the UI thread (by
         the connect screen, or by the launcher before the app runs)."""
         self.client = client
-        self.push_screen(MainScreen(client, self.now, metrics=self.metrics_enabled))
+        self.push_screen(MainScreen(client, self.now, metrics=self.metrics_enabled,
+                                    view=self.first_view))
         if not client.cache.running:
             # read the pool (if not yet) and follow its events, never on this thread:
             # the views fill in from the resync the load reports

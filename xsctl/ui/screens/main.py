@@ -65,12 +65,13 @@ class MainScreen(Screen[None]):
     ]
 
     def __init__(self, client: Client, now: Callable[[], datetime], *,
-                 metrics: bool = True) -> None:
+                 metrics: bool = True, view: str | None = None) -> None:
         super().__init__()
         self.client = client
         self.now = now
         self.metrics = metrics
         self.view_classes = all_views()
+        self.first = self._first_view(view)
         self.runner = Runner(self, client, now)
         self.health_since: datetime | None = None
         self.bridge: Bridge | None = None
@@ -84,7 +85,7 @@ class MainScreen(Screen[None]):
         with Horizontal(id="main-body"):
             yield Menu(*[Option(Text(f"{c.KEY}  {c.LABEL}"), id=c.ID)
                          for c in self.view_classes], id="menu")
-            with ContentSwitcher(initial=self.view_classes[0].ID, id="views"):
+            with ContentSwitcher(initial=self.first, id="views"):
                 for cls in self.view_classes:
                     yield cls(self.client, now=self.now, metrics=self.metrics)
         yield Footer()
@@ -93,8 +94,9 @@ class MainScreen(Screen[None]):
         self.bridge = Bridge(self, self.client)
         self.query_one(Menu).highlighted = 0
         self._fold(self.size.width)
-        self.action_show_view(self.view_classes[0].ID, focus=self.has_class("narrow"))
-        if not self.has_class("narrow"):
+        asked = self.first != self.view_classes[0].ID
+        self.action_show_view(self.first, focus=self.has_class("narrow") or asked)
+        if not self.has_class("narrow") and not asked:
             self.query_one(Menu).take_focus()
         self.call_after_refresh(self.update_header)
 
@@ -103,6 +105,18 @@ class MainScreen(Screen[None]):
             self.bridge.close()
 
     # ------------------------------------------------------------ views
+
+    def _first_view(self, view: str | None) -> str:
+        """``--view``: a view's id, label or menu number; the first view otherwise."""
+        if not view:
+            return self.view_classes[0].ID
+        want = view.strip().lower()
+        for c in self.view_classes:
+            if want in (c.ID, c.KEY, c.LABEL.lower()) or c.LABEL.lower().startswith(want):
+                return c.ID
+        say(self.app, f"No view {view!r}: " + ", ".join(c.ID for c in self.view_classes),
+            error=True)
+        return self.view_classes[0].ID
 
     @property
     def views(self) -> list[View]:
