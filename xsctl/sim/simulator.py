@@ -17,6 +17,7 @@ from typing import Any
 
 from xsctl.sim import certs, datamodel
 from xsctl.sim.dispatch import Dispatcher
+from xsctl.sim.runtime import Runtime
 from xsctl.sim.server import Handler, Listener, make_tcp, make_unix
 from xsctl.sim.store import Store
 
@@ -82,7 +83,8 @@ class Simulator:
         from xsctl.sim import handlers  # noqa: F401
 
         self.dm = datamodel.load()
-        self.store = Store(self.dm, seed=seed)
+        self.runtime = Runtime()
+        self.store = Store(self.dm, seed=seed, runtime=self.runtime)
         self.seed = seed
         self.user = user
         self.password = password if password is not None else secrets.token_urlsafe(12)

@@ -19,6 +19,7 @@ from typing import Any
 
 from xsctl.sim.datamodel import Datamodel
 from xsctl.sim.errors import XapiFailure
+from xsctl.sim.runtime import Runtime
 from xsctl.sim.wire import NULL_REF, DateTime, Row
 
 # (child class, child ref field) -> (parent class, parent set field).
@@ -76,8 +77,12 @@ def datetime_of(ts: float) -> DateTime:
 
 
 class Store:
-    def __init__(self, dm: Datamodel, seed: int | None = None) -> None:
+    def __init__(
+        self, dm: Datamodel, seed: int | None = None, runtime: Runtime | None = None
+    ) -> None:
         self.dm = dm
+        # what the pool holds outside the database (its Simulator's)
+        self.runtime = runtime if runtime is not None else Runtime()
         self.lock = threading.RLock()
         self.cond = threading.Condition(self.lock)
         self.rng = random.Random(seed)

@@ -21,11 +21,10 @@ texts of ``XE_SR_ERRORCODES.xml``.
 
 from __future__ import annotations
 
-import weakref
-from dataclasses import dataclass, field
 from typing import Any
 
 from xsctl.sim.errors import XapiFailure
+from xsctl.sim.runtime import Storage, StoredSr
 from xsctl.sim.store import Store, now_datetime
 from xsctl.sim.wire import NULL_REF
 
@@ -342,28 +341,6 @@ def default_sr(store: Store) -> str:
 # after SR.introduce look here.
 
 
-@dataclass
-class StoredSr:
-    """An SR as it exists on storage, with or without a database record."""
-
-    uuid: str
-    type: str
-    where: tuple[str, ...]  # location key, see where_of
-    name_label: str
-    name_description: str
-    content_type: str
-    capacity: int
-
-
-@dataclass
-class World:
-    srs: dict[str, StoredSr] = field(default_factory=dict)  # by SR uuid
-    # VDIs on storage without a database record, by SR uuid then location
-    ghost_vdis: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
-
-
-_WORLDS: weakref.WeakKeyDictionary[Store, World] = weakref.WeakKeyDictionary()
-
 # ISO shares of the demo NFS server that hold images nobody has scanned yet
 DEMO_SHARE_EXTRAS: dict[str, list[tuple[str, int]]] = {
     "10.0.0.5:/export/iso": [("debian-13.2.0-amd64-netinst.iso", 784 * MiB)],
@@ -386,11 +363,9 @@ def where_of(typ: str, host: str, device_config: dict[str, str]) -> tuple[str, .
     return (typ, host, dc.get("device", dc.get("location", "")))
 
 
-def world(store: Store) -> World:
-    w = _WORLDS.get(store)
-    if w is None:
-        w = _WORLDS[store] = World()
-    return w
+def world(store: Store) -> Storage:
+    """What the simulator's storage holds (its Runtime's)."""
+    return store.runtime.storage
 
 
 def share_files(store: Store, location: str) -> dict[str, dict[str, Any]]:

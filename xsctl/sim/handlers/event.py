@@ -305,18 +305,14 @@ class NextQueue:
             self.cond.notify_all()
 
 
-_QUEUES_LOCK = threading.Lock()
-_QUEUE_ATTR = "_event_next_queue"
-
-
 def next_queue(sim: Simulator) -> NextQueue:
-    # kept on the simulator, not in a module-level dict: that dict held every
-    # simulator a process ever made (a test run makes hundreds) and all they held
-    with _QUEUES_LOCK:
-        q: NextQueue | None = getattr(sim, _QUEUE_ATTR, None)
+    """The simulator's event.next queue, made (and fed by every write) at its first
+    use, so a pool nobody registers with pays nothing for it."""
+    rt = sim.runtime
+    with rt.next_queue_lock:
+        q = rt.next_queue
         if q is None:
-            q = NextQueue(sim)
-            setattr(sim, _QUEUE_ATTR, q)
+            q = rt.next_queue = NextQueue(sim)
             sim.store.watchers.append(q.on_write)
         return q
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import threading
 import time
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -52,12 +51,9 @@ HOST_OPS = ("provision", "evacuate", "shutdown", "reboot", "power_on", "vm_start
 _CREATING = ("provision", "vm_resume", "vm_migrate")
 _REMOVING = ("evacuate", "reboot", "shutdown")
 
-# Localdb host_disabled_until_reboot, per simulated host
-_UNTIL_REBOOT: weakref.WeakKeyDictionary[Store, set[str]] = weakref.WeakKeyDictionary()
-
-
 def _until_reboot(store: Store) -> set[str]:
-    return _UNTIL_REBOOT.setdefault(store, set())
+    """The hosts whose Localdb says host_disabled_until_reboot."""
+    return store.runtime.disabled_until_reboot
 
 
 def host_live(store: Store, host: str) -> bool:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 import time
-import weakref
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -77,10 +76,6 @@ CLS_TABLE: dict[str, str | None] = {
     "Certificate": None,
 }
 
-# Sub-second creation times (xapi names message files by a float timestamp and
-# compares ``since`` against it); seeded messages fall back to their timestamp.
-_CREATED_AT: weakref.WeakKeyDictionary[Store, dict[str, float]] = weakref.WeakKeyDictionary()
-
 _DT = re.compile(
     r"^(\d{4})-?(\d{2})-?(\d{2})T(\d{2}):?(\d{2}):?(\d{2})(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$"
 )
@@ -104,7 +99,8 @@ def parse_datetime(text: str) -> float:
 
 
 def created_at(store: Store, ref: str, row: Row) -> float:
-    t = _CREATED_AT.get(store, {}).get(ref)
+    """The sub-second creation time; a seeded message has only its timestamp."""
+    t = store.runtime.message_times.get(ref)
     return t if t is not None else parse_datetime(row["timestamp"])
 
 
@@ -116,7 +112,7 @@ def _record(store: Store, name: str, priority: int, cls: str, obj_uuid: str, bod
             {"name": name, "priority": priority, "cls": cls, "obj_uuid": obj_uuid,
              "timestamp": datetime_of(now), "body": body},
         )
-        _CREATED_AT.setdefault(store, {})[ref] = now
+        store.runtime.message_times[ref] = now
         _gc(store)
     return ref
 
@@ -134,7 +130,7 @@ def _gc(store: Store) -> None:
 
 def _destroy(store: Store, ref: str) -> None:
     store.destroy(ref)
-    _CREATED_AT.get(store, {}).pop(ref, None)
+    store.runtime.message_times.pop(ref, None)
 
 
 def emit(sim: Simulator, name: str, cls: str, obj_uuid: str, body: str) -> str:

@@ -37,6 +37,7 @@ from xsctl.sim.dispatch import Context, api, is_cancelling
 from xsctl.sim.errors import XapiFailure
 from xsctl.sim.handlers import disks
 from xsctl.sim.handlers.disks import GiB, MiB, TiB, sm_error
+from xsctl.sim.runtime import StoredSr
 from xsctl.sim.store import Store, allowed_ops, now_datetime
 from xsctl.sim.wire import NULL_REF, DateTime, Row
 
@@ -1523,7 +1524,7 @@ def sr_create(
                     and u not in store.uuids["SR"]]:
             del w.srs[old]
             w.ghost_vdis.pop(old, None)
-        w.srs[uuid] = disks.StoredSr(
+        w.srs[uuid] = StoredSr(
             uuid=uuid, type=typ, where=where, name_label=name_label,
             name_description=name_description, content_type=content_type, capacity=capacity)
         _scan(store, sr)
@@ -1806,7 +1807,7 @@ def pbd_plug(ctx: Context, self: str) -> None:
             w = disks.world(store)
             stored = w.srs.get(srow["uuid"])
             if stored is None:
-                w.srs[srow["uuid"]] = disks.StoredSr(
+                w.srs[srow["uuid"]] = StoredSr(
                     uuid=srow["uuid"], type=srow["type"], where=drv.where(),
                     name_label=srow["name_label"], name_description=srow["name_description"],
                     content_type=srow["content_type"], capacity=capacity)

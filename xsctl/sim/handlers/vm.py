@@ -28,7 +28,6 @@ import hashlib
 import re
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -377,17 +376,16 @@ def check_operation_error(
     return None
 
 
-_ALLOWABLE: tuple[str, ...] = ()
-_MEMO: dict[Facts, tuple[str, ...]] = {}
 _MEMO_LIMIT = 4096
 
 
 def _allowable(store: Store) -> tuple[str, ...]:
-    global _ALLOWABLE
-    if not _ALLOWABLE:
+    """The vm_operations enum less ignored_ops: what update_allowed_operations tries."""
+    rt = store.runtime
+    if not rt.vm_allowable:
         ops = store.dm.enums["vm_operations"]
-        _ALLOWABLE = tuple(op for op in ops if op not in IGNORED_OPS)
-    return _ALLOWABLE
+        rt.vm_allowable = tuple(op for op in ops if op not in IGNORED_OPS)
+    return rt.vm_allowable
 
 
 @allowed_ops("VM")
@@ -396,15 +394,16 @@ def vm_allowed_operations(store: Store, row: Row) -> list[str]:
     folds with ``op :: accu``, so its list comes out in reverse enum order."""
     ref = store.uuids["VM"].get(row["uuid"], "")
     f = vm_facts(store, ref, row)
-    hit = _MEMO.get(f)
+    memo = store.runtime.vm_allowed
+    hit = memo.get(f)
     if hit is None:
         hit = tuple(
             op for op in reversed(_allowable(store))
             if check_operation_error(f, op, ref, row) is None
         )
-        if len(_MEMO) >= _MEMO_LIMIT:
-            _MEMO.clear()
-        _MEMO[f] = hit
+        if len(memo) >= _MEMO_LIMIT:
+            memo.clear()
+        memo[f] = hit
     return list(hit)
 
 
@@ -941,12 +940,9 @@ def choose_host_seeing(store: Store, srs: list[str]) -> str:
 
 # ============================================================================ domains
 
-_DOMIDS: weakref.WeakKeyDictionary[Store, dict[str, int]] = weakref.WeakKeyDictionary()
-
-
 def _next_domid(store: Store, host: str) -> int:
     """Xen hands out increasing domain ids per host; dom0 is 0."""
-    per_host = _DOMIDS.setdefault(store, {})
+    per_host = store.runtime.domids
     if host not in per_host:
         ids = [int(store.tables["VM"][v]["domid"]) for v in store.get(host, "host")["resident_VMs"]
                if v in store.tables["VM"]]
