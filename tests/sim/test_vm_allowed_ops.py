@@ -13,7 +13,7 @@ import time
 from tests.sim import test_vm_support as S
 from tests.sim.test_vm_support import Api
 from xsctl.sim import Simulator
-from xsctl.sim.handlers import vm as vmh
+from xsctl.sim.handlers import vm_lifecycle as vmh
 
 sim_fixture = S.sim_fixture
 api_fixture = S.api_fixture

@@ -14,7 +14,7 @@ from __future__ import annotations
 from tests.sim import test_vm_support as S
 from tests.sim.test_vm_support import Api, GiB, MiB, num, vm_record
 from xsctl.sim import Simulator
-from xsctl.sim.handlers import vm as vmh
+from xsctl.sim.handlers import vm_memory as vmh
 
 sim_fixture = S.sim_fixture
 api_fixture = S.api_fixture

@@ -36,7 +36,7 @@ from tests.sim import test_vm_support as S
 from tests.sim.test_vm_support import Api, GiB, MiB, num
 from xsctl.sim import Simulator
 from xsctl.sim.handlers import storage
-from xsctl.sim.handlers import vm as vmh
+from xsctl.sim.handlers import vm_devices as vmh
 
 sim_fixture = S.sim_fixture
 api_fixture = S.api_fixture

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
     from xsctl.sim.handlers.event import NextQueue
-    from xsctl.sim.handlers.vm import Facts
+    from xsctl.sim.handlers.vm_lifecycle import Facts
     from xsctl.sim.rrd import RrdObj, VmLoad
 
 K = TypeVar("K", bound=Hashable)

@@ -82,8 +82,10 @@ from xsctl.sim import http_common as hc
 from xsctl.sim.dispatch import fail_task, new_task
 from xsctl.sim.errors import XapiFailure
 from xsctl.sim.handlers import disks
-from xsctl.sim.handlers import vm as vmh
 from xsctl.sim.handlers.network import gen_mac
+from xsctl.sim.handlers.vm_lifecycle import operation_error
+from xsctl.sim.handlers.vm_memory import memory_overhead
+from xsctl.sim.handlers.vm_placement import choose_host_seeing, required_srs
 from xsctl.sim.store import Store, now_datetime
 from xsctl.sim.wire import NULL_REF, DateTime, xml_value
 
@@ -460,12 +462,12 @@ def export_handler(handler: Handler, query: hc.Query) -> None:
             except XapiFailure as f:
                 hc.internal_error(handler, hc.html_escape(hc.failure_text(f)))
                 return
-            needed = set(vmh.required_srs(store, row, with_suspend=False))
+            needed = set(required_srs(store, row, with_suspend=False))
             local_ok = needed <= _srs_seen_by(store, here)
             target = ""
             if not local_ok:
                 try:
-                    target = store.get(vmh.choose_host_seeing(store, sorted(needed)), "host")["address"]
+                    target = store.get(choose_host_seeing(store, sorted(needed)), "host")["address"]
                 except XapiFailure as f:
                     task = hc.lookup_param(handler, query, "task_id")
                     if task is not None and store.exists(task, "task"):
@@ -489,7 +491,7 @@ def _export(handler: Handler, query: hc.Query, vm: str, task: str, compression: 
     _progress(sim, task, 0.0)
     preserve = _bool_arg(hc.lookup_param(handler, query, "preserve_power_state"))
     with store.lock:
-        err = vmh.operation_error(store, vm, "export")
+        err = operation_error(store, vm, "export")
         if err is None and compression == "zstd":
             err = XapiFailure("INTERNAL_ERROR", "zstd compression is not available")
         if err is not None:
@@ -835,7 +837,7 @@ class _Importer:
             rec["memory_overhead"] = 0
         ref = store.create("VM", rec)
         with contextlib.suppress(Exception):
-            store.update(ref, {"memory_overhead": vmh.memory_overhead(store.get(ref, "VM"))})
+            store.update(ref, {"memory_overhead": memory_overhead(store.get(ref, "VM"))})
         suspend_vdi = self.table.get(str(snap.get("suspend_VDI", NULL_REF)), NULL_REF)
         if snap.get("power_state") == "Suspended" and suspend_vdi != NULL_REF:
             # import.ml: a suspended VM (preserve_power_state) comes back suspended
@@ -997,7 +999,7 @@ def _import_request(handler: Handler, query: hc.Query) -> bool:
             target = ""
             if not local:
                 try:
-                    target = store.get(vmh.choose_host_seeing(store, [sr]), "host")["address"]
+                    target = store.get(choose_host_seeing(store, [sr]), "host")["address"]
                 except XapiFailure as f:
                     hc.internal_error(handler, hc.html_escape(hc.failure_text(f)))
                     return False

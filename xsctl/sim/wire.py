@@ -357,3 +357,11 @@ def ocaml_string(s: str) -> str:
             out.append(f"\\{b:03d}")
     out.append('"')
     return "".join(out)
+
+
+def ocaml_float(x: float) -> str:
+    """OCaml's string_of_float ("%.12g", with a trailing dot when it looks whole)."""
+    s = f"{x:.12g}"
+    if not any(c in s for c in ".eni"):
+        s += "."
+    return s

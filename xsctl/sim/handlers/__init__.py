@@ -27,9 +27,16 @@ from xsctl.sim.handlers import (  # noqa: E402
     storage,
     task,
     vm,
+    vm_clone,
+    vm_devices,
+    vm_guest,
+    vm_lifecycle,
+    vm_memory,
+    vm_placement,
 )
 
 __all__ = [
     "TICKS", "event", "host", "message", "metrics_tick", "network", "pool", "session",
-    "storage", "task", "vm",
+    "storage", "task", "vm", "vm_clone", "vm_devices", "vm_guest", "vm_lifecycle", "vm_memory",
+    "vm_placement",
 ]

@@ -39,7 +39,10 @@ from xsctl.sim import rrd
 from xsctl.sim.dispatch import HANDLERS, Context, api, new_task
 from xsctl.sim.errors import XapiFailure, internal_error
 from xsctl.sim.handlers import TICKS
-from xsctl.sim.handlers import vm as vmh
+from xsctl.sim.handlers.vm_devices import force_state_reset
+from xsctl.sim.handlers.vm_lifecycle import operation_error
+from xsctl.sim.handlers.vm_memory import host_free_memory, refresh_host_memory
+from xsctl.sim.handlers.vm_placement import assert_can_boot_here, host_live
 from xsctl.sim.store import Store, allowed_ops, now_datetime
 from xsctl.sim.wire import NULL_REF, DateTime, Row
 
@@ -54,10 +57,6 @@ _REMOVING = ("evacuate", "reboot", "shutdown")
 def _until_reboot(store: Store) -> set[str]:
     """The hosts whose Localdb says host_disabled_until_reboot."""
     return store.runtime.disabled_until_reboot
-
-
-def host_live(store: Store, host: str) -> bool:
-    return vmh.host_live(store, host)
 
 
 # ---------------------------------------------------------------- operations
@@ -135,7 +134,7 @@ def host_operation(ctx: Context, host: str, op: str) -> Iterator[str]:
 
 
 def compute_free_memory(store: Store, host: str) -> int:
-    return vmh.host_free_memory(store, host)
+    return host_free_memory(store, host)
 
 
 def _vm_need(row: Row) -> int:
@@ -180,13 +179,13 @@ def evacuation_plan(store: Store, host: str) -> Plan:
         row = store.get(vm, "VM")
         try:
             for target in targets:
-                vmh.assert_can_boot_here(store, vm, row, target, memory=False)
+                assert_can_boot_here(store, vm, row, target, memory=False)
         except XapiFailure as f:
             plans[vm] = ("error", [f.code, *f.params])
             continue
         migratable.append(vm)
     for vm in vms:
-        err = vmh.operation_error(store, vm, "pool_migrate")
+        err = operation_error(store, vm, "pool_migrate")
         if err is not None:
             plans[vm] = ("error", [err.code, *err.params])
     # bin-pack by memory (Xapi_ha_vm_failover.compute_evacuation_plan): biggest first,
@@ -248,7 +247,7 @@ def migrate_vm(ctx: Context, vm: str, target: str) -> None:
         store.update(vm, {"resident_on": target, "scheduled_to_be_resident_on": NULL_REF})
         for h in (source, target):
             if store.exists(h, "host"):
-                vmh.refresh_host_memory(store, h)
+                refresh_host_memory(store, h)
 
 
 def shutdown_vm(ctx: Context, vm: str) -> None:
@@ -264,9 +263,9 @@ def shutdown_vm(ctx: Context, vm: str) -> None:
     store = ctx.store
     with ctx.lock:
         host = store.get(vm, "VM")["resident_on"]
-        vmh.force_state_reset(store, vm, "Halted")
+        force_state_reset(store, vm, "Halted")
         if store.exists(host, "host"):
-            vmh.refresh_host_memory(store, host)
+            refresh_host_memory(store, host)
 
 
 def _run_evacuation(ctx: Context, host: str, plans: Plan) -> None:
@@ -535,7 +534,7 @@ def drift(sim: Simulator, now: float | None = None) -> None:
                 value = round(loads[n], 4) if n < len(loads) else 0.0
                 if cpu["utilisation"] != value:
                     store.update(cpu_ref, {"utilisation": value})
-            vmh.refresh_host_memory(store, host)
+            refresh_host_memory(store, host)
             if store.exists(row["metrics"], "host_metrics"):
                 store.update(row["metrics"], {"last_updated": now_datetime()})
 

@@ -1,0 +1,125 @@
+"""A VM's guest metrics, as the guest agent reports them (ocaml/xapi/xapi_guest_agent.ml
+and xapi_xenops.ml create_guest_metrics_if_needed): made empty when a domain starts,
+filled a little after boot from what the guest's template installs, and gone when the
+VM halts or boots again (Xapi_vm_helpers.delete_guest_metrics).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from xsctl.sim.handlers.vm_lifecycle import republish_devices
+from xsctl.sim.store import Store, now_datetime
+from xsctl.sim.wire import NULL_REF, Row
+
+if TYPE_CHECKING:
+    from xsctl.sim.simulator import Simulator
+
+
+def delete_guest_metrics(store: Store, vm: str) -> None:
+    """Xapi_vm_helpers.delete_guest_metrics."""
+    gm = store.get(vm, "VM")["guest_metrics"]
+    store.update(vm, {"guest_metrics": NULL_REF})
+    if gm in store.tables["VM_guest_metrics"]:
+        store.destroy(gm)
+
+
+def create_guest_metrics(store: Store, vm: str) -> None:
+    """xapi_xenops.ml create_guest_metrics_if_needed: when a domain starts running, a
+    guest metrics record made from what xenstore holds (nothing yet)."""
+    if store.get(vm, "VM")["guest_metrics"] in store.tables["VM_guest_metrics"]:
+        return
+    gm = store.create("VM_guest_metrics", {
+        "os_version": {}, "PV_drivers_version": {}, "PV_drivers_up_to_date": False,
+        "PV_drivers_detected": False, "memory": {}, "disks": {}, "networks": {}, "other": {},
+        "last_updated": now_datetime(), "other_config": {}, "live": True,
+        "can_use_hotplug_vbd": "unspecified", "can_use_hotplug_vif": "unspecified",
+    })
+    store.update(vm, {"guest_metrics": gm})
+
+
+def _mac_bytes(mac: str) -> list[int]:
+    try:
+        return [int(x, 16) for x in mac.split(":")][:6]
+    except ValueError:
+        return [0x02, 0, 0, 0, 0, 0]
+
+
+def guest_networks(store: Store, row: Row) -> dict[str, str]:
+    """What the guest agent reports, in xapi_guest_agent.ml's key format
+    (``<device>/ip``, ``<device>/ipv4/0``, ``<device>/ipv6/0``). Addresses follow from
+    the MAC, like a DHCP lease, so a VM keeps its address across reboots."""
+    nets: dict[str, str] = {}
+    vifs = [store.tables["VIF"][v] for v in row["VIFs"] if v in store.tables["VIF"]]
+    for vif in sorted(vifs, key=lambda v: int(v["device"]) if v["device"].isdigit() else 99):
+        if not vif["currently_attached"]:
+            continue
+        dev = vif["device"]
+        b = (_mac_bytes(vif["MAC"]) + [0] * 6)[:6]
+        net = store.tables["network"].get(vif["network"])
+        if net is not None and net["bridge"] == "xenbr0":
+            ip = f"10.0.{1 + b[4] % 4}.{2 + b[5] % 250}"
+        else:
+            ip = f"192.168.{10 + int(dev) if dev.isdigit() else 99}.{2 + b[5] % 250}"
+        eui = [b[0] ^ 0x02, b[1], b[2], 0xFF, 0xFE, b[3], b[4], b[5]]
+        ip6 = "fe80::" + ":".join(f"{eui[i] << 8 | eui[i + 1]:x}" for i in range(0, 8, 2))
+        nets[f"{dev}/ip"] = ip
+        nets[f"{dev}/ipv4/0"] = ip
+        nets[f"{dev}/ipv6/0"] = ip6
+    return nets
+
+
+def _guest_os(row: Row) -> Any:
+    """The OS the guest agent would report: the one its template installs. VMs whose
+    template the demo pool does not know (install media, generic) have no agent."""
+    from xsctl.sim.seed import OS_BY_TEMPLATE
+
+    return OS_BY_TEMPLATE.get(row["other_config"].get("base_template_name", ""))
+
+
+def guest_agent_report(sim: Simulator, vm: str, domid: int) -> None:
+    """The guest agent's first report, a little after boot (xapi_guest_agent.ml)."""
+    store = sim.store
+    with store.lock:
+        row = store.tables["VM"].get(vm)
+        if row is None or row["power_state"] not in ("Running", "Paused") or row["domid"] != domid:
+            return
+        gm = row["guest_metrics"]
+        if gm not in store.tables["VM_guest_metrics"]:
+            return
+        os = _guest_os(row)
+        if os is None:
+            return
+        osv = {"name": os.name, "distro": os.distro, "major": os.major, "minor": os.minor}
+        if os.uname:
+            osv["uname"] = os.uname
+        store.update(gm, {
+            "os_version": osv,
+            "PV_drivers_version": {"major": "9" if os.windows else "8", "minor": "3",
+                                   "micro": "3", "build": "1"},
+            "PV_drivers_up_to_date": True, "PV_drivers_detected": True,
+            "networks": guest_networks(store, row),
+            "other": {"feature-suspend": "1", "feature-poweroff": "1", "feature-reboot": "1",
+                      "feature-vcpu-hotplug": "1",
+                      "has-vendor-device": "1" if os.windows else "0",
+                      "platform-feature-multiprocessor-suspend": "1"},
+            "last_updated": now_datetime(), "live": True,
+            "can_use_hotplug_vbd": "yes", "can_use_hotplug_vif": "yes",
+        })
+        # the guest agent changed: XenAPI.VM.update_allowed_operations (xapi_xenops.ml
+        # update_vm), the VM's and its devices' (the drivers allow hotplug now)
+        store.republish(vm)
+        republish_devices(store, vm)
+
+
+def guest_agent_delay(sim: Simulator) -> float:
+    return sim.op_time * 2
+
+
+def schedule_guest_agent(sim: Simulator, vm: str, domid: int) -> None:
+    t = threading.Timer(guest_agent_delay(sim), guest_agent_report, args=(sim, vm, domid))
+    t.daemon = True
+    t.name = "sim guest agent"
+    t.start()
+    sim.track_thread(t)
