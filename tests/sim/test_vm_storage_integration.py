@@ -35,8 +35,9 @@ from tests.conftest import wait_for
 from tests.sim import test_vm_support as S
 from tests.sim.test_vm_support import Api, GiB, MiB, num
 from xsctl.sim import Simulator
-from xsctl.sim.handlers import storage
 from xsctl.sim.handlers import vm_devices as vmh
+from xsctl.sim.handlers.vbd import vbd_table
+from xsctl.sim.handlers.vdi import VDI_ALLOWED, vdi_error
 
 sim_fixture = S.sim_fixture
 api_fixture = S.api_fixture
@@ -90,10 +91,10 @@ def storage_rules(sim: Simulator, cls: str, ref: str) -> set[str]:
     with store.lock:
         row = store.get(ref, cls)
         if cls == "VBD":
-            table = storage.vbd_table(store, ref, row, expensive=False)
+            table = vbd_table(store, ref, row, expensive=False)
             return {op for op, err in table.items() if err is None}
-        return {op for op in storage.VDI_ALLOWED
-                if storage.vdi_error(store, ref, row, op) is None}
+        return {op for op in VDI_ALLOWED
+                if vdi_error(store, ref, row, op) is None}
 
 
 def assert_consistent(api: Api, sim: Simulator) -> None:

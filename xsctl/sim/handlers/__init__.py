@@ -22,10 +22,15 @@ from xsctl.sim.handlers import (  # noqa: E402
     host,
     message,
     network,
+    pbd,
     pool,
     session,
+    sm,
+    sr,
     storage,
     task,
+    vbd,
+    vdi,
     vm,
     vm_clone,
     vm_devices,
@@ -36,7 +41,7 @@ from xsctl.sim.handlers import (  # noqa: E402
 )
 
 __all__ = [
-    "TICKS", "event", "host", "message", "metrics_tick", "network", "pool", "session",
-    "storage", "task", "vm", "vm_clone", "vm_devices", "vm_guest", "vm_lifecycle", "vm_memory",
-    "vm_placement",
+    "TICKS", "event", "host", "message", "metrics_tick", "network", "pbd", "pool", "session",
+    "sm", "sr", "storage", "task", "vbd", "vdi", "vm", "vm_clone", "vm_devices", "vm_guest",
+    "vm_lifecycle", "vm_memory", "vm_placement",
 ]

@@ -23,7 +23,9 @@ from typing import Any
 from xsctl.sim.datamodel import EPOCH
 from xsctl.sim.dispatch import Context, api
 from xsctl.sim.errors import XapiFailure
-from xsctl.sim.handlers import disks, message, storage
+from xsctl.sim.handlers import disks, message
+from xsctl.sim.handlers.storage import refresh_vm_devices
+from xsctl.sim.handlers.vbd import allowed_vbd_devices
 from xsctl.sim.handlers.vm_devices import (
     assert_devices_valid,
     boot_domain,
@@ -39,7 +41,6 @@ from xsctl.sim.handlers.vm_lifecycle import (
     get_vm,
     is_true,
     pool_row,
-    republish_devices,
     set_cancellable,
     vm_facts,
     vm_operation,
@@ -186,7 +187,7 @@ def _start(ctx: Context, vm: str, host: str | None, paused: bool, force: bool) -
                 _clear_scheduled(store, vm)
         _pause(int(store.get(vm, "VM")["start_delay"]))
     with ctx.lock:
-        republish_devices(store, vm)
+        refresh_vm_devices(store, vm)
     vm_alert(ctx, "VM_STARTED", vm,
            f"{vm_text(store, vm)} started on host: {host_text(store, target)}")
     return str(target)
@@ -222,7 +223,7 @@ def clean_shutdown(ctx: Context, vm: str) -> None:
         _pause(int(store.get(vm, "VM")["shutdown_delay"]))
     vm_alert(ctx, "VM_SHUTDOWN", vm, f"{vm_text(store, vm)} shutdown")
     with ctx.lock:
-        republish_devices(store, vm)
+        refresh_vm_devices(store, vm)
 
 
 def _discard_suspended(ctx: Context, vm: str) -> None:
@@ -262,7 +263,7 @@ def hard_shutdown(ctx: Context, vm: str) -> None:
         _hard_shutdown_local(ctx, vm)
     vm_alert(ctx, "VM_SHUTDOWN", vm, f"{vm_text(store, vm)} shutdown forcibly")
     with ctx.lock:
-        republish_devices(store, vm)
+        refresh_vm_devices(store, vm)
 
 
 @api("VM.shutdown")
@@ -288,7 +289,7 @@ def shutdown(ctx: Context, vm: str) -> None:
             else:
                 _pause(int(store.get(vm, "VM")["shutdown_delay"]))
     with ctx.lock:
-        republish_devices(store, vm)
+        refresh_vm_devices(store, vm)
     vm_alert(ctx, "VM_SHUTDOWN", vm, f"{vm_text(store, vm)} shutdown")
 
 
@@ -302,7 +303,7 @@ def clean_reboot(ctx: Context, vm: str) -> None:
             reboot_domain(ctx, vm)
     vm_alert(ctx, "VM_REBOOTED", vm, f"{vm_text(store, vm)} rebooted cleanly")
     with ctx.lock:
-        republish_devices(store, vm)
+        refresh_vm_devices(store, vm)
 
 
 @api("VM.hard_reboot")
@@ -332,7 +333,7 @@ def hard_reboot(ctx: Context, vm: str) -> None:
                     reboot_domain(ctx, vm)
     vm_alert(ctx, "VM_REBOOTED", vm, f"{vm_text(store, vm)} rebooted forcibly")
     with ctx.lock:
-        republish_devices(store, vm)
+        refresh_vm_devices(store, vm)
 
 
 def choose_suspend_sr(store: Store, vm: str, row: Row) -> str:
@@ -394,7 +395,7 @@ def suspend(ctx: Context, vm: str) -> None:
             force_state_reset(store, vm, "Suspended")
     vm_alert(ctx, "VM_SUSPENDED", vm, f"{vm_text(store, vm)} suspended")
     with ctx.lock:
-        republish_devices(store, vm)
+        refresh_vm_devices(store, vm)
 
 
 def _resume(ctx: Context, vm: str, host: str | None, paused: bool) -> str:
@@ -432,7 +433,7 @@ def _resume(ctx: Context, vm: str, host: str | None, paused: bool) -> str:
             with ctx.lock:
                 _clear_scheduled(store, vm)
     with ctx.lock:
-        republish_devices(store, vm)
+        refresh_vm_devices(store, vm)
     vm_alert(ctx, "VM_RESUMED", vm,
            f"{vm_text(store, vm)} resumed on host: {host_text(store, target)}")
     return str(target)
@@ -460,7 +461,7 @@ def _pause_op(ctx: Context, vm: str, op: str, state: str, alert: str, word: str)
             store.update(vm, {"power_state": state})
     vm_alert(ctx, alert, vm, f"{vm_text(store, vm)} {word}")
     with ctx.lock:
-        republish_devices(store, vm)
+        refresh_vm_devices(store, vm)
 
 
 @api("VM.pause")
@@ -527,7 +528,7 @@ def pool_migrate(ctx: Context, vm: str, host: str, options: dict[str, str]) -> N
            f"(uuid: {store.get(source, 'host')['uuid']}) to host "
            f"'{store.get(host, 'host')['name_label']}' (uuid: {store.get(host, 'host')['uuid']})")
     with ctx.lock:
-        republish_devices(store, vm)
+        refresh_vm_devices(store, vm)
 
 
 # ============================================================================ settings
@@ -666,7 +667,7 @@ def get_allowed_VBD_devices(ctx: Context, vm: str) -> list[str]:
     SCSI device, none of these)."""
     with ctx.lock:
         get_vm(ctx, vm)
-        return [str(d[1]) for d in storage.allowed_vbd_devices(ctx.store, vm, "Disk")]
+        return [str(d[1]) for d in allowed_vbd_devices(ctx.store, vm, "Disk")]
 
 
 @api("VM.get_allowed_VIF_devices")

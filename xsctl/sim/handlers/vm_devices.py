@@ -14,7 +14,9 @@ from typing import Any
 
 from xsctl.sim.dispatch import Context
 from xsctl.sim.errors import XapiFailure
-from xsctl.sim.handlers import network, storage
+from xsctl.sim.handlers import network
+from xsctl.sim.handlers.storage import refresh
+from xsctl.sim.handlers.vbd import assert_vbd_op, device_name, parse_device
 from xsctl.sim.handlers.vm_guest import (
     create_guest_metrics,
     delete_guest_metrics,
@@ -59,7 +61,7 @@ def _unmark_vbds(store: Store, vbds: list[str], task: str) -> None:
         row = store.tables["VBD"].get(vbd)
         if row is not None:
             store.del_map_key(vbd, "current_operations", task)
-            storage.refresh(store, row["VDI"])
+            refresh(store, row["VDI"])
 
 
 def _mark_vbds(store: Store, vm: str, task: str) -> list[str]:
@@ -71,10 +73,10 @@ def _mark_vbds(store: Store, vm: str, task: str) -> list[str]:
     marked: list[str] = []
     try:
         for vbd in store.get(vm, "VM")["VBDs"]:
-            storage.assert_vbd_op(store, vbd, "attach")
+            assert_vbd_op(store, vbd, "attach")
             store.set_map_key(vbd, "current_operations", task, "attach")
             marked.append(vbd)
-            storage.refresh(store, store.get(vbd, "VBD")["VDI"])
+            refresh(store, store.get(vbd, "VBD")["VDI"])
     except XapiFailure:
         _unmark_vbds(store, marked, task)
         raise
@@ -154,7 +156,7 @@ def assert_devices_valid(store: Store, vm: str) -> None:
     hvm = row["domain_type"] == "hvm"
     for vbd in row["VBDs"]:
         vrow = store.tables["VBD"].get(vbd)
-        if vrow is not None and storage.parse_device(vrow["userdevice"], hvm) is None:
+        if vrow is not None and parse_device(vrow["userdevice"], hvm) is None:
             raise XapiFailure("INVALID_DEVICE", vrow["userdevice"])
 
 
@@ -170,9 +172,9 @@ def _set_devices(store: Store, row: Row, attached: bool) -> None:
             continue
         changes: dict[str, Any] = {"currently_attached": attached}
         if attached:
-            changes["device"] = storage.device_name(vrow["userdevice"], hvm)
+            changes["device"] = device_name(vrow["userdevice"], hvm)
         store.update(vbd, changes)
-        storage.refresh(store, vrow["VDI"])
+        refresh(store, vrow["VDI"])
     for vif in row["VIFs"]:
         if vif in store.tables["VIF"]:
             store.update(vif, {"currently_attached": attached})

@@ -9,12 +9,25 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from xsctl.sim.handlers.vm_lifecycle import republish_devices
+from xsctl.sim.handlers.storage import refresh_vm_devices
 from xsctl.sim.store import Store, now_datetime
 from xsctl.sim.wire import NULL_REF, Row
 
 if TYPE_CHECKING:
     from xsctl.sim.simulator import Simulator
+
+
+def has_pv_drivers(gm: Row | None) -> bool:
+    """xapi_pv_driver_version.ml: drivers are known when major and minor parse."""
+    if gm is None:
+        return False
+    ver = gm["PV_drivers_version"]
+    try:
+        int(ver["major"])
+        int(ver["minor"])
+    except (KeyError, ValueError):
+        return False
+    return True
 
 
 def delete_guest_metrics(store: Store, vm: str) -> None:
@@ -110,7 +123,7 @@ def guest_agent_report(sim: Simulator, vm: str, domid: int) -> None:
         # the guest agent changed: XenAPI.VM.update_allowed_operations (xapi_xenops.ml
         # update_vm), the VM's and its devices' (the drivers allow hotplug now)
         store.republish(vm)
-        republish_devices(store, vm)
+        refresh_vm_devices(store, vm)
 
 
 def guest_agent_delay(sim: Simulator) -> float:

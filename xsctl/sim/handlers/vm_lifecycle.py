@@ -15,7 +15,8 @@ from typing import NamedTuple
 
 from xsctl.sim.dispatch import Context, api, is_cancelling
 from xsctl.sim.errors import XapiFailure
-from xsctl.sim.handlers import storage
+from xsctl.sim.handlers.storage import refresh_vm_devices
+from xsctl.sim.handlers.vm_guest import has_pv_drivers
 from xsctl.sim.store import Store, allowed_ops
 from xsctl.sim.wire import Row
 
@@ -145,19 +146,6 @@ class Facts(NamedTuple):
 
 def pool_row(store: Store) -> Row:
     return next(iter(store.tables["pool"].values()))
-
-
-def has_pv_drivers(gm: Row | None) -> bool:
-    """xapi_pv_driver_version.ml: drivers are known when major and minor parse."""
-    if gm is None:
-        return False
-    ver = gm["PV_drivers_version"]
-    try:
-        int(ver["major"])
-        int(ver["minor"])
-    except (KeyError, ValueError):
-        return False
-    return True
 
 
 def vm_facts(store: Store, ref: str, row: Row) -> Facts:
@@ -456,19 +444,6 @@ def get_host(ctx: Context, host: str) -> Row:
     return ctx.store.get(host, "host")
 
 
-def republish_devices(store: Store, vm: str) -> None:
-    """update_vbd_operations / update_vif_operations (message_forwarding.ml, after
-    each power operation) and Xapi_vm.update_allowed_operations: the VM's VBDs', their
-    VDIs' and its VIFs' allowed_operations recomputed. Like any database write of an
-    unchanged value (Db_cache_impl.write_field_locked), an unchanged list is not
-    written and makes no event."""
-    row = store.tables["VM"].get(vm)
-    if row is None:
-        return
-    storage.refresh_vm_storage(store, vm)
-    storage.refresh(store, *row["VIFs"])
-
-
 @api("VM.assert_operation_valid")
 def api_assert_operation_valid(ctx: Context, self: str, op: str) -> None:
     with ctx.lock:
@@ -480,5 +455,5 @@ def api_assert_operation_valid(ctx: Context, self: str, op: str) -> None:
 def update_allowed_operations(ctx: Context, self: str) -> None:
     with ctx.lock:
         get_vm(ctx, self)
-        republish_devices(ctx.store, self)
+        refresh_vm_devices(ctx.store, self)
         ctx.store.republish(self)
