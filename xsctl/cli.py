@@ -108,8 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("control_url", metavar="url", help="the control URL printed by xsctl sim")
     c.add_argument("token", help="the control token printed by xsctl sim")
     c.add_argument("action", choices=["info", "sessions", "latency", "drop", "slow_events",
-                                      "restart", "master"])
-    c.add_argument("value", nargs="?", help="seconds, count or host, by action")
+                                      "restart", "master", "expire"])
+    c.add_argument("value", nargs="?",
+                   help="seconds, count, host, or session (expire; all when left out)")
     c.set_defaults(func=_cmd_sim_control)
 
     # --- local configuration
@@ -188,11 +189,15 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 
 def _cmd_sim_control(args: argparse.Namespace) -> int:
     from xsctl.sim.command import control
+    from xsctl.sim.control import ControlError, from_cli
 
-    key = {"latency": "seconds", "slow_events": "seconds", "drop": "count",
-           "master": "host", "restart": "downtime"}.get(args.action)
-    cargs = {key: args.value} if key and args.value is not None else {}
-    print(json.dumps(control(args.control_url, args.token, args.action, cargs)))
+    try:
+        result = control(args.control_url, args.token, args.action,
+                         from_cli(args.action, args.value))
+    except ControlError as e:
+        sys.stderr.write(f"xsctl: {e}\n")
+        return e.exit_code
+    print(json.dumps(result))
     return 0
 
 

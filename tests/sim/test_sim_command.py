@@ -24,7 +24,11 @@ from typing import Any
 import pytest
 import XenAPI
 
-from tests.conftest import wait_for
+from tests.cli.helpers import Run, xsctl, xsctl_process
+from tests.conftest import wait_for, xenapi_session
+from tests.sim.test_host_support import request
+from xsctl.sim import Simulator
+from xsctl.sim.simulator import free_port
 
 FINGERPRINT = re.compile(r"SHA256:([0-9A-F]{2}:){31}[0-9A-F]{2}")
 
@@ -136,3 +140,112 @@ def test_plain_http() -> None:
     finally:
         code, _, err = stop(proc)
     assert code == 0, err
+
+
+# ---------------------------------------------------------------- sim-control's own errors
+
+
+def sim_control(sim: Simulator, *args: str, token: str | None = None,
+                url: str | None = None) -> Run:
+    return xsctl("sim-control", url or sim.info()["control"],
+                 sim.control_token if token is None else token, *args)
+
+
+def one_line_error(run: Run, code: int) -> str:
+    assert run.code == code, run
+    assert run.out == "" and "Traceback" not in run.err, run
+    lines = run.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("xsctl: "), run
+    return lines[0]
+
+
+def faults(sim: Simulator) -> tuple[float, int, float]:
+    return sim.faults.latency, sim.faults.drop_next, sim.faults.event_delay
+
+
+@pytest.mark.parametrize("args,words", [
+    (["latency", "-5"], "latency"), (["latency", "nan"], "latency"),
+    (["latency", "inf"], "latency"), (["latency", "1e309"], "latency"),
+    (["latency", "abc"], "latency"), (["latency"], "latency"),
+    (["slow_events", "-0.5"], "slow_events"), (["slow_events", "-2"], "slow_events"),
+    (["drop", "-1"], "drop"), (["drop", "1.5"], "drop"), (["drop", "many"], "drop"),
+    (["drop", "99999999999999999999"], "drop"),
+    (["restart", "-1"], "restart"), (["restart", "nan"], "restart"),
+    (["master"], "master"), (["master", ""], "master"),
+    (["info", "now"], "info"), (["sessions", "3"], "sessions"),
+])
+def test_sim_control_refuses_bad_values(sim: Simulator, args: list[str], words: str) -> None:
+    """A bad value is a usage error (exit 2) in one line naming the action, and the
+    simulator is left as it was."""
+    before = faults(sim)
+    line = one_line_error(sim_control(sim, *args), 2)
+    assert words in line
+    assert faults(sim) == before and sim.listeners and not sim.faults.down
+
+
+def test_sim_control_refuses_a_bad_token(sim: Simulator) -> None:
+    line = one_line_error(sim_control(sim, "latency", "1", token="wrong"), 2)
+    assert "token" in line and "wrong" not in line
+    assert sim.faults.latency == 0.0
+
+
+def test_sim_control_names_an_unknown_host(sim: Simulator) -> None:
+    """``master`` of a host the pool does not have: the simulator says so (exit 2)."""
+    master = sim.master_ref()
+    line = one_line_error(sim_control(sim, "master", "no-such-host"), 2)
+    assert "no-such-host" in line
+    assert sim.master_ref() == master
+
+
+@pytest.mark.parametrize("url", [
+    "https://no-such-host.invalid:4443/sim/control",  # the name does not resolve
+    "https://127.0.0.1:{free}/sim/control",  # nothing listens there
+])
+def test_sim_control_cannot_reach_the_simulator(sim: Simulator, url: str) -> None:
+    url = url.format(free=free_port())
+    line = one_line_error(sim_control(sim, "sessions", url=url), 3)
+    assert "cannot reach" in line
+
+
+@pytest.mark.parametrize("url", ["not a url", "ftp://127.0.0.1/sim/control", "https://",
+                                 "https://[::1/sim/control", "https://127.0.0.1:99999/x"])
+def test_sim_control_refuses_a_bad_url(sim: Simulator, url: str) -> None:
+    one_line_error(sim_control(sim, "sessions", url=url), 2)
+
+
+def test_sim_control_master_and_restart_report_success(sim: Simulator) -> None:
+    """Both drop every connection, the control request's own included in the past:
+    they answer, and the CLI reports what happened."""
+    x = xenapi_session(sim)
+    member = next(h for h in sim.store.all("host") if h != sim.master_ref())
+    address = sim.store.get(member, "host")["address"]
+    done = sim_control(sim, "master", sim.store.get(member, "host")["name_label"])
+    assert (done.code, done.err) == (0, "") and json.loads(done.out) == address
+    assert sim.master_ref() == member
+    assert sim.live_sessions() == 1
+    done = sim_control(sim, "restart", "0.2")
+    assert (done.code, done.err) == (0, "") and json.loads(done.out) is True
+    wait_for(lambda: sim.live_sessions() == 0 and not sim.faults.down)
+    assert x.handle not in sim.store.all("session")
+
+
+def test_sim_control_in_a_process_prints_no_traceback(sim: Simulator) -> None:
+    for args, code in ((["restart", "0"], 0), (["drop", "-1"], 2),
+                       (["latency", "abc"], 2)):
+        run = xsctl_process("sim-control", sim.info()["control"], sim.control_token, *args)
+        assert run.code == code and "Traceback" not in run.err, run
+
+
+def test_control_endpoint_refuses_bad_values_itself(sim: Simulator) -> None:
+    """The simulator checks what it is sent too (a client other than the CLI)."""
+    for action, args in (("latency", {"seconds": -1}), ("latency", {"seconds": "nan"}),
+                         ("drop", {"count": -3}), ("drop", {"count": "x"}),
+                         ("slow_events", {"seconds": float("inf")}), ("nope", {}),
+                         ("master", {"host": "nowhere"}), ("restart", {"downtime": -2})):
+        body = json.dumps({"token": sim.control_token, "action": action, "args": args},
+                          allow_nan=True).encode()
+        r = request(sim, "POST", "/sim/control", body=body,
+                    headers={"Content-Type": "application/json"})
+        assert r.status == 400, (action, args, r)
+        assert json.loads(r.body)["error"]
+    assert faults(sim) == (0.0, 0, 0.0) and not sim.faults.down

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import signal
+import socket
 import ssl
 import sys
 import threading
+import urllib.error
 import urllib.request
 from typing import Any
+from urllib.parse import urlsplit
 
+from xsctl.sim.control import ControlError, Unreachable, check
 from xsctl.sim.simulator import Simulator
 
 
@@ -79,11 +84,59 @@ def serve(
 
 
 def control(url: str, token: str, action: str, args: dict[str, Any]) -> Any:
-    """Send one fault-injection request to a running simulator's /sim/control."""
+    """Send one control request to a running simulator's /sim/control and return its
+    result. A wrong request raises ControlError (the CLI's exit 2), no answer
+    Unreachable (exit 3); the text is one line that never repeats the token."""
+    args = check(action, args)
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises on a port that is no number or out of range
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ControlError(f"{url!r} is not a control URL (https://HOST:PORT/sim/control, "
+                           "as xsctl sim prints it)")
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE  # the simulator's own control channel, on loopback
     body = json.dumps({"token": token, "action": action, "args": args}).encode()
     req = urllib.request.Request(url, body, {"Content-Type": "application/json"}, method="POST")
-    with urllib.request.urlopen(req, timeout=30, context=ctx) as resp:
-        return json.loads(resp.read())["result"]
+    try:
+        with urllib.request.urlopen(req, timeout=30, context=ctx) as resp:
+            reply = json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        if e.code == 403:
+            raise ControlError("the simulator refused the control token") from None
+        if e.code == 400:
+            raise ControlError(_error_text(e) or f"the simulator refused {action}") from None
+        raise Unreachable(f"{url} answered HTTP {e.code}: is it a simulator's control "
+                          "URL?") from None
+    except urllib.error.URLError as e:
+        raise Unreachable(f"cannot reach the simulator at {url}: {_reason(e.reason)}") from None
+    except (OSError, http.client.HTTPException) as e:
+        raise Unreachable(f"cannot reach the simulator at {url}: {_reason(e)}") from None
+    except ValueError:
+        raise Unreachable(f"{url} did not answer as a simulator does") from None
+    if not isinstance(reply, dict) or "result" not in reply:
+        raise Unreachable(f"{url} did not answer as a simulator does")
+    return reply["result"]
+
+
+def _error_text(e: urllib.error.HTTPError) -> str:
+    try:
+        text = json.loads(e.read()).get("error", "")
+    except (ValueError, AttributeError, OSError):
+        return ""
+    return " ".join(str(text).split())
+
+
+def _reason(reason: object) -> str:
+    if isinstance(reason, socket.gaierror):
+        return "no such host"
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(reason, (TimeoutError, socket.timeout)):
+        return "timed out"
+    text = str(getattr(reason, "strerror", None) or reason)
+    return " ".join(text.split()) or type(reason).__name__

@@ -466,11 +466,20 @@ class Dispatcher:
 
     def check_session(self, session: str, conn: Conn) -> None:
         """session_check.ml: an unknown session is SESSION_INVALID; a (non-pool)
-        session used on a pool member is HOST_IS_SLAVE [master address]."""
+        session used on a pool member is HOST_IS_SLAVE [master address]. With a
+        session timeout, a session unused for longer has expired (xapi destroys it in
+        its periodic GC; the next call finds it gone)."""
         sim = self.sim
         row = sim.store.tables["session"].get(session)
         if row is None:
             raise XapiFailure("SESSION_INVALID", session)
+        if sim.session_timeout is not None:
+            used = sim.runtime.session_used
+            now = time.monotonic()
+            if now - used.get(session, now) > sim.session_timeout:
+                sim.expire_sessions(session)
+                raise XapiFailure("SESSION_INVALID", session)
+            used[session] = now
         if not conn.unix and conn.host != sim.master_ref() and not row["pool"]:
             raise XapiFailure("HOST_IS_SLAVE", sim.master_address())
 

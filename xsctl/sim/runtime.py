@@ -96,6 +96,10 @@ class Runtime:
     # export.ml make_id: one counter per xapi process
     export_ids: itertools.count[int] = field(default_factory=itertools.count)
     export_ids_lock: threading.Lock = field(default_factory=threading.Lock)
+    # sessions: when each was last used (time.monotonic), for the session timeout
+    session_used: dict[str, float] = field(default_factory=dict)
+    # event.from calls waiting for a change: thread -> deadline (time.monotonic)
+    event_waits: dict[int, float] = field(default_factory=dict)
     # event.next (xapi_event.ml module Next), made at its first use
     next_queue: NextQueue | None = None
     next_queue_lock: threading.Lock = field(default_factory=threading.Lock)

@@ -9,6 +9,7 @@ Endpoints mirror ocaml/xapi/xapi.ml: XML-RPC at ``/`` and ``/RPC2``, JSON-RPC at
 from __future__ import annotations
 
 import contextlib
+import hmac
 import html
 import http.server
 import json
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from xsctl.sim import wire
+from xsctl.sim.control import ControlError
 from xsctl.sim.dispatch import Conn
 from xsctl.sim.errors import XapiFailure
 
@@ -283,16 +285,31 @@ class Handler(http.server.BaseHTTPRequestHandler):
         )
 
     def control(self, body: bytes) -> None:
-        """Fault injection and introspection for tests; not part of xapi's API."""
+        """Fault injection and introspection for tests; not part of xapi's API. The
+        request's own connection is left out of the drops that ``restart`` and
+        ``master`` make, so it gets its answer, and is closed after it."""
+        self.close_connection = True
+        self.server.track(self.connection, False)
         try:
             req = json.loads(body or b"{}")
-            if req.get("token") != self.sim.control_token:
-                self.send(403, b'{"error":"bad token"}', "application/json")
-                return
+        except ValueError:
+            req = None
+        if not isinstance(req, dict):
+            self._control_reply(400, {"error": "the request must be a JSON object"})
+            return
+        if not isinstance(req.get("token"), str) or not hmac.compare_digest(
+                req["token"].encode(), self.sim.control_token.encode()):
+            self._control_reply(403, {"error": "bad token"})
+            return
+        try:
             result = self.sim.control(req.get("action", ""), req.get("args", {}))
-            self.send(200, json.dumps({"result": result}).encode(), "application/json")
-        except (ValueError, KeyError, TypeError) as e:
-            self.send(400, json.dumps({"error": str(e)}).encode(), "application/json")
+        except ControlError as e:
+            self._control_reply(400, {"error": str(e)})
+            return
+        self._control_reply(200, {"result": result})
+
+    def _control_reply(self, code: int, doc: dict[str, Any]) -> None:
+        self.send(code, json.dumps(doc).encode(), "application/json")
 
 
 class _Tracking:

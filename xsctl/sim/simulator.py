@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from xsctl.sim import certs, datamodel
+from xsctl.sim import certs, control, datamodel
 from xsctl.sim.dispatch import Dispatcher
 from xsctl.sim.runtime import Runtime
 from xsctl.sim.server import Handler, Listener, make_tcp, make_unix
@@ -35,6 +35,10 @@ class Faults:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+
+    def describe(self) -> dict[str, Any]:
+        return {"latency": self.latency, "drop_next": self.drop_next,
+                "event_delay": self.event_delay, "down": self.down}
 
     def take_drop(self) -> bool:
         with self._lock:
@@ -78,6 +82,7 @@ class Simulator:
         member_listeners: bool = True,
         jsonrpc: bool = True,
         drift: bool = True,
+        session_timeout: float | None = None,
     ) -> None:
         # handler modules register themselves on import
         from xsctl.sim import handlers  # noqa: F401
@@ -98,6 +103,9 @@ class Simulator:
         self.member_listeners = member_listeners
         self.jsonrpc = jsonrpc  # False: /jsonrpc answers 404, like a host without it
         self.drift = drift  # False: live metrics stand still (screenshots)
+        # seconds a session may stay unused before it expires, as xapi's inactive
+        # session timeout (24 h there); None: sessions last until logout or restart
+        self.session_timeout = session_timeout
         self.faults = Faults()
         # event.next keeps at most this many unread events before EVENTS_LOST
         self.event_next_queue_limit = 100_000
@@ -234,6 +242,7 @@ class Simulator:
                 continue
             if self.drift:
                 metrics_tick(self)
+            self.expire_idle_sessions()
             if time.monotonic() - last_beat > 60:
                 last_beat = time.monotonic()
                 with self.store.lock:
@@ -301,6 +310,41 @@ class Simulator:
     def session_originators(self) -> list[str]:
         return [row["originator"] for row in self.store.all("session").values()]
 
+    def waiting_event_calls(self) -> list[float]:
+        """The event.from calls waiting for a change now, as the seconds each has left
+        to wait: what a test waits for instead of sleeping."""
+        now = time.monotonic()
+        with self.store.lock:
+            return sorted(d - now for d in self.runtime.event_waits.values())
+
+    # ------------------------------------------------------------ sessions
+
+    def expire_sessions(self, session: str | None = None) -> list[str]:
+        """Expire one session, or every one, as xapi's session timeout does
+        (Db_gc_util.timeout_sessions): it is gone, so its next call fails with
+        SESSION_INVALID [session], as does an event.from waiting with it. Returns
+        the sessions expired."""
+        from xsctl.sim.handlers.session import destroy_session
+
+        with self.store.lock:
+            refs = list(self.store.all("session")) if session is None else [session]
+            refs = [r for r in refs if self.store.exists(r, "session")]
+            for ref in refs:
+                destroy_session(self, ref)
+        return refs
+
+    def expire_idle_sessions(self) -> list[str]:
+        """The session timeout's periodic sweep (housekeeping runs it): the sessions
+        unused for longer than ``session_timeout`` expire. Returns them."""
+        timeout = self.session_timeout
+        if timeout is None:
+            return []
+        now = time.monotonic()
+        used = self.runtime.session_used
+        with self.store.lock:
+            idle = [r for r in self.store.all("session") if now - used.setdefault(r, now) > timeout]
+        return [r for ref in idle for r in self.expire_sessions(ref)]
+
     # ------------------------------------------------------------ faults
 
     def restart(
@@ -317,6 +361,7 @@ class Simulator:
         with store.lock:
             for ref in list(store.all("session")):
                 store.destroy(ref)
+            self.runtime.session_used.clear()
             from xsctl.sim.handlers import event as event_handlers
 
             event_handlers.forget_registrations(self)
@@ -339,39 +384,43 @@ class Simulator:
             for lst in lsts:
                 lst.server.drop_all()
 
-    def control(self, action: str, args: dict[str, Any]) -> Any:
-        """The /sim/control endpoint (and ``xsctl sim-control``)."""
+    def control(self, action: str, args: Any) -> Any:
+        """The /sim/control endpoint (and ``xsctl sim-control``); a bad action or
+        argument raises ControlError and changes nothing."""
+        args = control.check(action, args)
         if action == "info":
-            return {"sessions": self.live_sessions(), **self.info()}
+            return {"sessions": self.live_sessions(), "faults": self.faults.describe(),
+                    **self.info()}
         if action == "sessions":
             return self.live_sessions()
         if action == "latency":
-            self.faults.latency = float(args.get("seconds", 0))
+            self.faults.latency = args["seconds"]
             return self.faults.latency
         if action == "drop":
             with self.faults._lock:
-                self.faults.drop_next = int(args.get("count", 1))
+                self.faults.drop_next = args["count"]
             return self.faults.drop_next
         if action == "slow_events":
-            self.faults.event_delay = float(args.get("seconds", 0))
+            self.faults.event_delay = args["seconds"]
             return self.faults.event_delay
         if action == "restart":
             threading.Thread(
-                target=self.restart, kwargs={"downtime": float(args.get("downtime", 0.5))},
-                daemon=True,
+                target=self.restart, kwargs={"downtime": args["downtime"]}, daemon=True,
             ).start()
             return True
         if action == "master":
-            target = args.get("host")
-            ref = None
-            for r, row in self.store.all("host").items():
-                if target in (r, row["uuid"], row["name_label"], row["address"]):
-                    ref = r
+            target = args["host"]
+            ref = next((r for r, row in self.store.all("host").items()
+                        if target in (r, row["uuid"], row["name_label"], row["address"])), None)
             if ref is None:
-                raise KeyError(f"no host {target!r}")
+                raise control.ControlError(f"the pool has no host {target!r}")
             self.change_master(ref)
             return self.master_address()
-        raise KeyError(f"unknown action {action!r}")
+        assert action == "expire"
+        session = args.get("session")
+        if session is not None and not self.store.exists(session, "session"):
+            raise control.ControlError(f"no session {session!r} is logged in")
+        return self.expire_sessions(session)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

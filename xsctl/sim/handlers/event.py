@@ -216,13 +216,18 @@ def event_from(ctx: Context, classes: list[str], token: str, timeout: float) -> 
                 raise XapiFailure("SESSION_INVALID", ctx.session)
             # nothing relevant since `since`: wait for any write, then look again
             mark = store.gen
-            while store.gen == mark and not sim.stopping:
-                if _session_gone(ctx):
-                    raise XapiFailure("SESSION_INVALID", ctx.session)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                store.cond.wait(remaining)
+            waits = sim.runtime.event_waits
+            waits[threading.get_ident()] = deadline
+            try:
+                while store.gen == mark and not sim.stopping:
+                    if _session_gone(ctx):
+                        raise XapiFailure("SESSION_INVALID", ctx.session)
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    store.cond.wait(remaining)
+            finally:
+                waits.pop(threading.get_ident(), None)
         # give the writer a moment to finish its burst (delay_between)
         time.sleep(EVENT_FROM_DELAY)
     if sim.faults.event_delay > 0:
@@ -318,7 +323,10 @@ def next_queue(sim: Simulator) -> NextQueue:
 
 
 def forget_session(sim: Simulator, session: str) -> None:
-    next_queue(sim).forget(session)
+    """Xapi_event.on_session_deleted: the session's event.next registration goes."""
+    q = sim.runtime.next_queue
+    if q is not None:
+        q.forget(session)
 
 
 def forget_registrations(sim: Simulator) -> None:

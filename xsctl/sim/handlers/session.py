@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import hmac
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xsctl.sim.dispatch import Context, api
 from xsctl.sim.errors import XapiFailure
+from xsctl.sim.handlers.event import forget_session
 from xsctl.sim.store import now_datetime
 from xsctl.sim.wire import NULL_REF
+
+if TYPE_CHECKING:
+    from xsctl.sim.simulator import Simulator
 
 
 def _create_session(ctx: Context, uname: str, originator: str, local: bool) -> str:
     sim = ctx.sim
     now = now_datetime()
-    return ctx.store.create(
+    ref = ctx.store.create(
         "session",
         {
             "this_host": sim.master_ref(),
@@ -39,6 +43,8 @@ def _create_session(ctx: Context, uname: str, originator: str, local: bool) -> s
             "client_certificate": False,
         },
     )
+    sim.runtime.session_used[ref] = time.monotonic()
+    return ref
 
 
 def _login(ctx: Context, uname: str, pwd: str, originator: str) -> str:
@@ -72,13 +78,19 @@ def slave_local_login_with_password(ctx: Context, uname: str, pwd: str) -> str:
     return _create_session(ctx, uname, "", local=True)
 
 
-def _logout(ctx: Context) -> None:
-    from xsctl.sim.handlers.event import forget_session
+def destroy_session(sim: Simulator, session: str) -> None:
+    """Xapi_session.destroy_db_session (logout, and the session timeout): the
+    session's event registration and the session go."""
+    forget_session(sim, session)
+    with sim.store.lock:
+        sim.runtime.session_used.pop(session, None)
+        if sim.store.exists(session, "session"):
+            sim.store.destroy(session)
 
+
+def _logout(ctx: Context) -> None:
     assert ctx.session is not None
-    forget_session(ctx.sim, ctx.session)
-    if ctx.store.exists(ctx.session, "session"):
-        ctx.store.destroy(ctx.session)
+    destroy_session(ctx.sim, ctx.session)
 
 
 @api("session.logout")
