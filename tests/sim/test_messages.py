@@ -122,3 +122,60 @@ def test_emit_is_what_the_simulator_uses(sim: Simulator, xapi: Any) -> None:
     ref = message.emit(sim, "HOST_CLOCK_SKEW_DETECTED", "Host", uuid, "skew")
     rec = xapi.xenapi.message.get_record(ref)
     assert rec["priority"] == "3" and rec["name"] == "HOST_CLOCK_SKEW_DETECTED"
+
+
+# what xapi keeps in a message file: Encodings.UTF8_XML
+ACCEPTED_BODIES = [
+    "",
+    "line one\nline two\r\n\ttabbed",
+    "[bold red]markup[/] <b>html</b> & 'quotes' \"too\"",
+    "C1 controls are XML: \x9b2J \x9d0;PWNED\x9c \x85 and DEL \x7f",
+    "😀 ünïcödé עברית 中文",
+    "x" * 100_000,
+]
+REFUSED_BODIES = [
+    "evil\x1b]0;PWNED\x07\x1b[2J",  # ESC and BEL
+    "nul\x00",
+    "form feed\x0c",
+    "non-character \ufdd0",
+    "non-character \ufffe",
+    "plane 16 non-character \U0010ffff",
+]
+
+
+def test_create_takes_any_body_an_xml_file_holds(sim: Simulator, jrpc: JsonRpcClient) -> None:
+    """xapi_message.ml create: whatever Encodings.UTF8_XML accepts is kept as given,
+    C1 controls included; over JSON-RPC, which can carry them all."""
+    host = jrpc("host.get_uuid", jrpc("host.get_all")[0])
+    for body in ACCEPTED_BODIES:
+        ref = jrpc("message.create", "ALARM", 2, "Host", host, body)
+        assert jrpc("message.get_record", ref)["body"] == body
+        assert sim.store.get(ref)["body"] == body
+
+
+def test_create_refuses_what_an_xml_file_cannot_hold(sim: Simulator, jrpc: JsonRpcClient) -> None:
+    """C0 controls other than tab, newline and carriage return, and Unicode
+    non-characters: INVALID_VALUE ["UTF8 expected"], checked before the object."""
+    host = jrpc("host.get_uuid", jrpc("host.get_all")[0])
+    count = len(sim.store.all("message"))
+    for body in REFUSED_BODIES:
+        assert jfail(jrpc, "message.create", "ALARM", 2, "Host", host, body) == [
+            "INVALID_VALUE", "UTF8 expected"], body
+        assert jfail(jrpc, "message.create", "ALARM", 2, "Host", "no-such-uuid", body) == [
+            "INVALID_VALUE", "UTF8 expected"], body
+    assert len(sim.store.all("message")) == count
+
+
+def test_alerts_xapi_cannot_write_are_not_raised(sim: Simulator, jrpc: JsonRpcClient) -> None:
+    """message_forwarding.ml ignores a failed Xapi_message.create: a VM whose name
+    holds an escape starts, and no VM_STARTED alert names it."""
+    [vm] = jrpc("VM.get_by_name_label", "backup-01")
+    jrpc("VM.set_name_label", vm, "evil\x1b[2J")
+    uuid = jrpc("VM.get_uuid", vm)
+    jrpc("VM.start", vm, False, False)
+    assert jrpc("VM.get_power_state", vm) == "Running"
+    assert not [m for m in jrpc("message.get_all_records").values() if m["obj_uuid"] == uuid]
+    jrpc("VM.set_name_label", vm, "fine \x9b31m")
+    jrpc("VM.hard_shutdown", vm)
+    [alert] = [m for m in jrpc("message.get_all_records").values() if m["obj_uuid"] == uuid]
+    assert alert["name"] == "VM_SHUTDOWN" and "fine \x9b31m" in alert["body"]

@@ -89,6 +89,9 @@ class Runtime:
     domids: dict[str, int] = field(default_factory=dict)
     # each host's Localdb host_disabled_until_reboot (host refs)
     disabled_until_reboot: set[str] = field(default_factory=set)
+    # VMs whose guest report a test has set, by domid: the guest agent's first report
+    # of that domain leaves it alone
+    guest_reported: dict[str, int] = field(default_factory=dict)
     # alerts: sub-second creation times (xapi names message files by a float
     # timestamp and compares ``since`` against it); seeded ones have none
     message_times: dict[str, float] = field(default_factory=dict)

@@ -317,6 +317,42 @@ class Simulator:
         with self.store.lock:
             return sorted(d - now for d in self.runtime.event_waits.values())
 
+    # ------------------------------------------------------------ what guests report
+
+    def set_guest_metrics(self, vm: str, **fields: Any) -> str:
+        """Report from a running VM's guest, as its guest agent does
+        (xapi_guest_agent.ml): set any VM_guest_metrics fields (os_version, networks,
+        PV_drivers_version, PV_drivers_detected, PV_drivers_up_to_date, memory, disks,
+        other, live, can_use_hotplug_vbd, can_use_hotplug_vif, other_config), with
+        last_updated moving on and the VM's and its devices' allowed_operations
+        recomputed, so clients see the events xapi would send. The strings are the
+        guest's own: anything goes. The agent's own first report after boot no longer
+        overwrites them. Returns the VM_guest_metrics ref; a VM that is not running,
+        an unknown field or a value of the wrong type raise ValueError."""
+        from xsctl.sim.dispatch import coerce
+        from xsctl.sim.errors import XapiFailure
+        from xsctl.sim.handlers.vm_guest import report
+
+        cdef = self.dm.classes["VM_guest_metrics"]
+        checked: dict[str, Any] = {}
+        for name, value in fields.items():
+            f = cdef.fields.get(name)
+            if f is None or name in ("uuid", "last_updated"):
+                raise ValueError(f"a guest does not report VM_guest_metrics.{name}")
+            try:
+                checked[name] = coerce(value, f.type, self.dm)
+            except XapiFailure:
+                raise ValueError(f"VM_guest_metrics.{name} cannot be {value!r}") from None
+        with self.store.lock:
+            row = self.store.find(vm)
+            if row is None or self.store.cls_of.get(vm) != "VM":
+                raise ValueError(f"no VM {vm!r}")
+            if row["power_state"] not in ("Running", "Paused"):
+                raise ValueError(f"{row['name_label']!r} is {row['power_state']}: only a "
+                                 "running guest reports")
+            self.runtime.guest_reported[vm] = int(row["domid"])
+            return report(self.store, vm, checked)
+
     # ------------------------------------------------------------ sessions
 
     def expire_sessions(self, session: str | None = None) -> list[str]:

@@ -7,8 +7,12 @@ store.MESSAGE_CLASSES). What a client can see of that:
 * none of the message.* calls is implicit: get_record/get_all/get_by_uuid are
   hand-written, and their errors name the class in lower case (``HANDLE_INVALID
   ["message", ref]``, ``UUID_INVALID ["message", uuid]``);
-* ``create`` checks that ``obj_uuid`` names an object of ``cls`` (``UUID_INVALID
-  [cls, uuid]``) and that the body is UTF-8;
+* ``create`` checks that the body is text an XML file can hold (Encodings.UTF8_XML:
+  no C0 control but tab, newline and carriage return, no Unicode non-character;
+  ``INVALID_VALUE ["UTF8 expected"]``), then that ``obj_uuid`` names an object of
+  ``cls`` (``UUID_INVALID [cls, uuid]``); the alerts xapi raises itself go through
+  the same check, and one that fails it is not raised (message_forwarding.ml
+  ignores the failure);
 * ``get_since(since)`` and ``get(cls, obj_uuid, since)`` return messages strictly
   newer than ``since`` (xapi compares the sub-second creation time), newest first;
   ``get`` with an unknown object fails with ``UUID_INVALID`` and no parameters;
@@ -76,6 +80,12 @@ CLS_TABLE: dict[str, str | None] = {
     "Certificate": None,
 }
 
+# Encodings.UTF8_XML: what xapi refuses in a message body
+_NOT_XML = re.compile("[" + "".join(re.escape(chr(c)) for c in (
+    *range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0xFDD0, 0xFDF0),
+    *(plane | low for plane in range(0, 0x110000, 0x10000) for low in (0xFFFE, 0xFFFF)),
+)) + "]")
+
 _DT = re.compile(
     r"^(\d{4})-?(\d{2})-?(\d{2})T(\d{2}):?(\d{2}):?(\d{2})(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$"
 )
@@ -133,8 +143,20 @@ def _destroy(store: Store, ref: str) -> None:
     store.runtime.message_times.pop(ref, None)
 
 
-def emit(sim: Simulator, name: str, cls: str, obj_uuid: str, body: str) -> str:
-    """Create an alert as xapi does when something happens (message.create)."""
+def utf8_xml(text: str) -> bool:
+    """Encodings.UTF8_XML.is_valid: UTF-8 that an XML file can hold."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return _NOT_XML.search(text) is None
+
+
+def emit(sim: Simulator, name: str, cls: str, obj_uuid: str, body: str) -> str | None:
+    """Raise an alert as xapi does when something happens (Xapi_message.create; a body
+    it refuses, e.g. with a VM name holding control characters, means no alert)."""
+    if not utf8_xml(body):
+        return None
     return _record(sim.store, name, PRIORITIES.get(name, 5), cls, obj_uuid, body)
 
 
@@ -159,10 +181,8 @@ def check_uuid(store: Store, cls: str, uuid: str) -> bool:
 
 @api("message.create")
 def create(ctx: Context, name: str, priority: int, cls: str, obj_uuid: str, body: str) -> str:
-    try:
-        body.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise XapiFailure("INVALID_VALUE", "UTF8 expected") from e
+    if not utf8_xml(body):
+        raise XapiFailure("INVALID_VALUE", "UTF8 expected")
     if not check_uuid(ctx.store, cls, obj_uuid):
         raise XapiFailure("UUID_INVALID", cls, obj_uuid)
     return _record(ctx.store, name, priority, cls, obj_uuid, body)

@@ -91,12 +91,29 @@ def _guest_os(row: Row) -> Any:
     return OS_BY_TEMPLATE.get(row["other_config"].get("base_template_name", ""))
 
 
+def report(store: Store, vm: str, fields: dict[str, Any]) -> str:
+    """A guest agent report (xapi_guest_agent.ml): the VM's guest metrics, made first
+    when the domain has none (create_guest_metrics_if_needed), take these fields and a
+    new last_updated; then, as the drivers and the features the guest states decide
+    some operations, XenAPI.VM.update_allowed_operations (xapi_xenops.ml update_vm)
+    for the VM and its devices. Call with the lock held; returns the guest metrics."""
+    create_guest_metrics(store, vm)
+    gm: str = store.get(vm, "VM")["guest_metrics"]
+    store.update(gm, {**fields, "last_updated": now_datetime()})
+    store.republish(vm)
+    refresh_vm_devices(store, vm)
+    return gm
+
+
 def guest_agent_report(sim: Simulator, vm: str, domid: int) -> None:
-    """The guest agent's first report, a little after boot (xapi_guest_agent.ml)."""
+    """The guest agent's first report, a little after boot: what the guest's template
+    installs. Not when a test has already set what this domain's guest reports."""
     store = sim.store
     with store.lock:
         row = store.tables["VM"].get(vm)
         if row is None or row["power_state"] not in ("Running", "Paused") or row["domid"] != domid:
+            return
+        if sim.runtime.guest_reported.get(vm) == domid:
             return
         gm = row["guest_metrics"]
         if gm not in store.tables["VM_guest_metrics"]:
@@ -107,7 +124,7 @@ def guest_agent_report(sim: Simulator, vm: str, domid: int) -> None:
         osv = {"name": os.name, "distro": os.distro, "major": os.major, "minor": os.minor}
         if os.uname:
             osv["uname"] = os.uname
-        store.update(gm, {
+        report(store, vm, {
             "os_version": osv,
             "PV_drivers_version": {"major": "9" if os.windows else "8", "minor": "3",
                                    "micro": "3", "build": "1"},
@@ -117,13 +134,8 @@ def guest_agent_report(sim: Simulator, vm: str, domid: int) -> None:
                       "feature-vcpu-hotplug": "1",
                       "has-vendor-device": "1" if os.windows else "0",
                       "platform-feature-multiprocessor-suspend": "1"},
-            "last_updated": now_datetime(), "live": True,
-            "can_use_hotplug_vbd": "yes", "can_use_hotplug_vif": "yes",
+            "live": True, "can_use_hotplug_vbd": "yes", "can_use_hotplug_vif": "yes",
         })
-        # the guest agent changed: XenAPI.VM.update_allowed_operations (xapi_xenops.ml
-        # update_vm), the VM's and its devices' (the drivers allow hotplug now)
-        store.republish(vm)
-        refresh_vm_devices(store, vm)
 
 
 def guest_agent_delay(sim: Simulator) -> float:
