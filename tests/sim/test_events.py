@@ -243,6 +243,75 @@ def test_a_new_connector_object_mods_its_parent(shared_sim: Simulator, j: JsonRp
     ]
 
 
+def gen(token: str) -> int:
+    return int(token.split(",")[0])
+
+
+def new_network(j: JsonRpcClient, name: str) -> str:
+    ref: str = j("network.create", {"name_label": name, "name_description": "",
+                                    "other_config": {}})
+    return ref
+
+
+def test_add_or_mod_is_decided_by_the_creation_generation(
+    shared_sim: Simulator, j: JsonRpcClient
+) -> None:
+    """collect_events: an object is an ``add`` when it was created after the token's
+    generation and a ``mod`` when it was created at it or before, whatever happened
+    since; an ``add`` carries the generation of the creation as its id, a ``mod``
+    that of the last change. Here the token is exactly the creation's generation."""
+    t0 = token_now(j, ["network"])
+    net = new_network(j, "ev-boundary")
+    b1 = ev_from(j, ["network"], t0)
+    [add] = b1["events"]
+    assert (add["operation"], add["ref"]) == ("add", net)
+    created = int(add["id"])
+    assert created > gen(t0) and gen(b1["token"]) == created  # the token is the creation
+
+    j("network.set_name_description", net, "first change")
+    b2 = ev_from(j, ["network"], b1["token"])
+    [mod] = b2["events"]
+    assert (mod["operation"], mod["ref"]) == ("mod", net)  # created at the token: mod
+    assert int(mod["id"]) == gen(b2["token"]) > created
+    assert mod["snapshot"]["name_description"] == "first change"
+
+    # from the token before the creation, the same object, changed twice, is one add
+    # with the creation's id and the last snapshot
+    j("network.set_name_description", net, "second change")
+    b3 = ev_from(j, ["network"], t0)
+    [again] = b3["events"]
+    assert (again["operation"], int(again["id"])) == ("add", created)
+    assert again["snapshot"]["name_description"] == "second change"
+    assert gen(b3["token"]) > int(mod["id"])
+
+    # created at the token and deleted: a del (only what the caller saw as added)
+    j("network.destroy", net)
+    b4 = ev_from(j, ["network"], b1["token"])
+    [gone] = b4["events"]
+    assert (gone["operation"], gone["ref"]) == ("del", net) and "snapshot" not in gone
+    assert int(gone["id"]) == gen(b4["token"]) > gen(b3["token"])
+
+
+def test_one_batch_tells_each_object_apart(shared_sim: Simulator, j: JsonRpcClient) -> None:
+    """In one answer: the objects seen before the token that changed are ``mod``, the
+    ones created since are ``add``, the ones deleted are ``del``, each once; an object
+    created and deleted since does not appear."""
+    old = new_network(j, "ev-old")
+    doomed = new_network(j, "ev-doomed")
+    tok = token_now(j, ["network"])
+    j("network.set_name_description", old, "changed")
+    fresh = new_network(j, "ev-fresh")
+    j("network.set_name_description", fresh, "changed too")
+    j("network.destroy", doomed)
+    ghost = new_network(j, "ev-ghost")
+    j("network.destroy", ghost)
+    b = ev_from(j, ["network"], tok)
+    assert sorted((e["operation"], e["ref"]) for e in b["events"]) == [
+        ("add", fresh), ("del", doomed), ("mod", old)]
+    j("network.destroy", old)
+    j("network.destroy", fresh)
+
+
 def test_object_subscription_and_case_insensitive_classes(
     shared_sim: Simulator, j: JsonRpcClient
 ) -> None:
