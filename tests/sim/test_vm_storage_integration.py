@@ -302,7 +302,8 @@ def test_start_waits_for_a_disk_busy_with_another_operation(
     resize = api("Async.VDI.resize", vdi, size + 2 * MiB)
     wait_for(lambda: api("VDI.get_current_operations", vdi), interval=0.01)
     start = api("Async.VM.start", vm, False, False)
-    time.sleep(0.1)
+    # the start has marked the VM and waits for the disk
+    wait_for(lambda: api("VM.get_current_operations", vm) == {start: "start"})
     assert api("task.get_status", start) == "pending"
     assert api("task.get_allowed_operations", start) == ["cancel"]
     assert api("VM.get_power_state", vm) == "Halted"
@@ -321,7 +322,7 @@ def test_start_waits_for_a_disk_busy_with_another_operation(
         "OTHER_OPERATION_IN_PROGRESS", "VDI", vdi, "resize", resize]
     monkeypatch.setattr(vmh, "VBD_LOCK_WAIT", 120.0)
     start = api("Async.VM.start", vm, False, False)
-    time.sleep(0.1)
+    wait_for(lambda: api("VM.get_current_operations", vm) == {start: "start"})
     api("task.cancel", start)
     rec = api.wait_task(start)
     assert (rec["status"], rec["error_info"]) == ("cancelled", ["TASK_CANCELLED", start])

@@ -39,8 +39,9 @@ def test_changes_reach_listeners_without_polling(sim: Simulator) -> None:
         got: list[Changes] = []
         cache.subscribe(got.append)
         cache.start()
-        time.sleep(1.0)
-        assert cache.batches == 0  # no VM changed: the long-poll is still waiting
+        # no VM changed: the cache's one event.from waits on the server, for long
+        [left] = wait_for(sim.waiting_event_calls)
+        assert left > 10 and cache.batches == 0
         x = xenapi_session(sim)
         try:
             vm = _ref(sim, "web-staging")
@@ -143,7 +144,7 @@ def test_stale_while_disconnected_then_fresh(sim: Simulator) -> None:
 def test_stop_interrupts_the_long_poll(sim: Simulator) -> None:
     with connect(sim) as c:
         c.cache.start()
-        time.sleep(0.3)  # let it block in event.from
+        wait_for(sim.waiting_event_calls)  # blocked in event.from
         t = time.monotonic()
         c.cache.stop()
         assert time.monotonic() - t < 2.0
