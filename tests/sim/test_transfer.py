@@ -23,7 +23,7 @@ import XenAPI
 from tests.conftest import make_sim, vm_ref, wait_for
 from tests.sim.test_host_support import Reply, basic, get, hosts_by_address, request
 from xsctl.sim import Simulator
-from xsctl.sim.transfer import CHUNK, xxh64_hex
+from xsctl.sim.xva import CHUNK, xxh64_hex
 
 NULL = "OpaqueRef:NULL"
 REF_ID = re.compile(r"^(Ref:\d+|OpaqueRef:NULL)$")

@@ -43,6 +43,11 @@ def arg(query: Query, name: str) -> str | None:
     return values[0] if values else None
 
 
+def bool_arg(value: str | None) -> bool:
+    """A query flag: on only when it says ``true``."""
+    return value is not None and value.lower() == "true"
+
+
 def cookies(handler: Handler) -> dict[str, str]:
     jar: SimpleCookie = SimpleCookie()
     for raw in handler.headers.get_all("Cookie") or []:

@@ -9,7 +9,8 @@ if TYPE_CHECKING:
 
 
 def register(sim: Simulator) -> None:
-    from xsctl.sim import rrd, transfer
+    from xsctl.sim import export, rrd, vm_import
 
     rrd.register(sim)
-    transfer.register(sim)
+    export.register(sim)
+    vm_import.register(sim)
