@@ -93,6 +93,14 @@ class Context:
             self._own_task = True
         return self.task
 
+    def subcall(self, method: str) -> Context:
+        """An API call this one makes itself (xapi's Helpers.call_api_functions): a
+        task of its own, marked ``subtask_of`` this call's, as Context.with_subcontext
+        marks it (clients show it as a step of its parent, not a task of its own)."""
+        sub = Context(self.sim, self.conn, method, self.session, None)
+        self.store.update(sub.ensure_task(), {"subtask_of": self.ensure_task()})
+        return sub
+
     def finish_own_task(self) -> None:
         if self._own_task and self.task and self.store.exists(self.task):
             self.store.destroy(self.task)

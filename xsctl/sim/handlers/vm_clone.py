@@ -250,7 +250,7 @@ def copy(ctx: Context, vm: str, new_name: str, sr: str) -> str:
     if store.get(vm, "VM")["is_a_snapshot"] and store.get(new, "VM")["power_state"] != "Halted":
         # Xapi_vm.copy goes through the API (Client.VM.hard_shutdown), so the new VM, a
         # template, meets check_template: VM_IS_TEMPLATE [new, "hard_shutdown"], as xapi
-        sub = Context(ctx.sim, ctx.conn, "VM.hard_shutdown", ctx.session, None)
+        sub = ctx.subcall("VM.hard_shutdown")
         try:
             hard_shutdown(sub, new)
         finally:
@@ -372,12 +372,14 @@ def revert(ctx: Context, snapshot: str) -> None:
             raise XapiFailure("VM_REVERT_FAILED", snapshot, vm)
         vm = snapshot  # not a snapshot: the operation check below says so
     with vm_operation(ctx, snapshot, "revert"):
-        sub = Context(ctx.sim, ctx.conn, "VM.reverting", ctx.session, None)
+        # message_forwarding.ml: with_vm_operation ~doc:"VM.reverting" marks the VM with
+        # the revert's own task; it makes no task of its own
+        sub = Context(ctx.sim, ctx.conn, "VM.reverting", ctx.session, ctx.ensure_task())
         try:
             with vm_operation(sub, vm, "reverting"):
                 set_cancellable(ctx, False)
                 if store.get(vm, "VM")["power_state"] != "Halted":
-                    shut = Context(ctx.sim, ctx.conn, "VM.hard_shutdown", ctx.session, None)
+                    shut = ctx.subcall("VM.hard_shutdown")
                     try:
                         hard_shutdown(shut, vm)
                     finally:
