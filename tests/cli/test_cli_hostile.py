@@ -28,8 +28,7 @@ def test_hostile_names_print_clean_and_json_stays_exact(sim: Simulator, tmp_path
         web2 = j("VM.get_by_name_label", "web-02")[0]
         j("VM.set_name_label", web, NAME)
         j("VM.set_name_label", web2, NAME + "2")
-        gm = j("VM.get_guest_metrics", web)
-        sim.store.update(gm, {"os_version": {"name": "Debian\x1b[31m 12"}})
+        sim.set_guest_metrics(web, os_version={"name": "Debian\x1b[31m 12"})
         host = j("host.get_all")[0]
         j("host.set_name_label", host, "host\x1b[5mblink")
         sr = j("SR.get_by_name_label", "NFS storage")[0]

@@ -39,9 +39,8 @@ def screen(ui: Ui) -> str:
 async def hostile(ui: Ui, sim: Simulator) -> str:
     """web-01 renamed, its guest reporting escape codes, an alert about it."""
     ref = ui.ref("web-01")
-    gm = sim.store.get(ref, "VM")["guest_metrics"]
-    sim.store.update(gm, {"os_version": {"name": OS, "distro": "debian"},
-                          "networks": {"0/ip": IP, "0/ipv4/0": IP}})
+    sim.set_guest_metrics(ref, os_version={"name": OS, "distro": "debian"},
+                          networks={"0/ip": IP, "0/ipv4/0": IP})
     # JSON-RPC: XML cannot carry these characters at all
     j = JsonRpcClient(sim.url)
     await in_thread(lambda: j.login(sim.user, sim.password))
