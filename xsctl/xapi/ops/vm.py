@@ -7,7 +7,7 @@ VM_BAD_POWER_STATE [vm, expected, actual]; ``allowed_operations`` stays the fina
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from xsctl.xapi.cache import Cache
@@ -251,41 +251,33 @@ def shutdown(cache: Cache, vm: Vm) -> Plan:
                  xe("vm-shutdown", uuid=vm.uuid), disruptive=True)
 
 
-def force_shutdown(cache: Cache, vm: Vm) -> Plan:
-    check_allowed(vm, "hard_shutdown")
-    return _plan(vm, f"Force shut down {vm.name_label}", "vm.force_shutdown",
-                 [Call("VM.hard_shutdown", (vm.ref,), True)],
-                 xe("vm-shutdown", uuid=vm.uuid, force=True),
-                 disruptive=True, destructive=True, notes=(_FORCE_OFF,))
+def _one_call(op: str, action: str, verb: str, xe_cmd: str, *, args: tuple[Any, ...] = (),
+              force: bool = False, disruptive: bool = False,
+              note: str | None = None) -> Callable[[Cache, Vm], Plan]:
+    """The planner of an operation that is one Async call of its own name on the VM
+    (VM.<op>), gated by the same allowed_operations entry; a note makes it destructive."""
+
+    def plan(cache: Cache, vm: Vm) -> Plan:
+        check_allowed(vm, op)
+        return _plan(
+            vm, f"{verb} {vm.name_label}", action,
+            [Call(f"VM.{op}", (vm.ref, *args), True)], xe(xe_cmd, uuid=vm.uuid, force=force),
+            disruptive=disruptive, destructive=note is not None,
+            notes=(note,) if note else ())
+
+    plan.__name__ = op
+    return plan
 
 
-def reboot(cache: Cache, vm: Vm) -> Plan:
-    check_allowed(vm, "clean_reboot")
-    return _plan(vm, f"Reboot {vm.name_label}", "vm.reboot",
-                 [Call("VM.clean_reboot", (vm.ref,), True)],
-                 xe("vm-reboot", uuid=vm.uuid), disruptive=True)
-
-
-def force_reboot(cache: Cache, vm: Vm) -> Plan:
-    check_allowed(vm, "hard_reboot")
-    return _plan(vm, f"Force reboot {vm.name_label}", "vm.force_reboot",
-                 [Call("VM.hard_reboot", (vm.ref,), True)],
-                 xe("vm-reboot", uuid=vm.uuid, force=True),
-                 disruptive=True, destructive=True, notes=(_FORCE_RESET,))
-
-
-def suspend(cache: Cache, vm: Vm) -> Plan:
-    check_allowed(vm, "suspend")
-    return _plan(vm, f"Suspend {vm.name_label}", "vm.suspend",
-                 [Call("VM.suspend", (vm.ref,), True)], xe("vm-suspend", uuid=vm.uuid),
-                 disruptive=True)
-
-
-def resume(cache: Cache, vm: Vm) -> Plan:
-    check_allowed(vm, "resume")
-    return _plan(vm, f"Resume {vm.name_label}", "vm.resume",
-                 [Call("VM.resume", (vm.ref, False, False), True)],
-                 xe("vm-resume", uuid=vm.uuid))
+force_shutdown = _one_call("hard_shutdown", "vm.force_shutdown", "Force shut down",
+                           "vm-shutdown", force=True, disruptive=True, note=_FORCE_OFF)
+reboot = _one_call("clean_reboot", "vm.reboot", "Reboot", "vm-reboot", disruptive=True)
+force_reboot = _one_call("hard_reboot", "vm.force_reboot", "Force reboot", "vm-reboot",
+                         force=True, disruptive=True, note=_FORCE_RESET)
+suspend = _one_call("suspend", "vm.suspend", "Suspend", "vm-suspend", disruptive=True)
+resume = _one_call("resume", "vm.resume", "Resume", "vm-resume", args=(False, False))
+pause = _one_call("pause", "vm.pause", "Pause", "vm-pause", disruptive=True)
+unpause = _one_call("unpause", "vm.unpause", "Unpause", "vm-unpause")
 
 
 def resume_on(cache: Cache, vm: Vm, host: str) -> Plan:
@@ -294,19 +286,6 @@ def resume_on(cache: Cache, vm: Vm, host: str) -> Plan:
     return _plan(vm, f"Resume {vm.name_label} on {h.name_label}", "vm.resume_on",
                  [Call("VM.resume_on", (vm.ref, h.ref, False, False), True)],
                  xe("vm-resume", uuid=vm.uuid, on=h.name_label), {h.ref: h.name_label})
-
-
-def pause(cache: Cache, vm: Vm) -> Plan:
-    check_allowed(vm, "pause")
-    return _plan(vm, f"Pause {vm.name_label}", "vm.pause",
-                 [Call("VM.pause", (vm.ref,), True)], xe("vm-pause", uuid=vm.uuid),
-                 disruptive=True)
-
-
-def unpause(cache: Cache, vm: Vm) -> Plan:
-    check_allowed(vm, "unpause")
-    return _plan(vm, f"Unpause {vm.name_label}", "vm.unpause",
-                 [Call("VM.unpause", (vm.ref,), True)], xe("vm-unpause", uuid=vm.uuid))
 
 
 def migrate(cache: Cache, vm: Vm, host: str) -> Plan:
