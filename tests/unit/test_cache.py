@@ -52,6 +52,7 @@ def test_changes_reach_listeners_without_polling(sim: Simulator) -> None:
             assert mods[-1].changed_fields()["name_label"] == ("web-staging", "web-staging-2")
         finally:
             x.xenapi.session.logout()
+            cache.stop()
 
 
 def test_several_changes_coalesce_and_backrefs_follow(sim: Simulator) -> None:

@@ -12,14 +12,14 @@ because a restarted xapi has forgotten which objects were deleted meanwhile.
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from xsctl.xapi import heap
 from xsctl.xapi.errors import ConnectionFailed, TrustError, XapiError
 from xsctl.xapi.session import Connection
 
@@ -68,32 +68,6 @@ class Changes:
 
     def __bool__(self) -> bool:
         return bool(self.items) or self.resync
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection while a big pool is read and decoded, and the
-    records frozen afterwards (tests/benchmarks/bench_tui.py, 10,000 VMs):
-
-    * the collections that the growing heap sets off took ~0.7 s of the load;
-    * afterwards every full collection walked the ~560,000 objects of the records,
-      0.2-0.4 s in one go, in the middle of a keystroke or a repaint.
-
-    Records are long-lived and hold no cycles, so reference counting frees them
-    when they are replaced; ``gc.freeze()`` keeps collections from walking them.
-    Cyclic garbage is collected first (cheap before the load: frozen objects are not
-    walked), or it would be frozen for good; ``Cache.stop()`` unfreezes, so that a
-    cache dropped with its client (a test run makes many, in cycles with their app)
-    can be collected."""
-    gc.collect()
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-        gc.freeze()
-    finally:
-        if was:
-            gc.enable()
 
 
 Listener = Callable[[Changes], None]
@@ -189,10 +163,16 @@ class Cache:
 
     # ------------------------------------------------------------ loading
 
+    def long_lived(self) -> contextlib.AbstractContextManager[None]:
+        """Build, in this block, data that lives as long as this cache's records (a
+        view's rows): no cyclic collection meanwhile, kept out of the collector's
+        passes afterwards, until the cache stops (see heap.py)."""
+        return heap.hold(self)
+
     def load(self) -> Changes:
         """Read everything once (no thread). Returns the differences applied."""
         gen = self.conn.generation
-        with _gc_paused():
+        with heap.hold(self):
             fresh, token = self._fetch_all()
             changes = self._replace_all(fresh)
         self._token = token
@@ -297,8 +277,7 @@ class Cache:
                 self.conn.abort_calls(t.ident)
             t.join(timeout)
         self._thread = None
-        if self.loaded_at:
-            gc.unfreeze()  # see _gc_paused: what this cache held may now be garbage
+        heap.release(self)  # what this cache held may now be garbage
 
     @property
     def running(self) -> bool:
