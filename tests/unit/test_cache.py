@@ -33,6 +33,28 @@ def test_both_start_up_strategies_read_the_same(sim: Simulator) -> None:
         assert len(by_records.all("vm")) == len(sim.store.all("VM"))
 
 
+def test_the_first_load_tells_listeners_every_object_is_new(sim: Simulator) -> None:
+    with connect(sim, load=False) as c:
+        got: list[Changes] = []
+        c.cache.subscribe(got.append)
+        changes = c.cache.load()
+        assert got == [changes] and changes.resync and changes
+        everything = {(cls, ref) for cls in c.cache.classes for ref in c.cache.all(cls)}
+        assert len(everything) > 100
+        assert {(ch.cls, ch.ref) for ch in changes.items} == everything
+        assert len(changes.items) == len(everything)
+        assert all(ch.op == "add" and ch.old is None and ch.new is c.cache.get(ch.cls, ch.ref)
+                   for ch in changes.items)
+        # read again, with one VM renamed meanwhile: only that difference
+        vm = _ref(sim, "web-staging")
+        sim.store.update(vm, {"name_label": "renamed"})
+        again = c.cache.load()
+        assert again.resync
+        vms = [ch for ch in again.items if ch.cls == "vm"]
+        assert [(ch.op, ch.ref) for ch in vms] == [("mod", vm)]
+        assert vms[0].changed_fields()["name_label"] == ("web-staging", "renamed")
+
+
 def test_changes_reach_listeners_without_polling(sim: Simulator) -> None:
     with connect(sim, load=False) as c:
         cache = Cache(c.conn, ["VM"])
