@@ -281,6 +281,8 @@ def _fail(*_: Any, **__: Any) -> Any:
 @pytest.mark.parametrize("text", [
     "20241130T12:34:56Z", "2024-11-30T12:34:56Z", "20241130T12:34:56.5Z",
     "20241130T12:34:56", "19700101T00:00:00Z", "20241340T12:00:00Z", "garbage", "",
+    "2024W011T12:34:56Z", "20241130T24:00:00Z", "20241130T12:34:5xZ", "20240229T12:00:00Z",
+    "20230229T12:00:00Z",
 ])
 def test_parse_time_fast_path_agrees_with_strptime(text: str) -> None:
     from datetime import UTC, datetime
