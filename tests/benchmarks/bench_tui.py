@@ -1,9 +1,23 @@
-"""TUI benchmark (a script, not a test): a simulator in its own process, then the
-real app, headless (``create_app(client, metrics=False)``, ``run_test(size=(200, 60))``),
-in a fresh child process per pool size so that peak memory is the app's own:
+"""TUI benchmark (a script, not a test). Each pool size gets a simulator in its own
+process.
 
-* connect -> full VM table: from before ``Client.connect`` until the VMs view has all
-  its rows and the screen has been refreshed with them;
+Connect -> full VM table, measured from outside the process (tests/benchmarks/
+outside.py): ``xsctl --url ... --password-file ... --view vms`` on a 200x50
+pseudo-terminal, from the command's start until the VM view's status line counts
+every VM. Against it, in the same run, the floor: the standard
+library fetching and parsing the same records (tests/jsonrpc.py, one get_all_records
+per class the cache loads, json.loads, the collector on as by default), in a fresh
+process from login to the last record parsed. Printed: both, their ratio, and where
+the time goes in the app (runs under probes: imports, connect, fetch, apply, table
+build, first paint). The simulator's metric drift is off for this part, and one
+untimed fetch warms it.
+
+Then, at the first size, the real app headless (``create_app(client, metrics=False)``,
+``run_test(size=(200, 60))``), in a fresh child process per pool size so that peak
+memory is the app's own:
+
+* connect -> full VM table in process: from before ``Client.connect`` until the VMs
+  view has all its rows and the screen has been refreshed with them;
 * one filter keystroke -> repaint: typed character by character into the filter, then
   deleted back to an empty filter (which shows every row again); from the key press
   until a frame painted the table with the new filter;
@@ -21,11 +35,14 @@ headless it is computed but not written) to timestamp the frame.
 The same measurements at 1,000 VMs, and a DataTable fed the same rows (the
 clear-and-refill that STYLE.md measured), print alongside as a baseline.
 
-    python tests/benchmarks/bench_tui.py [--vms 10000] [--baseline-vms 1000] [--rounds 20]
+    python tests/benchmarks/bench_tui.py [--vms 10000[,30000,50000]] [--repeat 3]
+                                         [--outside-only | --no-outside]
+                                         [--baseline-vms 1000] [--rounds 20]
                                          [--no-datatable] [--no-drift] [--profile DIR]
 
-Targets (issue 4): table under 3 s, keystroke under 50 ms, change to screen under
-250 ms, memory under 400 MB.
+Targets (issue 7): the full VM table from outside within 1.5x the floor at every size;
+(issue 4) table under 3 s, keystroke under 50 ms, change to screen under 250 ms,
+memory under 400 MB.
 """
 
 from __future__ import annotations
@@ -47,35 +64,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, REPO)
 
+from tests.benchmarks import outside, support  # noqa: E402
+
 WARM_S = 7.5  # after the simulator started serving, its first drift tick is over
 FILTER = "vm-0123"  # typed, then deleted: 2 * 7 keystrokes, the last shows every row
 TARGETS = {"table_s": 3.0, "key_ms": 50.0, "change_ms": 250.0, "rss_mb": 400.0}
-
-
-# ``xsctl sim`` with its metric drift off (Simulator(drift=False), as the screenshots use):
-# at 10,000 VMs the drift costs the simulator about a second of CPU every 5 s, during
-# which it answers calls and delivers events late
-QUIET_SIM = """
-import json, signal, sys, threading
-from xsctl.sim.simulator import Simulator
-sim = Simulator(vms=int(sys.argv[1]), op_time=0.05, auth_fail_delay=0, drift=False).start()
-info = sim.info()
-print(json.dumps({k: info[k] for k in ("url", "user", "password", "fingerprint")}), flush=True)
-stop = threading.Event()
-signal.signal(signal.SIGTERM, lambda *_: stop.set())
-stop.wait()
-sim.stop()
-"""
+FLOOR_RATIO = 1.5  # connect -> full table, from outside, against the stdlib floor
 
 
 def start_sim(vms: int, drift: bool = True) -> tuple[subprocess.Popen[str], dict[str, Any]]:
-    cmd = ([sys.executable, "-m", "xsctl", "sim", "--vms", str(vms), "--json",
-            "--auth-fail-delay", "0", "--op-time", "0.05"] if drift
-           else [sys.executable, "-c", QUIET_SIM, str(vms)])
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=REPO)
-    assert p.stdout is not None
-    info = json.loads(p.stdout.readline())
-    return p, info | {"started": time.time()}  # serving, its housekeeping running
+    return support.start_sim(vms, drift=drift)
 
 
 def p95(xs: list[float]) -> float:
@@ -308,14 +306,72 @@ def run_child(mode: str, info_file: str, rounds: int, env: dict[str, str],
     return json.loads(r.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
+def measure_outside(sizes: list[int], repeat: int, env: dict[str, str],
+                    tmp: str) -> dict[int, dict[str, Any]]:
+    """Per size: the app from outside and the floor, in turns, then runs under probes."""
+    out: dict[int, dict[str, Any]] = {}
+    for n in sizes:
+        t = time.perf_counter()
+        sim, info = support.start_sim(n, drift=False)
+        print(f"simulator with {n:,} VMs ready in {time.perf_counter() - t:.1f} s (own process, "
+              "no metric drift)", flush=True)
+        info_file = support.write_info(tmp, info, f"outside-{n}.json")
+        res: dict[str, Any] = {"app": [], "floor": [], "probed": []}
+        try:
+            warm = support.run_child(support.floor_cmd(info_file), env)  # warms the simulator
+            expected = int(warm.out["vms"])
+            res["vms"] = expected
+            for _ in range(repeat):
+                res["app"].append(outside.run_app(info, expected, env, tmp))
+                res["floor"].append(support.run_child(support.floor_cmd(info_file), env))
+            for _ in range(repeat):
+                res["probed"].append(outside.run_app(info, expected, env, tmp, breakdown=True))
+        finally:
+            support.stop_sim(sim)
+        out[n] = res
+    return out
+
+
+def report_outside(results: dict[int, dict[str, Any]], repeat: int) -> None:
+    med = statistics.median
+    print("\nconnect -> full VM table, from outside the process (xsctl --url ... --view vms on "
+          "a 200x50\npty, from the command's start until the VM view counts every VM), against "
+          "the floor "
+          "(the\nstandard library fetching and parsing the same records, one get_all_records "
+          f"per class),\nmedian of {repeat}:")
+    print(f"{'VMs':>10} {'app':>9} {'floor':>9} {'ratio':>7}   target <= {FLOOR_RATIO}x")
+    worst = 0.0
+    for n, r in results.items():
+        app = med([x["marks"]["table"] for x in r["app"]])
+        floor = med([x.out["load_s"] for x in r["floor"]])
+        ratio = app / floor
+        worst = max(worst, ratio)
+        print(f"{n:>10,} {app:>8.2f}s {floor:>8.2f}s {ratio:>6.2f}x   "
+              f"{'ok' if ratio <= FLOOR_RATIO else 'MISSED'}")
+        print(f"{'':>10} runs: app " + " ".join(f"{x['marks']['table']:.2f}" for x in r["app"])
+              + "; floor " + " ".join(f"{x.out['load_s']:.2f}" for x in r["floor"]))
+    for n, r in results.items():
+        print(f"\nwhere the time goes in the app at {n:,} VMs (median of {len(r['probed'])} runs "
+              "under probes; from the command's start):")
+        outside.print_breakdown(r["probed"], indent="  ")
+    print(f"\nworst ratio: {worst:.2f}x (target <= {FLOOR_RATIO}x): "
+          f"{'ok' if worst <= FLOOR_RATIO else 'MISSED'}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--vms", type=int, default=10000)
+    ap.add_argument("--vms", default="10000",
+                    help="pool sizes, comma-separated; the in-process part uses the first")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of the app from outside, per size")
+    ap.add_argument("--outside-only", action="store_true",
+                    help="only the app from outside against the floor")
+    ap.add_argument("--no-outside", action="store_true", help="only the in-process part")
     ap.add_argument("--baseline-vms", type=int, default=1000, help="0 to skip")
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--no-datatable", action="store_true")
     ap.add_argument("--no-drift", action="store_true",
-                    help="simulator without its 5-second metric drift (see QUIET_SIM)")
+                    help="in-process part: the simulator without its 5-second metric drift "
+                         "(see support.QUIET_SIM)")
     ap.add_argument("--profile", help="write a cProfile of each app child into this folder")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--info", help=argparse.SUPPRESS)
@@ -330,10 +386,15 @@ def main() -> None:
         print(json.dumps(res))
         return
 
-    env = dict(os.environ)
-    tmp = tempfile.mkdtemp()
-    env.update(XDG_CONFIG_HOME=f"{tmp}/config", XDG_STATE_HOME=f"{tmp}/state",
-               XDG_CACHE_HOME=f"{tmp}/cache", PYTHONPATH=REPO)
+    tmp = tempfile.mkdtemp(prefix="xsctl-bench-")
+    env = support.bench_env(tmp)
+    all_sizes = [int(x.replace("_", "")) for x in args.vms.split(",") if x.strip()]
+    args.vms = all_sizes[0]
+    if not args.no_outside:
+        report_outside(measure_outside(all_sizes, args.repeat, env, tmp), args.repeat)
+        if args.outside_only:
+            return
+        print()
     results: dict[int, dict[str, Any]] = {}
     datatable: dict[str, Any] | None = None
     sizes = [args.vms] + ([args.baseline_vms] if args.baseline_vms else [])
