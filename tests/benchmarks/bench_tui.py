@@ -157,6 +157,11 @@ async def measure_app(info: dict[str, Any], rounds: int) -> dict[str, Any]:
     try:
         async with app.run_test(size=(200, 60)) as pilot:
             out["app_ready_s"] = time.perf_counter() - t0
+            deadline = time.perf_counter() + 120
+            while not client.cache.loaded_at:  # the app reads the pool in a worker
+                if time.perf_counter() > deadline:
+                    raise SystemExit("the app never loaded the pool")
+                await asyncio.sleep(0.005)
             expected = sum(1 for r in client.cache.all("vm").values()
                            if not (r.get("is_a_template") or r.get("is_control_domain")
                                    or r.get("is_a_snapshot")))
@@ -237,7 +242,7 @@ async def measure_datatable(info: dict[str, Any]) -> dict[str, Any]:
 
     from xsctl.ui.views.vms import COLUMNS, VmRows
     from xsctl.xapi.client import Client, Target
-    from xsctl.xapi.models import Vm
+    from xsctl.xapi.models import Vm, is_guest
 
     target = Target(url=info["url"], user=info["user"], accept_fingerprint=info["fingerprint"],
                     timeout=300)
@@ -245,7 +250,7 @@ async def measure_datatable(info: dict[str, Any]) -> dict[str, Any]:
     client.cache.load()
     rows = VmRows(client.cache, {})
     built = {ref: rows.row(Vm.from_record(client.cache, ref, r))
-             for ref, r in client.cache.snapshot("vm") if rows.is_shown(r)}
+             for ref, r in client.cache.snapshot("vm") if is_guest(r)}
     data = [(ref, [Text(c[0]) for c in row.cells], row.search) for ref, row in built.items()]
     client.close()
 
