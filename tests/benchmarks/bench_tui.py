@@ -344,15 +344,17 @@ def report_outside(results: dict[int, dict[str, Any]], repeat: int) -> None:
           "the floor "
           "(the\nstandard library fetching and parsing the same records, one get_all_records "
           f"per class),\nmedian of {repeat}:")
-    print(f"{'VMs':>10} {'app':>9} {'floor':>9} {'ratio':>7}   target <= {FLOOR_RATIO}x")
+    print(f"{'VMs':>10} {'app':>9} {'floor':>9} {'ratio':>7}   target <= {FLOOR_RATIO}x"
+          "   app's peak RSS")
     worst = 0.0
     for n, r in results.items():
         app = med([x["marks"]["table"] for x in r["app"]])
         floor = med([x.out["load_s"] for x in r["floor"]])
         ratio = app / floor
         worst = max(worst, ratio)
+        rss = med([x["rss_mb"] for x in r["app"]])
         print(f"{n:>10,} {app:>8.2f}s {floor:>8.2f}s {ratio:>6.2f}x   "
-              f"{'ok' if ratio <= FLOOR_RATIO else 'MISSED'}")
+              f"{'ok    ' if ratio <= FLOOR_RATIO else 'MISSED'}            {rss:5.0f} MB")
         print(f"{'':>10} runs: app " + " ".join(f"{x['marks']['table']:.2f}" for x in r["app"])
               + "; floor " + " ".join(f"{x.out['load_s']:.2f}" for x in r["floor"]))
     for n, r in results.items():

@@ -152,34 +152,36 @@ def run_app(info: dict[str, Any], expected: int, env: dict[str, str], tmp: str, 
                 marks.setdefault("main", now)
         os.write(fd, b"q")
     finally:
-        _finish(pid, fd)
-    out: dict[str, Any] = {"marks": marks, "start": start_wall}
+        rss = _finish(pid, fd)
+    out: dict[str, Any] = {"marks": marks, "start": start_wall, "rss_mb": rss}
     if breakdown:
         with open(events_file) as f:
             out["events"] = [(name, t - start_wall) for name, t in json.load(f)]
     return out
 
 
-def _finish(pid: int, fd: int, grace: float = 15.0) -> None:
+def _finish(pid: int, fd: int, grace: float = 15.0) -> float:
     """Read on until the app has left (it writes while it restores the terminal and
-    logs out: unread, it would block), then reap it; kill it past ``grace``."""
+    logs out: unread, it would block), then reap it; kill it past ``grace``. Returns
+    the app's peak RSS in MB (ru_maxrss)."""
     end = time.monotonic() + grace
-    done = False
-    while time.monotonic() < end and not done:
+    usage = None
+    while time.monotonic() < end:
         ready, _, _ = select.select([fd], [], [], 0.2)
         if ready:
             try:
-                if not os.read(fd, 1 << 20):
-                    done = True
+                os.read(fd, 1 << 20)
             except OSError:
-                done = True
-        if os.waitpid(pid, os.WNOHANG)[0]:
-            pid = 0
+                pass  # the terminal's other end is closed: the app is leaving
+        done, _, usage = os.wait4(pid, os.WNOHANG)
+        if done:
             break
-    if pid and not os.waitpid(pid, os.WNOHANG)[0]:
+        usage = None
+    if usage is None:
         os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+        _, _, usage = os.wait4(pid, 0)
     os.close(fd)
+    return float(usage.ru_maxrss) / 1024
 
 
 # The moments of a breakdown run, in the order they normally come (the printout sorts
