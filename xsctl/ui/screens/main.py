@@ -74,7 +74,9 @@ class MainScreen(Screen[None]):
         self.first = self._first_view(view)
         self.runner = Runner(self, client, now)
         self.health_since: datetime | None = None
-        self.bridge: Bridge | None = None
+        # subscribed before the views read the cache: a change applied between their
+        # first read and the screen's mount is queued for them, not lost
+        self.bridge: Bridge | None = Bridge(self, client)
         self._plan_tasks: dict[int, list[str]] = {}  # id(plan) -> the tasks it made
         for cls in self.view_classes:
             self._bindings.bind(cls.KEY, f"show_view('{cls.ID}')", cls.LABEL, show=False)
@@ -91,7 +93,6 @@ class MainScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.bridge = Bridge(self, self.client)
         self.query_one(Menu).highlighted = 0
         self._fold(self.size.width)
         asked = self.first != self.view_classes[0].ID

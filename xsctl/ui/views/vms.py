@@ -4,7 +4,6 @@ allowed_operations allows it, with the reason otherwise)."""
 
 from __future__ import annotations
 
-import gc
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -296,20 +295,19 @@ class VmsView(View):
         cache = self.client.cache
         # read first: a change meanwhile rebuilds again
         self._built_version = cache.version(*ROW_CLASSES)
-        self.rows = VmRows(cache, self.styles_from_theme())
-        self.rows.index()
-        new = {
-            ref: self.rows.row(Vm.from_record(cache, ref, r))
-            for ref, r in cache.snapshot("vm") if is_guest(r)
-        }
-        self.table.replace_all(new)
-        self.table.commit()
-        # Long-lived and without cycles, like the cache's records (see xapi/cache.py):
-        # kept out of the collector's full passes, which walked ~100,000 objects of
-        # rows (40 ms) every few keystrokes. A replaced row is freed by its refcount.
-        # Garbage with cycles is collected first, or it would stay frozen for good.
-        gc.collect()
-        gc.freeze()
+        # Long-lived and without cycles, like the cache's records: built with no
+        # cyclic collection and kept out of the collector's full passes afterwards
+        # (they walked ~100,000 objects of rows, 40 ms, every few keystrokes); a
+        # replaced row is freed by its refcount. See xapi/heap.py.
+        with cache.long_lived():
+            self.rows = VmRows(cache, self.styles_from_theme())
+            self.rows.index()
+            new = {
+                ref: self.rows.row(Vm.from_record(cache, ref, r))
+                for ref, r in cache.snapshot("vm") if is_guest(r)
+            }
+            self.table.replace_all(new)
+            self.table.commit()
         self._built = True
         self.update_status()
         self.update_detail()
