@@ -1,13 +1,16 @@
 """Command-line parsing only: builds what a command needs and hands it over.
 
-Exit codes: 0 ok, 1 xapi refused, 2 usage, 3 connection or trust, 130 interrupted.
+Exit codes: 0 ok, 1 xapi refused, 2 usage, 3 connection or trust, 128+N ended by
+signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP, 141 the reader of the output left).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -243,12 +246,28 @@ def _setup_logging(verbose: bool) -> None:
         root.addHandler(sh)
 
 
-def _sigterm(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+def _say(text: str) -> None:
+    from xsctl.commands.output import warn
+
+    # stderr may be a closed terminal (SIGHUP) or a pipe nobody reads any more
+    with contextlib.suppress(OSError, ValueError):
+        warn(text)
+        sys.stderr.flush()
+
+
+def _stdout_gone() -> None:
+    """The reader of our output went away (``xsctl vm list | head``): say nothing,
+    and send what is still buffered nowhere, or the interpreter complains at exit."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from xsctl.xapi import interrupts
     from xsctl.xapi.errors import XsctlError
+    from xsctl.xapi.session import closed_on_exit
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -256,17 +275,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command not in ("sim", "sim-control"):
         _setup_logging(bool(getattr(args, "verbose", False)))
         if argv is None:
-            signal.signal(signal.SIGTERM, _sigterm)
+            interrupts.install()
     try:
-        return func(args)
+        with closed_on_exit():  # whatever happens, nothing stays logged in
+            code = func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
+        return code
     except XsctlError as e:
-        from xsctl.commands.output import warn
-
-        warn(str(e))
+        _say(str(e))
         return e.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write("xsctl: interrupted\n")
-        return 130
+    except KeyboardInterrupt as e:
+        _say("interrupted")
+        return interrupts.exit_code(e)
+    except BrokenPipeError:
+        # What git and the coreutils do when the reader leaves (killed by SIGPIPE:
+        # silent, status 141 under `set -o pipefail`), but after the logout: dying
+        # by the signal itself would leave the session behind.
+        _stdout_gone()
+        return 128 + signal.SIGPIPE
     finally:
         for h in list(logging.getLogger("xsctl").handlers):
             logging.getLogger("xsctl").removeHandler(h)

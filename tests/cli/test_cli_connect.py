@@ -233,3 +233,10 @@ def test_help_everywhere() -> None:
 @pytest.mark.parametrize("url", ["ftp://x", "https://", "https://h:notaport", "https://[::1"])
 def test_bad_urls_are_usage_errors(url: str) -> None:
     assert xsctl("--url", url, "vm", "list").code == 2
+
+
+def test_a_login_whose_connection_drops_is_retried(sim: Simulator, tmp_path: Path) -> None:
+    sim.faults.drop_next = 1
+    r = xsctl(*conn_args(sim, password_file(sim, tmp_path)), "vm", "list")
+    assert r.code == 0, r.err
+    assert sim.faults.drop_next == 0 and sim.live_sessions() == 0

@@ -101,8 +101,10 @@ def open_client(args: argparse.Namespace, classes: Iterable[str] = CLASSES,
     # like ssh: settle the host's identity before anything secret is typed
     ensure_trusted(target, confirm_fingerprint)
     password, prompted = password_for(args, target)
-    client = Client.connect(target, password, confirm=confirm_fingerprint, classes=classes)
+    client: Client | None = None
     try:
+        client = Client.connect(target, password, confirm=confirm_fingerprint,
+                                classes=classes)
         if prompted and password and secrets.available() and interactive():
             answer = input(f"Save the password for {target.user}@{target.url} in the "
                            "keyring? [y/N] ").strip().lower()
@@ -111,6 +113,7 @@ def open_client(args: argparse.Namespace, classes: Iterable[str] = CLASSES,
         if load:
             client.load()
     except BaseException:
-        client.close()
+        if client is not None:
+            client.close()
         raise
     return client

@@ -102,9 +102,13 @@ class Client:
             target.url, target.user, password, trust,
             transport=target.transport, read_only=target.read_only, timeout=target.timeout,
         )
-        conn.connect()
-        client = cls(conn, Cache(conn, classes))
-        client.target = target
+        try:
+            conn.connect()
+            client = cls(conn, Cache(conn, classes))
+            client.target = target
+        except BaseException:
+            conn.close()  # an interrupt after the login: log its session out
+            raise
         return client
 
     def context(self) -> Context:
@@ -141,9 +145,11 @@ class Client:
         return ops.run(self.conn, plan, progress, cancel, on_task)
 
     def close(self) -> None:
-        self.metrics.stop()
-        self.cache.stop()
-        self.conn.close()
+        try:
+            self.metrics.stop()
+            self.cache.stop()
+        finally:
+            self.conn.close()
 
     def __enter__(self) -> Client:
         return self

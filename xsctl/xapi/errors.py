@@ -36,6 +36,11 @@ class OutcomeUnknown(ConnectionFailed):
     have run it. It is never sent again; the cache shows the truth after the resync."""
 
 
+class ConnectionDropped(ConnectionFailed):
+    """The connection dropped during a call that only reads: nothing ran, and it
+    can be sent again (a login is, once)."""
+
+
 class TrustError(ConnectionFailed):
     """The server's certificate is not (or no longer) the one we trust."""
 

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import XenAPI
 
 from xsctl import __version__
-from xsctl.xapi.errors import ConnectionFailed, OutcomeUnknown, XapiError
+from xsctl.xapi.errors import ConnectionDropped, ConnectionFailed, OutcomeUnknown, XapiError
 from xsctl.xapi.trust import TrustPolicy
 
 log = logging.getLogger(__name__)
@@ -330,8 +330,8 @@ def _connection_error(ep: Endpoint, method: str, e: BaseException) -> Connection
     if isinstance(e, ConnectionRefusedError):
         return ConnectionFailed(f"{ep.url} refused the connection (is xapi running?)")
     if isinstance(e, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)):
-        if is_read(method):
-            return ConnectionFailed(f"the connection to {ep.url} dropped during {method}")
+        if is_read(method):  # nothing ran: a login, for one, is sent again once
+            return ConnectionDropped(f"the connection to {ep.url} dropped during {method}")
         return OutcomeUnknown(
             f"the connection to {ep.url} dropped during {method}; it may or may not have run")
     return ConnectionFailed(f"cannot talk to {ep.url}: {e}")
