@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from xsctl import __version__
@@ -21,11 +22,41 @@ from xsctl import __version__
 Command = Callable[[argparse.Namespace], int]
 
 
+NO_PASSWORD_OPTION = (
+    "there is no password option: a password on the command line shows in the process "
+    "list and the shell's history. The ways in: the keyring (asked once on a terminal, "
+    "then saved if you say so), --password-file FILE, or --password-stdin"
+)
+
+
+class _NoPasswordOption(argparse.Action):
+    """``--password foo``: refused by name, without repeating what followed it (argparse
+    would echo it back as an "invalid choice")."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        parser.error(NO_PASSWORD_OPTION)
+
+
+def _seconds(text: str) -> float:
+    from xsctl.xapi.errors import UsageError
+    from xsctl.xapi.session import check_timeout
+
+    try:
+        return check_timeout(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a number of seconds") from None
+    except UsageError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _conn_options(p: argparse.ArgumentParser, suppress: bool) -> None:
     d: dict[str, Any] = {"default": argparse.SUPPRESS} if suppress else {}
     g = p.add_argument_group("connection")
     g.add_argument("--profile", "-p", metavar="NAME", help="a saved profile", **d)
     g.add_argument("--url", metavar="URL", help="https://HOST[:PORT], or unix:///var/lib/xcp/xapi", **d)
+    g.add_argument("--insecure-http", action="store_true",
+                   help="allow an http:// URL (the password and all data unencrypted)", **d)
     g.add_argument("--user", "-u", metavar="NAME", help="user name (default root)", **d)
     g.add_argument("--ca-file", metavar="FILE", help="verify the host against this CA", **d)
     g.add_argument("--accept-fingerprint", metavar="SHA256:..",
@@ -33,11 +64,13 @@ def _conn_options(p: argparse.ArgumentParser, suppress: bool) -> None:
     g.add_argument("--password-file", metavar="FILE", help="read the password from FILE", **d)
     g.add_argument("--password-stdin", action="store_true",
                    help="read the password from standard input", **d)
+    g.add_argument("--password", "--passwd", action=_NoPasswordOption, nargs="?",
+                   help=argparse.SUPPRESS, default=argparse.SUPPRESS)
     g.add_argument("--read-only", action="store_true",
                    help="refuse every call that changes state", **d)
     g.add_argument("--transport", choices=["auto", "json", "xml"],
                    help="JSON-RPC, XML-RPC, or auto (JSON-RPC with XML-RPC fallback)", **d)
-    g.add_argument("--timeout", type=float, metavar="SECONDS", help="socket timeout (30)", **d)
+    g.add_argument("--timeout", type=_seconds, metavar="SECONDS", help="socket timeout (30)", **d)
     g.add_argument("--verbose", "-v", action="store_true", help="log calls to stderr", **d)
 
 
@@ -68,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
         description="Manage XenServer and XCP-ng pools. With no command, opens the "
         "terminal UI.",
-        epilog="Exit codes: 0 ok, 1 refused by xapi, 2 usage, 3 connection or trust.",
+        epilog="Exit codes: 0 ok, 1 refused by xapi, 2 usage, 3 connection or trust, "
+        "128+N ended by signal N (130 Ctrl-C, 129 hang-up, 143 SIGTERM, 141 the reader "
+        "of the output left).",
     )
     p.add_argument("--version", action="version", version=f"xsctl {__version__}")
     p.add_argument("--view", metavar="VIEW",
@@ -126,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--ca-file", dest="profile_ca_file", metavar="FILE")
     a.add_argument("--ssh", metavar="TARGET", help="ssh target for the profiling tab")
     a.add_argument("--read-only", dest="profile_read_only", action="store_true")
+    a.add_argument("--insecure-http", dest="profile_insecure_http", action="store_true",
+                   help="allow an http:// URL (the password and all data unencrypted)")
     a.add_argument("--default", action="store_true", help="make it the default profile")
     a.add_argument("--replace", action="store_true", help="overwrite an existing profile")
     _leaf(prs, "list", admin.cmd_profile_list, "list profiles", conn=False)
@@ -226,15 +263,28 @@ def _cmd_app(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- main
 
 
+class _PrivateLog(logging.FileHandler):
+    """The log, created 0600 (it names hosts, users and VMs), never first 0644."""
+
+    def _open(self) -> Any:
+        from xsctl.files import open_private
+
+        fd = open_private(Path(self.baseFilename), os.O_WRONLY | os.O_APPEND)
+        return open(fd, self.mode, encoding=self.encoding, errors=self.errors)
+
+
 def _setup_logging(verbose: bool) -> None:
-    from xsctl.config import log_file
+    from xsctl.config import config_dir, log_file
+    from xsctl.files import private_dir
 
     root = logging.getLogger("xsctl")
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     try:
+        if config_dir().is_dir():
+            private_dir(config_dir())  # one made by an older version may be 0755
         path = log_file()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fh = logging.FileHandler(path, encoding="utf-8")
+        private_dir(path.parent)
+        fh = _PrivateLog(path, encoding="utf-8")
         fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         fh.setLevel(logging.INFO)
         root.addHandler(fh)

@@ -3,6 +3,8 @@ never hold a password (those go to the keyring, see secrets.py)."""
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
 import re
 import tomllib
@@ -10,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from xsctl.files import write_private
 from xsctl.xapi.errors import UsageError
 
 XAPI_SOCKET = "/var/lib/xcp/xapi"
@@ -47,7 +50,25 @@ def log_file() -> Path:
     return state_dir() / "xsctl.log"
 
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# a DNS label (RFC 1123), once the name is in its ASCII (IDNA) form
+# (and "_", which /etc/hosts and some internal zones use)
+_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+_ZONE = re.compile(r"[A-Za-z0-9._~-]{1,64}")  # an IPv6 zone id (RFC 6874)
+
+
+def check_profile_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise UsageError(
+            f"bad profile name {name!r}: up to 64 letters, digits, '.', '_' and '-', "
+            "starting with a letter or a digit"
+        )
+    if name == LOCAL_PROFILE:
+        raise UsageError(
+            f"{LOCAL_PROFILE!r} is the built-in profile of a host's own xapi (its Unix "
+            "socket, in dom0): choose another name"
+        )
+    return name
 
 
 @dataclass
@@ -58,6 +79,7 @@ class Profile:
     ca_file: str | None = None
     ssh: str | None = None  # ssh target for the profiling tab, e.g. root@host
     read_only: bool = False
+    insecure_http: bool = False  # the user accepts http://: everything in clear
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -69,34 +91,108 @@ class Profile:
         return self.url if self.is_local else f"{self.user}@{self.url}"
 
 
-def normalize_url(url: str) -> str:
-    """``host``, ``host:port``, ``https://host[:port]``, ``http://...`` or
-    ``unix:///path``; a bare host means HTTPS."""
+def _check_host(host: str, bracketed: bool) -> str:
+    """The host part of a URL, as a socket takes it (an IPv6 zone id decoded)."""
+    if bracketed:
+        addr, pct, zone = host.partition("%")
+        if pct:  # RFC 6874 writes the "%" of fe80::1%eth0 as %25
+            if not zone.startswith("25") or not _ZONE.fullmatch(zone[2:]):
+                raise UsageError("bad IPv6 zone: write it as [fe80::1%25eth0]")
+            zone = zone[2:]
+        try:
+            ipaddress.IPv6Address(addr)
+        except ValueError:
+            raise UsageError("not an IPv6 address between the brackets") from None
+        return f"{addr}%{zone}" if zone else addr
+    try:
+        ipaddress.IPv4Address(host)
+        return host
+    except ValueError:
+        pass
+    try:
+        ascii_name = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise UsageError("not a valid host name (each dot-separated part is 1 to 63 "
+                         "letters, digits or '-')") from None
+    labels = ascii_name.rstrip(".").split(".")
+    if len(ascii_name) > 253 or not all(_LABEL.fullmatch(x) for x in labels):
+        raise UsageError("not a valid host name (at most 253 characters, each "
+                         "dot-separated part 1 to 63 letters, digits or '-')")
+    return host
+
+
+def parse_url(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of a xapi URL, or a UsageError that says what is wrong.
+    ``host`` is what a socket takes; ``port`` is 0 for the Unix socket."""
+    if not isinstance(url, str):
+        raise UsageError("a URL must be text, like https://host")
     url = url.strip()
     if not url:
         raise UsageError("empty URL")
-    if url.startswith("unix://"):
-        return url
+    if any(ord(c) < 32 or ord(c) == 127 for c in url):
+        raise UsageError("a URL cannot hold control characters")
     if url.startswith("/"):
-        return "unix://" + url
+        url = "unix://" + url
+    if url.startswith("unix://"):
+        path = url[len("unix://"):]
+        if not path.startswith("/"):
+            raise UsageError("unix:// takes an absolute path: unix:///var/lib/xcp/xapi")
+        return "unix", path, 0
     if "://" not in url:
         url = "https://" + url
     try:
         parts = urlsplit(url)
     except ValueError as e:  # e.g. an unclosed IPv6 bracket
         raise UsageError(f"not a xapi URL: {url!r} ({e})") from e
-    if parts.scheme not in ("https", "http") or not parts.hostname:
+    if parts.scheme not in ("https", "http"):
         raise UsageError(f"not a xapi URL: {url!r} (use https://host[:port])")
-    try:
-        parts.port  # noqa: B018 - validates the port
-    except ValueError as e:
-        raise UsageError(f"bad port in {url!r}") from e
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    return f"{parts.scheme}://{netloc}"
+    if "@" in parts.netloc:
+        # not echoed: the part before the @ may be a password
+        raise UsageError(
+            "a URL cannot carry a user name or a password (user:password@host): it "
+            "would show in the process list, the shell's history and the config file. "
+            "Give the user with --user, and the password through the keyring, "
+            "--password-file or --password-stdin"
+        )
+    netloc = parts.netloc
+    bracketed = netloc.startswith("[")
+    if bracketed:
+        host_part, _, rest = netloc[1:].partition("]")
+        if rest and not rest.startswith(":"):
+            raise UsageError(f"not a xapi URL: {url!r}")
+        port_text = rest[1:] if rest else ""
+    else:
+        host_part, _, port_text = netloc.partition(":")
+    if not host_part:
+        raise UsageError(f"not a xapi URL: {url!r} (use https://host[:port])")
+    host = _check_host(host_part, bracketed)
+    default = 443 if parts.scheme == "https" else 80
+    if not port_text and not netloc.endswith(":"):
+        return parts.scheme, host, default
+    if not port_text.isascii() or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise UsageError(f"bad port in {url!r}: a number from 1 to 65535")
+    return parts.scheme, host, int(port_text)
+
+
+def format_url(scheme: str, host: str, port: int) -> str:
+    """The canonical form: no default port, IPv6 in brackets with its zone as %25."""
+    if scheme == "unix":
+        return f"unix://{host}"
+    if ":" in host:
+        host = "[" + host.replace("%", "%25") + "]"
+    default = 443 if scheme == "https" else 80
+    return f"{scheme}://{host}" + ("" if port == default else f":{port}")
+
+
+def normalize_url(url: str) -> str:
+    """``host``, ``host:port``, ``https://host[:port]``, ``http://...`` or
+    ``unix:///path``; a bare host means HTTPS."""
+    return format_url(*parse_url(url))
 
 
 def _quote(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    # a JSON string is a TOML basic string, once DEL is escaped too
+    return json.dumps(s, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 class Config:
@@ -108,31 +204,70 @@ class Config:
         self.default: str | None = None
         self.load()
 
+    def _bad(self, key: str, what: str) -> UsageError:
+        return UsageError(f"{self.path}: {key}: {what}")
+
     def load(self) -> None:
         self.profiles.clear()
-        if not self.path.exists():
-            return
+        self.default = None
         try:
-            data = tomllib.loads(self.path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, OSError) as e:
-            raise UsageError(f"cannot read {self.path}: {e}") from e
-        self.default = data.get("default")
-        for name, p in (data.get("profiles") or {}).items():
-            if not isinstance(p, dict) or "url" not in p:
-                continue
-            known = {"url", "user", "ca_file", "ssh", "read_only"}
-            self.profiles[name] = Profile(
-                name=name,
-                url=str(p["url"]),
-                user=str(p.get("user", "root")),
-                ca_file=p.get("ca_file"),
-                ssh=p.get("ssh"),
-                read_only=bool(p.get("read_only", False)),
-                extra={k: str(v) for k, v in p.items() if k not in known},
-            )
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            raise UsageError(f"cannot read {self.path}: {e.strerror}") from e
+        try:
+            data = tomllib.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            raise UsageError(f"{self.path}: not UTF-8 text (byte {e.start})") from e
+        except tomllib.TOMLDecodeError as e:
+            raise UsageError(f"{self.path}: {e}") from e
+        default = data.get("default")
+        if default is not None and not isinstance(default, str):
+            raise self._bad("default", "must be the name of a profile, in quotes")
+        self.default = default
+        profiles = data.get("profiles", {})
+        if not isinstance(profiles, dict):
+            raise self._bad("profiles", 'must be a table of [profiles."NAME"] sections')
+        for name, p in profiles.items():
+            key = f"profiles.{name}"
+            try:
+                check_profile_name(name)
+            except UsageError as e:
+                raise self._bad(key, str(e)) from None
+            if not isinstance(p, dict):
+                raise self._bad(key, "must be a table (url = ..., user = ...)")
+            self.profiles[name] = self._profile(name, p, key)
+
+    def _profile(self, name: str, p: dict[str, object], key: str) -> Profile:
+        def text(k: str, default: str | None = None) -> str | None:
+            v = p.get(k, default)
+            if v is not None and not isinstance(v, str):
+                raise self._bad(f"{key}.{k}", "must be a string, in quotes")
+            return v
+
+        def flag(k: str) -> bool:
+            v = p.get(k, False)
+            if not isinstance(v, bool):
+                raise self._bad(f"{key}.{k}", "must be true or false")
+            return v
+
+        url = text("url")
+        if url is None:
+            raise self._bad(f"{key}.url", "missing (url = \"https://host\")")
+        try:
+            url = normalize_url(url)
+        except UsageError as e:
+            raise self._bad(f"{key}.url", str(e)) from None
+        known = {"url", "user", "ca_file", "ssh", "read_only", "insecure_http"}
+        return Profile(
+            name=name, url=url, user=text("user", "root") or "root",
+            ca_file=text("ca_file"), ssh=text("ssh"), read_only=flag("read_only"),
+            insecure_http=flag("insecure_http"),
+            extra={k: str(v) for k, v in p.items() if k not in known},
+        )
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         lines = ["# xsctl profiles (passwords live in the OS keyring, never here)"]
         if self.default:
             lines.append(f"default = {_quote(self.default)}")
@@ -147,21 +282,22 @@ class Config:
                 lines.append(f"ssh = {_quote(p.ssh)}")
             if p.read_only:
                 lines.append("read_only = true")
+            if p.insecure_http:
+                lines.append("insecure_http = true")
             for k, v in p.extra.items():
-                lines.append(f"{k} = {_quote(v)}")
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o600)
-        tmp.replace(self.path)
+                lines.append(f"{_quote(k)} = {_quote(v)}")
+        try:
+            write_private(self.path, "\n".join(lines) + "\n")
+        except OSError as e:
+            raise UsageError(f"cannot write {self.path}: {e.strerror}") from e
 
     def add(self, profile: Profile, *, replace: bool = False) -> None:
-        if not _NAME.match(profile.name):
-            raise UsageError(
-                f"bad profile name {profile.name!r}: letters, digits, '.', '_' and '-' only"
-            )
+        check_profile_name(profile.name)
         if profile.name in self.profiles and not replace:
             raise UsageError(f"profile {profile.name!r} exists (use --replace to overwrite)")
         profile.url = normalize_url(profile.url)
+        if profile.url.startswith("http://") and not profile.insecure_http:
+            raise UsageError(plain_http_refused(profile.url, "--insecure-http"))
         self.profiles[profile.name] = profile
         if self.default is None:
             self.default = profile.name
@@ -184,6 +320,11 @@ class Config:
             names = ", ".join(sorted(self.profiles)) or "none yet (xsctl profile add)"
             raise UsageError(f"no profile named {name!r}; profiles: {names}")
         return p
+
+
+def plain_http_refused(url: str, how: str) -> str:
+    return (f"{url} is plain HTTP: the password and every record would cross the "
+            f"network unencrypted. Use https://, or if this network is trusted, {how}")
 
 
 def in_dom0() -> bool:

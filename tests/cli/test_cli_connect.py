@@ -84,6 +84,7 @@ def test_no_password_and_no_terminal_is_a_usage_error(sim: Simulator) -> None:
 def test_wrong_password_exits_1(sim: Simulator, tmp_path: Path) -> None:
     bad = tmp_path / "bad"
     bad.write_text("wrong\n")
+    bad.chmod(0o600)
     r = xsctl("--url", sim.url, "--accept-fingerprint", sim.fingerprint,
               "--password-file", str(bad), "vm", "list")
     assert r.code == 1 and "SESSION_AUTHENTICATION_FAILED" in r.err
@@ -97,7 +98,8 @@ def test_profiles(sim: Simulator, tmp_path: Path, isolated_home: dict[str, str])
     assert xsctl("profile", "add", "bad name", "--url", sim.url).code == 2
     listed = xsctl("profile", "list", "--json").json()
     assert listed == [{"name": "lab", "url": sim.url, "user": "root", "ca_file": None, "ssh": None,
-                       "read_only": False, "default": True, "password_in_keyring": False}]
+                       "read_only": False, "insecure_http": False, "default": True,
+                       "password_in_keyring": False}]
     keyring.set_password("xsctl", f"root@{sim.url}", sim.password)
     r = xsctl("--accept-fingerprint", sim.fingerprint, "vm", "list")  # the default profile
     assert r.code == 0, r.err

@@ -92,9 +92,11 @@ def run_app(args: argparse.Namespace) -> int:
 def app_for(args: argparse.Namespace) -> XsctlApp:
     """The app ``xsctl [--profile P | --url U]`` opens (the tests drive this one)."""
     from xsctl.commands.connect import password_for, target_from_args
+    from xsctl.config import Config
     from xsctl.ui.app import create_app
     from xsctl.xapi.errors import UsageError
 
+    Config()  # a broken config.toml is said here, in one line, not inside the app
     target: Target | None = None
     password: str | None = None
     if getattr(args, "url", None) or getattr(args, "profile", None):

@@ -72,6 +72,27 @@ class ChangedCertificate(TrustError):
         )
 
 
+class FingerprintMismatch(TrustError):
+    """--accept-fingerprint named another certificate than the one the host shows."""
+
+    def __init__(self, host: str, seen: str, said: str) -> None:
+        self.host = host
+        self.seen = seen
+        self.said = said
+        super().__init__(
+            f"The certificate of {host} is not the one --accept-fingerprint names. "
+            "Refusing to connect.\n"
+            f"  the server's certificate is {seen}\n"
+            f"  you said                    {said}\n"
+            "Check the fingerprint against the host's own (in dom0: openssl x509 -noout "
+            "-fingerprint -sha256 -in /etc/xensource/xapi-ssl.pem)"
+        )
+
+
+class PlainHttpRefused(TrustError):
+    """http:// without the user's say-so: the password would cross in clear."""
+
+
 class ReadOnlyRefused(XsctlError):
     """A call that changes state, refused before it was sent (--read-only)."""
 

@@ -12,15 +12,18 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from xsctl.config import plain_http_refused
 from xsctl.xapi import interrupts
 from xsctl.xapi.errors import (
     ConnectionDropped,
     ConnectionFailed,
+    PlainHttpRefused,
     ReadOnlyRefused,
     TrustError,
     UsageError,
@@ -85,6 +88,25 @@ def closed_on_exit() -> Iterator[None]:
                 c.close()
 
 
+MAX_TIMEOUT = 86400.0
+
+
+def check_timeout(seconds: float) -> float:
+    """A socket timeout a person meant: finite, above zero, at most a day."""
+    if not isinstance(seconds, int | float) or not math.isfinite(seconds) or not (
+            0 < seconds <= MAX_TIMEOUT):
+        raise UsageError(f"a timeout is a number of seconds above 0 and at most "
+                         f"{MAX_TIMEOUT:.0f}, not {seconds!r}")
+    return float(seconds)
+
+
+def check_endpoint(ep: Endpoint, insecure_http: bool) -> None:
+    """Plain HTTP only when the user said so: the password would cross in clear."""
+    if ep.scheme == "http" and not insecure_http:
+        raise PlainHttpRefused(plain_http_refused(
+            ep.url, "say so with --insecure-http (or insecure_http = true in the profile)"))
+
+
 class Connection:
     """A logged-in connection to a pool. Thread-safe; use as a context manager."""
 
@@ -100,10 +122,13 @@ class Connection:
         timeout: float = 30.0,
         originator: str = ORIGINATOR,
         retries: int = 3,
+        insecure_http: bool = False,
     ) -> None:
         if transport not in ("auto", "json", "xml"):
             raise UsageError(f"unknown transport {transport!r} (auto, json or xml)")
         self.endpoint = Endpoint.parse(url)
+        check_endpoint(self.endpoint, insecure_http)
+        timeout = check_timeout(timeout)
         self.first_endpoint = self.endpoint
         self.user = user
         self._password = password or ""

@@ -4,6 +4,7 @@ profile, first-use certificate confirmation and the password (keyring or asked).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
@@ -17,6 +18,7 @@ from textual.widgets.option_list import Option
 
 from xsctl import secrets
 from xsctl.config import Config, Profile, local_profile, state_dir
+from xsctl.files import write_private
 from xsctl.ui.modals.trust import AskPassword, TrustCertificate
 from xsctl.xapi.client import Client, Target, ensure_trusted
 from xsctl.xapi.errors import ChangedCertificate, UnknownCertificate, XapiError, XsctlError
@@ -28,18 +30,14 @@ if TYPE_CHECKING:
 def remember_last(profile: str | None) -> None:
     if not profile:
         return
-    try:
-        d = state_dir()
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "last_profile").write_text(profile + "\n", encoding="utf-8")
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):
+        write_private(state_dir() / "last_profile", profile + "\n")
 
 
 def last_profile() -> str | None:
     try:
         return (state_dir() / "last_profile").read_text(encoding="utf-8").strip() or None
-    except OSError:
+    except (OSError, ValueError):  # missing, or not text: connect to nothing by default
         return None
 
 
