@@ -219,11 +219,11 @@ def _ca_context(path: str) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=path)
     except FileNotFoundError:
         raise UsageError(f"CA file not found: {path}") from None
-    except OSError as e:
-        raise UsageError(f"cannot read the CA file {path}: {e.strerror}") from e
-    except (ssl.SSLError, ValueError, UnicodeDecodeError):
+    except (ssl.SSLError, ValueError):  # SSLError is an OSError: first
         raise UsageError(f"CA file {path} holds no PEM certificate "
                          "(-----BEGIN CERTIFICATE-----)") from None
+    except OSError as e:
+        raise UsageError(f"cannot read the CA file {path}: {e.strerror}") from e
 
 
 def probe_fingerprint(host: str, port: int, timeout: float = 10.0) -> str:
