@@ -127,7 +127,9 @@ def open_client(args: argparse.Namespace, classes: Iterable[str] = CLASSES,
             answer = input(f"Save the password for {target.user}@{target.url} in the "
                            "keyring? [y/N] ").strip().lower()
             if answer in ("y", "yes"):
-                secrets.set_password(target.user, target.url, password)
+                why = secrets.set_password(target.user, target.url, password)
+                if why:
+                    warn(f"the password was not saved: {why}; it will be asked again")
         if load:
             client.load()
     except BaseException:

@@ -124,6 +124,7 @@ class ConnectScreen(Screen[None]):
     def _cancel_add(self) -> None:
         self.query_one("#add-profile").add_class("hidden")
 
+    @on(Input.Submitted, "#p-name, #p-url, #p-user")
     @on(Button.Pressed, "#p-save")
     def _save(self) -> None:
         p = Profile(
@@ -195,10 +196,14 @@ class ConnectScreen(Screen[None]):
             except XsctlError as e:
                 self.status(str(e), error=True)
                 return
-            if save and password:
-                secrets.set_password(target.user, target.url, password)
+            why = secrets.set_password(target.user, target.url, password) if (
+                save and password) else None
             remember_last(target.profile)
             self.app.pop_screen()
             self.xapp.attach(client)
+            if why:
+                self.app.notify(f"The password was not saved: {why}. It will be asked "
+                                "again next time.", title="Keyring", severity="warning",
+                                timeout=12, markup=False)
             return
         self.status("Not connected: the password was refused three times", error=True)
