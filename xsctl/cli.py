@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--replace", action="store_true", help="overwrite an existing profile")
     _leaf(prs, "list", admin.cmd_profile_list, "list profiles", conn=False)
     r = _leaf(prs, "remove", admin.cmd_profile_remove, "remove a profile", conn=False)
-    r.add_argument("name")
+    r.add_argument("name", metavar="PROFILE")
     r.add_argument("--forget-password", action="store_true",
                    help="also delete its password from the keyring")
 
@@ -200,8 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
     sr = sub.add_parser("sr", help="storage repositories")
     srs = sr.add_subparsers(dest="sr_command", metavar="ACTION", required=True)
     _leaf(srs, "list", pool.cmd_sr_list, "list storage repositories")
-    comp = sub.add_parser("completion", help="print a shell completion script")
-    comp.add_argument("shell", choices=["bash"])
+    comp = sub.add_parser(
+        "completion", help="print a shell completion script",
+        description="Print a completion script: source <(xsctl completion bash), the same "
+        "for zsh, or xsctl completion fish | source. VM, host and SR names come from "
+        "the names the CLI and the app remember for the default profile; completing "
+        "never connects.")
+    comp.add_argument("shell", choices=["bash", "zsh", "fish"])
     comp.set_defaults(func=_cmd_completion)
 
     t = sub.add_parser("task", help="tasks")
@@ -242,9 +247,9 @@ def _cmd_sim_control(args: argparse.Namespace) -> int:
 
 
 def _cmd_completion(args: argparse.Namespace) -> int:
-    from xsctl.commands.completion import bash
+    from xsctl.commands.completion import SCRIPTS
 
-    print(bash(build_parser()))
+    print(SCRIPTS[args.shell](build_parser()))
     return 0
 
 
@@ -315,6 +320,14 @@ def _stdout_gone() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:2] == ["completion", "names"]:
+        # asked by the completion scripts at every tab: answered before the parser
+        # (and everything it imports) is built
+        from xsctl.commands.completion import print_names
+
+        return print_names(words[2:])
+
     from xsctl.xapi import interrupts
     from xsctl.xapi.errors import XsctlError
     from xsctl.xapi.session import closed_on_exit

@@ -19,7 +19,14 @@ PRIVATE_FILE = 0o600
 def private_dir(path: Path) -> Path:
     """Make ``path`` (and missing parents) a folder only its owner can enter. An
     existing one of ours is narrowed to 0700."""
-    path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    missing = []
+    p = path
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):  # mkdir(parents=True) would make the parents 0777 & ~umask
+        with contextlib.suppress(FileExistsError):
+            d.mkdir(mode=PRIVATE_DIR)
     if path.stat().st_mode & 0o077:
         os.chmod(path, PRIVATE_DIR)
     return path

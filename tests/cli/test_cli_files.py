@@ -73,7 +73,7 @@ def test_every_file_is_private_from_its_first_byte(sim: Simulator, tmp_path: Pat
             else:
                 files[p.name] = oct(mode)
     assert files == {"config.toml": "0o600", "known_hosts": "0o600", "xsctl.log": "0o600",
-                     "last_profile": "0o600"}
+                     "last_profile": "0o600", "lab.json": "0o600"}  # names, for completion
 
 
 def test_an_old_open_config_folder_is_narrowed(sim: Simulator, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ the right one saved in the keyring), and ``xsctl --profile P`` going straight in
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from textual.widgets import Checkbox, Input, Label, OptionList
@@ -12,7 +13,7 @@ from tests.ui.harness import Ui, driving, text_of, words_of
 from xsctl import secrets
 from xsctl.cli import build_parser
 from xsctl.commands.app import app_for
-from xsctl.config import Config, Profile, known_hosts_file, state_dir
+from xsctl.config import Config, Profile, cache_dir, known_hosts_file, state_dir
 from xsctl.sim import Simulator
 from xsctl.ui.modals.trust import AskPassword, TrustCertificate
 from xsctl.ui.screens.connect import ConnectScreen
@@ -146,6 +147,9 @@ async def test_profile_option_goes_straight_in(sim: Simulator) -> None:
                        what="the header")
         assert sim.live_sessions() == 1
     assert sim.live_sessions() == 0  # it logged out on the way out
+    # the pool's names are remembered for shell completion
+    remembered = json.loads((cache_dir() / "names" / "lab.json").read_text())
+    assert "web-01" in remembered["vm"] and "xcp-ng-02" in remembered["host"]
 
 
 async def test_profile_with_a_password_file(sim: Simulator, tmp_path: Path) -> None:

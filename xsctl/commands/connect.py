@@ -11,7 +11,7 @@ import stat
 import sys
 from collections.abc import Iterable
 
-from xsctl import secrets
+from xsctl import names, secrets
 from xsctl.commands.output import warn, warn_unencrypted
 from xsctl.config import Config, Profile, local_profile, normalize_url
 from xsctl.xapi.cache import CLASSES
@@ -132,6 +132,7 @@ def open_client(args: argparse.Namespace, classes: Iterable[str] = CLASSES,
                     warn(f"the password was not saved: {why}; it will be asked again")
         if load:
             client.load()
+            names.remember(target.profile, target.url, client.cache)
     except BaseException:
         if client is not None:
             client.close()

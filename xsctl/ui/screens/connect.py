@@ -16,7 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from xsctl import secrets
+from xsctl import names, secrets
 from xsctl.config import Config, Profile, local_profile, state_dir
 from xsctl.files import write_private
 from xsctl.ui.modals.trust import AskPassword, TrustCertificate
@@ -39,6 +39,18 @@ def last_profile() -> str | None:
         return (state_dir() / "last_profile").read_text(encoding="utf-8").strip() or None
     except (OSError, ValueError):  # missing, or not text: connect to nothing by default
         return None
+
+
+def _open(target: Target, password: str | None) -> Client:
+    """Log in and load the pool; a load that fails logs out again."""
+    client = Client.connect(target, password)
+    try:
+        client.cache.load()
+        names.remember(target.profile, target.url, client.cache)
+    except BaseException:
+        client.close()
+        raise
+    return client
 
 
 class ConnectScreen(Screen[None]):
@@ -184,8 +196,7 @@ class ConnectScreen(Screen[None]):
                 password, save = creds.password, creds.save
             self.status(f"Logging in to {where}…")
             try:
-                client = await asyncio.to_thread(Client.connect, target, password)
-                await asyncio.to_thread(client.cache.load)
+                client = await asyncio.to_thread(_open, target, password)
             except XapiError as e:
                 if e.code == "SESSION_AUTHENTICATION_FAILED":
                     problem = e.friendly
