@@ -3,6 +3,7 @@ re-login after an xapi restart, following a new pool master, no leaked sessions.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import pytest
@@ -232,3 +233,46 @@ def test_a_certificate_changed_mid_session_stops_everything_and_says_so(
     assert client.conn.health is Health.UNTRUSTED
     client.close()
     assert client.conn.health is Health.CLOSED
+
+
+def _relay_on_ipv6_loopback(port: int) -> int:
+    """A TCP relay on [::1] to the simulator (which listens on IPv4): the way to reach
+    it through an IPv6 address with a zone id. Returns the relay's port."""
+    import socket
+
+    srv = socket.socket(socket.AF_INET6)
+    srv.bind(("::1", 0))
+    srv.listen()
+
+    def pipe(a: socket.socket, b: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := a.recv(65536):
+                b.sendall(data)
+        for s in (a, b):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    def serve() -> None:
+        while True:
+            c, _ = srv.accept()
+            u = socket.create_connection(("127.0.0.1", port))
+            threading.Thread(target=pipe, args=(c, u), daemon=True).start()
+            threading.Thread(target=pipe, args=(u, c), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    relay_port: int = srv.getsockname()[1]
+    return relay_port
+
+
+def test_an_ipv6_url_with_a_zone_id_connects(sim: Simulator) -> None:
+    """RFC 6874 writes the zone of fe80::1%eth0 as %25 in a URL: it is decoded for the
+    socket (here zone 1, the loopback interface, on ::1) and kept in the URL."""
+    from xsctl.xapi.client import Target
+
+    port = _relay_on_ipv6_loopback(sim.port)
+    t = Target(url=f"https://[::1%251]:{port}", accept_fingerprint=sim.fingerprint)
+    with Client.connect(t, sim.password) as c:
+        assert c.conn.endpoint.host == "::1%1"
+        assert c.conn.endpoint.url == f"https://[::1%251]:{port}"
+        assert sim.live_sessions() == 1
+    assert sim.live_sessions() == 0
