@@ -44,7 +44,7 @@ def remember(profile: str | None, url: str, cache: Cache) -> None:
     a convenience, and the folder may be read-only."""
     if not profile:
         return
-    from xsctl.xapi.ops.resolve import is_guest
+    from xsctl.xapi.models import is_guest
 
     try:
         path = names_file(profile)

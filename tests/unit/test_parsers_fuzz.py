@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
@@ -19,7 +18,6 @@ from xsctl.sim import Simulator
 from xsctl.xapi.cache import Cache
 from xsctl.xapi.errors import UsageError
 from xsctl.xapi.models import INT64_MAX, parse_size
-from xsctl.xapi.ops import vm as vmops
 from xsctl.xapi.ops.resolve import resolve
 from xsctl.xapi.transport import Endpoint
 
@@ -158,21 +156,3 @@ def test_names_resolve_to_one_object_or_a_usage_error(pool_cache: Cache, spec: s
             continue
         assert pool_cache.get(cls, ref) is not None
 
-
-@pytest.mark.parametrize(("plan", "says"), [
-    (lambda c: vmops.set_vcpus(c, "web-staging", 2**63), "the number of vCPUs is out of range"),
-    (lambda c: vmops.set_vcpus(c, "web-staging", 2, 10**30), "maximum number of vCPUs"),
-    (lambda c: vmops.set_vcpus(c, "web-staging", -1), "out of range"),
-    (lambda c: vmops.set_memory(c, "web-staging", "٣G"), "not a size: '٣G'"),
-    (lambda c: vmops.set_memory(c, "web-staging", "9" * 30 + "G"), "is too large"),
-    (lambda c: vmops.set_memory(c, "web-staging", "4G", "2G", "9" * 400), "is too large"),
-    (lambda c: vmops.start(c, "web-staging", ""), "no host given"),
-], ids=["vcpus 2^63", "vcpus max 10^30", "vcpus -1", "arabic-indic digits", "30 digits",
-        "400 digits", "start on ''"])
-def test_the_planners_refuse_what_xapi_cannot_take(pool_cache: Cache, plan: Any,
-                                                   says: str) -> None:
-    """Refused before a plan exists, so before xapi (which would answer INTERNAL_ERROR
-    Int64.of_string, or start the VM anywhere for an empty host)."""
-    with pytest.raises(UsageError) as e:
-        plan(pool_cache)
-    assert says in str(e.value)

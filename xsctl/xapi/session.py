@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from xsctl.config import plain_http_refused
 from xsctl.xapi import interrupts
 from xsctl.xapi.errors import (
     ConnectionDropped,
@@ -40,6 +39,7 @@ from xsctl.xapi.transport import (
     make_transport,
 )
 from xsctl.xapi.trust import TrustPolicy, normalize_fingerprint
+from xsctl.xapi.urls import plain_http_refused
 
 log = logging.getLogger(__name__)
 

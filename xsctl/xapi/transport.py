@@ -26,9 +26,9 @@ from typing import Any
 import XenAPI
 
 from xsctl import __version__
-from xsctl.config import format_url, parse_url
 from xsctl.xapi.errors import ConnectionDropped, ConnectionFailed, OutcomeUnknown, XapiError
 from xsctl.xapi.trust import TrustPolicy
+from xsctl.xapi.urls import format_url, parse_url
 
 log = logging.getLogger(__name__)
 
