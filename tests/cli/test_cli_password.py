@@ -22,10 +22,10 @@ from xsctl.sim import Simulator
 WRONG = "Wr0ng-but-secret-too"
 
 
-def when_a_task_runs(sim: Simulator, then: Callable[[], None]) -> threading.Thread:
+def when_a_task_runs(sim: Simulator, name: str, then: Callable[[], None]) -> threading.Thread:
     def run() -> None:
-        wait_for(lambda: any(t["status"] == "pending" for t in sim.store.all("task").values()),
-                 timeout=20)
+        wait_for(lambda: any(t["status"] == "pending" and t["name_label"] == name
+                             for t in sim.store.all("task").values()), timeout=20)
         then()
 
     t = threading.Thread(target=run, daemon=True)
@@ -71,15 +71,15 @@ def test_no_login_path_writes_the_password(tmp_path: Path,
         assert "the master is" in log.read_text()
 
         # logged in again after an xapi restart, while waiting on a task
-        t = when_a_task_runs(sim, lambda: sim.restart(downtime=0.1))
+        t = when_a_task_runs(sim, "Async.VM.start", lambda: sim.restart(downtime=0.1))
         xsctl(*base, "vm", "start", "web-staging")
         t.join()
         assert "logged in again" in log.read_text()
 
         # logged in again after the session expired, while waiting on a task
         before = log.read_text().count("logged in again")
-        t = when_a_task_runs(sim, lambda: expire_sessions(sim))
-        r = xsctl(*base, "vm", "shutdown", "web-staging", "--force")
+        t = when_a_task_runs(sim, "Async.VM.hard_shutdown", lambda: expire_sessions(sim))
+        r = xsctl(*base, "vm", "shutdown", "web-01", "--force")  # running since the seed
         t.join()
         assert r.code == 0, r.err
         assert log.read_text().count("logged in again") > before
