@@ -4,14 +4,12 @@ TUI. A small sample of tests/benchmarks/bench_sessions.py, which runs 260."""
 
 from __future__ import annotations
 
-import fcntl
 import os
 import random
 import select
 import signal
 import subprocess
 import sys
-import termios
 import threading
 from pathlib import Path
 from typing import Any
@@ -92,14 +90,13 @@ def on_a_terminal(argv: list[str], env: dict[str, str] | None = None,
     """``xsctl ARGV`` with a pseudo-terminal as its controlling terminal: closing the
     master side is closing the terminal window (the kernel sends SIGHUP)."""
     master, slave = os.openpty()
-
-    def controlling_tty() -> None:
-        os.setsid()
-        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-    p = subprocess.Popen([sys.executable, "-m", "xsctl", *argv], stdin=slave, stdout=slave,
-                         stderr=slave, env=env or dict(os.environ),
-                         preexec_fn=controlling_tty)
+    # the child takes the terminal itself, then becomes xsctl (same process): a
+    # preexec_fn would run between fork and exec, unsafe with the simulator's threads
+    take_tty = ("import fcntl, os, sys, termios; os.setsid(); "
+                "fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
+                "os.execv(sys.executable, [sys.executable, '-m', 'xsctl', *sys.argv[1:]])")
+    p = subprocess.Popen([sys.executable, "-c", take_tty, *argv], stdin=slave, stdout=slave,
+                         stderr=slave, env=env or dict(os.environ))
     os.close(slave)
     return p, master
 
