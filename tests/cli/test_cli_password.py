@@ -33,13 +33,6 @@ def when_a_task_runs(sim: Simulator, name: str, then: Callable[[], None]) -> thr
     return t
 
 
-def expire_sessions(sim: Simulator) -> None:
-    """What xapi's session timeout does: the session is gone; the next call with it is
-    SESSION_INVALID."""
-    for ref in list(sim.store.all("session")):
-        sim.store.destroy(ref)
-
-
 def files_holding(secret: str, roots: list[Path]) -> list[Path]:
     return [f for root in roots for f in root.rglob("*")
             if f.is_file() and secret.encode() in f.read_bytes()]
@@ -78,7 +71,7 @@ def test_no_login_path_writes_the_password(tmp_path: Path,
 
         # logged in again after the session expired, while waiting on a task
         before = log.read_text().count("logged in again")
-        t = when_a_task_runs(sim, "Async.VM.hard_shutdown", lambda: expire_sessions(sim))
+        t = when_a_task_runs(sim, "Async.VM.hard_shutdown", sim.expire_sessions)
         r = xsctl(*base, "vm", "shutdown", "web-01", "--force")  # running since the seed
         t.join()
         assert r.code == 0, r.err
