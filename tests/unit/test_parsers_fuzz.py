@@ -110,9 +110,13 @@ def test_urls_normalise_once_or_are_refused(text: str) -> None:
 @given(st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126,
                                       exclude_characters="@/#?[]"), min_size=4))
 def test_a_url_with_a_password_is_refused_without_repeating_it(password: str) -> None:
-    with pytest.raises(UsageError) as e:
-        normalize_url(f"https://root:{password}@pool.example")
-    assert password not in str(e.value) and "--password-file" in str(e.value)
+    """The refusal is the same sentence whatever the password: nothing of it shows."""
+    said = []
+    for pw in (password, "x" * 8):
+        with pytest.raises(UsageError) as e:
+            normalize_url(f"https://root:{pw}@pool.example")
+        said.append(str(e.value))
+    assert said[0] == said[1] and "--password-file" in said[0]
 
 
 @FUZZ

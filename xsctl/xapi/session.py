@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import inspect
 import logging
 import math
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 from xsctl.xapi import interrupts
 from xsctl.xapi.errors import (
@@ -164,8 +165,22 @@ class Connection:
 
     # ------------------------------------------------------------ listeners
 
-    def on_state(self, fn: StateListener) -> None:
-        self._state_listeners.append(fn)
+    def on_state(self, fn: StateListener | Callable[[Health, str], None]) -> None:
+        """``fn(health, text, error)`` at every change of health; ``error`` is what
+        made it LOST or UNTRUSTED (for UNTRUSTED, the ChangedCertificate with both
+        fingerprints). A listener of two parameters gets the first two."""
+        try:
+            params = list(inspect.signature(fn).parameters.values())
+        except (TypeError, ValueError):
+            params = []
+        positional = [p for p in params if p.kind in (
+            inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        if params and len(positional) == 2 and not any(
+                p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+            two = cast(Callable[[Health, str], None], fn)
+            self._state_listeners.append(lambda h, text, error: two(h, text))
+        else:
+            self._state_listeners.append(cast(StateListener, fn))
 
     def on_renew(self, fn: RenewListener) -> None:
         self._renew_listeners.append(fn)
@@ -177,8 +192,10 @@ class Connection:
         self.health, self.health_text = h, text
         if changed:
             for fn in list(self._state_listeners):
-                with contextlib.suppress(Exception):
+                try:
                     fn(h, text, error)
+                except Exception:  # a listener must not break the connection
+                    log.exception("state listener failed")
 
     def _untrusted(self, e: TrustError) -> None:
         """Stop for good: reconnecting would only meet the same certificate."""
