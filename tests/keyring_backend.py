@@ -40,3 +40,13 @@ class FileKeyring(KeyringBackend):
         if data.pop(f"{service}\0{username}", None) is None:
             raise PasswordDeleteError("not found")
         self._path.write_text(json.dumps(data))
+
+
+class LockedKeyring(FileKeyring):
+    """A desktop keyring that is there but locked (the user dismissed the unlock
+    prompt): it can be asked, and refuses to store."""
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        from keyring.errors import KeyringLocked
+
+        raise KeyringLocked("Failed to unlock the collection!")

@@ -1,16 +1,20 @@
 """Command-line parsing only: builds what a command needs and hands it over.
 
-Exit codes: 0 ok, 1 xapi refused, 2 usage, 3 connection or trust, 130 interrupted.
+Exit codes: 0 ok, 1 xapi refused, 2 usage, 3 connection or trust, 128+N ended by
+signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP, 141 the reader of the output left).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from xsctl import __version__
@@ -18,11 +22,41 @@ from xsctl import __version__
 Command = Callable[[argparse.Namespace], int]
 
 
+NO_PASSWORD_OPTION = (
+    "there is no password option: a password on the command line shows in the process "
+    "list and the shell's history. The ways in: the keyring (asked once on a terminal, "
+    "then saved if you say so), --password-file FILE, or --password-stdin"
+)
+
+
+class _NoPasswordOption(argparse.Action):
+    """``--password foo``: refused by name, without repeating what followed it (argparse
+    would echo it back as an "invalid choice")."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        parser.error(NO_PASSWORD_OPTION)
+
+
+def _seconds(text: str) -> float:
+    from xsctl.xapi.errors import UsageError
+    from xsctl.xapi.session import check_timeout
+
+    try:
+        return check_timeout(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a number of seconds") from None
+    except UsageError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _conn_options(p: argparse.ArgumentParser, suppress: bool) -> None:
     d: dict[str, Any] = {"default": argparse.SUPPRESS} if suppress else {}
     g = p.add_argument_group("connection")
     g.add_argument("--profile", "-p", metavar="NAME", help="a saved profile", **d)
     g.add_argument("--url", metavar="URL", help="https://HOST[:PORT], or unix:///var/lib/xcp/xapi", **d)
+    g.add_argument("--insecure-http", action="store_true",
+                   help="allow an http:// URL (the password and all data unencrypted)", **d)
     g.add_argument("--user", "-u", metavar="NAME", help="user name (default root)", **d)
     g.add_argument("--ca-file", metavar="FILE", help="verify the host against this CA", **d)
     g.add_argument("--accept-fingerprint", metavar="SHA256:..",
@@ -30,11 +64,13 @@ def _conn_options(p: argparse.ArgumentParser, suppress: bool) -> None:
     g.add_argument("--password-file", metavar="FILE", help="read the password from FILE", **d)
     g.add_argument("--password-stdin", action="store_true",
                    help="read the password from standard input", **d)
+    g.add_argument("--password", "--passwd", action=_NoPasswordOption, nargs="?",
+                   help=argparse.SUPPRESS, default=argparse.SUPPRESS)
     g.add_argument("--read-only", action="store_true",
                    help="refuse every call that changes state", **d)
     g.add_argument("--transport", choices=["auto", "json", "xml"],
                    help="JSON-RPC, XML-RPC, or auto (JSON-RPC with XML-RPC fallback)", **d)
-    g.add_argument("--timeout", type=float, metavar="SECONDS", help="socket timeout (30)", **d)
+    g.add_argument("--timeout", type=_seconds, metavar="SECONDS", help="socket timeout (30)", **d)
     g.add_argument("--verbose", "-v", action="store_true", help="log calls to stderr", **d)
 
 
@@ -65,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
         description="Manage XenServer and XCP-ng pools. With no command, opens the "
         "terminal UI.",
-        epilog="Exit codes: 0 ok, 1 refused by xapi, 2 usage, 3 connection or trust.",
+        epilog="Exit codes: 0 ok, 1 refused by xapi, 2 usage, 3 connection or trust, "
+        "128+N ended by signal N (130 Ctrl-C, 129 hang-up, 143 SIGTERM, 141 the reader "
+        "of the output left).",
     )
     p.add_argument("--version", action="version", version=f"xsctl {__version__}")
     p.add_argument("--view", metavar="VIEW",
@@ -123,11 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--ca-file", dest="profile_ca_file", metavar="FILE")
     a.add_argument("--ssh", metavar="TARGET", help="ssh target for the profiling tab")
     a.add_argument("--read-only", dest="profile_read_only", action="store_true")
+    a.add_argument("--insecure-http", dest="profile_insecure_http", action="store_true",
+                   help="allow an http:// URL (the password and all data unencrypted)")
     a.add_argument("--default", action="store_true", help="make it the default profile")
     a.add_argument("--replace", action="store_true", help="overwrite an existing profile")
     _leaf(prs, "list", admin.cmd_profile_list, "list profiles", conn=False)
     r = _leaf(prs, "remove", admin.cmd_profile_remove, "remove a profile", conn=False)
-    r.add_argument("name")
+    r.add_argument("name", metavar="PROFILE")
     r.add_argument("--forget-password", action="store_true",
                    help="also delete its password from the keyring")
 
@@ -160,8 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
     sr = sub.add_parser("sr", help="storage repositories")
     srs = sr.add_subparsers(dest="sr_command", metavar="ACTION", required=True)
     _leaf(srs, "list", pool.cmd_sr_list, "list storage repositories")
-    comp = sub.add_parser("completion", help="print a shell completion script")
-    comp.add_argument("shell", choices=["bash"])
+    comp = sub.add_parser(
+        "completion", help="print a shell completion script",
+        description="Print a completion script: source <(xsctl completion bash), the same "
+        "for zsh, or xsctl completion fish | source. VM, host and SR names come from "
+        "the names the CLI and the app remember for the default profile; completing "
+        "never connects.")
+    comp.add_argument("shell", choices=["bash", "zsh", "fish"])
     comp.set_defaults(func=_cmd_completion)
 
     t = sub.add_parser("task", help="tasks")
@@ -202,9 +247,9 @@ def _cmd_sim_control(args: argparse.Namespace) -> int:
 
 
 def _cmd_completion(args: argparse.Namespace) -> int:
-    from xsctl.commands.completion import bash
+    from xsctl.commands.completion import SCRIPTS
 
-    print(bash(build_parser()))
+    print(SCRIPTS[args.shell](build_parser()))
     return 0
 
 
@@ -223,15 +268,28 @@ def _cmd_app(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- main
 
 
+class _PrivateLog(logging.FileHandler):
+    """The log, created 0600 (it names hosts, users and VMs), never first 0644."""
+
+    def _open(self) -> Any:
+        from xsctl.files import open_private
+
+        fd = open_private(Path(self.baseFilename), os.O_WRONLY | os.O_APPEND)
+        return open(fd, self.mode, encoding=self.encoding, errors=self.errors)
+
+
 def _setup_logging(verbose: bool) -> None:
-    from xsctl.config import log_file
+    from xsctl.config import config_dir, log_file
+    from xsctl.files import private_dir
 
     root = logging.getLogger("xsctl")
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     try:
+        if config_dir().is_dir():
+            private_dir(config_dir())  # one made by an older version may be 0755
         path = log_file()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fh = logging.FileHandler(path, encoding="utf-8")
+        private_dir(path.parent)
+        fh = _PrivateLog(path, encoding="utf-8")
         fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         fh.setLevel(logging.INFO)
         root.addHandler(fh)
@@ -243,12 +301,36 @@ def _setup_logging(verbose: bool) -> None:
         root.addHandler(sh)
 
 
-def _sigterm(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+def _say(text: str) -> None:
+    from xsctl.commands.output import warn
+
+    # stderr may be a closed terminal (SIGHUP) or a pipe nobody reads any more
+    with contextlib.suppress(OSError, ValueError):
+        warn(text)
+        sys.stderr.flush()
+
+
+def _stdout_gone() -> None:
+    """The reader of our output went away (``xsctl vm list | head``): say nothing,
+    and send what is still buffered nowhere, or the interpreter complains at exit."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:2] == ["completion", "names"]:
+        # asked by the completion scripts at every tab: answered before the parser
+        # (and everything it imports) is built
+        from xsctl.commands.completion import print_names
+
+        return print_names(words[2:])
+
+    from xsctl.xapi import interrupts
     from xsctl.xapi.errors import XsctlError
+    from xsctl.xapi.session import closed_on_exit
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -256,17 +338,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command not in ("sim", "sim-control"):
         _setup_logging(bool(getattr(args, "verbose", False)))
         if argv is None:
-            signal.signal(signal.SIGTERM, _sigterm)
+            interrupts.install()
     try:
-        return func(args)
+        with closed_on_exit():  # whatever happens, nothing stays logged in
+            code = func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
+        return code
     except XsctlError as e:
-        from xsctl.commands.output import warn
-
-        warn(str(e))
+        _say(str(e))
         return e.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write("xsctl: interrupted\n")
-        return 130
+    except KeyboardInterrupt as e:
+        _say("interrupted")
+        return interrupts.exit_code(e)
+    except BrokenPipeError:
+        # What git and the coreutils do when the reader leaves (killed by SIGPIPE:
+        # silent, status 141 under `set -o pipefail`), but after the logout: dying
+        # by the signal itself would leave the session behind.
+        _stdout_gone()
+        return 128 + signal.SIGPIPE
     finally:
         for h in list(logging.getLogger("xsctl").handlers):
             logging.getLogger("xsctl").removeHandler(h)

@@ -3,14 +3,16 @@ never hold a password (those go to the keyring, see secrets.py)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
+from xsctl.files import write_private
 from xsctl.xapi.errors import UsageError
+from xsctl.xapi.urls import format_url, parse_url, plain_http_refused
 
 XAPI_SOCKET = "/var/lib/xcp/xapi"
 INVENTORY = "/etc/xensource-inventory"
@@ -47,7 +49,21 @@ def log_file() -> Path:
     return state_dir() / "xsctl.log"
 
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_profile_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise UsageError(
+            f"bad profile name {name!r}: up to 64 letters, digits, '.', '_' and '-', "
+            "starting with a letter or a digit"
+        )
+    if name == LOCAL_PROFILE:
+        raise UsageError(
+            f"{LOCAL_PROFILE!r} is the built-in profile of a host's own xapi (its Unix "
+            "socket, in dom0): choose another name"
+        )
+    return name
 
 
 @dataclass
@@ -58,6 +74,7 @@ class Profile:
     ca_file: str | None = None
     ssh: str | None = None  # ssh target for the profiling tab, e.g. root@host
     read_only: bool = False
+    insecure_http: bool = False  # the user accepts http://: everything in clear
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -72,31 +89,12 @@ class Profile:
 def normalize_url(url: str) -> str:
     """``host``, ``host:port``, ``https://host[:port]``, ``http://...`` or
     ``unix:///path``; a bare host means HTTPS."""
-    url = url.strip()
-    if not url:
-        raise UsageError("empty URL")
-    if url.startswith("unix://"):
-        return url
-    if url.startswith("/"):
-        return "unix://" + url
-    if "://" not in url:
-        url = "https://" + url
-    try:
-        parts = urlsplit(url)
-    except ValueError as e:  # e.g. an unclosed IPv6 bracket
-        raise UsageError(f"not a xapi URL: {url!r} ({e})") from e
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise UsageError(f"not a xapi URL: {url!r} (use https://host[:port])")
-    try:
-        parts.port  # noqa: B018 - validates the port
-    except ValueError as e:
-        raise UsageError(f"bad port in {url!r}") from e
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    return f"{parts.scheme}://{netloc}"
+    return format_url(*parse_url(url))
 
 
 def _quote(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    # a JSON string is a TOML basic string, once DEL is escaped too
+    return json.dumps(s, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 class Config:
@@ -108,31 +106,70 @@ class Config:
         self.default: str | None = None
         self.load()
 
+    def _bad(self, key: str, what: str) -> UsageError:
+        return UsageError(f"{self.path}: {key}: {what}")
+
     def load(self) -> None:
         self.profiles.clear()
-        if not self.path.exists():
-            return
+        self.default = None
         try:
-            data = tomllib.loads(self.path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, OSError) as e:
-            raise UsageError(f"cannot read {self.path}: {e}") from e
-        self.default = data.get("default")
-        for name, p in (data.get("profiles") or {}).items():
-            if not isinstance(p, dict) or "url" not in p:
-                continue
-            known = {"url", "user", "ca_file", "ssh", "read_only"}
-            self.profiles[name] = Profile(
-                name=name,
-                url=str(p["url"]),
-                user=str(p.get("user", "root")),
-                ca_file=p.get("ca_file"),
-                ssh=p.get("ssh"),
-                read_only=bool(p.get("read_only", False)),
-                extra={k: str(v) for k, v in p.items() if k not in known},
-            )
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            raise UsageError(f"cannot read {self.path}: {e.strerror}") from e
+        try:
+            data = tomllib.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            raise UsageError(f"{self.path}: not UTF-8 text (byte {e.start})") from e
+        except tomllib.TOMLDecodeError as e:
+            raise UsageError(f"{self.path}: {e}") from e
+        default = data.get("default")
+        if default is not None and not isinstance(default, str):
+            raise self._bad("default", "must be the name of a profile, in quotes")
+        self.default = default
+        profiles = data.get("profiles", {})
+        if not isinstance(profiles, dict):
+            raise self._bad("profiles", 'must be a table of [profiles."NAME"] sections')
+        for name, p in profiles.items():
+            key = f"profiles.{name}"
+            try:
+                check_profile_name(name)
+            except UsageError as e:
+                raise self._bad(key, str(e)) from None
+            if not isinstance(p, dict):
+                raise self._bad(key, "must be a table (url = ..., user = ...)")
+            self.profiles[name] = self._profile(name, p, key)
+
+    def _profile(self, name: str, p: dict[str, object], key: str) -> Profile:
+        def text(k: str, default: str | None = None) -> str | None:
+            v = p.get(k, default)
+            if v is not None and not isinstance(v, str):
+                raise self._bad(f"{key}.{k}", "must be a string, in quotes")
+            return v
+
+        def flag(k: str) -> bool:
+            v = p.get(k, False)
+            if not isinstance(v, bool):
+                raise self._bad(f"{key}.{k}", "must be true or false")
+            return v
+
+        url = text("url")
+        if url is None:
+            raise self._bad(f"{key}.url", "missing (url = \"https://host\")")
+        try:
+            url = normalize_url(url)
+        except UsageError as e:
+            raise self._bad(f"{key}.url", str(e)) from None
+        known = {"url", "user", "ca_file", "ssh", "read_only", "insecure_http"}
+        return Profile(
+            name=name, url=url, user=text("user", "root") or "root",
+            ca_file=text("ca_file"), ssh=text("ssh"), read_only=flag("read_only"),
+            insecure_http=flag("insecure_http"),
+            extra={k: str(v) for k, v in p.items() if k not in known},
+        )
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         lines = ["# xsctl profiles (passwords live in the OS keyring, never here)"]
         if self.default:
             lines.append(f"default = {_quote(self.default)}")
@@ -147,21 +184,22 @@ class Config:
                 lines.append(f"ssh = {_quote(p.ssh)}")
             if p.read_only:
                 lines.append("read_only = true")
+            if p.insecure_http:
+                lines.append("insecure_http = true")
             for k, v in p.extra.items():
-                lines.append(f"{k} = {_quote(v)}")
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o600)
-        tmp.replace(self.path)
+                lines.append(f"{_quote(k)} = {_quote(v)}")
+        try:
+            write_private(self.path, "\n".join(lines) + "\n")
+        except OSError as e:
+            raise UsageError(f"cannot write {self.path}: {e.strerror}") from e
 
     def add(self, profile: Profile, *, replace: bool = False) -> None:
-        if not _NAME.match(profile.name):
-            raise UsageError(
-                f"bad profile name {profile.name!r}: letters, digits, '.', '_' and '-' only"
-            )
+        check_profile_name(profile.name)
         if profile.name in self.profiles and not replace:
             raise UsageError(f"profile {profile.name!r} exists (use --replace to overwrite)")
         profile.url = normalize_url(profile.url)
+        if profile.url.startswith("http://") and not profile.insecure_http:
+            raise UsageError(plain_http_refused(profile.url, "add --insecure-http"))
         self.profiles[profile.name] = profile
         if self.default is None:
             self.default = profile.name

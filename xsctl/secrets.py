@@ -43,13 +43,20 @@ def get_password(user: str, url: str) -> str | None:
         return None
 
 
-def set_password(user: str, url: str, password: str) -> bool:
+def set_password(user: str, url: str, password: str) -> str | None:
+    """Store the password; None when stored, else why not, in words for the user
+    (never the backend's own message: it could quote what it was given)."""
     try:
         keyring.set_password(SERVICE, _key(user, url), password)
-        return True
+        return None
+    except keyring.errors.NoKeyringError:
+        why = "there is no keyring on this system"
+    except keyring.errors.KeyringLocked:
+        why = "the keyring is locked"
     except Exception as e:
-        log.info("keyring refused to store: %s", type(e).__name__)
-        return False
+        why = f"the keyring refused it ({type(e).__name__})"
+    log.info("password not saved: %s", why)
+    return why
 
 
 def delete_password(user: str, url: str) -> bool:

@@ -18,6 +18,7 @@ import pytest
 
 from tests.cli.helpers import conn_args, password_file, xsctl, xsctl_process
 from tests.conftest import make_sim, wait_for
+from xsctl.config import Config
 from xsctl.sim import Simulator
 
 
@@ -84,6 +85,7 @@ def test_no_password_and_no_terminal_is_a_usage_error(sim: Simulator) -> None:
 def test_wrong_password_exits_1(sim: Simulator, tmp_path: Path) -> None:
     bad = tmp_path / "bad"
     bad.write_text("wrong\n")
+    bad.chmod(0o600)
     r = xsctl("--url", sim.url, "--accept-fingerprint", sim.fingerprint,
               "--password-file", str(bad), "vm", "list")
     assert r.code == 1 and "SESSION_AUTHENTICATION_FAILED" in r.err
@@ -97,7 +99,8 @@ def test_profiles(sim: Simulator, tmp_path: Path, isolated_home: dict[str, str])
     assert xsctl("profile", "add", "bad name", "--url", sim.url).code == 2
     listed = xsctl("profile", "list", "--json").json()
     assert listed == [{"name": "lab", "url": sim.url, "user": "root", "ca_file": None, "ssh": None,
-                       "read_only": False, "default": True, "password_in_keyring": False}]
+                       "read_only": False, "insecure_http": False, "default": True,
+                       "password_in_keyring": False}]
     keyring.set_password("xsctl", f"root@{sim.url}", sim.password)
     r = xsctl("--accept-fingerprint", sim.fingerprint, "vm", "list")  # the default profile
     assert r.code == 0, r.err
@@ -233,3 +236,44 @@ def test_help_everywhere() -> None:
 @pytest.mark.parametrize("url", ["ftp://x", "https://", "https://h:notaport", "https://[::1"])
 def test_bad_urls_are_usage_errors(url: str) -> None:
     assert xsctl("--url", url, "vm", "list").code == 2
+
+
+def test_a_login_whose_connection_drops_is_retried(sim: Simulator, tmp_path: Path) -> None:
+    sim.faults.drop_next = 1
+    r = xsctl(*conn_args(sim, password_file(sim, tmp_path)), "vm", "list")
+    assert r.code == 0, r.err
+    assert sim.faults.drop_next == 0 and sim.live_sessions() == 0
+
+
+def test_plain_http_only_when_asked_and_then_said_every_time(tmp_path: Path) -> None:
+    plain = make_sim(tls=False)
+    try:
+        pw = password_file(plain, tmp_path)
+        r = xsctl("--url", plain.url, "--password-file", str(pw), "vm", "list")
+        assert r.code == 3 and "--insecure-http" in r.err and "unencrypted" in r.err
+        assert plain.live_sessions() == 0  # refused before the password went out
+        for _ in range(2):  # every run says it, not only the first
+            r = xsctl("--url", plain.url, "--insecure-http", "--password-file", str(pw),
+                      "vm", "list")
+            assert r.code == 0, r.err
+            assert f"warning: unencrypted: {plain.url} is plain HTTP" in r.err
+        assert xsctl("profile", "add", "lab", "--url", plain.url).code == 2
+        r = xsctl("profile", "add", "lab", "--url", plain.url, "--insecure-http")
+        assert r.code == 0 and "unencrypted" in r.err
+        assert "insecure_http = true" in Config().path.read_text()
+        r = xsctl("--profile", "lab", "--password-file", str(pw), "host", "list")
+        assert r.code == 0 and "unencrypted" in r.err
+        assert plain.live_sessions() == 0
+    finally:
+        plain.stop()
+
+
+def test_a_password_file_others_can_read_is_warned_about(sim: Simulator, tmp_path: Path) -> None:
+    pw = password_file(sim, tmp_path)
+    pw.chmod(0o644)
+    r = xsctl(*conn_args(sim, pw), "vm", "list")
+    assert r.code == 0
+    assert f"warning: permissions 0644 for '{pw}' are too open" in r.err
+    assert f"chmod 600 {pw}" in r.err
+    pw.chmod(0o600)
+    assert "warning" not in xsctl(*conn_args(sim, pw), "vm", "list").err

@@ -4,6 +4,7 @@ the right one saved in the keyring), and ``xsctl --profile P`` going straight in
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from textual.widgets import Checkbox, Input, Label, OptionList
@@ -12,7 +13,7 @@ from tests.ui.harness import Ui, driving, text_of, words_of
 from xsctl import secrets
 from xsctl.cli import build_parser
 from xsctl.commands.app import app_for
-from xsctl.config import Config, Profile, known_hosts_file, state_dir
+from xsctl.config import Config, Profile, cache_dir, known_hosts_file, state_dir
 from xsctl.sim import Simulator
 from xsctl.ui.modals.trust import AskPassword, TrustCertificate
 from xsctl.ui.screens.connect import ConnectScreen
@@ -146,6 +147,9 @@ async def test_profile_option_goes_straight_in(sim: Simulator) -> None:
                        what="the header")
         assert sim.live_sessions() == 1
     assert sim.live_sessions() == 0  # it logged out on the way out
+    # the pool's names are remembered for shell completion
+    remembered = json.loads((cache_dir() / "names" / "lab.json").read_text())
+    assert "web-01" in remembered["vm"] and "xcp-ng-02" in remembered["host"]
 
 
 async def test_profile_with_a_password_file(sim: Simulator, tmp_path: Path) -> None:
@@ -164,3 +168,71 @@ async def test_profile_with_a_password_file(sim: Simulator, tmp_path: Path) -> N
         await ui.press("enter")
         await ui.until_main()
         assert secrets.get_password(sim.user, sim.url) is None  # not asked to save it
+
+
+async def test_enter_in_any_field_of_a_new_profile_saves_and_connects(sim: Simulator) -> None:
+    """The hint says "enter connects": from the User field too, not only the button."""
+    async with driving(xsctl_app(), sim) as ui:  # type: ignore[arg-type]
+        screen = await until_connect_screen(ui)
+        await ui.until(lambda: not screen.query_one("#add-profile").has_class("hidden"),
+                       what="the add form")
+        await ui.type("lab")
+        screen.query_one("#p-url", Input).value = sim.url  # ":" is the palette's key
+        screen.query_one("#p-user", Input).focus()
+        await ui.press("enter")
+        await ui.modal(TrustCertificate)  # saved, and connecting
+        assert Config().profiles["lab"].url == sim.url
+        await ui.press("escape")
+
+
+async def test_no_keyring_no_offer_to_save(sim: Simulator) -> None:
+    import keyring
+    from keyring.backends import fail
+
+    keyring.set_keyring(fail.Keyring())
+    save_profile(sim)
+    ensure_trusted(Target(url=sim.url, accept_fingerprint=sim.fingerprint), None)
+    async with driving(xsctl_app(), sim) as ui:  # type: ignore[arg-type]
+        ask: AskPassword = await ui.modal(AskPassword)
+        assert "Save in the keyring" not in words_of(ask)
+        assert not ask.query(Checkbox)
+        assert "No keyring on this system: the password is asked each time." in words_of(ask)
+        await ui.type(sim.password)
+        await ui.press("enter")
+        await ui.until_main()
+
+
+async def test_a_keyring_that_refuses_says_so_on_screen(sim: Simulator) -> None:
+    """Ticked "save", but the keyring is locked: the user is told, not only the log."""
+    import keyring
+
+    from tests.keyring_backend import LockedKeyring
+
+    keyring.set_keyring(LockedKeyring())
+    save_profile(sim)
+    ensure_trusted(Target(url=sim.url, accept_fingerprint=sim.fingerprint), None)
+    async with driving(xsctl_app(), sim) as ui:  # type: ignore[arg-type]
+        await ui.modal(AskPassword)
+        await ui.type(sim.password)
+        await ui.press("tab", "space", "enter")
+        await ui.until_main()
+        await ui.until_said("The password was not saved: the keyring is locked",
+                            severity="warning")
+        assert sim.password not in "".join(str(t.message) for t in ui.toasts)
+
+
+async def test_the_header_says_unencrypted(tmp_path: Path) -> None:
+    from tests.conftest import make_sim
+
+    plain = make_sim(tls=False)
+    pw = tmp_path / "pw"
+    pw.write_text(plain.password)
+    pw.chmod(0o600)
+    try:
+        app = xsctl_app("--url", plain.url, "--insecure-http", "--password-file", str(pw))
+        async with driving(app, plain, size=(80, 24)) as ui:  # type: ignore[arg-type]
+            main = await ui.until_main()
+            await ui.until(lambda: "UNENCRYPTED" in text_of(main.query_one("#conn-header")),
+                           what="the header")
+    finally:
+        plain.stop()

@@ -3,6 +3,7 @@ re-login after an xapi restart, following a new pool master, no leaked sessions.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import pytest
@@ -119,7 +120,7 @@ def test_relogin_after_xapi_restart(sim: Simulator) -> None:
     with connect(sim, load=False) as c:
         first = c.conn.session
         states: list[Health] = []
-        c.conn.on_state(lambda h, _: states.append(h))
+        c.conn.on_state(lambda h, _, __: states.append(h))
         sim.restart(downtime=0.3)
         assert c.conn.call("pool.get_all")  # SESSION_INVALID -> login again
         assert c.conn.session != first
@@ -178,3 +179,100 @@ def test_timeout_is_enforced(sim: Simulator) -> None:
             c.conn.call("host.get_all")
         sim.faults.latency = 0
         wait_for(lambda: c.conn.call("host.get_all"))
+
+
+@pytest.mark.parametrize("transport", ["json", "xml"])
+def test_a_connection_dropped_during_login_is_retried_once(sim: Simulator,
+                                                           transport: str) -> None:
+    """As XenCenter does: a login whose connection drops before the answer is sent
+    again once, on a fresh connection (nothing was created: the call never ran)."""
+    sim.faults.drop_next = 1
+    with connect(sim, load=False, transport=transport) as c:
+        assert c.conn.session is not None
+        assert sim.faults.drop_next == 0
+        assert sim.live_sessions() == 1
+    sim.faults.drop_next = 2  # twice in a row: the host really is in trouble
+    with pytest.raises(ConnectionFailed) as e:
+        connect(sim, load=False, transport=transport)
+    assert e.value.exit_code == 3 and "dropped during session.login_with_password" in str(e.value)
+    assert sim.live_sessions() == 0
+
+
+def test_a_certificate_changed_mid_session_stops_everything_and_says_so(
+        sim: Simulator) -> None:
+    """The pool master comes back from a restart with another certificate than the
+    pinned one (reinstalled, or someone in the middle; here the pin changes, which is
+    the same to the client): the connection stops for good, and its state listener
+    gets the ChangedCertificate with both fingerprints, for the app's dialog. Nothing
+    is tried again: with the host gone as well, a call still answers with the
+    certificate change, not with "refused", so no socket was opened."""
+    from xsctl.config import known_hosts_file
+    from xsctl.xapi import metrics
+    from xsctl.xapi.errors import ChangedCertificate
+    from xsctl.xapi.trust import KnownHosts, host_key
+
+    client = connect(sim).watch()
+    states: list[tuple[Health, str, object]] = []
+    client.conn.on_state(lambda h, text, err: states.append((h, text, err)))
+    other = "SHA256:" + ":".join(["AB"] * 32)
+    KnownHosts(known_hosts_file()).add(host_key("127.0.0.1", sim.port), other)
+    sim.restart(downtime=0.1)
+    wait_for(lambda: client.conn.health is Health.UNTRUSTED, timeout=20)
+    health, text, err = states[-1]
+    assert health is Health.UNTRUSTED and "CHANGED" in text
+    assert isinstance(err, ChangedCertificate)
+    assert (err.pinned, err.seen) == (other, sim.fingerprint)
+    assert client.conn.trust_failure is err
+    wait_for(lambda: not client.cache.running)
+    assert sim.live_sessions() == 0
+    sim.stop()
+    with pytest.raises(ChangedCertificate):
+        client.conn.call("pool.get_all")
+    with pytest.raises(ChangedCertificate):
+        metrics.fetch(client.conn, "OpaqueRef:x", "127.0.0.1", 0)
+    assert client.conn.health is Health.UNTRUSTED
+    client.close()
+    assert client.conn.health is Health.CLOSED
+
+
+def _relay_on_ipv6_loopback(port: int) -> int:
+    """A TCP relay on [::1] to the simulator (which listens on IPv4): the way to reach
+    it through an IPv6 address with a zone id. Returns the relay's port."""
+    import socket
+
+    srv = socket.socket(socket.AF_INET6)
+    srv.bind(("::1", 0))
+    srv.listen()
+
+    def pipe(a: socket.socket, b: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := a.recv(65536):
+                b.sendall(data)
+        for s in (a, b):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    def serve() -> None:
+        while True:
+            c, _ = srv.accept()
+            u = socket.create_connection(("127.0.0.1", port))
+            threading.Thread(target=pipe, args=(c, u), daemon=True).start()
+            threading.Thread(target=pipe, args=(u, c), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    relay_port: int = srv.getsockname()[1]
+    return relay_port
+
+
+def test_an_ipv6_url_with_a_zone_id_connects(sim: Simulator) -> None:
+    """RFC 6874 writes the zone of fe80::1%eth0 as %25 in a URL: it is decoded for the
+    socket (here zone 1, the loopback interface, on ::1) and kept in the URL."""
+    from xsctl.xapi.client import Target
+
+    port = _relay_on_ipv6_loopback(sim.port)
+    t = Target(url=f"https://[::1%251]:{port}", accept_fingerprint=sim.fingerprint)
+    with Client.connect(t, sim.password) as c:
+        assert c.conn.endpoint.host == "::1%1"
+        assert c.conn.endpoint.url == f"https://[::1%251]:{port}"
+        assert sim.live_sessions() == 1
+    assert sim.live_sessions() == 0

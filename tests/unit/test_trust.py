@@ -10,7 +10,12 @@ from tests.unit.helpers import connect, target
 from xsctl.config import known_hosts_file
 from xsctl.sim import Simulator
 from xsctl.xapi.client import Client
-from xsctl.xapi.errors import ChangedCertificate, UnknownCertificate, UsageError
+from xsctl.xapi.errors import (
+    ChangedCertificate,
+    FingerprintMismatch,
+    UnknownCertificate,
+    UsageError,
+)
 from xsctl.xapi.trust import KnownHosts, host_key, normalize_fingerprint, probe_fingerprint
 
 
@@ -59,9 +64,15 @@ def test_interactive_confirmation_pins(sim: Simulator) -> None:
 
 
 def test_wrong_accepted_fingerprint_is_refused(sim: Simulator) -> None:
+    """Not "has CHANGED": nothing was pinned; the user gave another fingerprint."""
     other = "SHA256:" + ":".join(["00"] * 32)
-    with pytest.raises(ChangedCertificate):
+    with pytest.raises(FingerprintMismatch) as e:
         Client.connect(target(sim, accept_fingerprint=other), sim.password)
+    assert (e.value.seen, e.value.said) == (sim.fingerprint, other)
+    assert f"the server's certificate is {sim.fingerprint}" in str(e.value)
+    assert f"you said                    {other}" in str(e.value)
+    assert "CHANGED" not in str(e.value)
+    assert e.value.exit_code == 3
     assert sim.live_sessions() == 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from xsctl import secrets
-from xsctl.commands.output import print_json, print_table
+from xsctl.commands.output import print_json, print_table, warn_unencrypted
 from xsctl.config import Config, Profile, known_hosts_file, local_profile
 from xsctl.xapi.trust import KnownHosts
 
@@ -13,12 +13,15 @@ from xsctl.xapi.trust import KnownHosts
 def cmd_profile_add(args: argparse.Namespace) -> int:
     cfg = Config()
     p = Profile(name=args.name, url=args.profile_url, user=args.profile_user,
-                ca_file=args.profile_ca_file, ssh=args.ssh, read_only=args.profile_read_only)
+                ca_file=args.profile_ca_file, ssh=args.ssh, read_only=args.profile_read_only,
+                insecure_http=args.profile_insecure_http)
     cfg.add(p, replace=args.replace)
     if args.default:
         cfg.default = p.name
     cfg.save()
     print(f"profile {p.name}: {p.display}")
+    if p.url.startswith("http://"):
+        warn_unencrypted(p.url)
     return 0
 
 
@@ -31,7 +34,8 @@ def cmd_profile_list(args: argparse.Namespace) -> int:
     if args.json:
         print_json([
             {"name": p.name, "url": p.url, "user": p.user, "ca_file": p.ca_file, "ssh": p.ssh,
-             "read_only": p.read_only, "default": p.name == cfg.default,
+             "read_only": p.read_only, "insecure_http": p.insecure_http,
+             "default": p.name == cfg.default,
              "password_in_keyring": secrets.get_password(p.user, p.url) is not None
              if not p.is_local else False}
             for p in profiles
@@ -41,6 +45,7 @@ def cmd_profile_list(args: argparse.Namespace) -> int:
         ["", "name", "url", "user", "options"],
         [["*" if p.name == cfg.default else "", p.name, p.url, p.user,
           " ".join(x for x in ("read-only" if p.read_only else "",
+                               "insecure-http" if p.insecure_http else "",
                                f"ca={p.ca_file}" if p.ca_file else "",
                                f"ssh={p.ssh}" if p.ssh else "") if x)]
          for p in profiles],

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
+import stat
 import sys
 from collections.abc import Iterable
 
-from xsctl import secrets
+from xsctl import names, secrets
+from xsctl.commands.output import warn, warn_unencrypted
 from xsctl.config import Config, Profile, local_profile, normalize_url
 from xsctl.xapi.cache import CLASSES
 from xsctl.xapi.client import Client, Target, ensure_trusted
@@ -24,6 +27,7 @@ def target_from_args(args: argparse.Namespace) -> Target:
     url = getattr(args, "url", None)
     overrides = {
         "read_only": True if getattr(args, "read_only", False) else None,
+        "insecure_http": True if getattr(args, "insecure_http", False) else None,
         "transport": getattr(args, "transport", None),
         "timeout": getattr(args, "timeout", None),
         "accept_fingerprint": getattr(args, "accept_fingerprint", None),
@@ -53,10 +57,22 @@ def target_from_args(args: argparse.Namespace) -> Target:
 
 def _read_password_file(path: str) -> str:
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.readline().rstrip("\r\n")
+        with open(path, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            line = f.readline()
+    except IsADirectoryError:
+        raise UsageError(f"the password file {path} is a folder") from None
     except OSError as e:
-        raise UsageError(f"cannot read the password file: {e.strerror}") from e
+        raise UsageError(f"cannot read the password file {path}: {e.strerror}") from e
+    if stat.S_ISREG(mode) and mode & 0o077:
+        # as ssh says of a private key anyone else can read
+        warn(f"warning: permissions {stat.S_IMODE(mode):04o} for {path!r} are too open: other "
+             f"users may read the password. chmod 600 {path}")
+    try:
+        return line.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise UsageError(f"the password file {path} is not UTF-8 text (xapi takes "
+                         "passwords in UTF-8)") from None
 
 
 def password_for(args: argparse.Namespace, target: Target) -> tuple[str | None, bool]:
@@ -100,17 +116,25 @@ def open_client(args: argparse.Namespace, classes: Iterable[str] = CLASSES,
     target = target_from_args(args)
     # like ssh: settle the host's identity before anything secret is typed
     ensure_trusted(target, confirm_fingerprint)
+    if target.url.startswith("http://"):
+        warn_unencrypted(target.url)  # on every run, not only the first
     password, prompted = password_for(args, target)
-    client = Client.connect(target, password, confirm=confirm_fingerprint, classes=classes)
+    client: Client | None = None
     try:
+        client = Client.connect(target, password, confirm=confirm_fingerprint,
+                                classes=classes)
         if prompted and password and secrets.available() and interactive():
             answer = input(f"Save the password for {target.user}@{target.url} in the "
                            "keyring? [y/N] ").strip().lower()
             if answer in ("y", "yes"):
-                secrets.set_password(target.user, target.url, password)
+                why = secrets.set_password(target.user, target.url, password)
+                if why:
+                    warn(f"the password was not saved: {why}; it will be asked again")
         if load:
             client.load()
+            names.remember(target.profile, target.url, client.cache)
     except BaseException:
-        client.close()
+        if client is not None:
+            client.close()
         raise
     return client

@@ -24,6 +24,11 @@ def warn(text: str) -> None:
     sys.stderr.write("xsctl: " + printable(text, multiline=True) + "\n")
 
 
+def warn_unencrypted(url: str) -> None:
+    warn(f"warning: unencrypted: {url} is plain HTTP; the password and every record "
+         "cross the network in clear")
+
+
 def print_json(data: Any, out: TextIO | None = None) -> None:
     out = out or sys.stdout
     json.dump(data, out, indent=2, sort_keys=False, default=str)

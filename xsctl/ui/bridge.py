@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from xsctl.ui.messages import CacheChanged, HealthChanged
 from xsctl.xapi.cache import Change, Changes
 from xsctl.xapi.client import Client
+from xsctl.xapi.errors import XsctlError
 
 if TYPE_CHECKING:
     from textual.message_pump import MessagePump
@@ -63,7 +64,8 @@ class Bridge:
         if not self._closed:
             self.app.post_message(HealthChanged(self.client.connected, fresh, why))
 
-    def _on_state(self, health: object, text: str) -> None:
+    def _on_state(self, health: object, text: str, error: XsctlError | None = None) -> None:
+        # error: the ChangedCertificate (both fingerprints) when health is UNTRUSTED
         if not self._closed:
             self.app.post_message(
                 HealthChanged(self.client.connected, self.client.cache.fresh, text))

@@ -16,7 +16,7 @@ from xsctl.xapi.errors import ReadOnlyRefused
 from xsctl.xapi.metrics import MetricsFeed
 from xsctl.xapi.ops.base import Plan, StepProgress
 from xsctl.xapi.ops.catalogue import Context
-from xsctl.xapi.session import Connection, Health
+from xsctl.xapi.session import Connection, Health, check_endpoint, check_timeout
 from xsctl.xapi.transport import is_read
 from xsctl.xapi.trust import Confirm, KnownHosts, TrustPolicy
 
@@ -36,11 +36,12 @@ class Target:
     accept_fingerprint: str | None = None
     profile: str | None = None
     ssh: str | None = None
+    insecure_http: bool = False  # http:// allowed: everything crosses unencrypted
 
     @classmethod
     def of(cls, p: Profile, **overrides: Any) -> Target:
         t = cls(url=p.url, user=p.user, ca_file=p.ca_file, read_only=p.read_only,
-                profile=p.name, ssh=p.ssh)
+                profile=p.name, ssh=p.ssh, insecure_http=p.insecure_http)
         for k, v in overrides.items():
             if v is not None:
                 setattr(t, k, v)
@@ -60,6 +61,8 @@ def ensure_trusted(
     from xsctl.xapi.trust import host_key, probe_fingerprint
 
     ep = Endpoint.parse(target.url)
+    check_endpoint(ep, target.insecure_http)
+    check_timeout(target.timeout)
     if ep.scheme != "https" or target.ca_file:
         return None
     trust = TrustPolicy(known or KnownHosts(known_hosts_file()),
@@ -101,10 +104,15 @@ class Client:
         conn = Connection(
             target.url, target.user, password, trust,
             transport=target.transport, read_only=target.read_only, timeout=target.timeout,
+            insecure_http=target.insecure_http,
         )
-        conn.connect()
-        client = cls(conn, Cache(conn, classes))
-        client.target = target
+        try:
+            conn.connect()
+            client = cls(conn, Cache(conn, classes))
+            client.target = target
+        except BaseException:
+            conn.close()  # an interrupt after the login: log its session out
+            raise
         return client
 
     def context(self) -> Context:
@@ -141,9 +149,11 @@ class Client:
         return ops.run(self.conn, plan, progress, cancel, on_task)
 
     def close(self) -> None:
-        self.metrics.stop()
-        self.cache.stop()
-        self.conn.close()
+        try:
+            self.metrics.stop()
+            self.cache.stop()
+        finally:
+            self.conn.close()
 
     def __enter__(self) -> Client:
         return self

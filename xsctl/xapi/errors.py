@@ -36,6 +36,11 @@ class OutcomeUnknown(ConnectionFailed):
     have run it. It is never sent again; the cache shows the truth after the resync."""
 
 
+class ConnectionDropped(ConnectionFailed):
+    """The connection dropped during a call that only reads: nothing ran, and it
+    can be sent again (a login is, once)."""
+
+
 class TrustError(ConnectionFailed):
     """The server's certificate is not (or no longer) the one we trust."""
 
@@ -65,6 +70,27 @@ class ChangedCertificate(TrustError):
             "If the host's certificate was replaced on purpose (xe host-reset-server-certificate "
             f"or a new install), forget the old one with: xsctl trust forget {host}"
         )
+
+
+class FingerprintMismatch(TrustError):
+    """--accept-fingerprint named another certificate than the one the host shows."""
+
+    def __init__(self, host: str, seen: str, said: str) -> None:
+        self.host = host
+        self.seen = seen
+        self.said = said
+        super().__init__(
+            f"The certificate of {host} is not the one --accept-fingerprint names. "
+            "Refusing to connect.\n"
+            f"  the server's certificate is {seen}\n"
+            f"  you said                    {said}\n"
+            "Check the fingerprint against the host's own (in dom0: openssl x509 -noout "
+            "-fingerprint -sha256 -in /etc/xensource/xapi-ssl.pem)"
+        )
+
+
+class PlainHttpRefused(TrustError):
+    """http:// without the user's say-so: the password would cross in clear."""
 
 
 class ReadOnlyRefused(XsctlError):

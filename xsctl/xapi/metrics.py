@@ -118,6 +118,7 @@ def fetch(
 ) -> RrdUpdate:
     """GET /rrd_updates from one host (the one at ``address``). ``vm_uuids`` limits
     the VMs (xapi's repeatable vm_uuid filter); None asks for all its VMs."""
+    conn.check_trusted()  # a changed certificate ended the connection: no new socket
     base = conn.endpoint
     if base.scheme == "unix":
         ep = base  # dom0: the local host's own RRDs over the socket

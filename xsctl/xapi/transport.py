@@ -22,13 +22,13 @@ import xmlrpc.client
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import urlsplit
 
 import XenAPI
 
 from xsctl import __version__
-from xsctl.xapi.errors import ConnectionFailed, OutcomeUnknown, XapiError
+from xsctl.xapi.errors import ConnectionDropped, ConnectionFailed, OutcomeUnknown, XapiError
 from xsctl.xapi.trust import TrustPolicy
+from xsctl.xapi.urls import format_url, parse_url
 
 log = logging.getLogger(__name__)
 
@@ -68,21 +68,12 @@ class Endpoint:
 
     @classmethod
     def parse(cls, url: str) -> Endpoint:
-        if url.startswith("unix://"):
-            return cls("unix", url[len("unix://") :], 0)
-        u = urlsplit(url)
-        if u.scheme not in ("https", "http") or not u.hostname:
-            raise ConnectionFailed(f"not a xapi URL: {url}")
-        port = u.port or (443 if u.scheme == "https" else 80)
-        return cls(u.scheme, u.hostname, port)
+        scheme, host, port = parse_url(url)
+        return cls(scheme, host, port)
 
     @property
     def url(self) -> str:
-        if self.scheme == "unix":
-            return f"unix://{self.host}"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        default = 443 if self.scheme == "https" else 80
-        return f"{self.scheme}://{host}" + ("" if self.port == default else f":{self.port}")
+        return format_url(self.scheme, self.host, self.port)
 
     def at(self, address: str) -> Endpoint:
         """The same scheme and port on another pool member (HOST_IS_SLAVE redirect)."""
@@ -330,8 +321,8 @@ def _connection_error(ep: Endpoint, method: str, e: BaseException) -> Connection
     if isinstance(e, ConnectionRefusedError):
         return ConnectionFailed(f"{ep.url} refused the connection (is xapi running?)")
     if isinstance(e, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)):
-        if is_read(method):
-            return ConnectionFailed(f"the connection to {ep.url} dropped during {method}")
+        if is_read(method):  # nothing ran: a login, for one, is sent again once
+            return ConnectionDropped(f"the connection to {ep.url} dropped during {method}")
         return OutcomeUnknown(
             f"the connection to {ep.url} dropped during {method}; it may or may not have run")
     return ConnectionFailed(f"cannot talk to {ep.url}: {e}")

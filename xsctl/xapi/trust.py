@@ -20,7 +20,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from xsctl.xapi.errors import ChangedCertificate, ConnectionFailed, UnknownCertificate, UsageError
+from xsctl.files import write_private
+from xsctl.xapi.errors import (
+    ChangedCertificate,
+    ConnectionFailed,
+    FingerprintMismatch,
+    UnknownCertificate,
+    UsageError,
+)
 
 _HEX = re.compile(r"^[0-9A-Fa-f]{64}$")
 
@@ -67,10 +74,17 @@ class KnownHosts:
         self._lock = threading.Lock()
 
     def entries(self) -> list[Pin]:
-        if not self.path.exists():
+        try:
+            text = self.path.read_bytes().decode("utf-8")
+        except FileNotFoundError:
             return []
+        except OSError as e:
+            raise UsageError(f"cannot read {self.path}: {e.strerror}") from e
+        except UnicodeDecodeError as e:
+            raise UsageError(f"{self.path}: not UTF-8 text (byte {e.start}); fix or remove "
+                             "it (it holds the pinned certificates)") from e
         out: list[Pin] = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
+        for line in text.splitlines():
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
@@ -92,13 +106,12 @@ class KnownHosts:
         return None
 
     def _write(self, pins: list[Pin]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
         lines = ["# xsctl known hosts: host[:port] fingerprint added=date note"]
         lines += [f"{p.host} {p.fingerprint} added={p.added} {p.note}".rstrip() for p in pins]
-        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o600)
-        tmp.replace(self.path)
+        try:
+            write_private(self.path, "\n".join(lines) + "\n")
+        except OSError as e:
+            raise UsageError(f"cannot write {self.path}: {e.strerror}") from e
 
     def add(self, key: str, fingerprint: str, note: str = "") -> None:
         fp = normalize_fingerprint(fingerprint)
@@ -142,6 +155,8 @@ class TrustPolicy:
         self.accept_for = accept_for
         self.confirm = confirm
         self._ctx: ssl.SSLContext | None = None
+        if ca_file:
+            self.context()  # a bad CA file is said now, before a password is asked
 
     @property
     def describe(self) -> str:
@@ -150,9 +165,7 @@ class TrustPolicy:
     def context(self) -> ssl.SSLContext:
         if self._ctx is None:
             if self.ca_file:
-                if not os.path.exists(self.ca_file):
-                    raise UsageError(f"CA file not found: {self.ca_file}")
-                ctx = ssl.create_default_context(cafile=self.ca_file)
+                ctx = _ca_context(self.ca_file)
             else:
                 # Verification is the pin check in verify(), done after the handshake
                 # and before any request byte is sent.
@@ -181,7 +194,7 @@ class TrustPolicy:
             return seen
         if self.accept is not None and self.accept_for in (None, key):
             if self.accept != seen:
-                raise ChangedCertificate(key, self.accept, seen)
+                raise FingerprintMismatch(key, seen, self.accept)
             self.known.add(key, seen, "accepted")
             return seen
         if self.confirm is not None and self.confirm(key, seen):
@@ -197,6 +210,20 @@ class TrustPolicy:
         if self.ca_file or self.known.get(key) is not None:
             return
         self.known.add(key, fingerprint, note)
+
+
+def _ca_context(path: str) -> ssl.SSLContext:
+    if os.path.isdir(path):
+        raise UsageError(f"CA file {path} is a folder: give the PEM file of the CA")
+    try:
+        return ssl.create_default_context(cafile=path)
+    except FileNotFoundError:
+        raise UsageError(f"CA file not found: {path}") from None
+    except (ssl.SSLError, ValueError):  # SSLError is an OSError: first
+        raise UsageError(f"CA file {path} holds no PEM certificate "
+                         "(-----BEGIN CERTIFICATE-----)") from None
+    except OSError as e:
+        raise UsageError(f"cannot read the CA file {path}: {e.strerror}") from e
 
 
 def probe_fingerprint(host: str, port: int, timeout: float = 10.0) -> str:

@@ -85,8 +85,11 @@ class AskPassword(ModalScreen[Credentials | None]):
             if self.problem:
                 yield Label(Text(self.problem), classes="error")
             yield Input(password=True, id="password")
-            yield SaveBox("Save in the keyring", value=False, id="save",
-                          disabled=not self.can_save)
+            if self.can_save:
+                yield SaveBox("Save in the keyring", value=False, id="save")
+            else:  # nothing to save it in: say so rather than offer it
+                yield Static(Text("No keyring on this system: the password is asked each "
+                                  "time.", style="dim"), id="no-keyring")
             with Horizontal(classes="buttons"):
                 yield Button("Log in", variant="primary", id="ok")
                 yield Button("Cancel", id="cancel")
@@ -95,8 +98,8 @@ class AskPassword(ModalScreen[Credentials | None]):
         self.query_one(Input).focus()
 
     def _submit(self) -> None:
-        self.dismiss(Credentials(self.query_one(Input).value,
-                                 self.query_one(Checkbox).value))
+        save = self.can_save and self.query_one(Checkbox).value
+        self.dismiss(Credentials(self.query_one(Input).value, save))
 
     def on_input_submitted(self) -> None:
         self._submit()

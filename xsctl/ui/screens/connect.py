@@ -4,6 +4,7 @@ profile, first-use certificate confirmation and the password (keyring or asked).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
@@ -15,8 +16,9 @@ from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from xsctl import secrets
+from xsctl import names, secrets
 from xsctl.config import Config, Profile, local_profile, state_dir
+from xsctl.files import write_private
 from xsctl.ui.modals.trust import AskPassword, TrustCertificate
 from xsctl.xapi.client import Client, Target, ensure_trusted
 from xsctl.xapi.errors import ChangedCertificate, UnknownCertificate, XapiError, XsctlError
@@ -28,19 +30,27 @@ if TYPE_CHECKING:
 def remember_last(profile: str | None) -> None:
     if not profile:
         return
-    try:
-        d = state_dir()
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "last_profile").write_text(profile + "\n", encoding="utf-8")
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):
+        write_private(state_dir() / "last_profile", profile + "\n")
 
 
 def last_profile() -> str | None:
     try:
         return (state_dir() / "last_profile").read_text(encoding="utf-8").strip() or None
-    except OSError:
+    except (OSError, ValueError):  # missing, or not text: connect to nothing by default
         return None
+
+
+def _open(target: Target, password: str | None) -> Client:
+    """Log in and load the pool; a load that fails logs out again."""
+    client = Client.connect(target, password)
+    try:
+        client.cache.load()
+        names.remember(target.profile, target.url, client.cache)
+    except BaseException:
+        client.close()
+        raise
+    return client
 
 
 class ConnectScreen(Screen[None]):
@@ -126,6 +136,7 @@ class ConnectScreen(Screen[None]):
     def _cancel_add(self) -> None:
         self.query_one("#add-profile").add_class("hidden")
 
+    @on(Input.Submitted, "#p-name, #p-url, #p-user")
     @on(Button.Pressed, "#p-save")
     def _save(self) -> None:
         p = Profile(
@@ -185,8 +196,7 @@ class ConnectScreen(Screen[None]):
                 password, save = creds.password, creds.save
             self.status(f"Logging in to {where}…")
             try:
-                client = await asyncio.to_thread(Client.connect, target, password)
-                await asyncio.to_thread(client.cache.load)
+                client = await asyncio.to_thread(_open, target, password)
             except XapiError as e:
                 if e.code == "SESSION_AUTHENTICATION_FAILED":
                     problem = e.friendly
@@ -197,10 +207,14 @@ class ConnectScreen(Screen[None]):
             except XsctlError as e:
                 self.status(str(e), error=True)
                 return
-            if save and password:
-                secrets.set_password(target.user, target.url, password)
+            why = secrets.set_password(target.user, target.url, password) if (
+                save and password) else None
             remember_last(target.profile)
             self.app.pop_screen()
             self.xapp.attach(client)
+            if why:
+                self.app.notify(f"The password was not saved: {why}. It will be asked "
+                                "again next time.", title="Keyring", severity="warning",
+                                timeout=12, markup=False)
             return
         self.status("Not connected: the password was refused three times", error=True)

@@ -218,6 +218,7 @@ class MainScreen(Screen[None]):
         self.query_one("#conn-header", ConnectionHeader).show(
             pool=pool.name_label if pool else "?", who=who, how=how,
             read_only=conn.read_only, connected=connected, fresh=fresh,
+            unencrypted=conn.endpoint.scheme == "http",
             note="" if connected and fresh else (note or client.cache.last_error),
             since=self.health_since,
         )

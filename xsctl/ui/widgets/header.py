@@ -16,7 +16,8 @@ class ConnectionHeader(Static):
     """
 
     def show(self, *, pool: str, who: str, how: str, read_only: bool, connected: bool,
-             fresh: bool, note: str, since: datetime | None) -> None:
+             fresh: bool, note: str, since: datetime | None,
+             unencrypted: bool = False) -> None:
         t = Text(no_wrap=True, overflow="ellipsis")
         t.append(" xsctl ", style="bold reverse")
         t.append(f" {pool} ", style="bold")
@@ -33,6 +34,9 @@ class ConnectionHeader(Static):
             t.append(f"✖ connection lost{stamp}", style="bold")
             self.set_class(True, "-lost")
             self.remove_class("-reconnecting")
+        if unencrypted:  # next to the health, so that 80 columns still show it
+            t.append(" │ ", style="dim")
+            t.append("UNENCRYPTED (http)", style="bold reverse")
         if read_only:
             t.append(" │ ", style="dim")
             t.append("READ-ONLY", style="bold")
