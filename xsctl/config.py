@@ -9,44 +9,28 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from xsctl.files import write_private
+from xsctl.paths import (
+    cache_dir,
+    config_dir,
+    config_file,
+    known_hosts_file,
+    log_file,
+    state_dir,
+)
 from xsctl.xapi.errors import UsageError
+
+if TYPE_CHECKING:
+    from xsctl.xapi.client import Target
 from xsctl.xapi.urls import format_url, parse_url, plain_http_refused
 
 XAPI_SOCKET = "/var/lib/xcp/xapi"
 INVENTORY = "/etc/xensource-inventory"
 LOCAL_PROFILE = "local"
-
-
-def _xdg(var: str, default: str) -> Path:
-    v = os.environ.get(var)
-    base = Path(v) if v and os.path.isabs(v) else Path.home() / default
-    return base / "xsctl"
-
-
-def config_dir() -> Path:
-    return _xdg("XDG_CONFIG_HOME", ".config")
-
-
-def state_dir() -> Path:
-    return _xdg("XDG_STATE_HOME", ".local/state")
-
-
-def cache_dir() -> Path:
-    return _xdg("XDG_CACHE_HOME", ".cache")
-
-
-def config_file() -> Path:
-    return config_dir() / "config.toml"
-
-
-def known_hosts_file() -> Path:
-    return config_dir() / "known_hosts"
-
-
-def log_file() -> Path:
-    return state_dir() / "xsctl.log"
+__all__ = ["Config", "Profile", "cache_dir", "config_dir", "config_file", "known_hosts_file",
+           "local_profile", "log_file", "normalize_url", "state_dir"]
 
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -80,6 +64,18 @@ class Profile:
     @property
     def is_local(self) -> bool:
         return self.url.startswith("unix://")
+
+    def target(self, **overrides: Any) -> Target:
+        """Where and how to connect for this profile; None overrides are ignored."""
+        from xsctl.xapi.client import Target
+
+        t = Target(url=self.url, user=self.user, ca_file=self.ca_file,
+                   read_only=self.read_only, profile=self.name, ssh=self.ssh,
+                   insecure_http=self.insecure_http)
+        for k, v in overrides.items():
+            if v is not None:
+                setattr(t, k, v)
+        return t
 
     @property
     def display(self) -> str:

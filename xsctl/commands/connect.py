@@ -44,7 +44,7 @@ def target_from_args(args: argparse.Namespace) -> Target:
     if not name:
         local = local_profile()
         if local is not None:
-            return Target.of(local, **overrides)
+            return local.target(**overrides)
         raise UsageError(
             "no pool to talk to: give --url https://HOST (and --user), or --profile NAME "
             "(xsctl profile add NAME --url https://HOST)"
@@ -52,7 +52,7 @@ def target_from_args(args: argparse.Namespace) -> Target:
     p: Profile = cfg.get(name)
     if getattr(args, "user", None):
         overrides["user"] = args.user
-    return Target.of(p, **overrides)
+    return p.target(**overrides)
 
 
 def _read_password_file(path: str) -> str:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from xsctl.config import Profile, known_hosts_file
+from xsctl.paths import known_hosts_file
 from xsctl.xapi import ops
 from xsctl.xapi.cache import CLASSES, Cache
 from xsctl.xapi.errors import ReadOnlyRefused
@@ -37,15 +37,6 @@ class Target:
     profile: str | None = None
     ssh: str | None = None
     insecure_http: bool = False  # http:// allowed: everything crosses unencrypted
-
-    @classmethod
-    def of(cls, p: Profile, **overrides: Any) -> Target:
-        t = cls(url=p.url, user=p.user, ca_file=p.ca_file, read_only=p.read_only,
-                profile=p.name, ssh=p.ssh, insecure_http=p.insecure_http)
-        for k, v in overrides.items():
-            if v is not None:
-                setattr(t, k, v)
-        return t
 
     @property
     def is_local(self) -> bool:

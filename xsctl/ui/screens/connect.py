@@ -99,7 +99,7 @@ class ConnectScreen(Screen[None]):
             return
         default = last_profile() or self.config.default
         if default and default in self.config.profiles:
-            self.connect(Target.of(self.config.profiles[default]))
+            self.connect(self.config.profiles[default].target())
         elif not self.config.profiles and local_profile() is None:
             self.action_add()
 
@@ -126,7 +126,7 @@ class ConnectScreen(Screen[None]):
     @on(OptionList.OptionSelected, "#profiles")
     def _chosen(self, event: OptionList.OptionSelected) -> None:
         if event.option.id:
-            self.connect(Target.of(self._profile(event.option.id)))
+            self.connect(self._profile(event.option.id).target())
 
     def action_add(self) -> None:
         self.query_one("#add-profile").remove_class("hidden")
@@ -153,7 +153,7 @@ class ConnectScreen(Screen[None]):
             return
         self.query_one("#add-profile").add_class("hidden")
         self.fill_profiles()
-        self.connect(Target.of(p))
+        self.connect(p.target())
 
     def status(self, text: str, error: bool = False) -> None:
         self.query_one("#connect-status", Label).update(
