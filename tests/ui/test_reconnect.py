@@ -84,3 +84,34 @@ async def test_dropped_connections_recover(sim: Simulator, client: Client) -> No
                        what="an event after the drop")
         await ui.until(lambda: "● live" in header(ui) and banner(ui) is None, what="live")
         assert not ui.errors()
+
+
+async def test_a_certificate_that_changes_mid_session_stops_and_says_so(
+        sim: Simulator, client: Client) -> None:
+    """The host presents another certificate after a restart: the app stops (no
+    endless reconnecting), shows both fingerprints in the changed-certificate dialog,
+    and the header and banner say it stopped, also at 80 columns."""
+    from textual.widgets import Static
+
+    from xsctl.config import known_hosts_file
+    from xsctl.ui.modals.trust import TrustCertificate
+    from xsctl.xapi.trust import KnownHosts, host_key
+
+    async with running(sim, client, size=(80, 24)) as ui:
+        wrong = "SHA256:" + ":".join(["AB"] * 32)
+        key = host_key("127.0.0.1", sim.port)
+        KnownHosts(known_hosts_file()).add(key, wrong)  # as if the host's key were replaced
+        await in_thread(lambda: sim.restart(downtime=0.2))
+        dlg = await ui.modal(TrustCertificate, timeout=15)
+        # folded at 80 columns, never cut
+        shown = "".join("".join(text_of(w) for w in dlg.query(Static)).split())
+        assert wrong in shown and sim.fingerprint in shown
+        assert dlg.changed_from == wrong and dlg.fingerprint == sim.fingerprint
+        await ui.press("escape")
+        await ui.back_to_main()
+        assert "✖ stopped: certificate changed" in header(ui)
+        assert "trust forget" in (banner(ui) or "")
+        logins = len(sim.store.all("session"))
+        await asyncio.sleep(1.5)  # a reconnecting client would have tried again by now
+        assert len(sim.store.all("session")) == logins
+        assert "✖ stopped" in header(ui)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from xsctl.ui.messages import CacheChanged, HealthChanged
 from xsctl.xapi.cache import Change, Changes
 from xsctl.xapi.client import Client
-from xsctl.xapi.errors import XsctlError
+from xsctl.xapi.errors import ChangedCertificate, XsctlError
 
 if TYPE_CHECKING:
     from textual.message_pump import MessagePump
@@ -67,5 +67,6 @@ class Bridge:
     def _on_state(self, health: object, text: str, error: XsctlError | None = None) -> None:
         # error: the ChangedCertificate (both fingerprints) when health is UNTRUSTED
         if not self._closed:
+            changed = error if isinstance(error, ChangedCertificate) else None
             self.app.post_message(
-                HealthChanged(self.client.connected, self.client.cache.fresh, text))
+                HealthChanged(self.client.connected, self.client.cache.fresh, text, changed))

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from textual.message import Message
 
 from xsctl.xapi.cache import Change
+from xsctl.xapi.errors import ChangedCertificate
 from xsctl.xapi.metrics import MetricsUpdate
 from xsctl.xapi.ops.base import Plan
 
@@ -30,6 +31,8 @@ class HealthChanged(Message):
     connected: bool
     fresh: bool
     text: str
+    # the host's certificate changed mid-session: the connection stopped for good
+    changed: ChangedCertificate | None = None
 
 
 @dataclass

@@ -28,12 +28,13 @@ from xsctl.ui.messages import (
     PlanFinished,
     TaskStarted,
 )
+from xsctl.ui.modals.trust import TrustCertificate
 from xsctl.ui.notify import say
 from xsctl.ui.runner import Runner
 from xsctl.ui.views.base import View, all_views
 from xsctl.ui.widgets.header import ConnectionHeader
 from xsctl.xapi.client import Client
-from xsctl.xapi.errors import XapiError
+from xsctl.xapi.errors import ChangedCertificate, XapiError
 from xsctl.xapi.models import Pool
 from xsctl.xapi.ops import catalogue
 
@@ -78,6 +79,7 @@ class MainScreen(Screen[None]):
         # first read and the screen's mount is queued for them, not lost
         self.bridge: Bridge | None = Bridge(self, client)
         self._plan_tasks: dict[int, list[str]] = {}  # id(plan) -> the tasks it made
+        self.changed: ChangedCertificate | None = None  # set once: the session stopped
         for cls in self.view_classes:
             self._bindings.bind(cls.KEY, f"show_view('{cls.ID}')", cls.LABEL, show=False)
 
@@ -197,6 +199,17 @@ class MainScreen(Screen[None]):
             self.update_header()
 
     def on_health_changed(self, msg: HealthChanged) -> None:
+        if msg.changed is not None or self.changed is not None:
+            if self.changed is None:
+                # a certificate that changed mid-session: the connection stopped (nothing
+                # is sent any more); both fingerprints, as at connect time
+                self.changed = msg.changed
+                assert msg.changed is not None
+                self.health_since = self.health_since or self.now()
+                self.app.push_screen(TrustCertificate(msg.changed.host, msg.changed.seen,
+                                                      msg.changed.pinned))
+            self.update_header()
+            return
         if msg.connected and msg.fresh:
             if self.health_since is not None:  # it was down: say that it is back
                 say(self.app, "Reconnected: live again (lost at "
@@ -220,10 +233,15 @@ class MainScreen(Screen[None]):
             read_only=conn.read_only, connected=connected, fresh=fresh,
             unencrypted=conn.endpoint.scheme == "http",
             note="" if connected and fresh else (note or client.cache.last_error),
-            since=self.health_since,
+            since=self.health_since, stopped="certificate changed" if self.changed else "",
         )
         banner = self.query_one("#stale-banner", Label)
-        if connected and fresh:
+        if self.changed is not None:
+            banner.update(Text(
+                f" Stopped: {self.changed.host}'s certificate changed; nothing more is "
+                f"sent. Replaced on purpose? xsctl trust forget {self.changed.host}"))
+            banner.remove_class("hidden")
+        elif connected and fresh:
             banner.add_class("hidden")
         else:  # not connected: no event can arrive, so nothing shown is live
             since = (self.health_since.astimezone().strftime("%H:%M:%S")

@@ -17,13 +17,17 @@ class ConnectionHeader(Static):
 
     def show(self, *, pool: str, who: str, how: str, read_only: bool, connected: bool,
              fresh: bool, note: str, since: datetime | None,
-             unencrypted: bool = False) -> None:
+             unencrypted: bool = False, stopped: str = "") -> None:
         t = Text(no_wrap=True, overflow="ellipsis")
         t.append(" xsctl ", style="bold reverse")
         t.append(f" {pool} ", style="bold")
         # health first: on an 80-column console it must not be the part cut off
         stamp = f" since {since.astimezone().strftime('%H:%M:%S')}" if since else ""
-        if connected and fresh:
+        if stopped:  # for good: it will not reconnect by itself
+            t.append(f"✖ stopped: {stopped}{stamp}", style="bold")
+            self.set_class(True, "-lost")
+            self.remove_class("-reconnecting")
+        elif connected and fresh:
             t.append("● live", style="bold green")
             self.remove_class("-lost", "-reconnecting")
         elif connected or (not fresh and note):
@@ -44,7 +48,7 @@ class ConnectionHeader(Static):
         t.append(who)
         t.append(" │ ", style="dim")
         t.append(how)
-        if note and not (connected and fresh):
+        if note and not (connected and fresh) and not stopped:
             t.append(" │ ", style="dim")
             t.append(note)
         self.update(t)
