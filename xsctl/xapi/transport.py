@@ -20,8 +20,9 @@ import ssl
 import threading
 import xmlrpc.client
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import XenAPI
 
@@ -31,6 +32,7 @@ from xsctl.xapi.trust import TrustPolicy
 from xsctl.xapi.urls import format_url, parse_url
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 THUMBPRINT_REQUEST = "x-xenapi-request-host-certificate-thumbprint"
 THUMBPRINT_RESPONSE = "x-xenapi-response-host-certificate-thumbprint"
@@ -219,6 +221,40 @@ class Transport(ABC):
         h: dict[str, str] = getattr(self._local, "headers", {})
         return h
 
+    def _retrying(self, method: str, timeout: float | None,
+                  attempt: Callable[[float], tuple[http.client.HTTPConnection | None, bool]],
+                  send: Callable[[], T]) -> T:
+        """The one retry rule of both protocols: ``attempt(t)`` readies this thread's
+        connection (returning it and whether it was reused), ``send()`` makes the call.
+        A kept-alive connection the server had closed is retried once, for a call that
+        only reads; a call that changes state is never sent twice (OutcomeUnknown).
+        An interrupted call (abort(), Ctrl-C mid-reply) leaves its connection dropped,
+        so the clean-up calls that follow (logout) get a fresh one."""
+        t = timeout or self.timeout
+        self._local.timeout = t
+        self._clear_abort()
+        for n in (1, 2):
+            conn, reused = attempt(t)
+            try:
+                return send()
+            except (OSError, http.client.HTTPException) as e:
+                self._forget(conn)
+                if self._was_aborted():
+                    raise CallAborted(f"{method} was interrupted") from e
+                stale = isinstance(e, (http.client.RemoteDisconnected, BrokenPipeError,
+                                       ConnectionResetError))
+                if n == 1 and reused and stale and is_read(method):
+                    continue
+                raise _connection_error(self.ep, method, e) from e
+            except BaseException:
+                self._forget(conn)
+                raise
+        raise AssertionError("unreachable")
+
+    @abstractmethod
+    def _forget(self, conn: http.client.HTTPConnection | None) -> None:
+        """Drop this thread's connection (and what holds it)."""
+
     @abstractmethod
     def call(self, method: str, params: list[Any], timeout: float | None = None) -> Any:
         """Send one call; returns Value, raises XapiError or ConnectionFailed."""
@@ -265,49 +301,38 @@ class JsonRpcTransport(Transport):
     def _post(
         self, path: str, body: bytes, headers: dict[str, str], method: str, timeout: float | None
     ) -> tuple[int, bytes]:
-        t = timeout or self.timeout
-        self._local.timeout = t
-        self._clear_abort()
-        for attempt in (1, 2):
+        box: list[http.client.HTTPConnection] = []
+
+        def attempt(t: float) -> tuple[http.client.HTTPConnection | None, bool]:
             conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
             reused = conn is not None and conn.sock is not None
             if conn is None or conn not in self._all:
                 conn = self._local.conn = self._new_connection()
             conn.timeout = t
+            box[:] = [conn]
+            return conn, reused
+
+        def send() -> tuple[int, bytes]:
+            conn = box[0]
+            if conn.sock is not None:
+                conn.sock.settimeout(conn.timeout)
             try:
-                if conn.sock is not None:
-                    conn.sock.settimeout(t)
                 conn.request("POST", path, body, headers)
-                resp = conn.getresponse()
-                data = resp.read()
-                self._local.headers = {k.lower(): v for k, v in resp.getheaders()}
-                if resp.will_close:
-                    self._drop(conn)
-                    self._local.conn = None
-                return resp.status, data
-            except (ConnectionFailed, ssl.CertificateError) as e:
-                self._drop(conn)
-                self._local.conn = None
-                if isinstance(e, ConnectionFailed):
-                    raise
+            except ssl.CertificateError as e:
                 raise ConnectionFailed(f"TLS verification of {self.ep.url} failed: {e}") from e
-            except (OSError, http.client.HTTPException) as e:
-                self._drop(conn)
-                self._local.conn = None
-                if self._was_aborted():
-                    raise CallAborted(f"{method} was interrupted") from e
-                stale = isinstance(e, (http.client.RemoteDisconnected, BrokenPipeError,
-                                       ConnectionResetError))
-                if attempt == 1 and reused and stale and is_read(method):
-                    continue
-                raise _connection_error(self.ep, method, e) from e
-            except BaseException:
-                # Ctrl-C in the middle of a reply: this connection is mid-response and
-                # useless; the clean-up calls that follow (logout) need a fresh one
-                self._drop(conn)
-                self._local.conn = None
-                raise
-        raise AssertionError("unreachable")
+            resp = conn.getresponse()
+            data = resp.read()
+            self._local.headers = {k.lower(): v for k, v in resp.getheaders()}
+            if resp.will_close:
+                self._forget(conn)
+            return resp.status, data
+
+        return self._retrying(method, timeout, attempt, send)
+
+    def _forget(self, conn: http.client.HTTPConnection | None) -> None:
+        if conn is not None:
+            self._drop(conn)
+        self._local.conn = None
 
 
 def _connection_error(ep: Endpoint, method: str, e: BaseException) -> ConnectionFailed:
@@ -373,47 +398,34 @@ class XmlRpcTransport(Transport):
         return s
 
     def call(self, method: str, params: list[Any], timeout: float | None = None) -> Any:
-        t = timeout or self.timeout
-        self._local.timeout = t
-        self._clear_abort()
-        for attempt in (1, 2):
-            xs = self._session()
-            http_t: _XmlRpcHttp = xs.transport
+        def attempt(t: float) -> tuple[http.client.HTTPConnection | None, bool]:
+            http_t: _XmlRpcHttp = self._session().transport
             conn = http_t._connection[1] if http_t._connection else None
             reused = conn is not None and conn.sock is not None
             if conn is not None:
                 conn.timeout = t
                 if conn.sock is not None:
                     conn.sock.settimeout(t)
+            return conn, reused
+
+        def send() -> Any:
             try:
-                raw = getattr(xs, method)(*params)
-            except ConnectionFailed:
-                self._local.xs = None
+                return getattr(self._session(), method)(*params)
+            except (ConnectionFailed, OSError, http.client.HTTPException):
                 raise
             except xmlrpc.client.ProtocolError as e:
-                self._local.xs = None
+                self._forget(None)
                 raise ProtocolMismatch(f"{self.ep.url} answered HTTP {e.errcode} to XML-RPC") from e
-            except (OSError, http.client.HTTPException) as e:
-                if conn is not None:
-                    self._drop(conn)
-                self._local.xs = None
-                if self._was_aborted():
-                    raise CallAborted(f"{method} was interrupted") from e
-                stale = isinstance(e, (http.client.RemoteDisconnected, BrokenPipeError,
-                                       ConnectionResetError))
-                if attempt == 1 and reused and stale and is_read(method):
-                    continue
-                raise _connection_error(self.ep, method, e) from e
             except Exception as e:  # expat errors and the like: not xapi speaking
-                self._local.xs = None
+                self._forget(None)
                 raise ProtocolMismatch(f"{self.ep.url} sent an unreadable XML-RPC reply") from e
-            except BaseException:  # Ctrl-C mid-reply: see JsonRpcTransport._post
-                if conn is not None:
-                    self._drop(conn)
-                self._local.xs = None
-                raise
-            return _parse_xml_result(raw, method, self.ep)
-        raise AssertionError("unreachable")
+
+        return _parse_xml_result(self._retrying(method, timeout, attempt, send), method, self.ep)
+
+    def _forget(self, conn: http.client.HTTPConnection | None) -> None:
+        if conn is not None:
+            self._drop(conn)
+        self._local.xs = None
 
 
 def _parse_xml_result(raw: Any, method: str, ep: Endpoint) -> Any:
