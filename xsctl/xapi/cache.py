@@ -114,7 +114,6 @@ class Cache:
         self._tables: dict[str, dict[str, Record]] = {c: {} for c in self.classes}
         self._where: dict[str, str] = {}  # ref -> class
         self._lock = threading.RLock()
-        self._cond = threading.Condition(self._lock)
         self._listeners: list[Listener] = []
         self._health_listeners: list[HealthListener] = []
         self._thread: threading.Thread | None = None
@@ -203,8 +202,6 @@ class Cache:
         self.loaded_at = time.time()
         self._set_fresh(True)
         self._notify(changes)
-        with self._cond:
-            self._cond.notify_all()
         return changes
 
     def _fetch_all(self) -> tuple[dict[str, dict[str, Record]], str]:
@@ -334,8 +331,6 @@ class Cache:
                 backoff = 0.5
                 if changes:
                     self._notify(changes)
-                with self._cond:
-                    self._cond.notify_all()
             except TrustError as e:
                 self._set_fresh(False, str(e))
                 log.error("event thread stopped: %s", e)
@@ -355,14 +350,3 @@ class Cache:
                 self._set_fresh(False, f"internal error: {e}")
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
-
-    def wait_until(self, pred: Callable[[], bool], timeout: float = 10.0) -> bool:
-        """Block until ``pred()`` holds after some batch (or now); False on timeout."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not pred():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
-        return True

@@ -130,7 +130,6 @@ class Connection:
         self.endpoint = Endpoint.parse(url)
         check_endpoint(self.endpoint, insecure_http)
         timeout = check_timeout(timeout)
-        self.first_endpoint = self.endpoint
         self.user = user
         self._password = password or ""
         self.trust = trust
