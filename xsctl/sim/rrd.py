@@ -424,7 +424,16 @@ def collect(store: Store, host: str, with_host: bool, vm_uuids: list[str] | None
     resident VMs' (filtered by vm_uuid when given)."""
     with store.lock:
         by_net, physical = host_pif_devices(store, host)
-        vms = [vm_rrd(store, ref, by_net) for ref in resident_vms(store, host)]
+        resident = resident_vms(store, host)
+    # the lock taken per VM, not for all of them: building a VM's sources the first
+    # time is slow (~0.1 ms), and at 30,000 VMs holding the lock for all of them at
+    # once stalled every API call for 4 s
+    vms = []
+    for ref in resident:
+        with store.lock:
+            if store.exists(ref, "VM"):
+                vms.append(vm_rrd(store, ref, by_net))
+    with store.lock:
         objs: list[RrdObj] = []
         if with_host:
             objs.append(host_rrd(store, host, [ld for _, ld in vms], physical))
