@@ -134,15 +134,18 @@ SCENES: dict[str, tuple[tuple[int, int], Step, float]] = {
 
 
 async def render(scene: str, known_hosts: Path | None = None, live: bool = False) -> str:
-    """``live``: with metrics from /rrd_updates (the README's pictures); the snapshot
-    tests keep them off, as their figures move with the wall clock."""
-    """The SVG of one scene."""
+    """The SVG of one scene. ``live``: with metrics from /rrd_updates (the README's
+    pictures); the snapshot tests keep them off, as their figures move with the wall
+    clock. The certificate is pinned in ``known_hosts``, else in a throw-away folder."""
+    if known_hosts is None:
+        with tempfile.TemporaryDirectory(prefix="xsctl-shots-") as tmp:
+            return await render(scene, Path(tmp) / "known_hosts", live)
     from xsctl.sim import Simulator
 
     size, steps, op_time = SCENES[scene]
     sim = Simulator(seed=1, epoch=EPOCH.timestamp(), op_time=op_time, auth_fail_delay=0.0,
                     password="demo", drift=False).start()
-    known = known_hosts or Path(tempfile.mkdtemp(prefix="xsctl-shots-")) / "known_hosts"
+    known = known_hosts
     client = Client.connect(
         Target(url=sim.url, user=sim.user, accept_fingerprint=sim.fingerprint), sim.password,
         known=KnownHosts(known),

@@ -183,11 +183,14 @@ class VmDetail(Vertical):
             ("vCPUs max", str(vm.VCPUs_max)),
             ("vCPUs live", str(vm.VCPUs_number) if vm.VCPUs_number else "–"),
         ]))
+        # a pane of 44 columns: the short facts never wrap, the names wrap whole
         disks = Table(box=None, padding=(0, 1), expand=True)
-        for col in ("Pos", "Device", "Type", "Disk", "Size", "SR", "Mode", "Attached"):
-            disks.add_column(col, no_wrap=col != "Disk")
+        for col, short in (("#", True), ("Dev", True), ("Disk", False), ("Size", True),
+                           ("SR", False), ("Mode", True), ("On", True)):
+            disks.add_column(col, no_wrap=short, overflow="fold", ratio=None if short else 1)
         for d in models.vm_disks(cache, vm):
-            disks.add_row(d.vbd.userdevice, d.vbd.device or "–", d.vbd.type, Text(d.label),
+            kind = "" if d.vbd.type == "Disk" else f" ({d.vbd.type})"
+            disks.add_row(d.vbd.userdevice, d.vbd.device or "–", Text(d.label + kind),
                           human_bytes(d.vdi.virtual_size) if d.vdi else "",
                           Text(d.vdi.sr_name) if d.vdi else "", d.vbd.mode,
                           "yes" if d.vbd.currently_attached else "no")
