@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from textual.widgets import DataTable, Input, OptionList, Tab
+from textual.widgets import Input, OptionList, Tab
 
 from tests.conftest import xenapi_session
 from tests.ui.dialogs import answer_text, confirm_plan, pick, plan_shown
@@ -12,6 +12,7 @@ from xsctl.ui.modals.confirm import ConfirmPlan
 from xsctl.ui.modals.forms import PickOne
 from xsctl.ui.screens.main import Menu
 from xsctl.ui.views.vms import VmDetail
+from xsctl.ui.widgets.table import VirtualTable
 from xsctl.xapi.client import Client
 
 
@@ -108,10 +109,10 @@ async def test_tasks_say_how_they_ended(sim: Simulator, client: Client) -> None:
         await confirm_plan(ui)
         await ui.until_said("to snapshot 'pre-deploy': done", timeout=10)
         await ui.press("3")
-        table: DataTable[object] = ui.main.query_one("#task-table", DataTable)
+        table = ui.main.query_one("#task-table", VirtualTable)
 
         def rows() -> list[list[str]]:
-            return [[str(c) for c in table.get_row(k)] for k in table.rows]
+            return [[text for text, _ in table.rows[k].cells] for k in table.order]
 
         await ui.until(lambda: len(rows()) >= 3, what="three task rows")
         for name in ("Pause web-02", "Unpause web-02", "Revert web-01"):
@@ -122,13 +123,13 @@ async def test_tasks_say_how_they_ended(sim: Simulator, client: Client) -> None:
         table.focus()
         await ui.handled()
         await ui.press("G")
-        assert table.cursor_row == table.row_count - 1
+        assert table.cursor_key == table.order[-1]
         await ui.press("g")
-        assert table.cursor_row == 0
+        assert table.cursor_key == table.order[0]
         await ui.press("end")
-        assert table.cursor_row == table.row_count - 1
+        assert table.cursor_key == table.order[-1]
         await ui.press("home")
-        assert table.cursor_row == 0
+        assert table.cursor_key == table.order[0]
 
 
 async def test_revert_of_a_running_vm_says_it_powers_it_off(sim: Simulator,

@@ -3,19 +3,20 @@ and the live feed of the pool's changes with which field went from what to what.
 
 from __future__ import annotations
 
-from textual.widgets import DataTable, RichLog
+from textual.widgets import RichLog
 
 from tests.ui.dialogs import answer_text, pick
 from tests.ui.harness import FROZEN, Ui, running
 from xsctl.sim import Simulator
+from xsctl.ui.widgets.table import VirtualTable
 from xsctl.xapi.cache import Change, Changes
 from xsctl.xapi.client import Client
 
 
 def task_rows(ui: Ui) -> dict[str, list[str]]:
     """Task ref -> the cells of its row, as plain text."""
-    table: DataTable[object] = ui.main.query_one("#task-table", DataTable)
-    return {str(key.value): [str(c) for c in table.get_row(key)] for key in table.rows}
+    table = ui.main.query_one("#task-table", VirtualTable)
+    return {key: [text for text, _ in table.rows[key].cells] for key in table.order}
 
 
 def copy_task(ui: Ui) -> tuple[str, list[str]] | None:
@@ -46,9 +47,9 @@ async def test_running_task_shows_progress_and_can_be_cancelled(sim: Simulator,
         _, cells = await ui.until(lambda: (t := copy_task(ui)) and "pending" in t[1][1]
                                   and " 0%" not in t[1][2] and t, what="progress above 0%")
         assert "█" in cells[2]
-        table: DataTable[object] = ui.main.query_one("#task-table", DataTable)
+        table = ui.main.query_one("#task-table", VirtualTable)
         assert ui.app.focused is table
-        assert table.get_row_index(ref) == 0 == table.cursor_row  # running tasks come first
+        assert table.order[0] == ref == table.cursor_key  # running tasks come first
         mark = ui.writes.mark()
         await ui.press("x")
         await ui.until(lambda: (t := copy_task(ui)) and t[1][1] == "cancelled",

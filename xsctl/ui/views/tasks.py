@@ -7,16 +7,17 @@ import time
 from datetime import UTC
 from typing import Any, ClassVar
 
+from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widget import Widget
-from textual.widgets import DataTable, Label, RichLog
+from textual.widgets import Label, RichLog
 
 from xsctl.ui.messages import CacheChanged
 from xsctl.ui.views.base import View
-from xsctl.ui.widgets.bars import progress_bar
-from xsctl.ui.widgets.keyed import drop_rows_except, upsert_row
+from xsctl.ui.widgets.bars import bar_text
+from xsctl.ui.widgets.table import Cell, Column, Row, VirtualTable
 from xsctl.xapi import models
 from xsctl.xapi.cache import CLASSES, Change
 from xsctl.xapi.errors import friendly
@@ -60,18 +61,14 @@ def describe(c: Change, names: dict[str, str]) -> Text:
     return t
 
 
-class TaskTable(DataTable[Text]):
-    """The task list: home and end go to the first and last task (a DataTable's own
-    scroll sideways)."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("home", "edge(0)", "First", show=False, id="task-table.home"),
-        Binding("end", "edge(1)", "Last", show=False, id="task-table.end"),
-    ]
-
-    def action_edge(self, end: int) -> None:
-        if self.row_count:
-            self.move_cursor(row=self.row_count - 1 if end else 0)
+TASK_COLUMNS = [
+    Column("task", "Task", min_width=20, ratio=4),
+    Column("status", "Status", min_width=10, ratio=2),
+    Column("progress", "Progress", width=15),
+    Column("started", "Started", width=8, priority=1),
+    Column("took", "Took", width=7, align="right", priority=2),
+]
+BAR = 9  # the progress bar's cells ("█████████ 100%" fits the column)
 
 
 class TasksView(View):
@@ -88,8 +85,6 @@ class TasksView(View):
         Binding("M", "toggle_noise", "Metrics events", id="tasks.noise",
                 tooltip="Also show metrics and task updates in the feed"),
         Binding("ctrl+l", "clear_events", "Clear feed", id="tasks.clear"),
-        Binding("g", "edge(0)", "First", show=False, id="tasks.home"),
-        Binding("G", "edge(1)", "Last", show=False, id="tasks.end"),
         Binding("escape", "back", "Menu", show=False, id="tasks.back"),
     ]
 
@@ -109,11 +104,8 @@ class TasksView(View):
 
     def compose(self) -> ComposeResult:
         yield Label("Tasks", classes="section")
-        t = TaskTable(id="task-table", cursor_type="row")
-        for label, width in (("Task", 48), ("Status", 24), ("Progress", 22), ("Started", 8),
-                             ("Took", 7)):
-            t.add_column(label, width=width, key=label.lower())
-        yield t
+        yield VirtualTable(TASK_COLUMNS, empty_text="No tasks yet this session",
+                           id="task-table")
         yield Label("Events", classes="section", id="events-title")
         yield RichLog(id="event-log", max_lines=MAX_EVENTS, wrap=False, markup=False,
                       auto_scroll=True)
@@ -126,22 +118,28 @@ class TasksView(View):
         extra = "all classes" if self.show_noise else "metrics and task updates hidden (M shows them)"
         self.query_one("#events-title", Label).update(Text(f"Events · {extra}"))
 
+    @property
+    def table(self) -> VirtualTable:
+        return self.query_one("#task-table", VirtualTable)
+
     def focus_target(self) -> Widget:
-        return self.query_one("#task-table", DataTable)
+        return self.table
 
     def targets(self) -> list[str]:
-        table = self.query_one("#task-table", DataTable)
-        if table.row_count == 0:
-            return []
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        return [key] if key else []
+        return self.table.targets()
+
+    def acted(self) -> None:
+        self.table.clear_selection()
 
     def show_object(self, ref: str) -> bool:
-        table = self.query_one("#task-table", DataTable)
-        if ref not in table.rows:
-            return False
-        table.move_cursor(row=table.get_row_index(ref))
-        return True
+        self.table.move_to(ref)
+        return self.table.cursor_key == ref
+
+    def extra_keys(self) -> list[tuple[str, str]]:
+        from xsctl.ui.views.base import key_label
+
+        return [(", ".join(key_label(k) for k in b.key.split(",")), b.description)
+                for b in VirtualTable.BINDINGS if isinstance(b, Binding)]
 
     def task_started(self, task: str, title: str) -> None:
         self.titles[task] = title
@@ -158,13 +156,6 @@ class TasksView(View):
             self.outcome[t] = outcome
             self.ended_at.setdefault(t, time.monotonic())
         self.refresh_tasks()
-
-    def action_edge(self, end: int) -> None:
-        table = self.query_one("#task-table", DataTable)
-        if table.row_count:
-            table.move_cursor(row=table.row_count - 1 if end else 0)
-
-
 
     def action_toggle_noise(self) -> None:
         self.show_noise = not self.show_noise
@@ -211,7 +202,7 @@ class TasksView(View):
 
     def refresh_tasks(self) -> None:
         cache = self.client.cache
-        table = self.query_one("#task-table", DataTable)
+        table = self.table
         for ref, rec in cache.snapshot("task"):
             self.history[ref] = rec
         for ref in self.history:
@@ -221,26 +212,30 @@ class TasksView(View):
                  # xapi's internal steps of another task (exec_with_subtask) are part
                  # of their parent's row, not rows of their own
                  if rec.get("subtask_of", NULL) in ("", NULL)]
-        # running first, then the most recent
+        # running first, then the most recent (the Task column's sort key)
         tasks.sort(key=lambda t: (not self._is_running(t, live),
                                   -(t.created.timestamp() if t.created else 0)))
-        keep = set()
+        dim = Style(dim=True)
+        rows: dict[str, Row] = {}
         for t in tasks[:200]:
-            keep.add(t.ref)
-            status, bar = self._status(t, live)
+            (status, status_style), bar = self._status(t, live)
             took = self._took(t)
             title = self.titles.get(t.ref)
             name = printable(t.name_label)
-            cells = [
-                Text(f"{title} ({name})" if title and name else title or name,
-                     style="" if t.ref in live else "dim"),
-                status,
+            started = t.created.timestamp() if t.created else 0.0
+            cells = (
+                (f"{title} ({name})" if title and name else title or name,
+                 None if t.ref in live else dim),
+                (status, status_style),
                 bar,
-                Text(t.created.astimezone().strftime("%H:%M:%S") if t.created else "–"),
-                Text(human_duration(took, seconds_shown=True) if took is not None else "–"),
-            ]
-            upsert_row(table, t.ref, cells)
-        drop_rows_except(table, keep)
+                (t.created.astimezone().strftime("%H:%M:%S") if t.created else "–", None),
+                (human_duration(took, seconds_shown=True) if took is not None else "–", None),
+            )
+            rows[t.ref] = Row(cells, ((not self._is_running(t, live), -started), status,
+                                      t.progress, started, took or 0.0),
+                              f"{title or ''} {name} {status}".lower())
+        table.replace_all(rows)
+        table.commit()
 
     def _took(self, t: models.Task) -> float | None:
         """How long it ran (or has run): xapi's own times where it gave both, else this
@@ -255,20 +250,29 @@ class TasksView(View):
     def _is_running(self, t: models.Task, live: dict[str, Any]) -> bool:
         return t.pending and t.ref in live and t.ref not in self.outcome
 
-    def _status(self, t: models.Task, live: dict[str, Any]) -> tuple[Text, Text]:
+    def _status(self, t: models.Task, live: dict[str, Any]) -> tuple[Cell, Cell]:
         """What happened to it, and its progress bar (only while it runs or once it
         succeeded: a cancelled or failed task's 100% would be a lie)."""
+        th = self.app.current_theme
+        ok, bad, run = Style(color=th.success), Style(color=th.error), Style(color=th.primary,
+                                                                               bold=True)
+        none: Cell = ("–", Style(dim=True))
         ended = self.outcome.get(t.ref)
         if t.pending and t.ref in live and ended is None:
-            return Text(t.status, style="bold cyan"), progress_bar(t.progress, 16)
+            return (t.status, run), (bar_cell(t.progress), run)
         if t.status == "success" or ended == "success":
-            return Text("done", style="green"), progress_bar(1.0, 16, style="green")
+            return ("done", ok), (bar_cell(1.0), ok)
         if ended is not None and ended != "success":
-            return Text(ended, style="red"), Text("–", style="dim")
+            return (ended, bad), none
         if t.status in ("failure", "cancelled"):
             err = friendly(t.error_info[0], t.error_info[1:]) if t.error_info else t.status
             label = "cancelled" if t.status == "cancelled" or (
                 t.error_info and t.error_info[0] == "TASK_CANCELLED") else f"failed: {err}"
-            return Text(label, style="red"), Text("–", style="dim")
+            return (label, bad), none
         # destroyed by another client before we saw how it ended
-        return Text("ended (outcome not seen)", style="dim"), Text("–", style="dim")
+        return ("ended (outcome not seen)", Style(dim=True)), none
+
+
+def bar_cell(fraction: float) -> str:
+    f = max(0.0, min(1.0, fraction))
+    return f"{bar_text(f, BAR)} {f * 100:3.0f}%"

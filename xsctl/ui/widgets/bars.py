@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from rich.text import Text
-
 EIGHTHS = " ▏▎▍▌▋▊▉█"
 
 
@@ -20,14 +18,3 @@ def bar_text(fraction: float, width: int) -> str:
 def usage_style(fraction: float) -> str:
     """ok, warn or bad: yellow past 80%, red past 90%, as an admin reads usage."""
     return "bad" if fraction >= 0.9 else "warn" if fraction >= 0.8 else "ok"
-
-
-def progress_bar(fraction: float, width: int = 20, style: str = "cyan") -> Text:
-    f = max(0.0, min(1.0, fraction))
-    bar = bar_text(f, width)
-    full = len(bar.rstrip("·"))
-    t = Text()
-    t.append(bar[:full], style=style)
-    t.append(bar[full:], style="dim")
-    t.append(f" {f * 100:3.0f}%")
-    return t
