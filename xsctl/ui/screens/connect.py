@@ -213,8 +213,8 @@ class ConnectScreen(Screen[None]):
             self.app.pop_screen()
             self.xapp.attach(client)
             if why:
-                self.app.notify(f"The password was not saved: {why}. It will be asked "
-                                "again next time.", title="Keyring", severity="warning",
-                                timeout=12, markup=False)
+                text = f"The password was not saved: {why}. It will be asked again next time."
+                self.app.notify(text, title="Keyring", severity="warning", timeout=12,
+                                markup=False)
             return
         self.status("Not connected: the password was refused three times", error=True)

@@ -19,6 +19,7 @@ from textual.containers import Vertical
 from textual.widget import Widget
 
 from xsctl.ui.messages import ActionRequested, CacheChanged, MenuRequested
+from xsctl.ui.widgets.table import VirtualTable
 from xsctl.xapi.client import Client
 from xsctl.xapi.ops import catalogue
 
@@ -150,3 +151,33 @@ def all_views() -> list[type[View]]:
     found.sort(key=lambda c: c.KEY)
     return found
 
+
+
+class TableView(View):
+    """A view whose objects are the rows of one VirtualTable (``TABLE``, its id):
+    the table has the focus, its cursor or marked rows are the targets, and its own
+    keys are in the ? help."""
+
+    TABLE: ClassVar[str] = ""
+
+    @property
+    def table(self) -> VirtualTable:
+        return self.query_one(f"#{self.TABLE}", VirtualTable)
+
+    def focus_target(self) -> Widget:
+        return self.table
+
+    def targets(self) -> list[str]:
+        return self.table.targets()
+
+    def acted(self) -> None:
+        self.table.clear_selection()
+
+    def show_object(self, ref: str) -> bool:
+        self.table.move_to(ref)
+        return self.table.cursor_key == ref
+
+    def extra_keys(self) -> list[tuple[str, str]]:
+        return [(", ".join(key_label(k) for k in b.key.split(",")),
+                 b.description + (f": {b.tooltip}" if b.tooltip else ""))
+                for b in VirtualTable.BINDINGS if isinstance(b, Binding)]

@@ -11,11 +11,10 @@ from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widget import Widget
 from textual.widgets import Label, RichLog
 
 from xsctl.ui.messages import CacheChanged
-from xsctl.ui.views.base import View
+from xsctl.ui.views.base import TableView
 from xsctl.ui.widgets.bars import bar_text
 from xsctl.ui.widgets.table import Cell, Column, Row, VirtualTable
 from xsctl.xapi import models
@@ -71,7 +70,7 @@ TASK_COLUMNS = [
 BAR = 9  # the progress bar's cells ("█████████ 100%" fits the column)
 
 
-class TasksView(View):
+class TasksView(TableView):
     """Running and recent tasks, and the live feed of the pool's changes."""
 
     ID = "tasks"
@@ -80,6 +79,7 @@ class TasksView(View):
     HELP = "tasks with progress and cancel; every change in the pool, live"
     FOLLOWS = frozenset(c.lower() for c in CLASSES)  # the feed shows every change
     ACTS_ON = "task"
+    TABLE = "task-table"
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("M", "toggle_noise", "Metrics events", id="tasks.noise",
@@ -117,29 +117,6 @@ class TasksView(View):
     def _title(self) -> None:
         extra = "all classes" if self.show_noise else "metrics and task updates hidden (M shows them)"
         self.query_one("#events-title", Label).update(Text(f"Events · {extra}"))
-
-    @property
-    def table(self) -> VirtualTable:
-        return self.query_one("#task-table", VirtualTable)
-
-    def focus_target(self) -> Widget:
-        return self.table
-
-    def targets(self) -> list[str]:
-        return self.table.targets()
-
-    def acted(self) -> None:
-        self.table.clear_selection()
-
-    def show_object(self, ref: str) -> bool:
-        self.table.move_to(ref)
-        return self.table.cursor_key == ref
-
-    def extra_keys(self) -> list[tuple[str, str]]:
-        from xsctl.ui.views.base import key_label
-
-        return [(", ".join(key_label(k) for k in b.key.split(",")), b.description)
-                for b in VirtualTable.BINDINGS if isinstance(b, Binding)]
 
     def task_started(self, task: str, title: str) -> None:
         self.titles[task] = title

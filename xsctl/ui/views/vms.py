@@ -15,11 +15,10 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.widget import Widget
 from textual.widgets import Input, Label, Static, TabbedContent, TabPane, Tabs
 
 from xsctl.ui.messages import CacheChanged
-from xsctl.ui.views.base import View, key_label
+from xsctl.ui.views.base import TableView
 from xsctl.ui.widgets.table import Column, Row, VirtualTable
 from xsctl.xapi import models
 from xsctl.xapi.models import NULL, Vm, human_bytes, human_duration, is_guest
@@ -214,7 +213,7 @@ class VmDetail(Vertical):
             snaps if rows else Text("No snapshots. n takes one.", style="dim"))
 
 
-class VmsView(View):
+class VmsView(TableView):
     """The Virtual Machines view."""
 
     ID = "vms"
@@ -224,6 +223,7 @@ class VmsView(View):
     FOLLOWS = frozenset({"vm", "vm_metrics", "vm_guest_metrics", "host", "vbd", "vdi",
                          "vif", "network", "sr", "pbd"})
     ACTS_ON = "vm"
+    TABLE = "vm-table"
 
     BINDINGS: ClassVar[list[BindingType]] = [
         # priority: handled as the key arrives, so the focus is on the filter before the
@@ -253,24 +253,6 @@ class VmsView(View):
             yield VirtualTable(COLUMNS, empty_text="No VMs", id="vm-table")
             yield VmDetail(id="vm-detail")
         yield Label("", id="vm-status", classes="view-status")
-
-    @property
-    def table(self) -> VirtualTable:
-        return self.query_one("#vm-table", VirtualTable)
-
-    def focus_target(self) -> Widget:
-        return self.table
-
-    def targets(self) -> list[str]:
-        return self.table.targets()
-
-    def acted(self) -> None:
-        self.table.clear_selection()
-
-    def extra_keys(self) -> list[tuple[str, str]]:
-        return [(", ".join(key_label(k) for k in b.key.split(",")),
-                 b.description + (f": {b.tooltip}" if b.tooltip else ""))
-                for b in VirtualTable.BINDINGS if isinstance(b, Binding)]
 
     def styles_from_theme(self) -> dict[str, Style]:
         t = self.app.current_theme
