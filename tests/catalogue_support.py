@@ -87,7 +87,7 @@ def sample(op: Operation, ctx: Context, obj: Any) -> dict[str, Any] | None:
         elif p.kind is ParamKind.PICK_MANY:
             values[p.name] = frozenset()
         elif p.kind is ParamKind.PICK:
-            ok = [c for c in catalogue.choices(op, p, ctx, obj) if c.reason is None and c.value]
+            ok = [c for c in catalogue.choices(p, ctx, obj) if c.reason is None and c.value]
             if not ok:
                 return None
             values[p.name] = ok[0].value

@@ -149,7 +149,7 @@ class Runner:
         values = catalogue.defaults(op, ctx, obj)
         for p in op.params:
             if p.kind is ParamKind.PICK:
-                choices = catalogue.choices(op, p, ctx, obj)
+                choices = catalogue.choices(p, ctx, obj)
                 if not any(c.reason is None for c in choices):
                     why = "; ".join(f"{c.label}: {c.reason}" for c in choices) or "none exists"
                     error(self.app, f"Cannot {op.label.lower()} {name}",
@@ -161,7 +161,7 @@ class Runner:
                     return None
                 values[p.name] = picked
             elif p.kind is ParamKind.PICK_MANY:
-                choices = catalogue.choices(op, p, ctx, obj)
+                choices = catalogue.choices(p, ctx, obj)
                 if choices:
                     marked = await self.app.push_screen_wait(
                         PickMany(f"{op.label} {name}", p.note or p.help, choices))

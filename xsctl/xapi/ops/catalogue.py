@@ -279,7 +279,7 @@ def reason(e: BaseException) -> str:
     return str(e)
 
 
-def choices(op: Operation, param: Param, ctx: Context, obj: Any) -> list[Choice]:
+def choices(param: Param, ctx: Context, obj: Any) -> list[Choice]:
     return param.choices(ctx, obj) if param.choices is not None else []
 
 
