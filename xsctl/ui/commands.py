@@ -11,6 +11,8 @@ from functools import partial
 from rich.text import Text
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from xsctl.ui.notify import say
+from xsctl.ui.screens.main import MainScreen
 from xsctl.ui.views.base import View
 from xsctl.xapi.ops import catalogue
 from xsctl.xapi.text import printable
@@ -20,16 +22,13 @@ Entry = tuple[str, str, Callable[[], object]]
 
 
 class XsctlCommands(Provider):
-    def _screen(self) -> object:
-        from xsctl.ui.screens.main import MainScreen
-
+    def _screen(self) -> MainScreen | None:
+        """The main screen, under the palette (it is a screen of its own)."""
         return next((s for s in self.app.screen_stack if isinstance(s, MainScreen)), None)
 
     def _views(self) -> list[Entry]:
-        from xsctl.ui.screens.main import MainScreen
-
         screen = self._screen()
-        if not isinstance(screen, MainScreen):
+        if screen is None:
             return []
         out: list[Entry] = [(f"view: {c.LABEL.lower()}", c.HELP or f"Show {c.LABEL}",
                              partial(screen.action_show_view, c.ID))
@@ -41,10 +40,8 @@ class XsctlCommands(Provider):
     def _operations(self, words: list[str]) -> list[Entry]:
         """Operations on objects: for each view that acts on a kind, each object whose
         name has every word that is not an operation's, each possible operation."""
-        from xsctl.ui.screens.main import MainScreen
-
         screen = self._screen()
-        if not isinstance(screen, MainScreen):
+        if screen is None:
             return []
         cache = screen.client.cache
         out: list[Entry] = []
@@ -75,11 +72,8 @@ class XsctlCommands(Provider):
         return out
 
     def _run(self, view: View, op_id: str, ref: str, name: str) -> None:
-        from xsctl.ui.notify import say
-        from xsctl.ui.screens.main import MainScreen
-
         screen = self._screen()
-        if not isinstance(screen, MainScreen):
+        if screen is None:
             return
         screen.action_show_view(view.ID)
         if not view.show_object(ref):  # gone meanwhile: act on nothing else
