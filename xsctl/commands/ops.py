@@ -25,9 +25,9 @@ def flag_dest(flag: str) -> str:
     return "flag_" + flag.lstrip("-").replace("-", "_")
 
 
-def add_verbs(sub: Any, cls: str, leaf: AddLeaf) -> None:
-    """A subcommand per CLI verb of ``cls`` objects, with every variant's options."""
-    for verb, variants in catalogue.verbs(cls).items():
+def add_verbs(sub: Any, group: str, leaf: AddLeaf) -> None:
+    """A subcommand per CLI verb of ``xsctl GROUP``, with every variant's options."""
+    for verb, variants in catalogue.verbs(group).items():
         kind = variants[0].kind
         base = variants[0]
         multi = any(op.multi for op in variants)
@@ -43,9 +43,12 @@ def add_verbs(sub: Any, cls: str, leaf: AddLeaf) -> None:
         rules = [op.rules for op in variants if op.rules]
         if rules:
             p.description = f"{help}. Rules: {' '.join(rules)}"
-        p.add_argument("targets", nargs="+" if multi else None, metavar=kind.cls.upper(),
-                       help=f"name, UUID or unique UUID prefix of the {kind.noun}"
-                       + ("(s)" if multi else ""))
+        if kind.implicit:
+            p.set_defaults(targets=[])
+        else:
+            p.add_argument("targets", nargs="+" if multi else None, metavar=kind.cls.upper(),
+                           help=f"name, UUID or unique UUID prefix of the {kind.noun}"
+                           + ("(s)" if multi else ""))
         seen: dict[str, Param] = {}
         for op in variants:
             if op.flag and flag_dest(op.flag) not in seen:
@@ -60,8 +63,9 @@ def add_verbs(sub: Any, cls: str, leaf: AddLeaf) -> None:
                 kw: dict[str, Any] = {"dest": prm.name, "help": prm.help}
                 if prm.kind is ParamKind.FLAG:
                     p.add_argument(*prm.flags, action="store_true", **kw)
-                elif prm.kind is ParamKind.PICK_MANY:
-                    p.add_argument(*prm.flags, action="append", metavar=prm.metavar or "X", **kw)
+                elif prm.kind in (ParamKind.PICK_MANY, ParamKind.PAIRS):
+                    p.add_argument(*prm.flags, action="append", metavar=prm.metavar or "X",
+                                   required=required and prm.kind is ParamKind.PAIRS, **kw)
                 else:
                     p.add_argument(*prm.flags, metavar=prm.metavar or "X", required=required, **kw)
         if any(op.impact >= catalogue.Impact.DESTRUCTIVE for op in variants):
@@ -90,7 +94,10 @@ def _values(op: Operation, ctx: Context, obj: Any, args: argparse.Namespace) -> 
         elif raw is None:
             if p.required:
                 raise UsageError(f"{op.verb} needs {p.flags[0]} {p.metavar or ''}".rstrip())
-            out[p.name] = frozenset() if p.kind is ParamKind.PICK_MANY else None
+            out[p.name] = (frozenset() if p.kind is ParamKind.PICK_MANY
+                           else {} if p.kind is ParamKind.PAIRS else None)
+        elif p.kind is ParamKind.PAIRS:
+            out[p.name] = p.parse_pairs(raw)
         elif p.kind is ParamKind.PICK_MANY:
             assert p.resolve is not None
             out[p.name] = frozenset(p.resolve(ctx, obj, t) for t in raw)
@@ -104,6 +111,8 @@ def _values(op: Operation, ctx: Context, obj: Any, args: argparse.Namespace) -> 
 
 def plan_one(op: Operation, ctx: Context, spec: str, args: argparse.Namespace) -> Plan:
     cache = ctx.cache
+    if op.kind.implicit:
+        spec = next(iter(op.kind.members(cache)), ("", ""))[0]
     ref = op.kind.resolve(cache, spec)
     obj = op.kind.load(cache, ref)
     if obj is None:
@@ -136,6 +145,8 @@ def _progress(label: str) -> Callable[[int, float], None] | None:
 def run_verb(args: argparse.Namespace) -> int:
     op = _variant(args)
     specs: Sequence[str] = args.targets if isinstance(args.targets, list) else [args.targets]
+    if op.kind.implicit:
+        specs = [op.kind.noun]
     with open_client(args, op.kind.classes) as client:
         return run_plans(args, client, op, specs)
 

@@ -123,9 +123,21 @@ def run(
     """Run the plan's calls in order; Async ones report progress (step, fraction) and
     their task ref to ``on_task`` as soon as xapi returns it."""
     results: list[Any] = []
+
+    def fill(a: Any) -> Any:
+        """An argument with the results of earlier steps in place (PBD.create takes
+        a record that names the SR an earlier step made)."""
+        if isinstance(a, Result):
+            return results[a.index]
+        if isinstance(a, dict):
+            return {k: fill(v) for k, v in a.items()}
+        if isinstance(a, (list, tuple)):
+            return type(a)(fill(v) for v in a)
+        return a
+
     log.info("run: %s", plan.title)
     for i, call in enumerate(plan.calls):
-        args = tuple(results[a.index] if isinstance(a, Result) else a for a in call.args)
+        args = tuple(fill(a) for a in call.args)
         if call.use_async:
             task = conn.call("Async." + call.method, *args)
             if on_task is not None:

@@ -72,6 +72,7 @@ class ParamKind(enum.Enum):
     SIZE = "size"  # bytes, written 4G, 512M, 1.5GiB
     COUNT = "count"  # a whole number in [minimum, maximum]
     FLAG = "flag"  # on or off
+    PAIRS = "pairs"  # key=value pairs, as xe takes device-config:key=value
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,25 @@ class Param:
     @property
     def is_form_field(self) -> bool:
         return self.kind in (ParamKind.TEXT, ParamKind.SIZE, ParamKind.COUNT)
+
+    def parse_pairs(self, items: Iterable[str]) -> dict[str, str]:
+        """``server=nas`` or ``device-config:server=nas`` (the way an xe user writes
+        it, the prefix being the option's name) as {"server": "nas"}."""
+        prefixes = tuple(f.lstrip("-") + ":" for f in self.flags)
+        out: dict[str, str] = {}
+        for item in items:
+            text = item.strip()
+            for prefix in prefixes:
+                if text.startswith(prefix):
+                    text = text[len(prefix):]
+            key, sep, value = text.partition("=")
+            key = key.strip()
+            if not sep or not key:
+                raise UsageError(f"{self.label}: {item!r} is not key=value")
+            if key in out and out[key] != value:
+                raise UsageError(f"{self.label}: {key} is given twice")
+            out[key] = value
+        return out
 
     def parse(self, text: str) -> Any:
         """A form field's or an option's text as the planner takes it."""
@@ -137,6 +157,9 @@ class Kind:
     # the error xapi would raise for ``op`` not in the object's allowed_operations
     explain: Callable[[Any, str], XsctlError | None]
     classes: tuple[str, ...]  # what the CLI loads to plan operations on this kind
+    # the one object of its class (the pool): the CLI names none, and its operations
+    # are started from a view's own keys or a wizard rather than from a row
+    implicit: bool = False
 
 
 Planner = Callable[..., Plan]
@@ -164,6 +187,8 @@ class Operation:
     via: str | None = None
     footer: bool = False  # its key is shown in the footer (the few main ones)
     rules: str = ""  # what a form for it explains (xapi's rules for the values)
+    # the CLI noun it is under when not its kind's: ``xsctl vdi create SR`` acts on an SR
+    group: str | None = None
 
     @property
     def menu_label(self) -> str:
@@ -173,6 +198,10 @@ class Operation:
     @property
     def cls(self) -> str:
         return self.kind.cls
+
+    @property
+    def cli_group(self) -> str:
+        return self.group or self.kind.cls
 
 
 # ------------------------------------------------------------------ the registry
@@ -235,10 +264,12 @@ def kinds() -> list[Kind]:
     return list(seen.values())
 
 
-def verbs(cls: str) -> dict[str, list[Operation]]:
-    """CLI verb -> its variants (the plain one first)."""
+def verbs(group: str) -> dict[str, list[Operation]]:
+    """CLI verb of the ``xsctl GROUP`` command -> its variants (the plain one first)."""
     out: dict[str, list[Operation]] = {}
-    for op in operations(cls):
+    for op in operations():
+        if op.cli_group != group:
+            continue
         out.setdefault(op.verb, []).append(op)
     for variants in out.values():
         variants.sort(key=lambda o: o.flag is not None or o.via is not None)
@@ -326,6 +357,8 @@ def defaults(op: Operation, ctx: Context, obj: Any) -> dict[str, Any]:
             out[p.name] = p.parse(p.default(ctx, obj))
         elif p.kind is ParamKind.PICK_MANY:
             out[p.name] = frozenset()
+        elif p.kind is ParamKind.PAIRS:
+            out[p.name] = {}
         else:
             out[p.name] = None
     return out
