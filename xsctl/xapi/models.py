@@ -344,6 +344,21 @@ class Host:
         return max(0, self.memory_total - self.memory_free)
 
 
+def sr_display_name(cache: Cache, ref: str) -> str:
+    """An SR's name as people tell them apart: ``Local storage on xcp-ng-02`` for a
+    local SR (every host has its own "Local storage"), the name alone otherwise."""
+    r = cache.get("sr", ref)
+    if r is None:
+        return ""
+    name = _text(r.get("name_label"))
+    pbds = list(r.get("PBDs") or ())
+    if r.get("shared") or len(pbds) != 1:
+        return name
+    p = cache.get("pbd", str(pbds[0]))
+    host = _name_of(cache, "host", str(p.get("host"))) if p else ""
+    return f"{name} on {host}" if host else name
+
+
 @dataclass(frozen=True, slots=True)
 class Sr:
     ref: str
@@ -359,10 +374,12 @@ class Sr:
     VDIs: tuple[str, ...]
     PBDs: tuple[str, ...]
     hosts: tuple[str, ...]  # hosts with a plugged PBD
+    pbd_hosts: tuple[str, ...]  # hosts with a PBD, plugged or not
     host_name: str  # the host of a local SR (its one PBD's), else ""
     is_default: bool
     is_tools_sr: bool
     allowed_operations: frozenset[str]
+    current_operations: tuple[str, ...]  # what xapi is doing to it now
 
     @classmethod
     def from_record(cls, cache: Cache, ref: str, r: Record) -> Sr:
@@ -390,10 +407,12 @@ class Sr:
             VDIs=tuple(r.get("VDIs") or ()),
             PBDs=tuple(r.get("PBDs") or ()),
             hosts=tuple(hosts),
+            pbd_hosts=tuple(pbd_hosts),
             host_name=_name_of(cache, "host", pbd_hosts[0]) if local else "",
             is_default=pool.get("default_SR") == ref,
             is_tools_sr=bool(r.get("is_tools_sr")),
             allowed_operations=frozenset(r.get("allowed_operations") or ()),
+            current_operations=tuple(str(o) for o in (r.get("current_operations") or {}).values()),
         )
 
     @classmethod
@@ -468,6 +487,12 @@ class Vdi:
     is_a_snapshot: bool
     VBDs: tuple[str, ...]
     allowed_operations: frozenset[str]
+    snapshot_of: str = NULL  # the disk this is a snapshot of
+    snapshots: tuple[str, ...] = ()  # its snapshots
+    snapshot_time: datetime | None = None
+    managed: bool = True  # False: a leaf of a snapshot chain xapi keeps hidden
+    missing: bool = False  # the SR's last scan did not find it
+    current_operations: tuple[str, ...] = ()
 
     @classmethod
     def from_record(cls, cache: Cache, ref: str, r: Record) -> Vdi:
@@ -477,7 +502,7 @@ class Vdi:
             name_label=_text(r.get("name_label")),
             name_description=_text(r.get("name_description")),
             SR=str(r.get("SR", NULL)),
-            sr_name=_name_of(cache, "sr", str(r.get("SR", NULL))),
+            sr_name=sr_display_name(cache, str(r.get("SR", NULL))),
             virtual_size=as_int(r.get("virtual_size")),
             physical_utilisation=as_int(r.get("physical_utilisation")),
             type=_text(r.get("type")),
@@ -486,6 +511,12 @@ class Vdi:
             is_a_snapshot=bool(r.get("is_a_snapshot")),
             VBDs=tuple(r.get("VBDs") or ()),
             allowed_operations=frozenset(r.get("allowed_operations") or ()),
+            snapshot_of=str(r.get("snapshot_of", NULL)),
+            snapshots=tuple(r.get("snapshots") or ()),
+            snapshot_time=parse_time(r.get("snapshot_time")) if r.get("is_a_snapshot") else None,
+            managed=bool(r.get("managed", True)),
+            missing=bool(r.get("missing")),
+            current_operations=tuple(str(o) for o in (r.get("current_operations") or {}).values()),
         )
 
 
