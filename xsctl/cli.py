@@ -94,7 +94,7 @@ def _leaf(sub: Any, name: str, fn: Command, help: str, *, dry_run: bool = False,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from xsctl.commands import admin, ops, pool, vm
+    from xsctl.commands import admin, disks, ops, pool, vm
 
     p = argparse.ArgumentParser(
         prog="xsctl",
@@ -199,7 +199,20 @@ def build_parser() -> argparse.ArgumentParser:
     _leaf(hs, "list", pool.cmd_host_list, "list the pool's hosts")
     sr = sub.add_parser("sr", help="storage repositories")
     srs = sr.add_subparsers(dest="sr_command", metavar="ACTION", required=True)
-    _leaf(srs, "list", pool.cmd_sr_list, "list storage repositories")
+    _leaf(srs, "list", disks.cmd_sr_list, "list storage repositories")
+    ss = _leaf(srs, "show", disks.cmd_sr_show, "show SRs in detail, with their PBDs and disks")
+    ss.add_argument("sr", nargs="+", metavar="SR",
+                    help="name (a local SR: 'Local storage on HOST'), UUID or unique UUID "
+                    "prefix")
+    ops.add_verbs(srs, "sr", _leaf)
+    vd = sub.add_parser("vdi", help="virtual disks")
+    vds = vd.add_subparsers(dest="vdi_command", metavar="ACTION", required=True)
+    vl = _leaf(vds, "list", disks.cmd_vdi_list, "list disks")
+    vl.add_argument("--sr", metavar="SR", help="only the disks of this SR")
+    vl.add_argument("--orphans", action="store_true", help="only the disks no VM uses")
+    vsh = _leaf(vds, "show", disks.cmd_vdi_show, "show disks in detail, with who uses them")
+    vsh.add_argument("vdi", nargs="+", metavar="VDI", help="name, UUID or unique UUID prefix")
+    ops.add_verbs(vds, "vdi", _leaf)
     comp = sub.add_parser(
         "completion", help="print a shell completion script",
         description="Print a completion script: source <(xsctl completion bash), the same "

@@ -44,7 +44,7 @@ def busy_sim() -> Iterator[Simulator]:
 
 def _argv(op: Operation, cache: Any, ref: str, values: dict[str, Any]) -> list[str]:
     uuid = str(cache.find(ref)[1]["uuid"])
-    argv = [op.kind.cls, op.verb, uuid, "--dry-run", "--json"]
+    argv = [op.cli_group, op.verb, uuid, "--dry-run", "--json"]
     if op.flag:
         argv.append(op.flag)
     for p in op.params:
@@ -90,7 +90,7 @@ def test_every_verb_and_variant_has_its_options() -> None:
     for op in OPS:
         required = [a for p in op.params if p.required and p.kind is not ParamKind.FLAG
                     for a in (p.flags[0], "x")]
-        sub = parser.parse_args([op.kind.cls, op.verb, "x", *required,
+        sub = parser.parse_args([op.cli_group, op.verb, "x", *required,
                                  *([op.flag] if op.flag else [])])
         assert op.id in sub.operations
         if op.flag:

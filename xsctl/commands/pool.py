@@ -1,4 +1,4 @@
-"""``xsctl host list``, ``sr list``, ``task list``."""
+"""``xsctl host list``, ``task list``."""
 
 from __future__ import annotations
 
@@ -39,30 +39,6 @@ def cmd_host_list(args: argparse.Namespace) -> int:
               guests(h),
               human_duration((now - h.boot_time).total_seconds()) if h.boot_time else "-",
               h.product] for h in hosts],
-        )
-        return 0
-
-
-def cmd_sr_list(args: argparse.Namespace) -> int:
-    with open_client(args, ["pool", "host", "SR", "PBD"]) as client:
-        srs = models.srs(client.cache)
-        if args.json:
-            print_json([
-                {"uuid": s.uuid, "name_label": str((client.cache.get("sr", s.ref) or {}).get("name_label", "")),
-                 "host": s.host_name or None, "type": s.type,
-                 "content_type": s.content_type, "shared": s.shared,
-                 "physical_size": s.physical_size,
-                 "physical_utilisation": s.physical_utilisation,
-                 "virtual_allocation": s.virtual_allocation, "default": s.is_default}
-                for s in srs
-            ])
-            return 0
-        print_table(
-            ["name", "type", "shared", "size", "used", "free", "use%", "uuid"],
-            [[s.display_name + (" (default)" if s.is_default else ""), s.type,
-              "yes" if s.shared else "no", human_bytes(s.physical_size),
-              human_bytes(s.physical_utilisation), human_bytes(s.free),
-              f"{s.usage * 100:.0f}%", s.uuid] for s in srs],
         )
         return 0
 

@@ -75,6 +75,9 @@ class Storage:
     ghost_vdis: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     # imported disk contents: VDI ref -> chunk number -> data
     disk_data: dict[str, dict[int, bytes]] = field(default_factory=dict)
+    # what running guests wrote to thin-provisioned disks since their SR was last
+    # scanned (VDI ref -> bytes): a scan or SR.update reads it into the records
+    written: dict[str, int] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- the whole

@@ -188,6 +188,7 @@ class Builder:
             self.vms()
             self.custom_templates()
             self.messages()
+            self.orphans()
             self.finish()
         finally:
             store.bulk = False
@@ -648,6 +649,18 @@ class Builder:
             if uuid:
                 self.c("message", name=name, priority=prio, cls=cls, obj_uuid=uuid,
                        timestamp=self.ago(ago), body=body)
+
+    def orphans(self) -> None:
+        """Disks no VM uses any more (a VM deleted with its disks kept, a disk
+        detached and forgotten), for the Disks view's and ``vdi list``'s orphan filter."""
+        for name, size, sr in (("old-web 0", 16 * GiB, self.nfs),
+                               ("scratch", 4 * GiB, self.local_sr[self.hosts[0]])):
+            thick = sr == self.local_sr[self.hosts[0]]
+            self.c("VDI", name_label=name, name_description="no VM uses this disk", SR=sr,
+                   virtual_size=size, physical_utilisation=size + 8 * MiB if thick else size // 4,
+                   type="user", sharable=False, read_only=False, managed=True,
+                   location=self.store.new_uuid(), sm_config={"vdi_type": "vhd"},
+                   other_config={}, on_boot="persist")
 
     def finish(self) -> None:
         store = self.store

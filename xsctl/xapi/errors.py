@@ -142,6 +142,18 @@ _FRIENDLY: dict[str, Callable[[Sequence[str]], str]] = {
     "VDI_IN_USE": lambda p: "The disk is in use by a running VM: detach it first",
     "VDI_READONLY": lambda p: "The disk is read-only",
     "VDI_IS_A_PHYSICAL_DEVICE": lambda p: "The disk is a physical device",
+    "VDI_HAS_RRDS": lambda p: "The disk holds xapi's performance archives",
+    "VDI_IS_SHARABLE": lambda p: "The disk is sharable (it cannot be snapshotted)",
+    "VDI_NOT_MANAGED": lambda p: "The disk is not managed by xapi",
+    "VDI_INCOMPATIBLE_TYPE": lambda p: f"Not possible on a disk of type {_p(p, 1)}",
+    "VDI_CBT_ENABLED": lambda p: "Changed block tracking is on for the disk",
+    "VDI_TOO_SMALL": lambda p: f"The destination disk is too small (needs {_mib(_p(p, 1))})",
+    "VDI_ON_BOOT_MODE_INCOMPATIBLE_WITH_OPERATION": lambda p: "The disk is reset on boot (on-boot=reset), which this does not allow",
+    "SR_OPERATION_NOT_SUPPORTED": lambda p: "The storage type does not support this",
+    "SR_HAS_NO_PBDS": lambda p: "The storage repository is not plugged into any host",
+    "SR_NOT_SHARABLE": lambda p: "The storage repository is local to another host",
+    "SR_INDESTRUCTIBLE": lambda p: "The storage repository is marked indestructible",
+    "PBD_EXISTS": lambda p: "That host already has a PBD for the storage repository",
     "VBD_NOT_EMPTY": lambda p: "The drive already holds a disc: eject it first",
     "VBD_IS_EMPTY": lambda p: "The drive is empty",
     "VBD_NOT_REMOVABLE_MEDIA": lambda p: "Only CD drives can insert or eject media",
@@ -191,14 +203,20 @@ class XapiError(XsctlError):
 
     exit_code = 1
 
-    def __init__(self, code: str, params: Sequence[object] = (), *, method: str = "") -> None:
+    def __init__(self, code: str, params: Sequence[object] = (), *, method: str = "",
+                 said: str | None = None) -> None:
         self.code = code
         self.params = [str(p) for p in params]
         self.method = method
+        # the sentence where xsctl can say more than the table (which VM has the
+        # disk attached): a gate explaining a refusal before anything is sent
+        self.said = said
         super().__init__(self.text)
 
     @property
     def friendly(self) -> str:
+        if self.said is not None:
+            return printable(self.said)
         return friendly(self.code, self.params)
 
     @property

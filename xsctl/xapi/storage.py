@@ -146,3 +146,91 @@ def problems(cache: Cache, sr: Sr) -> list[str]:
         out.append("detached")
     return out
 
+
+
+# ------------------------------------------------------------------ what operations check
+
+MiB = 1024**2
+GiB = 1024**3
+# SR types whose disks are VHDs and how big one may be (sm vhdutil.MAX_VHD_SIZE)
+VHD_TYPES = frozenset({"lvm", "lvmoiscsi", "lvmohba", "ext", "nfs", "smb", "file"})
+MAX_VHD = 2040 * GiB
+# thick-provisioned types: a disk takes its whole size at once (LVHD)
+THICK_TYPES = frozenset({"lvm", "lvmoiscsi", "lvmohba"})
+
+
+def sm_features(cache: Cache, sr_type: str) -> frozenset[str] | None:
+    """The SM driver's features for an SR type (``VDI_RESIZE_ONLINE``, ...), as
+    Xapi_sr_operations.features_of_sr reads them; None when the cache has no SM
+    records (a reader that did not load them cannot tell)."""
+    rows = cache.snapshot("sm")
+    if not rows:
+        return None
+    for _, r in rows:
+        if r.get("type") == sr_type:
+            names = r.get("features") or dict.fromkeys(r.get("capabilities") or ())
+            return frozenset(str(k).split("/")[0] for k in names)
+    return frozenset()
+
+
+def is_thick(cache: Cache, sr: Sr) -> bool:
+    """A disk takes its whole size at creation (LVHD unless sm_config says thin)."""
+    sm_config = (cache.get("sr", sr.ref) or {}).get("sm_config") or {}
+    return sr.type in THICK_TYPES and sm_config.get("allocation", "thick") != "thin"
+
+
+def _roundup(quantum: int, n: int) -> int:
+    return -(-n // quantum) * quantum
+
+
+def thick_size(virtual_size: int) -> int:
+    """The logical volume LVHD allocates for a disk of this size: the size, VHD
+    metadata sized for 2 TiB (so that it can grow without moving) and a 4 KiB
+    bitmap per 2 MiB block, in 4 MiB extents (sm's lvhdutil.calcSizeVHDLV)."""
+    size_mb = 2 * 1024 * 1024  # 2 TiB in MiB
+    header = _roundup(512, 3 * 1024 + (size_mb // 2) * 4)
+    header = _roundup(4096, header + (size_mb // 2) // 8)
+    bitmaps = -(-virtual_size // (2 * MiB)) * 4096
+    return _roundup(4 * MiB, virtual_size + header + bitmaps)
+
+
+def running_on(cache: Cache, sr: Sr) -> list[Use]:
+    """The uses of the SR's disks by a domain now (attached VBDs): each one stops
+    PBD.unplug with VDI_IN_USE (xapi_pbd.ml get_active_vdis_by_pbd)."""
+    out = []
+    for ref in sr.VDIs:
+        r = cache.get("vdi", ref)
+        if r is not None:
+            out += attached(cache, Vdi.from_record(cache, ref, r))
+    return out
+
+
+def live_holders(cache: Cache, sr: Sr) -> list[str]:
+    """Names of the VMs that are not halted and hold a disk or their memory image on
+    the SR (running, paused or suspended): forgetting or destroying it would take
+    their disks away under them."""
+    on_sr = set(sr.VDIs)
+    out: set[str] = set()
+    for _, r in cache.snapshot("vm"):
+        if r.get("power_state") in (None, "Halted") or r.get("is_control_domain"):
+            continue
+        if r.get("suspend_VDI") in on_sr:
+            out.add(str(r.get("name_label", "")))
+            continue
+        for vbd in r.get("VBDs") or ():
+            b = cache.get("vbd", vbd)
+            if b is not None and b.get("VDI") in on_sr:
+                out.add(str(r.get("name_label", "")))
+                break
+    for u in running_on(cache, sr):
+        out.add(u.vm_name)
+    return sorted(out, key=str.lower)
+
+
+def some(names: list[str], n: int = 3) -> str:
+    """``a, b and c`` or ``a, b, c and 4 more``."""
+    if len(names) <= 1:
+        return "".join(names)
+    if len(names) <= n:
+        return ", ".join(names[:-1]) + " and " + names[-1]
+    return ", ".join(names[:n]) + f" and {len(names) - n} more"

@@ -432,3 +432,60 @@ def forget_to_storage(store: Store, vdi: str) -> None:
     sr_uuid = store.get(row["SR"], "SR")["uuid"]
     stored_sr(store, row["SR"])
     world(store).ghost_vdis.setdefault(sr_uuid, {})[row["location"]] = vdi_image(store, vdi)
+
+
+# ---------------------------------------------------------------- guests writing
+#
+# A thin-provisioned disk (a VHD file on ext, nfs, smb or file SRs) takes space only
+# as its guest writes. Storage knows at once; xapi's records learn it when the SR's
+# driver next reads the VHDs: SR.scan and SR.update set each VDI's
+# physical_utilisation and the SR's from what is on storage (FileSR.scan,
+# FileVDI.load reading the VHD's physical size).
+
+THIN_TYPES = frozenset({"ext", "nfs", "smb", "file"})
+FILL_RATE = 64 * 1024  # bytes a running guest writes per second to each of its disks
+
+
+def fill(store: Store, seconds: float) -> None:
+    """``seconds`` of running guests writing to their RW disks on thin SRs, each up
+    to its virtual size (plus the VHD's metadata) and no further than its SR's free
+    space. Call with the store lock held."""
+    w = world(store)
+    pending_on: dict[str, int] = {}
+    for vdi, n in w.written.items():
+        row = store.find(vdi)
+        if row is not None:
+            pending_on[row["SR"]] = pending_on.get(row["SR"], 0) + n
+    for vmrow in store.all("VM").values():
+        if vmrow["power_state"] != "Running":
+            continue
+        for vbd in vmrow["VBDs"]:
+            b = store.find(vbd)
+            if b is None or not b["currently_attached"] or b["mode"] != "RW" or b["empty"]:
+                continue
+            row = store.find(b["VDI"])
+            if row is None or not store.exists(row["SR"], "SR"):
+                continue
+            sr = row["SR"]
+            if sr_type(store, sr) not in THIN_TYPES:
+                continue
+            size = int(row["virtual_size"])
+            pending = w.written.get(b["VDI"], 0)
+            room = size + vhd_overhead_empty(size) - int(row["physical_utilisation"]) - pending
+            free = free_space(store, sr) - pending_on.get(sr, 0)
+            add = min(room, free, int(FILL_RATE * seconds))
+            if add > 0:
+                w.written[b["VDI"]] = pending + add
+                pending_on[sr] = pending_on.get(sr, 0) + add
+
+
+def read_written(store: Store, sr: str) -> None:
+    """The driver reading its VHDs (SR.scan, SR.update): what guests wrote shows in
+    the VDIs' physical_utilisation, then in the SR's."""
+    w = world(store)
+    for vdi in store.get(sr, "SR")["VDIs"]:
+        n = w.written.pop(vdi, 0)
+        row = store.find(vdi)
+        if n and row is not None:
+            store.update(vdi, {"physical_utilisation": int(row["physical_utilisation"]) + n})
+    recompute_usage(store, sr)

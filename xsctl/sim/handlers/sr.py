@@ -6,11 +6,11 @@ drivers answer them (sm).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xsctl.sim.dispatch import Context, api
 from xsctl.sim.errors import XapiFailure
-from xsctl.sim.handlers import disks
+from xsctl.sim.handlers import TICKS, disks
 from xsctl.sim.handlers.disks import sm_error
 from xsctl.sim.handlers.sm import assert_no_srmaster, driver, reachable, srlist
 from xsctl.sim.handlers.storage import (
@@ -30,6 +30,9 @@ from xsctl.sim.handlers.vbd import gc_vbds
 from xsctl.sim.runtime import StoredSr
 from xsctl.sim.store import Store, allowed_ops
 from xsctl.sim.wire import Row
+
+if TYPE_CHECKING:
+    from xsctl.sim.simulator import Simulator
 
 # ---------------------------------------------------------------- SR operations
 
@@ -131,7 +134,7 @@ def scan_sr(store: Store, sr: str) -> None:
         parent = store.uuids["VDI"].get(parent_uuid)
         if parent is not None:
             store.update(ref, {"snapshot_of": parent})
-    disks.recompute_usage(store, sr)
+    disks.read_written(store, sr)
     changes: dict[str, Any] = {}
     stored = w.srs.get(row["uuid"])
     if stored is not None and stored.capacity and int(row["physical_size"]) <= 0:
@@ -316,7 +319,7 @@ def sr_update(ctx: Context, sr: str) -> None:
         forward_sr(store, sr)
     ctx.work(0.1)
     with ctx.lock:
-        disks.recompute_usage(store, sr)
+        disks.read_written(store, sr)
 
 
 def _probe(store: Store, host: str, device_config: dict[str, str], type: str) -> str:
@@ -417,3 +420,15 @@ def sr_set_physical_size(ctx: Context, self: str, value: int) -> None:
     with ctx.lock:
         ctx.store.get(self, "SR")
     raise internal_only()
+
+
+# ---------------------------------------------------------------- guests writing
+
+
+def fill_tick(sim: Simulator, seconds: float = 5.0) -> None:
+    """Between two ticks running guests fill their thin-provisioned disks."""
+    with sim.store.lock:
+        disks.fill(sim.store, seconds)
+
+
+TICKS.append(fill_tick)

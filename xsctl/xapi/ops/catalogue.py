@@ -160,6 +160,9 @@ class Kind:
     # the one object of its class (the pool): the CLI names none, and its operations
     # are started from a view's own keys or a wizard rather than from a row
     implicit: bool = False
+    # ``explain`` where it needs more than the object: a disk's attachments, an SR's
+    # PBDs and driver (xapi_vdi.ml and xapi_sr_operations.ml read them); used instead
+    check: Callable[[Cache, Any, str], XsctlError | None] | None = None
 
 
 Planner = Callable[..., Plan]
@@ -282,7 +285,9 @@ def verbs(group: str) -> dict[str, list[Operation]]:
 def gate(op: Operation, cache: Cache, obj: Any) -> XsctlError | None:
     """Why ``op`` is not possible on ``obj`` now (the error it would raise), or None."""
     if op.allowed is not None:
-        err = op.kind.explain(obj, op.allowed)
+        check = op.kind.check
+        err = (check(cache, obj, op.allowed) if check is not None
+               else op.kind.explain(obj, op.allowed))
         if err is not None:
             return err
     if op.when is not None:

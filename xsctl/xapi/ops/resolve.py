@@ -8,12 +8,14 @@ from collections.abc import Callable
 
 from xsctl.xapi.cache import Cache, Record
 from xsctl.xapi.errors import UsageError
-from xsctl.xapi.models import is_guest, is_template
+from xsctl.xapi.models import is_guest, is_template, sr_display_name
 
 MIN_PREFIX = 4
 
 
-def _describe(cls: str, ref: str, r: Record) -> str:
+def _describe(cache: Cache, cls: str, ref: str, r: Record) -> str:
+    if cls == "sr":
+        return f"  {sr_display_name(cache, ref):<32} {r.get('uuid', '')}  {r.get('type', '')}"
     extra = r.get("power_state") or r.get("type") or r.get("address") or ""
     return f"  {r.get('name_label', '')!s:<32} {r.get('uuid', '')}  {extra}"
 
@@ -43,7 +45,7 @@ def resolve(
     if len(by_name) == 1:
         return by_name[0][0]
     if len(by_name) > 1:
-        lines = "\n".join(_describe(cls, ref, r) for ref, r in by_name)
+        lines = "\n".join(_describe(cache, cls, ref, r) for ref, r in by_name)
         raise UsageError(
             f"{len(by_name)} {kind}s are named {spec!r}; name one by UUID:\n{lines}"
         )
@@ -52,7 +54,7 @@ def resolve(
         if len(by_prefix) == 1:
             return by_prefix[0][0]
         if len(by_prefix) > 1:
-            lines = "\n".join(_describe(cls, ref, r) for ref, r in by_prefix)
+            lines = "\n".join(_describe(cache, cls, ref, r) for ref, r in by_prefix)
             raise UsageError(f"UUID prefix {spec!r} matches {len(by_prefix)} {kind}s:\n{lines}")
     names = [str(r.get("name_label", "")) for _, r in rows]
     close = difflib.get_close_matches(spec, names, n=3, cutoff=0.6)
@@ -84,6 +86,13 @@ def resolve_host(cache: Cache, spec: str) -> str:
 
 
 def resolve_sr(cache: Cache, spec: str) -> str:
+    """Also by the name people tell local SRs apart by: every host has a "Local
+    storage", and ``Local storage on xcp-ng-02`` names one of them."""
+    text = spec.strip()
+    shown = [ref for ref, r in cache.snapshot("sr")
+             if r.get("name_label") != text and sr_display_name(cache, ref) == text]
+    if len(shown) == 1 and not any(r.get("name_label") == text for _, r in cache.snapshot("sr")):
+        return shown[0]
     return resolve(cache, "sr", spec, kind="SR")
 
 
