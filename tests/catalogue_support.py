@@ -4,6 +4,7 @@ takes for each command, to check every plan's xe line against."""
 
 from __future__ import annotations
 
+import re
 import shlex
 from datetime import UTC, datetime
 from typing import Any
@@ -40,6 +41,19 @@ XE_PARAMS: dict[str, set[str]] = {
     "vm-destroy": {"uuid"},
     "vdi-destroy": {"uuid"},
     "task-cancel": {"uuid"},
+    "sr-scan": {"uuid"},
+    "sr-forget": {"uuid"},
+    "sr-destroy": {"uuid"},
+    "pbd-plug": {"uuid"},
+    "pbd-unplug": {"uuid"},
+    "pbd-create": {"host-uuid", "sr-uuid", "device-config:"},
+    # records.ml pool fields default-SR, suspend-image-SR, crash-dump-SR (by uuid)
+    "pool-param-set": {"uuid", "default-SR", "suspend-image-SR", "crash-dump-SR"},
+    "vdi-create": {"sr-uuid", "name-label", "virtual-size", "sm-config:", "sharable",
+                   "tags:", "type"},
+    "vdi-param-set": {"uuid", "name-label", "name-description"},
+    "vdi-resize": {"uuid", "disk-size", "online"},
+    "vdi-copy": {"uuid", "sr-uuid", "base-vdi-uuid", "into-vdi-uuid"},
 }
 VM_SELECTORS = {"uuid", "vm", "name-label"}
 # (reqd) parameters that must be there
@@ -53,11 +67,26 @@ XE_REQUIRED: dict[str, set[str]] = {
     "vm-destroy": {"uuid"},
     "vdi-destroy": {"uuid"},
     "task-cancel": {"uuid"},
+    "sr-scan": {"uuid"},
+    "sr-forget": {"uuid"},
+    "sr-destroy": {"uuid"},
+    "pbd-plug": {"uuid"},
+    "pbd-unplug": {"uuid"},
+    "pbd-create": {"host-uuid", "sr-uuid"},
+    "pool-param-set": {"uuid"},
+    "vdi-create": {"sr-uuid", "name-label", "virtual-size"},
+    "vdi-param-set": {"uuid"},
+    "vdi-resize": {"uuid", "disk-size"},
+    "vdi-copy": {"uuid"},
 }
 
 
 def check_xe_line(line: str) -> None:
     """An ``xe`` command line whose every parameter is one ``xe`` takes."""
+    # ``pbd=$(xe pbd-create ...)``: a command whose output (a uuid) a later line uses
+    m = re.fullmatch(r"[a-z_][a-z0-9_]*=\$\((.*)\)", line)
+    if m:
+        line = m.group(1)
     words = shlex.split(line)
     assert words[0] == "xe", line
     cmd = words[1]
@@ -66,6 +95,8 @@ def check_xe_line(line: str) -> None:
     given = set()
     for w in words[2:]:
         name = w[2:] if w.startswith("--") else w.split("=", 1)[0]
+        if ":" in name:  # a map parameter: device-config:server=...
+            name = name.split(":", 1)[0] + ":"
         assert "=" in w or w.startswith("--"), f"{w!r} in {line!r}"
         assert name in allowed, f"xe {cmd} takes no {name!r} ({line!r})"
         given.add(name)
@@ -109,9 +140,13 @@ def possible(op: Operation, cache: Cache) -> tuple[str, Any, dict[str, Any]] | N
         values = sample(op, ctx, obj)
         if values is None:
             continue
-        try:
-            catalogue.prepare(op, ctx, obj, values)
-        except Exception:
-            continue
-        return ref, obj, values
+        # a form's sizes start at the current ones, which a resize refuses: grown
+        grown = {k: v * 2 if next(p for p in op.params if p.name == k).kind
+                 is ParamKind.SIZE else v for k, v in values.items()}
+        for tried in (values, grown):
+            try:
+                catalogue.prepare(op, ctx, obj, tried)
+            except Exception:
+                continue
+            return ref, obj, tried
     return None

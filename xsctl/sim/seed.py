@@ -651,16 +651,24 @@ class Builder:
                        timestamp=self.ago(ago), body=body)
 
     def orphans(self) -> None:
-        """Disks no VM uses any more (a VM deleted with its disks kept, a disk
-        detached and forgotten), for the Disks view's and ``vdi list``'s orphan filter."""
-        for name, size, sr in (("old-web 0", 16 * GiB, self.nfs),
-                               ("scratch", 4 * GiB, self.local_sr[self.hosts[0]])):
-            thick = sr == self.local_sr[self.hosts[0]]
-            self.c("VDI", name_label=name, name_description="no VM uses this disk", SR=sr,
-                   virtual_size=size, physical_utilisation=size + 8 * MiB if thick else size // 4,
-                   type="user", sharable=False, read_only=False, managed=True,
-                   location=self.store.new_uuid(), sm_config={"vdi_type": "vhd"},
-                   other_config={}, on_boot="persist")
+        """An archive SR no running VM uses, left unplugged on the last host (the
+        Storage view warns about it; repair plugs it), and disks no VM uses any more
+        (a VM deleted with its disks kept), for the orphan filter."""
+        c = self.c
+        archive = c("SR", name_label="Archive", name_description="NFS SR [10.0.0.6:/export]",
+                    type="nfs", content_type="user", shared=True, physical_size=2 * TiB,
+                    other_config={"auto-scan": "false"}, sm_config={}, tags=[])
+        for i, host in enumerate(self.hosts):
+            c("PBD", host=host, SR=archive, currently_attached=i < len(self.hosts) - 1,
+              other_config={}, device_config={"server": "10.0.0.6", "serverpath": "/export",
+                                              "nfsversion": "4.1"})
+        local = self.local_sr[self.hosts[0]]
+        for name, size, sr in (("old-web 0", 16 * GiB, archive), ("scratch", 4 * GiB, local)):
+            used = size + 8 * MiB if sr == local else size // 4
+            c("VDI", name_label=name, name_description="no VM uses this disk", SR=sr,
+              virtual_size=size, physical_utilisation=used, type="user", sharable=False,
+              read_only=False, managed=True, location=self.store.new_uuid(),
+              sm_config={"vdi_type": "vhd"}, other_config={}, on_boot="persist")
 
     def finish(self) -> None:
         store = self.store

@@ -218,23 +218,6 @@ def vdi_resize(ctx: Context, vdi: str, size: int) -> None:
             disks.resize_vdi(store, vdi, size)
 
 
-@api("VDI.resize_online", cancellable=True)
-def vdi_resize_online(ctx: Context, vdi: str, size: int) -> None:
-    """Xapi_vdi.resize_online: the same as resize for a disk a running guest has
-    attached, where the SR's driver has VDI_RESIZE_ONLINE (SR_OPERATION_NOT_SUPPORTED
-    otherwise, from check_operation_error)."""
-    store = ctx.store
-    with ctx.lock:
-        sr = store.get(vdi, "VDI")["SR"]
-    with marked(ctx, sr_mark(store, sr, "vdi_resize"), vdi_mark(store, vdi, "resize_online")):
-        with ctx.lock:
-            forward_sr(store, sr)
-            assert_managed(store, vdi)
-        ctx.work(0.3)
-        with ctx.lock:
-            disks.resize_vdi(store, vdi, size)
-
-
 def _snapshot_or_clone(ctx: Context, vdi: str, kind: str) -> str:
     store = ctx.store
     with ctx.lock:

@@ -156,7 +156,7 @@ def _size_rules(sr: Sr, size: int) -> None:
     if size <= 0:
         raise UsageError("a disk's size must be more than 0")
     if sr.type in VHD_TYPES and size > MAX_VHD:
-        raise Refused(f"a disk on {sr.display_name} is at most {human_bytes(MAX_VHD)} "
+        raise Refused(f"a disk on {sr.display_name} is at most {MAX_VHD // 1024**3} GiB "
                       f"(a VHD's limit); {human_bytes(size)} is too big")
 
 
@@ -257,6 +257,10 @@ def _resize_when(cache: Cache, vdi: Any) -> str | None:
 
 
 def resize(cache: Cache, vdi: Vdi, size: int) -> Plan:
+    """VDI.resize, or VDI.resize_online for an attached disk: xapi lists
+    resize_online only where the SR's driver has VDI_RESIZE_ONLINE (the call was
+    removed in Inverness and came back for such drivers), so elsewhere an attached
+    disk is refused, as xapi would (VDI_IN_USE)."""
     sr = _sr_of(cache, vdi)
     if size < vdi.virtual_size:
         # sm's vhdutil: "VDI Invalid size [opterr=shrinking not allowed]"
