@@ -3,7 +3,8 @@ remembered when the CLI or the app loads that pool, so that completing a name ne
 connects to anything (and never needs a password).
 
 One file per profile, ``$XDG_CACHE_HOME/xsctl/names/PROFILE.json`` (0600, in a 0700
-folder): ``{"url": ..., "written": ..., "vm": [...], "host": [...], "sr": [...]}``,
+folder): ``{"url": ..., "written": ..., "vm": [...], "host": [...], "sr": [...],
+"vdi": [...]}``,
 names only. A command that loads only some classes refreshes only those lists."""
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # completion kind -> the cache's (lower-case) xapi class
-KINDS = {"vm": "vm", "host": "host", "sr": "sr"}
+KINDS = {"vm": "vm", "host": "host", "sr": "sr", "vdi": "vdi"}
 
 
 def names_file(profile: str) -> Path:
@@ -44,7 +45,7 @@ def remember(profile: str | None, url: str, cache: Cache) -> None:
     a convenience, and the folder may be read-only."""
     if not profile:
         return
-    from xsctl.xapi.models import is_guest
+    from xsctl.xapi.models import is_guest, sr_display_name
 
     try:
         path = names_file(profile)
@@ -54,9 +55,13 @@ def remember(profile: str | None, url: str, cache: Cache) -> None:
         for kind, cls in KINDS.items():
             if cls not in cache.classes:
                 continue
-            rows = [r for r in cache.all(cls).values() if kind != "vm" or is_guest(r)]
-            data[kind] = sorted({str(r.get("name_label")) for r in rows
-                                 if _typeable(r.get("name_label"))})
+            if kind == "sr":
+                # local SRs as people name them: "Local storage on xcp-ng-02"
+                found = [sr_display_name(cache, ref) for ref in cache.all(cls)]
+            else:
+                found = [r.get("name_label") for r in cache.all(cls).values()
+                         if kind != "vm" or is_guest(r)]
+            data[kind] = sorted({str(n) for n in found if _typeable(n)})
         data["url"] = url
         data["written"] = datetime.now(UTC).isoformat(timespec="seconds")
         write_private(path, json.dumps(data, ensure_ascii=False, indent=1) + "\n")

@@ -100,12 +100,15 @@ def test_the_names_file_holds_names_only_and_is_private(remembered: Simulator) -
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     data = json.loads(path.read_text())
-    assert set(data) == {"url", "written", "vm", "host", "sr"}
+    assert set(data) == {"url", "written", "vm", "host", "sr", "vdi"}
     assert "web-01" in data["vm"] and "[lab] test-vm" in data["vm"]
     assert not [n for n in data["vm"] if "\x1b" in n or "PWNED" in n]  # not typeable
     assert not [n for n in data["vm"] if "Control domain" in n]  # guests only
     assert data["host"] == ["xcp-ng-01", "xcp-ng-02", "xcp-ng-03"]
     assert "NFS storage" in data["sr"]
+    # local SRs as they are named: every host has a "Local storage"
+    assert "Local storage on xcp-ng-02" in data["sr"] and "Local storage" not in data["sr"]
+    assert "old-web 0" in data["vdi"]
     r = xsctl("completion", "names", "vm")
     assert r.code == 0 and "web-01" in r.out.splitlines()
     assert xsctl("completion", "names", "profile").out.splitlines() == ["lab", "other"]
@@ -123,6 +126,11 @@ def test_bash_completes_names(remembered: Simulator) -> None:
     assert complete(script, "vm", "migrate", "web-01", "--to", "") == [
         "xcp-ng-01", "xcp-ng-02", "xcp-ng-03"]
     assert complete(script, "--profile", "") == ["lab", "other"]
+    assert complete(script, "sr", "scan", "Local") == [
+        r"Local\ storage\ on\ xcp-ng-01", r"Local\ storage\ on\ xcp-ng-02",
+        r"Local\ storage\ on\ xcp-ng-03"]
+    assert complete(script, "vdi", "destroy", "old-") == [r"old-web\ 0"]
+    assert complete(script, "vdi", "copy", "scratch", "--sr", "Arc") == ["Archive"]
     assert complete(script, "profile", "remove", "o") == ["other"]
     assert complete(script, "-p", "other", "vm", "start", "web") == []  # not remembered
     assert sorted(complete(script, "vm", "start", "--pa")) == [

@@ -1,18 +1,18 @@
 """``xsctl completion bash|zsh|fish``: completion scripts generated from the argument
 parser itself, so that they always know every command and option.
 
-Names (VMs, hosts, SRs, profiles) come from ``xsctl completion names KIND``, which
+Names (VMs, hosts, SRs, disks, profiles) come from ``xsctl completion names KIND``, which
 reads the names file of the default profile (see xsctl/names.py) and the profile
 list: completing never connects to anything. Which argument takes which kind of name
-is read from the parser too: a positional ``vm`` (or metavar VM), a metavar HOST, SR
-or PROFILE, and ``--profile``."""
+is read from the parser too: a positional ``vm`` (or metavar VM), a metavar HOST, SR,
+VDI or PROFILE, and ``--profile``."""
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
 
-KINDS = ("vm", "host", "sr", "profile")
+KINDS = ("vm", "host", "sr", "vdi", "profile")
 
 
 @dataclass
@@ -31,7 +31,7 @@ def _kind(action: argparse.Action) -> str | None:
     metavar = action.metavar if isinstance(action.metavar, str) else None
     if action.dest == "profile" or metavar == "PROFILE":
         return "profile"
-    if metavar in ("VM", "HOST", "SR"):
+    if metavar in ("VM", "HOST", "SR", "VDI"):
         return metavar.lower()
     if not action.option_strings and action.dest == "vm":
         return "vm"
