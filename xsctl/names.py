@@ -57,7 +57,7 @@ def remember(profile: str | None, url: str, cache: Cache) -> None:
                 continue
             if kind == "sr":
                 # local SRs as people name them: "Local storage on xcp-ng-02"
-                found = [sr_display_name(cache, ref) for ref in cache.all(cls)]
+                found: list[object] = [sr_display_name(cache, ref) for ref in cache.all(cls)]
             else:
                 found = [r.get("name_label") for r in cache.all(cls).values()
                          if kind != "vm" or is_guest(r)]
