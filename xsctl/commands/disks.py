@@ -49,7 +49,7 @@ def sr_json(cache: Cache, sr: Sr, counts: dict[str, int], orphans: dict[str, int
         "type": sr.type,
         "content_type": sr.content_type,
         "shared": sr.shared,
-        "host": _raw(cache, "host", sr.pbd_hosts[0], "uuid") if sr.host_name else None,
+        "host": sr.host_name or None,  # a local SR's host (its name)
         "PBDs": _pbds(cache, sr),
         "physical_size": sr.physical_size,
         "physical_utilisation": sr.physical_utilisation,
