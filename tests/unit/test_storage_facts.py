@@ -120,3 +120,65 @@ def test_device_config_pairs_read_as_xe_writes_them() -> None:
             assert "key=value" in str(e)
         else:
             raise AssertionError(bad)
+
+
+def _index_agrees(c: object) -> storage.DiskIndex:
+    """A DiskIndex kept by the cache's changes holds what a fresh one finds."""
+    cache = c.cache  # type: ignore[attr-defined]
+    fresh = storage.DiskIndex(cache)
+    fresh.load()
+    return fresh
+
+
+def test_the_disk_index_follows_changes_as_a_fresh_one_would_find_them(sim: Simulator) -> None:
+    with connect(sim) as c:
+        index = storage.DiskIndex(c.cache)
+        index.load()
+        touched: list[tuple[set[str], set[str]]] = []
+        c.cache.subscribe(lambda changes: touched.append(index.apply(changes.items)))
+        c.cache.start()
+        assert index.orphans == set()
+        assert sum(n for n, _ in index.counts.values()) == len(storage.disks(c.cache))
+        vm = next(v for v in models.vms(c.cache) if v.power_state == "Halted")
+        disk = next(d for d in models.vm_disks(c.cache, vm) if d.vdi is not None
+                    and d.vbd.type == "Disk")
+        assert disk.vdi is not None
+        sr = disk.vdi.SR
+        before = index.orphans_on(sr), index.disks(sr)
+        c.conn.call("VBD.destroy", disk.vbd.ref)
+        wait_for(lambda: disk.vdi is not None and disk.vdi.ref in index.orphans)
+        assert (index.orphans_on(sr), index.disks(sr)) == (before[0] + 1, before[1])
+        assert any(disk.vdi.ref in d and sr in s for d, s in touched)
+        # a new disk on the SR: counted, and an orphan until a VM uses it
+        new = c.conn.call("VDI.create", {"SR": sr, "name_label": "scratch",
+                                         "virtual_size": str(2**30), "type": "user",
+                                         "sharable": False, "read_only": False,
+                                         "other_config": {}})
+        wait_for(lambda: index.disks(sr) == before[1] + 1)
+        assert new in index.orphans
+        c.conn.call("VBD.create", {"VM": vm.ref, "VDI": new, "userdevice": "7",
+                                   "bootable": False, "mode": "RW", "type": "Disk",
+                                   "empty": False, "other_config": {},
+                                   "qos_algorithm_type": "", "qos_algorithm_params": {}})
+        wait_for(lambda: new not in index.orphans)
+        # the VM goes, with its VBDs: its disks are orphans now
+        c.conn.call("VM.destroy", vm.ref)
+        wait_for(lambda: new in index.orphans)
+        fresh = _index_agrees(c)
+        assert (index.orphans, index.sr_of) == (fresh.orphans, fresh.sr_of)
+        assert {k: v for k, v in index.counts.items() if v != [0, 0]} == fresh.counts
+        c.conn.call("VDI.destroy", new)
+        wait_for(lambda: new not in index.sr_of)
+        assert index.disks(sr) == fresh.disks(sr) - 1
+
+
+def test_secrets_in_a_device_config_are_masked() -> None:
+    shown = dict(storage.masked_config({
+        "server": "filer", "cifspassword": "hunter2", "chappassword": "s3cret",
+        "incoming_chappassword": "x", "password_secret": "uuid", "username": "admin",
+        "CHAPPassword": "y"}))
+    assert shown["server"] == "filer" and shown["username"] == "admin"
+    for key in ("cifspassword", "chappassword", "incoming_chappassword", "password_secret",
+                "CHAPPassword"):
+        assert shown[key] == storage.MASK
+    assert "hunter2" not in str(shown) and "s3cret" not in str(shown)

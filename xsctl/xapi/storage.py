@@ -8,10 +8,11 @@ view's filter agree on what an orphan is.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from xsctl.xapi.cache import Cache
+from xsctl.xapi.cache import Cache, Change, Record
 from xsctl.xapi.models import NULL, Sr, Vbd, Vdi
 
 # xapi's VDI types (datamodel ``vdi_type``) that hold a guest's data; the others
@@ -90,7 +91,27 @@ class Orphans:
             return False
         if is_iso_sr(self.cache, vdi.SR):
             return False
-        return not uses(self.cache, vdi)
+        return not _used(self.cache, vdi.VBDs)
+
+
+def _used(cache: Cache, vbds: Iterable[str]) -> bool:
+    """Some VM (a snapshot and a template count) has one of these VBDs: what
+    :func:`uses` lists, without building its entries."""
+    for ref in vbds:
+        r = cache.get("vbd", ref)
+        if r is not None:
+            vm = r.get("VM", NULL)
+            if vm != NULL and cache.get("vm", str(vm)) is not None:
+                return True
+    return False
+
+
+def _record_is_orphan(cache: Cache, ref: str, r: Record, suspend: Mapping[str, Any]) -> bool:
+    """:class:`Orphans` on a record, not a model (the index below tests thousands)."""
+    if (r.get("type") not in GUEST_TYPES or not r.get("managed", True)
+            or ref in suspend or is_iso_sr(cache, str(r.get("SR", NULL)))):
+        return False
+    return not _used(cache, r.get("VBDs") or ())
 
 
 def is_orphan(cache: Cache, vdi: Vdi) -> bool:
@@ -234,3 +255,152 @@ def some(names: list[str], n: int = 3) -> str:
     if len(names) <= n:
         return ", ".join(names[:-1]) + " and " + names[-1]
     return ", ".join(names[:n]) + f" and {len(names) - n} more"
+
+
+# the fields of a VM whose change can change a row of one of its disks: who uses it,
+# under which name, and whether it holds a suspended VM's memory
+_VM_FIELDS = ("name_label", "VBDs", "suspend_VDI", "power_state", "is_a_snapshot",
+              "is_a_template", "is_control_domain")
+
+
+def _refs(r: Record | None, field: str) -> list[str]:
+    if r is None:
+        return []
+    v = r.get(field)
+    if isinstance(v, str):
+        return [] if v in ("", NULL) else [v]
+    return [str(x) for x in v or ()]
+
+
+def _differ(c: Change, fields: Iterable[str]) -> bool:
+    old, new = c.old or {}, c.new or {}
+    return any(old.get(f) != new.get(f) for f in fields)
+
+
+class DiskIndex:
+    """The disks (managed VDIs) with whether each is an orphan, and per SR how many
+    disks and orphans it has, kept current from the cache's changes.
+
+    A change says which disk rows and which SR rows it may have changed: a VBD made
+    or destroyed, a VM renamed, started or deleted touch the few disks concerned, not
+    a walk of every disk (20,000 of them next to 10,000 VMs)."""
+
+    def __init__(self, cache: Cache) -> None:
+        self.cache = cache
+        self.sr_of: dict[str, str] = {}  # disk ref -> its SR
+        self.orphans: set[str] = set()
+        self.counts: dict[str, list[int]] = {}  # SR ref -> [disks, orphans]
+        self.suspend: dict[str, str] = {}  # suspend image's VDI -> its VM
+
+    def load(self) -> None:
+        cache = self.cache
+        self.suspend = {str(r["suspend_VDI"]): ref for ref, r in cache.snapshot("vm")
+                        if r.get("suspend_VDI") not in (None, "", NULL)}
+        self.sr_of.clear()
+        self.orphans.clear()
+        self.counts.clear()
+        for ref, r in cache.snapshot("vdi"):
+            self._place(ref, r)
+
+    def disks(self, sr: str) -> int:
+        return self.counts.get(sr, [0, 0])[0]
+
+    def orphans_on(self, sr: str) -> int:
+        return self.counts.get(sr, [0, 0])[1]
+
+    def _forget(self, ref: str) -> None:
+        sr = self.sr_of.pop(ref, None)
+        if sr is not None:
+            n = self.counts[sr]
+            n[0] -= 1
+            if ref in self.orphans:
+                self.orphans.discard(ref)
+                n[1] -= 1
+
+    def _place(self, ref: str, r: Record | None) -> None:
+        """(Re)file one disk from its record (None: it is gone)."""
+        self._forget(ref)
+        if r is None or not r.get("managed", True):
+            return
+        sr = str(r.get("SR", NULL))
+        self.sr_of[ref] = sr
+        n = self.counts.setdefault(sr, [0, 0])
+        n[0] += 1
+        if _record_is_orphan(self.cache, ref, r, self.suspend):
+            self.orphans.add(ref)
+            n[1] += 1
+
+    def apply(self, changes: Iterable[Change]) -> tuple[set[str], set[str]]:
+        """Take in a batch of changes; returns (the disks whose row may have changed,
+        the SRs whose row may have changed)."""
+        cache = self.cache
+        disks: set[str] = set()
+        srs: set[str] = set()
+        for c in changes:
+            if c.cls == "vdi":
+                disks.add(c.ref)
+                for r in (c.old, c.new):
+                    # a snapshot names its parent, a parent counts its snapshots
+                    disks.update(_refs(r, "snapshot_of"))
+                    srs.update(_refs(r, "SR"))
+                if c.op == "mod" and _differ(c, ("name_label",)):
+                    disks.update(_refs(c.new, "snapshots"))
+            elif c.cls == "vbd":
+                disks.update(_refs(c.old, "VDI") + _refs(c.new, "VDI"))
+            elif c.cls == "vm":
+                if c.op == "mod" and not _differ(c, _VM_FIELDS):
+                    continue
+                for r in (c.old, c.new):
+                    for vbd in _refs(r, "VBDs"):
+                        disks.update(_refs(cache.get("vbd", vbd), "VDI"))
+                    for vdi in _refs(r, "suspend_VDI"):
+                        disks.add(vdi)
+                        self.suspend.pop(vdi, None)
+                for vdi in _refs(c.new, "suspend_VDI"):
+                    self.suspend[vdi] = c.ref
+            elif c.cls == "sr":
+                srs.add(c.ref)
+                if c.op != "mod" or _differ(c, ("name_label", "PBDs", "shared",
+                                                "content_type")):
+                    # its disks show its name (and whether it is an ISO library)
+                    disks.update(_refs(c.old, "VDIs") + _refs(c.new, "VDIs"))
+            elif c.cls == "pbd":
+                for r in (c.old, c.new):
+                    srs.update(_refs(r, "SR"))
+                if c.op != "mod":  # a local SR is named after its PBD's host
+                    for sr in _refs(c.old, "SR") + _refs(c.new, "SR"):
+                        disks.update(_refs(cache.get("sr", sr), "VDIs"))
+            elif c.cls == "host":
+                if c.op == "mod" and not _differ(c, ("name_label",)):
+                    continue
+                # local SRs are named after their host; shared ones warn about hosts
+                srs.update(ref for ref, _ in cache.snapshot("sr"))
+                for pbd in _refs(c.old, "PBDs") + _refs(c.new, "PBDs"):
+                    for sr in _refs(cache.get("pbd", pbd), "SR"):
+                        disks.update(_refs(cache.get("sr", sr), "VDIs"))
+            elif c.cls == "pool" and (c.op != "mod" or _differ(c, ("default_SR",))):
+                for r in (c.old, c.new):
+                    srs.update(_refs(r, "default_SR"))
+        for ref in disks:
+            before = (self.sr_of.get(ref), ref in self.orphans)
+            self._place(ref, cache.get("vdi", ref))
+            after = (self.sr_of.get(ref), ref in self.orphans)
+            if before != after:
+                srs.update(s for s in (before[0], after[0]) if s is not None)
+        return disks, srs
+
+
+SECRET_WORDS = ("password", "secret")
+MASK = "••••••"
+
+
+def masked_config(config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A PBD's device_config for people to read, sorted, with the values of secret keys
+    (cifspassword, chappassword, incoming_chappassword, password_secret, ...) masked:
+    a screen, a screenshot or a terminal's scroll-back is no place for them."""
+    out = []
+    for k, v in sorted(config.items()):
+        key = str(k)
+        secret = any(w in key.lower() for w in SECRET_WORDS)
+        out.append((key, MASK if secret else str(v)))
+    return out
