@@ -17,7 +17,7 @@ COLUMNS = [Column("name", "Name", ratio=2), Column("tag", "Tag"),
 def _row(rng: random.Random, i: int, tag: str) -> Row:
     name = "".join(rng.choice("abcde-0123") for _ in range(6))
     return Row(((name, None), (tag, None), (str(i), None)), (name, tag, i),
-               f"{name} {tag} {i}")
+               f"{name} {tag} {i}", tags=frozenset({tag, f"even{i % 2 == 0}"}))
 
 
 class _TableApp(App[None]):
@@ -28,7 +28,8 @@ class _TableApp(App[None]):
 def _expected(t: VirtualTable) -> list[str]:
     words = t.filter_text.split()
     keys = sorted(t.rows, key=lambda k: t.rows[k].sort[t.sort_column], reverse=t.sort_reverse)
-    return [k for k in keys if all(w in t.rows[k].search for w in words)]
+    return [k for k in keys if all(w in t.rows[k].search for w in words)
+            and t.required <= t.rows[k].tags]
 
 
 async def test_typing_narrows_to_what_a_full_filter_finds() -> None:
@@ -46,6 +47,9 @@ async def test_typing_narrows_to_what_a_full_filter_finds() -> None:
                     t.upsert(k, _row(rng, int(k[1:]), "prod"))
                 if rng.random() < 0.05:
                     t.sort_by(rng.randrange(3))
+                if rng.random() < 0.05:  # a view's own narrowing, under the text filter
+                    t.set_required(frozenset(rng.sample(["prod", "dev", "evenTrue"],
+                                                        rng.randint(0, 2))))
                 t.commit()
                 assert t.order == _expected(t), repr(text[:j])
                 if t.cursor_key is not None:
@@ -75,3 +79,24 @@ async def test_kept_lines_follow_marks_cursor_and_row_changes() -> None:
         t.commit()
         await pilot.pause()
         assert "retagged" in line(2) and t.cursor_key == key
+
+
+async def test_a_whole_column_is_never_cut_while_others_can_go() -> None:
+    cols = [Column("name", "Name", min_width=8, ratio=3, whole=True),
+            Column("a", "A", width=10), Column("b", "B", min_width=10, priority=1),
+            Column("c", "C", min_width=10, priority=2)]
+
+    class _App(App[None]):
+        def compose(self) -> ComposeResult:
+            yield VirtualTable(cols, id="t")
+
+    long = "Local storage on xcp-ng-02"
+    async with _App().run_test(size=(46, 10)) as pilot:
+        t = pilot.app.query_one(VirtualTable)
+        t.replace_all({"r": Row(((long, None), ("x", None), ("y", None), ("z", None)),
+                                (long, "x", "y", "z"), long)})
+        t.commit()
+        await pilot.pause()
+        t.render_lines(t.region)
+        assert long in t.render_line(1).text
+        assert t._shown == [0, 1]  # B and C went, in their order, for the name

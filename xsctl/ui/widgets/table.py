@@ -36,6 +36,9 @@ class Column:
     ratio: int = 1
     align: str = "left"
     priority: int = 0  # columns with a higher number are dropped first when narrow
+    # the names that tell rows apart ("Local storage on xcp-ng-02"): other columns are
+    # dropped before it is cut, as long as its longest text (up to NATURAL_CAP) needs
+    whole: bool = False
 
 
 @dataclass(slots=True)
@@ -44,6 +47,9 @@ class Row:
     sort: tuple[Any, ...]  # one value per column
     search: str  # lower-case text the filter looks in
     dim: bool = False
+    # what a view narrows the table by besides the text filter ("orphan", an SR's ref):
+    # set_required shows only the rows that carry every tag asked for
+    tags: frozenset[str] = frozenset()
 
 
 class _Paint(NamedTuple):
@@ -152,6 +158,7 @@ class VirtualTable(ScrollView, can_focus=True):
         self._dirty_filter = True
         self._narrow = False  # the filter only grew: look among the rows shown
         self.filter_text = ""
+        self.required: frozenset[str] = frozenset()
         self.sort_column = 0
         self.sort_reverse = False
         self.cursor_key: str | None = None
@@ -187,7 +194,7 @@ class VirtualTable(ScrollView, can_focus=True):
         self._measure(row)
         if old is None or old.sort != row.sort:
             self._dirty_sort = True
-        if old is None or old.search != row.search:
+        if old is None or old.search != row.search or old.tags != row.tags:
             self._dirty_filter = True
 
     def remove_row(self, key: str) -> None:
@@ -214,6 +221,15 @@ class VirtualTable(ScrollView, can_focus=True):
             self._refiltered = True
             self.commit()
 
+    def set_required(self, tags: frozenset[str]) -> None:
+        """Show only the rows carrying every one of ``tags`` (none: every row), the
+        text filter applying within them."""
+        if tags != self.required:
+            self.required = tags
+            self._dirty_filter = True
+            self._refiltered = True
+            self.commit()
+
     def sort_by(self, column: int, reverse: bool | None = None) -> None:
         if reverse is None:
             reverse = not self.sort_reverse if column == self.sort_column else False
@@ -236,13 +252,16 @@ class VirtualTable(ScrollView, can_focus=True):
             words = self.filter_text.split()
             rows = self.rows
             source = self.order if self._narrow else self._sorted
+            need = self.required
+            if need:
+                source = [k for k in source if need <= rows[k].tags]
             if len(words) == 1:
                 w = words[0]
                 self.order = [k for k in source if w in rows[k].search]
             elif words:
                 self.order = [k for k in source if all(w in rows[k].search for w in words)]
             else:
-                self.order = list(self._sorted)
+                self.order = list(source)
             self._dirty_filter = False
         self._narrow = False
         self.virtual_size = Size(self.size.width, len(self.order) + 1)
@@ -312,8 +331,12 @@ class VirtualTable(ScrollView, can_focus=True):
         def gaps(idx: list[int]) -> int:
             return sum(gap + (cols[i].align == "right") for i in idx[:-1])
 
+        def least(i: int) -> int:
+            c = cols[i]
+            return c.width or (max(c.min_width, self._natural[i]) if c.whole else c.min_width)
+
         def need(idx: list[int]) -> int:
-            return sum(cols[i].width or cols[i].min_width for i in idx) + gaps(idx) + 2
+            return sum(least(i) for i in idx) + gaps(idx) + 2
 
         while len(shown) > 1 and need(shown) > width:
             drop = max(shown, key=lambda i: (cols[i].priority, i))
@@ -331,6 +354,11 @@ class VirtualTable(ScrollView, can_focus=True):
             widths[i] = cols[i].min_width
         left = room - sum(widths[i] for i in flex)
         want = {i: max(cols[i].min_width, self._natural[i]) for i in flex}
+        for i in flex:  # the whole names first: the columns kept were chosen for them
+            if cols[i].whole and left > 0:
+                add = min(want[i] - widths[i], left)
+                widths[i] += add
+                left -= add
         # the columns that are never dropped (priority 0: the name, the state) first
         for group in ([i for i in flex if cols[i].priority == 0],
                       [i for i in flex if cols[i].priority != 0]):
