@@ -49,6 +49,8 @@ class XsctlCommands(Provider):
             if view.ACTS_ON is None:
                 continue
             ops = catalogue.operations(view.ACTS_ON)
+            if not ops:  # a kind whose operations are still to come
+                continue
             kind = ops[0].kind
 
             def said(op: catalogue.Operation, w: str) -> bool:

@@ -49,6 +49,15 @@ class MenuRequested(Message):
 
 
 @dataclass
+class ViewRequested(Message):
+    """A view asks for another one, showing what it holds of ``ref`` (enter on an SR
+    opens the Disks view on that SR's disks)."""
+
+    view: str
+    ref: str
+
+
+@dataclass
 class TaskStarted(Message):
     """xapi made a task for one of our plans (so the Tasks view can name it)."""
 

@@ -27,6 +27,7 @@ from xsctl.ui.messages import (
     MenuRequested,
     PlanFinished,
     TaskStarted,
+    ViewRequested,
 )
 from xsctl.ui.modals.trust import TrustCertificate
 from xsctl.ui.notify import say
@@ -255,6 +256,10 @@ class MainScreen(Screen[None]):
 
     def on_menu_requested(self, msg: MenuRequested) -> None:
         self.open_menu()
+
+    def on_view_requested(self, msg: ViewRequested) -> None:
+        self.action_show_view(msg.view)
+        self.view(msg.view).show_related(msg.ref)
 
     def on_action_requested(self, msg: ActionRequested) -> None:
         self.request(msg.op_id, msg.refs, msg.view)

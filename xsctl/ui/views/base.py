@@ -96,6 +96,10 @@ class View(Vertical):
         must act on that object, not on the row the cursor was on)."""
         return False
 
+    def show_related(self, ref: str) -> None:
+        """Show what it holds of ``ref``, an object of another view (the Disks view:
+        an SR's disks). Asked with a ViewRequested message."""
+
     def palette(self) -> list[PaletteCommand]:
         """Commands of its own for the palette (its operations are added for it)."""
         return []
