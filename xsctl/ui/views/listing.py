@@ -1,0 +1,186 @@
+"""What the Storage and Disks views share with the VM view's habits: a filter line
+on top (``/``), a table, a detail pane beside it from 140 columns and on demand
+(``d``) below that, in the table's place under 100 columns, and ``escape`` undoing
+the last narrowing before it goes back to the menu."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from rich.table import Table
+from rich.text import Text
+from textual import on
+from textual.containers import VerticalScroll
+from textual.widget import Widget
+from textual.widgets import Input, Label
+
+from xsctl.ui.views.base import TableView
+from xsctl.ui.widgets.table import VirtualTable
+
+NARROW = 100  # below: the detail replaces the table (a dom0 console is 80 wide)
+WIDE = 140  # from here the detail pane sits beside the table unless closed
+
+
+def kv(pairs: list[tuple[str, str | Text]]) -> Table:
+    """Facts as a two-column grid; every value from xapi goes in as Text, never markup."""
+    t = Table.grid(padding=(0, 2))
+    t.add_column(style="bold", no_wrap=True)
+    t.add_column(overflow="fold")
+    for k, v in pairs:
+        t.add_row(Text(k), v if isinstance(v, Text) else Text(v))
+    return t
+
+
+class DetailPane(VerticalScroll, can_focus=True):
+    """A title and a scrolling body: the detail of the row under the cursor."""
+
+    def __init__(self, *, id: str) -> None:
+        super().__init__(id=id, classes="side-detail")
+
+    def compose(self) -> Any:
+        yield Label("", classes="side-detail-title")
+        yield Label("", classes="side-detail-body")
+
+    def show(self, title: Text | str, body: Any) -> None:
+        self.query_one(".side-detail-title", Label).update(
+            title if isinstance(title, Text) else Text(title))
+        self.query_one(".side-detail-body", Label).update(body)
+
+
+class ListingView(TableView):
+    """A TableView with a filter line (``FILTER``, an Input's id), a status line
+    (``STATUS``) and a DetailPane (``DETAIL``). Subclasses fill the pane in
+    :meth:`show_detail` and the status line in :meth:`update_status`."""
+
+    FILTER: ClassVar[str] = ""
+    DETAIL: ClassVar[str] = ""
+    STATUS: ClassVar[str] = ""
+
+    def __init__(self, client: Any, **kw: Any) -> None:
+        super().__init__(client, **kw)
+        self.detail_open: bool | None = None  # None: as the width decides
+
+    @property
+    def filter_input(self) -> Input:
+        return self.query_one(f"#{self.FILTER}", Input)
+
+    @property
+    def detail(self) -> DetailPane:
+        return self.query_one(f"#{self.DETAIL}", DetailPane)
+
+    def on_mount(self) -> None:
+        # applied from within the Input's own key handling: the table repaints in the
+        # same frame as the Input (see VmsView.on_mount)
+        self.watch(self.filter_input, "value", self._filter_changed, init=False)
+
+    # ------------------------------------------------------------ to fill in
+
+    def show_detail(self, pane: DetailPane, key: str | None) -> None:
+        """Fill the pane for the row ``key`` (None: no row)."""
+
+    def update_status(self) -> None:
+        """The line under the table."""
+
+    def narrowed(self) -> bool:
+        """Whether the view narrows the rows besides the text filter (escape undoes
+        it, after the text filter)."""
+        return False
+
+    def widen(self) -> None:
+        """Undo that narrowing."""
+
+    # ------------------------------------------------------------ the detail pane
+
+    def update_detail(self) -> None:
+        pane = self.detail
+        if pane.display:
+            self.show_detail(pane, self.table.cursor_key)
+
+    def detail_shown(self) -> bool:
+        """As the user set it with d, else by width: beside the table from WIDE
+        columns, on demand below, so that the table has room."""
+        if self.detail_open is not None:
+            return self.detail_open
+        return self.screen.size.width >= WIDE
+
+    def apply_detail(self) -> None:
+        shown = self.detail_shown()
+        narrow = self.screen.size.width < NARROW
+        self.set_class(shown, "detail-open")
+        self.detail.display = shown
+        self.table.display = not (narrow and shown)  # narrow, it takes the table's place
+        self.update_detail()
+
+    def on_resize(self) -> None:
+        self.apply_detail()
+
+    def action_toggle_detail(self) -> None:
+        self.detail_open = not self.detail_shown()
+        self.apply_detail()
+        # narrow, the pane replaces the table: the focus goes with it, or it would stay
+        # on the hidden table and d and escape would no longer reach this view
+        if self.screen.size.width < NARROW and self.detail_open:
+            self.call_after_refresh(self.detail.focus)
+        else:
+            self.call_after_refresh(self.table.focus)
+
+    @on(VirtualTable.CursorMoved)
+    def _cursor(self, event: VirtualTable.CursorMoved) -> None:
+        self.update_detail()
+
+    @on(VirtualTable.SelectionChanged)
+    def _selection(self, event: VirtualTable.SelectionChanged) -> None:
+        self.update_status()
+
+    @on(VirtualTable.Sorted)
+    def _sorted(self, event: VirtualTable.Sorted) -> None:
+        self.update_status()
+
+    # ------------------------------------------------------------ filter and escape
+
+    def action_filter(self) -> None:
+        # focus now, not at the next idle: the keys typed right after "/" are queued
+        self.screen.set_focus(self.filter_input)
+
+    def _filter_changed(self, value: str) -> None:
+        self.table.set_filter(value)
+        self.update_status()
+
+    @on(Input.Submitted)
+    def _filter_done(self, event: Input.Submitted) -> None:
+        if event.input.id == self.FILTER:
+            self.table.focus()
+
+    def action_clear(self) -> None:
+        """Escape: from the detail back to the table (narrow), then clear the filter,
+        the view's own narrowing, the marks, and at last back to the menu."""
+        f = self.filter_input
+        if self.detail_open and self.screen.size.width < NARROW:
+            self.action_toggle_detail()
+        elif f.has_focus or f.value:
+            f.value = ""
+            self.table.focus()
+        elif self.narrowed():
+            self.widen()
+        elif self.table.selected:
+            self.table.clear_selection()
+        else:
+            self.action_back()
+
+    def show_object(self, ref: str) -> bool:
+        """Put the cursor on ``ref``, clearing what hides it: an action chosen by name
+        (the palette) must not fall on the row the cursor was on."""
+        t = self.table
+        if ref in t.rows and ref not in t.order:
+            self.filter_input.value = ""
+            t.set_filter("")
+            if ref not in t.order and self.narrowed():
+                self.widen()
+            self.update_status()
+        t.move_to(ref)
+        return t.cursor_key == ref
+
+    def focus_target(self) -> Widget:
+        if self.screen.size.width < NARROW and self.detail_open:
+            return self.detail
+        return self.table
