@@ -72,6 +72,10 @@ class ListingView(TableView):
         # applied from within the Input's own key handling: the table repaints in the
         # same frame as the Input (see VmsView.on_mount)
         self.watch(self.filter_input, "value", self._filter_changed, init=False)
+        # the pane as the width wants it from the first frame: laid out beside a pane
+        # that the first resize then hides, the table drew its rows for a third of its
+        # width
+        self.apply_detail()
 
     # ------------------------------------------------------------ to fill in
 

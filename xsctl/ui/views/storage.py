@@ -27,21 +27,22 @@ from xsctl.xapi.ops import catalogue
 from xsctl.xapi.text import printable
 
 # In reading order; the priority says which go first when narrow: the name, how full
-# it is and what is wrong stay at 80 columns.
+# it is and what is wrong stay at 80 columns, then its free space and orphans.
 COLUMNS = [
     Column("name", "Storage", min_width=16, ratio=3, whole=True),
-    Column("type", "Type", width=9, priority=6),
-    Column("content", "Content", width=7, priority=9),
-    Column("shared", "Shared", width=6, priority=5),
-    Column("plugged", "Plugged", width=9, priority=7),
-    Column("size", "Size", width=9, align="right", priority=2),
-    Column("used", "Used", width=9, align="right", priority=8),
-    Column("alloc", "Allocated", width=9, align="right", priority=4),
-    Column("free", "Free", width=9, align="right"),
+    Column("type", "Type", width=9, priority=7),
+    Column("content", "Content", width=7, priority=10),
+    Column("shared", "Shared", width=6, priority=6),
+    Column("plugged", "Plugged", width=9, priority=8),
+    Column("size", "Size", width=9, align="right", priority=3),
+    Column("used", "Used", width=9, align="right", priority=9),
+    Column("alloc", "Allocated", width=9, align="right", priority=5),
+    Column("free", "Free", width=9, align="right", priority=1),
     Column("usage", "Usage", width=12),
-    Column("disks", "Disks", width=5, align="right", priority=3),
-    Column("orphans", "Orphans", width=7, align="right", priority=1),
-    Column("warn", "Warnings", min_width=10, ratio=2),
+    Column("disks", "Disks", width=5, align="right", priority=4),
+    Column("orphans", "Orphans", width=7, align="right", priority=2),
+    # a warning is read whole: the columns above go first to make room for it
+    Column("warn", "Warnings", min_width=10, ratio=2, whole=True),
 ]
 
 
