@@ -21,6 +21,8 @@ from textual.pilot import Pilot
 from textual.widgets import TabbedContent
 
 from xsctl.ui.app import XsctlApp, create_app
+from xsctl.ui.views.disks import DisksView
+from xsctl.ui.views.storage import StorageView
 from xsctl.ui.views.vms import VmsView
 from xsctl.xapi.client import Client, KnownHosts, Target
 
@@ -110,6 +112,30 @@ async def scene_tasks(pilot: Pilot[int]) -> None:
     await pilot.pause(0.5)
 
 
+async def _storage(pilot: Pilot[int], name: str) -> StorageView:
+    await pilot.press("4")
+    await _settle(pilot)
+    view = pilot.app.screen.query_one(StorageView)
+    key = next(k for k, r in view.table.rows.items() if r.cells[0][0].startswith(name))
+    view.table.move_to(key)
+    await _settle(pilot)
+    return view
+
+
+async def scene_storage(pilot: Pilot[int]) -> None:
+    await _storage(pilot, "NFS storage")
+
+
+async def scene_disks(pilot: Pilot[int]) -> None:
+    await _storage(pilot, "NFS storage")
+    await pilot.press("enter")  # its disks
+    await _settle(pilot)
+    view = pilot.app.screen.query_one(DisksView)
+    key = next(k for k, r in view.table.rows.items() if r.cells[0][0] == "db-01 0")
+    view.table.move_to(key)
+    await _settle(pilot)
+
+
 async def scene_narrow(pilot: Pilot[int]) -> None:
     await _vm(pilot, "web-01")
 
@@ -128,6 +154,10 @@ SCENES: dict[str, tuple[tuple[int, int], Step, float]] = {
     "confirm": ((160, 45), scene_confirm, 0.05),
     "filter": ((160, 45), scene_filter, 0.05),
     "tasks": ((160, 45), scene_tasks, 4.0),
+    # wider: the table keeps its columns beside the detail pane
+    "storage": ((200, 50), scene_storage, 0.05),
+    "disks": ((200, 50), scene_disks, 0.05),
+    # "new-sr": the New SR wizard, added with it
     "narrow-80x24": ((80, 24), scene_narrow, 0.05),
     "narrow-80x24-menu": ((80, 24), scene_narrow_menu, 0.05),
 }

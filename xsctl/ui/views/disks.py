@@ -10,6 +10,7 @@ from rich.console import Group
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
@@ -138,9 +139,9 @@ class DisksView(ListingView):
                                            ("read-only", vdi.read_only)) if on_)
         name = vdi.name_label
         if vdi.is_a_snapshot:
-            when = vdi.snapshot_time.strftime("%Y-%m-%d %H:%M") if vdi.snapshot_time else ""
+            # when it was taken is in the detail pane: the column is narrow
             pname = printable(str(parent.get("name_label", ""))) if parent else "a deleted disk"
-            snaps = f"snapshot of {pname}" + (f", {when}" if when else "")
+            snaps = f"snapshot of {pname}"
             name = "└ " + name
         else:
             n = len(vdi.snapshots)
@@ -193,6 +194,10 @@ class DisksView(ListingView):
                 self.update_detail()
         if self.sr in srs:
             self.show_scope()
+
+    @on(VirtualTable.Activated, "#disk-table")
+    def _activated(self, event: VirtualTable.Activated) -> None:
+        self.action_actions()  # as in the VM view: enter opens the actions menu
 
     # ------------------------------------------------------------ scope
 

@@ -264,6 +264,10 @@ class StorageView(ListingView):
 
     # ------------------------------------------------------------ enter: its disks
 
+    def extra_keys(self) -> list[tuple[str, str]]:
+        return [(k, "Its disks: the Disks view on this SR" if k == "enter" else d)
+                for k, d in super().extra_keys()]
+
     @on(VirtualTable.Activated, "#sr-table")
     def _activated(self, event: VirtualTable.Activated) -> None:
         self.post_message(ViewRequested("disks", event.key))
