@@ -8,7 +8,7 @@ view's filter agree on what an orphan is.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,11 +87,8 @@ class Orphans:
         self.suspend = _suspend_images(cache)
 
     def __call__(self, vdi: Vdi) -> bool:
-        if vdi.type not in GUEST_TYPES or not vdi.managed or vdi.ref in self.suspend:
-            return False
-        if is_iso_sr(self.cache, vdi.SR):
-            return False
-        return not _used(self.cache, vdi.VBDs)
+        return _orphan(self.cache, vdi.ref, vdi.type, vdi.managed, vdi.SR, vdi.VBDs,
+                       self.suspend)
 
 
 def _used(cache: Cache, vbds: Iterable[str]) -> bool:
@@ -106,12 +103,18 @@ def _used(cache: Cache, vbds: Iterable[str]) -> bool:
     return False
 
 
-def _record_is_orphan(cache: Cache, ref: str, r: Record, suspend: Mapping[str, Any]) -> bool:
-    """:class:`Orphans` on a record, not a model (the index below tests thousands)."""
-    if (r.get("type") not in GUEST_TYPES or not r.get("managed", True)
-            or ref in suspend or is_iso_sr(cache, str(r.get("SR", NULL)))):
+def _orphan(cache: Cache, ref: str, type: str, managed: bool, sr: str, vbds: Iterable[str],
+            suspend: Collection[str]) -> bool:
+    """The one rule of :class:`Orphans`, on a model's fields or a record's."""
+    if type not in GUEST_TYPES or not managed or ref in suspend or is_iso_sr(cache, sr):
         return False
-    return not _used(cache, r.get("VBDs") or ())
+    return not _used(cache, vbds)
+
+
+def _record_is_orphan(cache: Cache, ref: str, r: Record, suspend: Collection[str]) -> bool:
+    """:class:`Orphans` on a record, not a model (the index below tests thousands)."""
+    return _orphan(cache, ref, str(r.get("type", "")), bool(r.get("managed", True)),
+                   str(r.get("SR", NULL)), r.get("VBDs") or (), suspend)
 
 
 def is_orphan(cache: Cache, vdi: Vdi) -> bool:
