@@ -8,7 +8,8 @@ The simulated storage world: NFS server ``10.0.0.5`` exports ``/export/xen``,
 ``/export``; servers named ``*.invalid`` or in 203.0.113.0/24 (TEST-NET-3) do not
 answer. Every host has local disks ``/dev/sda`` (the system disk), ``/dev/sdb``,
 ``/dev/sdc`` and ``/dev/nvme0n1``. Every reachable iSCSI target offers the IQN
-``iqn.2024-09.com.example:storage`` with two LUNs.
+``iqn.2024-09.com.example:storage`` with two LUNs (the demo's SAN is ``10.0.0.6``).
+Every host sees the same two Fibre Channel LUNs through one HBA (``host1``, qla2xxx).
 """
 
 from __future__ import annotations
@@ -49,6 +50,16 @@ NFS_EXPORTS = {"10.0.0.5": {"/export/xen": 4 * TiB, "/export/iso": 500 * GiB,
 ISCSI_IQN = "iqn.2024-09.com.example:storage"
 HOST_DISKS = {"/dev/sda": 1 * TiB, "/dev/sdb": 2 * TiB, "/dev/sdc": 4 * TiB,
               "/dev/nvme0n1": 1 * TiB}
+# the Fibre Channel LUNs every host sees: (SCSIid, path, vendor, serial, size, LUN id)
+HBA_LUNS = [
+    ("360a98000534b4f50476f2f4a4b6c3730", "/dev/sdd", "NETAPP", "SKOPGo/JKlc0", 1 * TiB, 0),
+    ("360a98000534b4f50476f2f4a4b6c3731", "/dev/sde", "NETAPP", "SKOPGo/JKlc1", 4 * TiB, 1),
+]
+HBA_ADAPTER = {"host": "host1", "name": "qla2xxx",
+               "manufacturer": "QLogic Fibre Channel HBA Driver", "id": "1"}
+HBA_FC_HOST = {"node_name": "0x20000024ff3a1b2c", "port_name": "0x21000024ff3a1b2c",
+               "port_state": "Online", "speed": "8 Gbit",
+               "supported_speeds": "2 Gbit, 4 Gbit, 8 Gbit"}
 SMB_CAPACITY = 2 * TiB
 ISO_CAPACITY = 500 * GiB
 
@@ -105,6 +116,40 @@ def _host_disks(store: Store, host: str) -> dict[str, int]:
     return disks_
 
 
+def scsi_ids_in_use(store: Store, exclude_sr: str = "") -> set[str]:
+    """util.test_SCSIid: LUNs named by a PBD of another SR of the pool."""
+    return {str(p["device_config"]["SCSIid"]) for p in store.all("PBD").values()
+            if p["SR"] != exclude_sr and p["device_config"].get("SCSIid")}
+
+
+def hba_devlist(store: Store) -> str:
+    """devscan.scan as LVHDoHBASR.load prints it without a SCSIid: a BlockDevice per
+    LUN no SR of the pool uses, then the adapters with their fc_host parameters."""
+    used = scsi_ids_in_use(store)
+
+    def build(dom: xml.dom.minidom.Document, el: Any) -> None:
+        for scsi, path, vendor, serial, size, lun in HBA_LUNS:
+            if scsi in used:
+                continue
+            d = dom.createElement("BlockDevice")
+            el.appendChild(d)
+            for k, v in (("path", path), ("numpaths", "1"), ("SCSIid", scsi),
+                         ("vendor", vendor), ("serial", serial), ("size", str(size)),
+                         ("adapter", HBA_ADAPTER["id"]), ("channel", "0"), ("id", "0"),
+                         ("lun", str(lun)), ("hba", HBA_ADAPTER["name"])):
+                _add(dom, d, k, v)
+        a = dom.createElement("Adapter")
+        el.appendChild(a)
+        for k in ("host", "name", "manufacturer", "id"):
+            _add(dom, a, k, HBA_ADAPTER[k])
+        fc = dom.createElement("fc_host")
+        a.appendChild(fc)
+        for k, v in HBA_FC_HOST.items():
+            _add(dom, fc, k, v)
+
+    return _pretty("Devlist", build)
+
+
 def _devices_in_use(store: Store, host: str, exclude_sr: str = "") -> set[str]:
     """util.test_hostPBD_devs: devices named by other SRs' PBDs on this host."""
     out: set[str] = set()
@@ -138,8 +183,11 @@ class Driver:
             self._iso_location()
         if t == "lvmoiscsi":
             self._iscsi_load()
-        if t == "lvmohba" and "SCSIid" not in dc:
-            raise sm_error("ConfigSCSIid")
+        if t == "lvmohba":
+            if not dc.get("SCSIid"):
+                raise sm_error("ConfigSCSIid", stderr=hba_devlist(self.store))
+            if dc["SCSIid"] not in {lun[0] for lun in HBA_LUNS}:
+                raise sm_error("ConfigSCSIid")
 
     def _iso_location(self) -> None:
         loc, kind = self.dc["location"], self.dc.get("type")
@@ -250,11 +298,15 @@ class Driver:
             target = dc["target"].split(",")[0]
             return next(size for _, s, size in _luns(target) if s == dc["SCSIid"]) - 12 * MiB
         if t == "lvmohba":
-            return 1 * TiB
+            return next(lun[4] for lun in HBA_LUNS if lun[0] == dc["SCSIid"]) - 12 * MiB
         return 0
 
     def create_checks(self, sr_uuid: str) -> None:
-        """sr_create beyond load(): devices not in use, not the system disk."""
+        """sr_create beyond load(): devices not in use, not the system disk; a LUN
+        no other SR uses (LVHDoISCSISR/LVHDoHBASR create: util.test_SCSIid)."""
+        if self.typ in ("lvmoiscsi", "lvmohba") and self.dc["SCSIid"] in scsi_ids_in_use(
+                self.store):
+            raise sm_error("SRInUse")
         if self.typ in ("lvm", "ext"):
             used = _devices_in_use(self.store, self.host)
             for dev in self.dc["device"].split(","):
