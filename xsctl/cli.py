@@ -94,7 +94,7 @@ def _leaf(sub: Any, name: str, fn: Command, help: str, *, dry_run: bool = False,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from xsctl.commands import admin, disks, ops, pool, vm
+    from xsctl.commands import admin, disks, ops, pool, storage, vm
 
     p = argparse.ArgumentParser(
         prog="xsctl",
@@ -204,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     ss.add_argument("sr", nargs="+", metavar="SR",
                     help="name (a local SR: 'Local storage on HOST'), UUID or unique UUID "
                     "prefix")
+    storage.add_probe(srs, _leaf)
     ops.add_verbs(srs, "sr", _leaf)
     vd = sub.add_parser("vdi", help="virtual disks")
     vds = vd.add_subparsers(dest="vdi_command", metavar="ACTION", required=True)

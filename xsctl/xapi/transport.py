@@ -56,7 +56,7 @@ def is_read(method: str) -> bool:
     return msg.startswith(_READ_PREFIXES) or msg in (
         "assert_can_boot_here", "get_possible_hosts", "compute_free_memory",
         "compute_memory_overhead", "get_allowed_VBD_devices", "get_allowed_VIF_devices",
-        "get_since", "get", "probe", "assert_attachable", "get_servertime",
+        "get_since", "get", "probe", "probe_ext", "assert_attachable", "get_servertime",
         "get_server_localtime", "get_vms_which_prevent_evacuation", "get_data_sources",
         "query_data_source", "get_supported_types",
     )

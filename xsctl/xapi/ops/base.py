@@ -39,7 +39,10 @@ class Call:
             if isinstance(a, bool):
                 return "true" if a else "false"
             if isinstance(a, dict):
-                return "{" + ", ".join(f"{k}: {one(v)}" for k, v in a.items()) + "}"
+                # a device-config password (xapi moves it to a secret) is never shown
+                return "{" + ", ".join(
+                    f"{k}: {'********' if str(k).endswith('password') else one(v)}"
+                    for k, v in a.items()) + "}"
             if isinstance(a, (list, tuple)):
                 return "[" + ", ".join(one(x) for x in a) + "]"
             return str(a)
