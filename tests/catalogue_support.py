@@ -54,6 +54,10 @@ XE_PARAMS: dict[str, set[str]] = {
     "vdi-param-set": {"uuid", "name-label", "name-description"},
     "vdi-resize": {"uuid", "disk-size", "online"},
     "vdi-copy": {"uuid", "sr-uuid", "base-vdi-uuid", "into-vdi-uuid"},
+    "sr-create": {"name-label", "type", "name-description", "host-uuid", "device-config:",
+                  "shared", "physical-size", "content-type", "sm-config:"},
+    "sr-introduce": {"name-label", "type", "uuid", "name-description", "shared",
+                     "content-type"},
 }
 VM_SELECTORS = {"uuid", "vm", "name-label"}
 # (reqd) parameters that must be there
@@ -78,6 +82,17 @@ XE_REQUIRED: dict[str, set[str]] = {
     "vdi-param-set": {"uuid"},
     "vdi-resize": {"uuid", "disk-size"},
     "vdi-copy": {"uuid"},
+    "sr-create": {"name-label", "type"},
+    "sr-introduce": {"name-label", "type", "uuid"},
+}
+
+# values of parameters the walk cannot make up (where the storage is): the demo's NFS
+# server has an export no SR uses, and an SR that is not in the pool has a fresh UUID
+SAMPLES: dict[str, dict[str, Any]] = {
+    "sr.create": {"type": "nfs", "device_config": {"server": "10.0.0.5",
+                                                   "serverpath": "/export/backup"}},
+    "sr.introduce": {"type": "nfs", "uuid": "0f6ad3f4-3c55-4d3c-9e0a-1b2c3d4e5f60",
+                     "device_config": {"server": "10.0.0.5", "serverpath": "/export/backup"}},
 }
 
 
@@ -113,13 +128,18 @@ def sample(op: Operation, ctx: Context, obj: Any) -> dict[str, Any] | None:
     cannot be made here."""
     values: dict[str, Any] = {}
     for p in op.params:
-        if p.kind is ParamKind.FLAG:
+        if p.name in SAMPLES.get(op.id, {}):
+            values[p.name] = SAMPLES[op.id][p.name]
+        elif p.kind is ParamKind.FLAG:
             values[p.name] = False
         elif p.kind is ParamKind.PICK_MANY:
             values[p.name] = frozenset()
         elif p.kind is ParamKind.PICK:
             ok = [c for c in catalogue.choices(p, ctx, obj) if c.reason is None and c.value]
             if not ok:
+                if not p.required:
+                    values[p.name] = None
+                    continue
                 return None
             values[p.name] = ok[0].value
         elif p.name == "name":

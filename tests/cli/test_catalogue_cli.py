@@ -43,8 +43,9 @@ def busy_sim() -> Iterator[Simulator]:
 
 
 def _argv(op: Operation, cache: Any, ref: str, values: dict[str, Any]) -> list[str]:
-    uuid = str(cache.find(ref)[1]["uuid"])
-    argv = [op.cli_group, op.verb, uuid, "--dry-run", "--json"]
+    argv = [op.cli_group, op.verb, "--dry-run", "--json"]
+    if not op.kind.implicit:  # the pool's operations name no object
+        argv.insert(2, str(cache.find(ref)[1]["uuid"]))
     if op.flag:
         argv.append(op.flag)
     for p in op.params:
@@ -52,6 +53,11 @@ def _argv(op: Operation, cache: Any, ref: str, values: dict[str, Any]) -> list[s
         if p.kind is ParamKind.FLAG:
             if v:
                 argv.append(p.flags[0])
+        elif v is None:
+            continue
+        elif p.kind is ParamKind.PAIRS:
+            for k, x in v.items():
+                argv += [p.flags[0], f"{k}={x}"]
         elif p.kind is ParamKind.PICK:
             found = cache.find(v)
             argv += [p.flags[0], str(found[1]["uuid"]) if found else v]
@@ -90,7 +96,8 @@ def test_every_verb_and_variant_has_its_options() -> None:
     for op in OPS:
         required = [a for p in op.params if p.required and p.kind is not ParamKind.FLAG
                     for a in (p.flags[0], "x")]
-        sub = parser.parse_args([op.cli_group, op.verb, "x", *required,
+        target = [] if op.kind.implicit else ["x"]
+        sub = parser.parse_args([op.cli_group, op.verb, *target, *required,
                                  *([op.flag] if op.flag else [])])
         assert op.id in sub.operations
         if op.flag:
@@ -102,7 +109,9 @@ def test_every_verb_and_variant_has_its_options() -> None:
 def test_xe_lines_are_checked_against_xe() -> None:
     """The check itself: a wrong parameter name or a missing required one is caught."""
     check_xe_line("xe vm-start uuid=1 on=xcp-ng-02 paused=true")
+    check_xe_line("xe sr-create name-label=a type=nfs device-config:server=nas")
     for bad in ("xe vm-start uuid=1 host=xcp-ng-02", "xe vm-snapshot uuid=1",
-                "xe vm-frobnicate uuid=1", "xe vm-copy uuid=1 new-name-label=a sr=b"):
+                "xe vm-frobnicate uuid=1", "xe vm-copy uuid=1 new-name-label=a sr=b",
+                "xe sr-create name-label=a type=nfs sm:x=1", "xe pbd-create host-uuid=h"):
         with pytest.raises(AssertionError):
             check_xe_line(bad)

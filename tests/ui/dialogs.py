@@ -9,6 +9,7 @@ from textual.widgets import Button, Input, OptionList
 from tests.ui.harness import Ui, text_of
 from xsctl.ui.modals.confirm import ConfirmPlan, ConfirmTyped
 from xsctl.ui.modals.forms import FieldsForm, PickOne
+from xsctl.ui.modals.new_sr import NewSrWizard, open_new_sr
 
 
 async def pick(ui: Ui, label: str) -> PickOne[Any]:
@@ -73,3 +74,53 @@ def plan_shown(dlg: ConfirmPlan | ConfirmTyped) -> str:
 def ok_button(dlg: Any) -> Button:
     button: Button = dlg.query_one("#ok", Button)
     return button
+
+
+# ---------------------------------------------------------------- the New SR wizard
+
+
+async def open_wizard(ui: Ui) -> NewSrWizard:
+    """The New SR wizard, opened as the Storage view opens it."""
+    open_new_sr(ui.main.runner)
+    wiz: NewSrWizard = await ui.modal(NewSrWizard)
+    return wiz
+
+
+async def wizard_pick(ui: Ui, wiz: NewSrWizard, list_id: str, option_id: str) -> None:
+    """On the wizard's page, move to ``option_id`` of list ``list_id`` with the arrow
+    keys, then enter."""
+    ol = await ui.until(lambda: wiz.query(f"#{list_id}").first(OptionList)
+                        if wiz.query(f"#{list_id}") else None, what=f"the #{list_id} list")
+    await ui.until(lambda: ol.has_focus, what=f"#{list_id} focused")
+    ids = [ol.get_option_at_index(i).id for i in range(ol.option_count)]
+    assert option_id in ids, (option_id, ids)
+    target = ids.index(option_id)
+    await ui.press("home")
+    while ol.highlighted != target:
+        await ui.press("down")
+    await ui.press("enter")
+
+
+async def wizard_fill(ui: Ui, wiz: NewSrWizard, values: dict[str, str]) -> None:
+    """Type into the page's fields (what was there is replaced), then enter."""
+    first = await ui.until(lambda: wiz.query("#wizard-page Input").first(Input)
+                           if wiz.query("#wizard-page Input") else None, what="fields")
+    await ui.until(lambda: first.has_focus, what="the first field focused")
+    inputs = list(wiz.query("#wizard-page Input").results(Input))
+    for inp in inputs:
+        name = (inp.id or "").removeprefix("f-")
+        if name in values:
+            inp.focus()
+            inp.value = ""
+            await ui.handled()
+            await ui.type(values[name])
+    inputs[0].focus()
+    await ui.handled()
+    await ui.press("enter")
+
+
+async def wizard_page(ui: Ui, wiz: NewSrWizard, page: str) -> None:
+    """Wait for the wizard to show ``page`` (its probe, if any, answered)."""
+    await ui.until(lambda: wiz.page == page and not wiz._probe, what=f"the {page} page "
+                   f"(on {wiz.page}: {text_of(wiz.query_one('#error'))})")
+    await ui.handled()

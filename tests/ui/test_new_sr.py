@@ -13,9 +13,10 @@ import pytest
 from textual.widgets import OptionList
 
 from tests.conftest import xenapi_session
+from tests.ui.dialogs import open_wizard, wizard_fill, wizard_page, wizard_pick
 from tests.ui.harness import Ui, running, text_of, words_of
 from xsctl.sim import Simulator
-from xsctl.ui.modals.new_sr import NewSrWizard, open_new_sr
+from xsctl.ui.modals.new_sr import NewSrWizard
 from xsctl.xapi.client import Client
 from xsctl.xapi.probe import SR_KINDS
 
@@ -36,56 +37,10 @@ def kept(sim: Simulator) -> Iterator[dict[str, set[str]]]:
         assert refs <= after[cls], f"{cls} gone: {refs - after[cls]}"
 
 
-async def _open(ui: Ui) -> NewSrWizard:
-    open_new_sr(ui.main.runner)
-    wiz: NewSrWizard = await ui.modal(NewSrWizard)
-    return wiz
-
-
-async def _pick(ui: Ui, wiz: NewSrWizard, list_id: str, option_id: str) -> None:
-    """Move the highlight to ``option_id`` with the arrow keys, then enter."""
-    ol = await ui.until(lambda: wiz.query(f"#{list_id}").first() if wiz.query(f"#{list_id}")
-                        else None, what=f"the #{list_id} list")
-    await ui.until(lambda: ol.has_focus, what=f"#{list_id} focused")
-    ids = [ol.get_option_at_index(i).id for i in range(ol.option_count)]
-    assert option_id in ids, (option_id, ids)
-    target = ids.index(option_id)
-    await ui.press("home")
-    while ol.highlighted != target:
-        await ui.press("down")
-    await ui.press("enter")
-
-
-async def _fill(ui: Ui, wiz: NewSrWizard, values: dict[str, str]) -> None:
-    """Type into the page's fields (tab between them), then enter."""
-    from textual.widgets import Input
-
-    first = await ui.until(lambda: wiz.query("#wizard-page Input").first()
-                           if wiz.query("#wizard-page Input") else None, what="fields")
-    await ui.until(lambda: first.has_focus, what="the first field focused")
-    inputs = list(wiz.query("#wizard-page Input").results(Input))
-    for inp in inputs:
-        name = (inp.id or "").removeprefix("f-")
-        if name in values:
-            inp.focus()
-            inp.value = ""  # what the page filled in is replaced
-            await ui.handled()
-            await ui.type(values[name])
-    inputs[0].focus()
-    await ui.handled()
-    await ui.press("enter")
-
-
-async def _page(ui: Ui, wiz: NewSrWizard, page: str) -> None:
-    await ui.until(lambda: wiz.page == page and not wiz._probe, what=f"the {page} page "
-                   f"(on {wiz.page}: {text_of(wiz.query_one('#error'))})")
-    await ui.handled()
-
-
 async def _finish(ui: Ui, wiz: NewSrWizard, name: str, confirm: bool = False) -> None:
-    await _page(ui, wiz, "name")
-    await _fill(ui, wiz, {"name": name})
-    await _page(ui, wiz, "plan")
+    await wizard_page(ui, wiz, "name")
+    await wizard_fill(ui, wiz, {"name": name})
+    await wizard_page(ui, wiz, "plan")
     if confirm:
         await ui.type(name)
         await ui.press("enter")
@@ -118,20 +73,20 @@ async def _until_sr(ui: Ui, name: str) -> tuple[str, Any]:
 async def test_nfs_through_the_exports_probe(sim: Simulator, client: Client,
                                              kept: dict[str, set[str]]) -> None:
     async with running(sim, client, size=(80, 24)) as ui:
-        wiz = await _open(ui)
-        await _pick(ui, wiz, "sr-types", "nfs")
-        await _page(ui, wiz, "fields")
+        wiz = await open_wizard(ui)
+        await wizard_pick(ui, wiz, "sr-types", "nfs")
+        await wizard_page(ui, wiz, "fields")
         # the server the pool's NFS SR is on is offered: a first try finds something
         assert wiz.query_one("#f-server").value == NFS
         await ui.press("enter")
-        await _page(ui, wiz, "pick")
+        await wizard_page(ui, wiz, "pick")
         assert "exports these" in words_of(wiz)
-        await _pick(ui, wiz, "probe-choices", "/export/backup")
-        await _page(ui, wiz, "found")
-        await _pick(ui, wiz, "found-choices", "create")
-        await _page(ui, wiz, "name")
-        await _fill(ui, wiz, {"name": "Backups", "description": "nightly"})
-        await _page(ui, wiz, "plan")
+        await wizard_pick(ui, wiz, "probe-choices", "/export/backup")
+        await wizard_page(ui, wiz, "found")
+        await wizard_pick(ui, wiz, "found-choices", "create")
+        await wizard_page(ui, wiz, "name")
+        await wizard_fill(ui, wiz, {"name": "Backups", "description": "nightly"})
+        await wizard_page(ui, wiz, "plan")
         shown = words_of(wiz)
         assert "SR.create" in shown and "xe sr-create" in shown
         assert "device-config:serverpath=/export/backup" in shown
@@ -149,20 +104,20 @@ async def test_nfs_through_the_exports_probe(sim: Simulator, client: Client,
 async def test_iscsi_target_then_iqn_then_lun(sim: Simulator, client: Client,
                                               kept: dict[str, set[str]]) -> None:
     async with running(sim, client) as ui:
-        wiz = await _open(ui)
-        await _pick(ui, wiz, "sr-types", "lvmoiscsi")
-        await _page(ui, wiz, "fields")
-        await _fill(ui, wiz, {"target": "10.0.0.6"})
-        await _page(ui, wiz, "pick")
+        wiz = await open_wizard(ui)
+        await wizard_pick(ui, wiz, "sr-types", "lvmoiscsi")
+        await wizard_page(ui, wiz, "fields")
+        await wizard_fill(ui, wiz, {"target": "10.0.0.6"})
+        await wizard_page(ui, wiz, "pick")
         assert wiz.found is not None and wiz.found.needs == "targetIQN"
-        await _pick(ui, wiz, "probe-choices", "iqn.2024-09.com.example:storage")
-        await _page(ui, wiz, "pick")
+        await wizard_pick(ui, wiz, "probe-choices", "iqn.2024-09.com.example:storage")
+        await wizard_page(ui, wiz, "pick")
         assert wiz.found.needs == "SCSIid" and len(wiz.found.luns) == 2
         lun = wiz.found.luns[1]
-        await _pick(ui, wiz, "probe-choices", lun.scsi_id)
-        await _page(ui, wiz, "found")
+        await wizard_pick(ui, wiz, "probe-choices", lun.scsi_id)
+        await wizard_page(ui, wiz, "found")
         assert wiz.found.srs == ()
-        await _pick(ui, wiz, "found-choices", "create")
+        await wizard_pick(ui, wiz, "found-choices", "create")
         # creating formats the LUN: the plan asks for the name typed
         await _finish(ui, wiz, "SAN", confirm=True)
         ref, row = await _until_sr(ui, "SAN")
@@ -173,21 +128,21 @@ async def test_iscsi_target_then_iqn_then_lun(sim: Simulator, client: Client,
 async def test_hba_lun_from_the_probe(sim: Simulator, client: Client,
                                       kept: dict[str, set[str]]) -> None:
     async with running(sim, client) as ui:
-        wiz = await _open(ui)
-        await _pick(ui, wiz, "sr-types", "lvmohba")
-        await _page(ui, wiz, "pick")
+        wiz = await open_wizard(ui)
+        await wizard_pick(ui, wiz, "sr-types", "lvmohba")
+        await wizard_page(ui, wiz, "pick")
         luns = wiz.found.luns if wiz.found else ()
         assert [x.path for x in luns] == ["/dev/sdd", "/dev/sde"]
-        await _pick(ui, wiz, "probe-choices", luns[0].scsi_id)
-        await _page(ui, wiz, "found")
-        await _pick(ui, wiz, "found-choices", "create")
+        await wizard_pick(ui, wiz, "probe-choices", luns[0].scsi_id)
+        await wizard_page(ui, wiz, "found")
+        await wizard_pick(ui, wiz, "found-choices", "create")
         await _finish(ui, wiz, "FC", confirm=True)
         _, row = await _until_sr(ui, "FC")
         assert row["type"] == "lvmohba" and row["shared"]
         # the LUN is taken now: the next probe no longer offers it
-        wiz = await _open(ui)
-        await _pick(ui, wiz, "sr-types", "lvmohba")
-        await _page(ui, wiz, "pick")
+        wiz = await open_wizard(ui)
+        await wizard_pick(ui, wiz, "sr-types", "lvmohba")
+        await wizard_page(ui, wiz, "pick")
         assert [x.path for x in wiz.found.luns] == ["/dev/sde"]
         await ui.press("escape", "escape")
         await ui.back_to_main()
@@ -199,14 +154,14 @@ async def test_local_disk_on_a_chosen_host(kind: str, sim: Simulator, client: Cl
     async with running(sim, client) as ui:
         host = next(r for r, h in sim.store.all("host").items()
                     if h["name_label"] == "xcp-ng-02")
-        wiz = await _open(ui)
-        await _pick(ui, wiz, "sr-types", kind)
-        await _page(ui, wiz, "host")
-        await _pick(ui, wiz, "sr-hosts", host)
-        await _page(ui, wiz, "fields")
-        await _fill(ui, wiz, {"device": "/dev/sdc"})
-        await _page(ui, wiz, "found")
-        await _pick(ui, wiz, "found-choices", "create")
+        wiz = await open_wizard(ui)
+        await wizard_pick(ui, wiz, "sr-types", kind)
+        await wizard_page(ui, wiz, "host")
+        await wizard_pick(ui, wiz, "sr-hosts", host)
+        await wizard_page(ui, wiz, "fields")
+        await wizard_fill(ui, wiz, {"device": "/dev/sdc"})
+        await wizard_page(ui, wiz, "found")
+        await wizard_pick(ui, wiz, "found-choices", "create")
         await _finish(ui, wiz, f"Local {kind}", confirm=True)
         ref, row = await _until_sr(ui, f"Local {kind}")
         assert row["type"] == kind and not row["shared"]
@@ -222,14 +177,14 @@ async def test_iso_library(kind: str, fields: dict[str, str], location: str, sim
                            client: Client, kept: dict[str, set[str]]) -> None:
     """The ISO driver has no probe (no SR_PROBE): the fields make the SR."""
     async with running(sim, client) as ui:
-        wiz = await _open(ui)
-        await _pick(ui, wiz, "sr-types", kind)
-        await _page(ui, wiz, "fields")
+        wiz = await open_wizard(ui)
+        await wizard_pick(ui, wiz, "sr-types", kind)
+        await wizard_page(ui, wiz, "fields")
         assert "has no probe" in words_of(wiz)
-        await _fill(ui, wiz, fields)
-        await _page(ui, wiz, "name")
-        await _fill(ui, wiz, {"name": f"ISOs {kind}"})
-        await _page(ui, wiz, "plan")
+        await wizard_fill(ui, wiz, fields)
+        await wizard_page(ui, wiz, "name")
+        await wizard_fill(ui, wiz, {"name": f"ISOs {kind}"})
+        await wizard_page(ui, wiz, "plan")
         shown = words_of(wiz)
         assert "s3cret" not in shown  # a password never shows
         await ui.press("enter")
@@ -242,13 +197,13 @@ async def test_iso_library(kind: str, fields: dict[str, str], location: str, sim
 async def test_smb_probe_then_create(sim: Simulator, client: Client,
                                      kept: dict[str, set[str]]) -> None:
     async with running(sim, client) as ui:
-        wiz = await _open(ui)
-        await _pick(ui, wiz, "sr-types", "smb")
-        await _page(ui, wiz, "fields")
-        await _fill(ui, wiz, {"server": "//fileserver/vms", "username": "bob",
+        wiz = await open_wizard(ui)
+        await wizard_pick(ui, wiz, "sr-types", "smb")
+        await wizard_page(ui, wiz, "fields")
+        await wizard_fill(ui, wiz, {"server": "//fileserver/vms", "username": "bob",
                               "password": "pw"})
-        await _page(ui, wiz, "found")
-        await _pick(ui, wiz, "found-choices", "create")
+        await wizard_page(ui, wiz, "found")
+        await wizard_pick(ui, wiz, "found-choices", "create")
         await _finish(ui, wiz, "SMB VMs")
         ref, row = await _until_sr(ui, "SMB VMs")
         assert row["type"] == "smb" and len(_pbds(sim, ref)) == 3
@@ -281,16 +236,16 @@ async def test_attach_an_sr_the_probe_finds(sim: Simulator, client: Client,
     finally:
         x.xenapi.session.logout()
     async with running(sim, client) as ui:
-        wiz = await _open(ui)
-        await _pick(ui, wiz, "sr-types", "nfs")
-        await _page(ui, wiz, "fields")
+        wiz = await open_wizard(ui)
+        await wizard_pick(ui, wiz, "sr-types", "nfs")
+        await wizard_page(ui, wiz, "fields")
         await ui.press("enter")
-        await _pick(ui, wiz, "probe-choices", "/export/backup")
-        await _page(ui, wiz, "found")
-        await _pick(ui, wiz, "found-choices", uuid)
-        await _page(ui, wiz, "name")
-        await _fill(ui, wiz, {"name": "Old again"})
-        await _page(ui, wiz, "plan")
+        await wizard_pick(ui, wiz, "probe-choices", "/export/backup")
+        await wizard_page(ui, wiz, "found")
+        await wizard_pick(ui, wiz, "found-choices", uuid)
+        await wizard_page(ui, wiz, "name")
+        await wizard_fill(ui, wiz, {"name": "Old again"})
+        await wizard_page(ui, wiz, "plan")
         shown = words_of(wiz)
         assert "SR.introduce" in shown and "PBD.create" in shown and "xe pbd-plug" in shown
         await ui.press("enter")
@@ -305,12 +260,12 @@ async def test_attach_an_sr_the_probe_finds(sim: Simulator, client: Client,
 async def test_an_sr_in_the_pool_is_not_offered(sim: Simulator, client: Client,
                                                 kept: dict[str, set[str]]) -> None:
     async with running(sim, client) as ui:
-        wiz = await _open(ui)
-        await _pick(ui, wiz, "sr-types", "nfs")
-        await _page(ui, wiz, "fields")
+        wiz = await open_wizard(ui)
+        await wizard_pick(ui, wiz, "sr-types", "nfs")
+        await wizard_page(ui, wiz, "fields")
         await ui.press("enter")
-        await _pick(ui, wiz, "probe-choices", "/export/xen")
-        await _page(ui, wiz, "found")
+        await wizard_pick(ui, wiz, "probe-choices", "/export/xen")
+        await wizard_page(ui, wiz, "found")
         option = wiz.query_one("#found-choices", OptionList).get_option_at_index(1)
         assert "already in the pool as NFS storage" in str(option.prompt)
         assert option.disabled
@@ -324,14 +279,14 @@ async def test_an_sr_in_the_pool_is_not_offered(sim: Simulator, client: Client,
 async def test_fields_are_checked_before_any_call(sim: Simulator, client: Client,
                                                   kept: dict[str, set[str]]) -> None:
     async with running(sim, client) as ui:
-        wiz = await _open(ui)
-        await _pick(ui, wiz, "sr-types", "nfs")
-        await _page(ui, wiz, "fields")
+        wiz = await open_wizard(ui)
+        await wizard_pick(ui, wiz, "sr-types", "nfs")
+        await wizard_page(ui, wiz, "fields")
         mark = ui.writes.mark()
-        await _fill(ui, wiz, {"server": "nas with space"})
+        await wizard_fill(ui, wiz, {"server": "nas with space"})
         await ui.until(lambda: "device-config server=" in text_of(wiz.query_one("#error")),
                        what="the error")
-        await _fill(ui, wiz, {"server": "10.0.0.5", "nfsversion": "5"})
+        await wizard_fill(ui, wiz, {"server": "10.0.0.5", "nfsversion": "5"})
         await ui.until(lambda: "nfsversion" in text_of(wiz.query_one("#error")),
                        what="the nfsversion error")
         assert wiz.page == "fields" and ui.writes.tasks(mark) == []
@@ -342,10 +297,10 @@ async def test_fields_are_checked_before_any_call(sim: Simulator, client: Client
 async def test_unreachable_nfs_server(sim: Simulator, client: Client,
                                       kept: dict[str, set[str]]) -> None:
     async with running(sim, client) as ui:
-        wiz = await _open(ui)
-        await _pick(ui, wiz, "sr-types", "nfs")
-        await _page(ui, wiz, "fields")
-        await _fill(ui, wiz, {"server": "nas.invalid"})
+        wiz = await open_wizard(ui)
+        await wizard_pick(ui, wiz, "sr-types", "nfs")
+        await wizard_page(ui, wiz, "fields")
+        await wizard_fill(ui, wiz, {"server": "nas.invalid"})
         await ui.until(lambda: "no NFS service answers" in text_of(wiz.query_one("#error")),
                        what="the probe's failure")
         assert wiz.page == "fields"
@@ -357,28 +312,28 @@ async def test_a_disk_in_use_and_the_system_disk(sim: Simulator, client: Client,
                                                  kept: dict[str, set[str]]) -> None:
     host = next(r for r, h in sim.store.all("host").items() if h["name_label"] == "xcp-ng-01")
     async with running(sim, client) as ui:
-        wiz = await _open(ui)
-        await _pick(ui, wiz, "sr-types", "lvm")
-        await _pick(ui, wiz, "sr-hosts", host)
-        await _page(ui, wiz, "fields")
-        await _fill(ui, wiz, {"device": "/dev/sdb"})
-        await _pick(ui, wiz, "found-choices", "create")
+        wiz = await open_wizard(ui)
+        await wizard_pick(ui, wiz, "sr-types", "lvm")
+        await wizard_pick(ui, wiz, "sr-hosts", host)
+        await wizard_page(ui, wiz, "fields")
+        await wizard_fill(ui, wiz, {"device": "/dev/sdb"})
+        await wizard_pick(ui, wiz, "found-choices", "create")
         await _finish(ui, wiz, "First", confirm=True)
         await _until_sr(ui, "First")
         # the same disk again: the probe finds the SR on it, in the pool: no create
-        wiz = await _open(ui)
-        await _pick(ui, wiz, "sr-types", "lvm")
-        await _pick(ui, wiz, "sr-hosts", host)
-        await _page(ui, wiz, "fields")
-        await _fill(ui, wiz, {"device": "/dev/sdb"})
-        await _page(ui, wiz, "found")
+        wiz = await open_wizard(ui)
+        await wizard_pick(ui, wiz, "sr-types", "lvm")
+        await wizard_pick(ui, wiz, "sr-hosts", host)
+        await wizard_page(ui, wiz, "fields")
+        await wizard_fill(ui, wiz, {"device": "/dev/sdb"})
+        await wizard_page(ui, wiz, "found")
         create = wiz.query_one("#found-choices", OptionList).get_option_at_index(0)
         assert create.disabled and "in use by First" in str(create.prompt)
         # the system disk: xapi's driver refuses it, and the toast says why
         await ui.press("escape")
-        await _page(ui, wiz, "fields")
-        await _fill(ui, wiz, {"device": "/dev/sda"})
-        await _pick(ui, wiz, "found-choices", "create")
+        await wizard_page(ui, wiz, "fields")
+        await wizard_fill(ui, wiz, {"device": "/dev/sda"})
+        await wizard_pick(ui, wiz, "found-choices", "create")
         await _finish(ui, wiz, "Root", confirm=True)
         toast = await ui.until_said("failed", "error", timeout=10)
         assert "Root system device" in toast.message
