@@ -173,6 +173,31 @@ def test_create_iscsi_walks_the_probe_answers(apis: list[Api]) -> None:
     assert texts(probe, "UUID") == [js("SR.get_uuid", sr)]
 
 
+def test_create_hba_from_the_devlist(apis: list[Api]) -> None:
+    """LVHDoHBASR.load without a SCSIid prints devscan's Devlist (a BlockDevice per
+    LUN no SR uses, then the adapter with its fc_host parameters) in
+    SR_BACKEND_FAILURE_107; a LUN an SR uses is refused (SR_DEVICE_IN_USE) and no
+    longer listed; a probe with the SCSIid finds the SR on it."""
+    xml, js = apis
+    err = xml.fails("SR.probe", master(xml), {}, "lvmohba", {})
+    assert err[:3] == ["SR_BACKEND_FAILURE_107", "", "The SCSIid parameter is missing or incorrect"]
+    doc = xml_of(err[3])
+    assert doc.documentElement.tagName == "Devlist"
+    assert texts(doc, "path") == ["/dev/sdd", "/dev/sde"]
+    assert texts(doc, "name") == ["qla2xxx"] and texts(doc, "port_state") == ["Online"]
+    scsi = texts(doc, "SCSIid")[0]
+    assert js.fails("SR.create", master(js), {"SCSIid": "nope"}, 0, "x", "", "lvmohba",
+                    "user", True, {})[0] == "SR_BACKEND_FAILURE_107"
+    sr = create(js, "lvmohba", {"SCSIid": scsi}, shared=True, name="FC")
+    assert int(xml("SR.get_physical_size", sr)) == int(texts(doc, "size")[0]) - 12 * MiB
+    assert xml.fails("SR.create", master(xml), {"SCSIid": scsi}, 0, "y", "", "lvmohba",
+                     "user", True, {}) == ["SR_DEVICE_IN_USE"]
+    left = xml_of(js.fails("SR.probe", master(js), {}, "lvmohba", {})[3])
+    assert texts(left, "path") == ["/dev/sde"]
+    found = xml_of(xml("SR.probe", master(xml), {"SCSIid": scsi}, "lvmohba", {}))
+    assert texts(found, "UUID") == [js("SR.get_uuid", sr)]
+
+
 def test_create_iso_and_smb(apis: list[Api]) -> None:
     """ISOSR.create: an ISO SR on the demo share sees every image there at once (the
     first plug scans); SMBSR.create on a reachable server."""
