@@ -146,6 +146,46 @@ async def scene_narrow_menu(pilot: Pilot[int]) -> None:
     await _settle(pilot)
 
 
+async def _wizard_at(pilot: Pilot[int], page: str) -> None:
+    """The New SR wizard on the demo's NFS server, keys only, up to ``page``."""
+    from xsctl.ui.modals.new_sr import NewSrWizard, open_new_sr
+    from xsctl.ui.screens.main import MainScreen
+
+    await _settle(pilot)
+    screen = pilot.app.screen
+    assert isinstance(screen, MainScreen)
+    open_new_sr(screen.runner)
+    await _until(pilot, lambda: isinstance(pilot.app.screen, NewSrWizard))
+    wiz = pilot.app.screen
+    assert isinstance(wiz, NewSrWizard)
+
+    async def at(p: str) -> None:
+        await _until(pilot, lambda: wiz.page == p and wiz._probe is None)
+        await pilot.pause()
+
+    await pilot.pause()
+    await pilot.press("enter")  # NFS, the first type
+    await at("fields")
+    await pilot.press("enter")  # the server the pool already uses: probe its exports
+    await at("pick")
+    if page == "pick":
+        return
+    await pilot.press("down", "down", "enter")  # /export/backup
+    await at("found")
+    await pilot.press("enter")  # create a new SR
+    await at("name")
+    await pilot.press("enter")
+    await at("plan")
+
+
+async def scene_new_sr_exports(pilot: Pilot[int]) -> None:
+    await _wizard_at(pilot, "pick")
+
+
+async def scene_new_sr_plan(pilot: Pilot[int]) -> None:
+    await _wizard_at(pilot, "plan")
+
+
 # name -> (terminal size, steps, operation time in the simulator)
 SCENES: dict[str, tuple[tuple[int, int], Step, float]] = {
     "status": ((160, 45), scene_status, 0.05),
@@ -160,6 +200,8 @@ SCENES: dict[str, tuple[tuple[int, int], Step, float]] = {
     # "new-sr": the New SR wizard, added with it
     "narrow-80x24": ((80, 24), scene_narrow, 0.05),
     "narrow-80x24-menu": ((80, 24), scene_narrow_menu, 0.05),
+    "new-sr-exports": ((80, 24), scene_new_sr_exports, 0.05),
+    "new-sr-plan": ((80, 24), scene_new_sr_plan, 0.05),
 }
 
 

@@ -74,7 +74,7 @@ class NewSrWizard(Dialog[Plan | None]):
             yield Static("", id="wizard-note", classes="note")
             yield Vertical(id="wizard-page")
             yield Static("", id="error", classes="error")
-            yield Label(Text("enter: next · escape: back · tab moves"), classes="hint")
+            yield Label("", id="wizard-hint", classes="hint")
 
     def on_mount(self) -> None:
         self._go("type")
@@ -99,6 +99,11 @@ class NewSrWizard(Dialog[Plan | None]):
             self.history.append((self.page, dict(self.dc)))
         self.page = page
         self._error("")
+        enter = {"fields": "probe" if self.kind and self._probes() else "next",
+                 "plan": "attach" if self.attach else "create"}.get(page, "choose")
+        back = "cancel" if page == "type" else "back"
+        self.query_one("#wizard-hint", Label).update(
+            Text(f"enter: {enter} · escape: {back} · tab moves"))
         widgets = getattr(self, f"_page_{page}")()
         self.call_next(self._show, widgets)
 
@@ -112,6 +117,8 @@ class NewSrWizard(Dialog[Plan | None]):
         for w in self.query_one("#wizard-page", Vertical).query("OptionList, Input, Button"):
             if w.focusable:
                 w.focus()
+                # at 80x24 a plan can be taller than the dialog: its button in view
+                self.call_after_refresh(w.scroll_visible, animate=False)
                 return
 
     def action_back(self) -> None:
@@ -195,8 +202,8 @@ class NewSrWizard(Dialog[Plan | None]):
         if found.needs == "serverpath":
             self._title("export")
             self._note(f"{self.dc.get('server', '')} exports these: which one?")
-            opts = [Option(Text.assemble(e.path, (f"  {e.access}", "dim")), id=e.path)
-                    for e in found.exports]
+            opts = [Option(Text.assemble(e.path, (f"   open to {e.access}", "dim")),
+                           id=e.path) for e in found.exports]
         elif found.needs == "targetIQN":
             self._title("target IQN")
             self._note(f"{self.dc.get('target', '')} offers these IQNs: which one? "
