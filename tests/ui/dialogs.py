@@ -121,6 +121,6 @@ async def wizard_fill(ui: Ui, wiz: NewSrWizard, values: dict[str, str]) -> None:
 
 async def wizard_page(ui: Ui, wiz: NewSrWizard, page: str) -> None:
     """Wait for the wizard to show ``page`` (its probe, if any, answered)."""
-    await ui.until(lambda: wiz.page == page and not wiz._probe, what=f"the {page} page "
+    await ui.until(lambda: wiz.shown == page and not wiz._probe, what=f"the {page} page "
                    f"(on {wiz.page}: {text_of(wiz.query_one('#error'))})")
     await ui.handled()

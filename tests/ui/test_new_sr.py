@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from textual.widgets import OptionList
+from textual.widgets import Input, OptionList
 
 from tests.conftest import xenapi_session
 from tests.ui.dialogs import open_wizard, wizard_fill, wizard_page, wizard_pick
@@ -304,6 +304,9 @@ async def test_unreachable_nfs_server(sim: Simulator, client: Client,
         await ui.until(lambda: "no NFS service answers" in text_of(wiz.query_one("#error")),
                        what="the probe's failure")
         assert wiz.page == "fields"
+        # what was typed stays, to be corrected
+        await wizard_page(ui, wiz, "fields")
+        assert wiz.query_one("#f-server", Input).value == "nas.invalid"
         await ui.press("escape", "escape")
         await ui.back_to_main()
 
@@ -338,3 +341,19 @@ async def test_a_disk_in_use_and_the_system_disk(sim: Simulator, client: Client,
         toast = await ui.until_said("failed", "error", timeout=10)
         assert "Root system device" in toast.message
         assert not [r for r in sim.store.all("SR").values() if r["name_label"] == "Root"]
+
+
+async def test_the_palette_opens_it(sim: Simulator, client: Client) -> None:
+    from xsctl.ui.commands import XsctlCommands
+
+    async with running(sim, client, size=(80, 24)) as ui:
+        await ui.press("ctrl+p")
+        await ui.type("new sr")
+        await ui.until(lambda: "sr: new SR" in ui.screen_text(), what="the palette's hit")
+        hits = [h.text async for h in XsctlCommands(ui.main).search("new sr")]
+        assert hits[0] == "sr: new SR…"
+        await ui.press("enter")
+        wiz = await ui.modal(NewSrWizard)
+        await wizard_page(ui, wiz, "type")
+        await ui.press("escape")
+        await ui.back_to_main()

@@ -63,6 +63,7 @@ class NewSrWizard(Dialog[Plan | None]):
         self.attach: FoundSr | None = None
         self.plan: Plan | None = None
         self.page = ""
+        self.shown = ""  # the page whose widgets are mounted (page, once they are)
         self.history: list[tuple[str, dict[str, str]]] = []
         self._probe: Worker[Probe] | None = None
 
@@ -98,8 +99,10 @@ class NewSrWizard(Dialog[Plan | None]):
         if remember and self.page:
             self.history.append((self.page, dict(self.dc)))
         self.page = page
+        self.shown = ""
         self._error("")
         enter = {"fields": "probe" if self.kind and self._probes() else "next",
+                 "name": "next",
                  "plan": "attach" if self.attach else "create"}.get(page, "choose")
         back = "cancel" if page == "type" else "back"
         self.query_one("#wizard-hint", Label).update(
@@ -111,6 +114,7 @@ class NewSrWizard(Dialog[Plan | None]):
         body = self.query_one("#wizard-page", Vertical)
         await body.remove_children()
         await body.mount_all(widgets)
+        self.shown = self.page
         self._focus_first()
 
     def _focus_first(self) -> None:
@@ -235,7 +239,8 @@ class NewSrWizard(Dialog[Plan | None]):
         assert self.kind is not None
         self._title("attach or create")
         srs = found.srs if found else ()
-        self._note(f"The probe found {len(srs)} SR{'s' if len(srs) != 1 else ''} there."
+        self._note(("No SR is there yet." if not srs else
+                    f"The probe found {len(srs)} SR{'s' if len(srs) != 1 else ''} there.")
                    if found else "No probe for this type.")
         used = [n for s in srs if (n := self._in_pool(s.uuid))]
         opts = []
@@ -416,8 +421,12 @@ class NewSrWizard(Dialog[Plan | None]):
         self._probe = None
         if w.state is WorkerState.ERROR:
             e = w.error
-            # back on the page the probe was asked from, with why it failed
+            # back on the page the probe was asked from, with why it failed; fields
+            # keep what was typed, to be corrected
+            tried = dict(self.dc)
             page, self.dc = self.history.pop() if self.history else ("type", {})
+            if page == "fields":
+                self.dc = tried
             self._go(page, remember=False)
             self._error(str(e))
             return

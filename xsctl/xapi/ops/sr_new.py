@@ -100,6 +100,9 @@ def _where(kind: SrKind, dc: Mapping[str, str], h: Host) -> str:
     d = masked(dc)
     if kind.local:
         return f"{d['device']} on {h.name_label}"
+    if "SCSIid" in d:  # a LUN: of an iSCSI target, or seen through the HBAs
+        at = f" of {d['target']}" if "target" in d else ""
+        return f"LUN {d['SCSIid']}{at}"
     for k in ("location", "server", "target"):
         if k in d:
             extra = d.get("serverpath") or d.get("targetIQN") or ""
