@@ -164,13 +164,15 @@ def introduce(cache: Cache, pool: Pool, uuid: str, type: str, device_config: dic
     lines = [_xe("sr-introduce", [("uuid", u), ("name-label", label),
                                   ("name-description", description), ("type", type),
                                   ("content-type", content), ("shared", shared)], {})]
-    for t in targets:
+    for i, t in enumerate(targets):
         calls.append(Call("PBD.create", ({"host": t.ref, "SR": Result(0), "device_config": dc,
                                           "other_config": {}},)))
-        lines.append(_xe("pbd-create", [("host-uuid", t.uuid), ("sr-uuid", u)], dc))
-    for i, t in enumerate(targets):
+        # xe pbd-create prints the new PBD's uuid, which pbd-plug takes
+        lines.append(f"pbd{i + 1}=$(" + _xe("pbd-create", [("host-uuid", t.uuid),
+                                                           ("sr-uuid", u)], dc) + ")")
+    for i, _t in enumerate(targets):
         calls.append(Call("PBD.plug", (Result(1 + i),), True))
-        lines.append(f"xe pbd-plug 'uuid=<the PBD uuid pbd-create printed for {t.name_label}>'")
+        lines.append(f'xe pbd-plug uuid="$pbd{i + 1}"')
     names = {t.ref: t.name_label for t in targets}
     return Plan(
         title=f"Attach SR {label!r} ({kind.label}) from {_where(kind, dc, h)}",
