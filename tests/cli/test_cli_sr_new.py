@@ -46,12 +46,12 @@ def test_probe_walks_nfs_iscsi_and_hba(run: Any) -> None:
     found = r.json()
     assert found["needs"] is None and found["via"] == "SR.probe"
     assert [s["in_pool"] for s in found["srs"]] == ["NFS storage"]
-    r = run("sr", "probe", "--type", "lvmoiscsi", "--device-config", "target=10.0.0.6",
+    r = run("sr", "probe", "--type", "lvmoiscsi", "--device-config", "target=10.0.0.7",
             "--json")
     assert r.json()["needs"] == "targetIQN"
-    assert r.json()["iqns"][0] == {"address": "10.0.0.6",
+    assert r.json()["iqns"][0] == {"address": "10.0.0.7",
                                    "iqn": "iqn.2024-09.com.example:storage"}
-    r = run("sr", "probe", "--type", "lvmoiscsi", "--device-config", "target=10.0.0.6",
+    r = run("sr", "probe", "--type", "lvmoiscsi", "--device-config", "target=10.0.0.7",
             "--device-config", "targetIQN=iqn.2024-09.com.example:storage")
     assert r.code == 0 and "LIO-ORG" in r.out and "SCSIid=ID" in r.err
     r = run("sr", "probe", "--type", "lvmohba", "--json")
@@ -126,7 +126,7 @@ def test_introduce_attaches_a_forgotten_sr(run: Any, sim: Simulator) -> None:
     (["sr", "probe", "--type", "nfs"], 2, "device-config needs server"),
     (["sr", "probe", "--type", "nfs", "--device-config", "server"], 2, "is not key=value"),
     (["sr", "probe", "--type", "zfs", *NFS], 2, "--type: one of"),
-    (["sr", "probe", "--type", "lvmoiscsi", "--device-config", "target=10.0.0.6",
+    (["sr", "probe", "--type", "lvmoiscsi", "--device-config", "target=10.0.0.7",
       "--device-config", "port=99999"], 2, "device-config port=99999: not a TCP port"),
     (["sr", "probe", "--type", "nfs", "--device-config", "server=nas.invalid"], 1,
      "nas.invalid: no NFS service answers there"),

@@ -107,7 +107,7 @@ async def test_iscsi_target_then_iqn_then_lun(sim: Simulator, client: Client,
         wiz = await open_wizard(ui)
         await wizard_pick(ui, wiz, "sr-types", "lvmoiscsi")
         await wizard_page(ui, wiz, "fields")
-        await wizard_fill(ui, wiz, {"target": "10.0.0.6"})
+        await wizard_fill(ui, wiz, {"target": "10.0.0.7"})
         await wizard_page(ui, wiz, "pick")
         assert wiz.found is not None and wiz.found.needs == "targetIQN"
         await wizard_pick(ui, wiz, "probe-choices", "iqn.2024-09.com.example:storage")

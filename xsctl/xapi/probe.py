@@ -142,7 +142,7 @@ SR_KINDS: tuple[SrKind, ...] = (
             check=_device),
     ), local=True, formats=True),
     SrKind("lvmoiscsi", "lvmoiscsi", "iSCSI (LVM over iSCSI)", "user", True, (
-        Key("target", "Target", "the iSCSI target's name or address", "10.0.0.6",
+        Key("target", "Target", "the iSCSI target's name or address", "10.0.0.7",
             check=_host),
         Key("port", "Port", "the target's TCP port (empty: 3260)", "", required=False,
             check=_port),

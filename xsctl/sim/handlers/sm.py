@@ -8,7 +8,8 @@ The simulated storage world: NFS server ``10.0.0.5`` exports ``/export/xen``,
 ``/export``; servers named ``*.invalid`` or in 203.0.113.0/24 (TEST-NET-3) do not
 answer. Every host has local disks ``/dev/sda`` (the system disk), ``/dev/sdb``,
 ``/dev/sdc`` and ``/dev/nvme0n1``. Every reachable iSCSI target offers the IQN
-``iqn.2024-09.com.example:storage`` with two LUNs (the demo's SAN is ``10.0.0.6``).
+``iqn.2024-09.com.example:storage`` with two LUNs (the demo's SAN is ``10.0.0.7``;
+``10.0.0.6`` is the NFS server of its Archive SR).
 Every host sees the same two Fibre Channel LUNs through one HBA (``host1``, qla2xxx).
 """
 

@@ -172,12 +172,17 @@ class NewSrWizard(Dialog[Plan | None]):
         if name in self.dc:
             return self.dc[name]
         if self.kind is not None and name in ("server", "target") and not self.kind.local:
+            pool = Pool.of(self.cache)
+            default = pool.default_SR if pool else ""
+            used = []
             for p in self.cache.all("pbd").values():
                 sr = self.cache.get("sr", str(p.get("SR"))) or {}
-                if sr.get("type") == self.kind.type:
-                    v = (p.get("device_config") or {}).get(name)
-                    if v:
-                        return str(v)
+                v = (p.get("device_config") or {}).get(name)
+                if sr.get("type") == self.kind.type and v:
+                    # the default SR's server first, then the others by name
+                    used.append((p.get("SR") != default, str(v)))
+            if used:
+                return min(used)[1]
         return ""
 
     def _page_fields(self) -> list[Widget]:
