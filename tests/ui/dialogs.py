@@ -9,7 +9,7 @@ from textual.widgets import Button, Input, OptionList
 from tests.ui.harness import Ui, text_of
 from xsctl.ui.modals.confirm import ConfirmPlan, ConfirmTyped
 from xsctl.ui.modals.forms import FieldsForm, PickOne
-from xsctl.ui.modals.new_sr import NewSrWizard, open_new_sr
+from xsctl.ui.modals.new_sr import NewSrWizard
 
 
 async def pick(ui: Ui, label: str) -> PickOne[Any]:
@@ -80,8 +80,10 @@ def ok_button(dlg: Any) -> Button:
 
 
 async def open_wizard(ui: Ui) -> NewSrWizard:
-    """The New SR wizard, opened as the Storage view opens it."""
-    open_new_sr(ui.main.runner)
+    """The New SR wizard, opened as a user does: the Storage view, then ``n``."""
+    await ui.press("4")
+    await ui.until(lambda: ui.main.current_view == "storage", what="the Storage view")
+    await ui.press("n")
     wiz: NewSrWizard = await ui.modal(NewSrWizard)
     return wiz
 

@@ -11,7 +11,6 @@ from functools import partial
 from rich.text import Text
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from xsctl.ui.modals.new_sr import open_new_sr
 from xsctl.ui.notify import say
 from xsctl.ui.screens.main import MainScreen
 from xsctl.ui.views.base import View
@@ -36,9 +35,6 @@ class XsctlCommands(Provider):
                             for c in screen.view_classes]
         for view in screen.views:
             out += [(c.text, c.help, c.run) for c in view.palette()]
-        # the pool's own operations act on no row: started from their wizard
-        out.append(("sr: new SR…", "Create or attach a storage repository, found by probes",
-                    partial(open_new_sr, screen.runner)))
         return out
 
     def _operations(self, words: list[str]) -> list[Entry]:

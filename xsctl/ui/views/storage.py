@@ -18,6 +18,9 @@ from textual.containers import Horizontal
 from textual.widgets import Input, Label
 
 from xsctl.ui.messages import CacheChanged, ViewRequested
+from xsctl.ui.modals.new_sr import open_new_sr
+from xsctl.ui.screens.main import MainScreen
+from xsctl.ui.views.base import PaletteCommand
 from xsctl.ui.views.listing import DetailPane, ListingView, kv
 from xsctl.ui.widgets.bars import bar_text, usage_style
 from xsctl.ui.widgets.table import Column, Row, VirtualTable
@@ -70,6 +73,8 @@ class StorageView(ListingView):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "filter", "Filter", id="storage.filter", priority=True,
                 tooltip="Filter by name, type, host or warning"),
+        Binding("n", "new_sr", "New SR", id="storage.new",
+                tooltip="Create or attach a storage repository, found by probes"),
         Binding("d", "toggle_detail", "Details", id="storage.detail",
                 tooltip="Show or hide the detail pane"),
         Binding("escape", "clear", "Clear", show=False, id="storage.clear",
@@ -79,6 +84,16 @@ class StorageView(ListingView):
     def __init__(self, client: Any, **kw: Any) -> None:
         super().__init__(client, **kw)
         self.index: storage.DiskIndex | None = None  # built when first shown
+
+    def action_new_sr(self) -> None:
+        """The New SR wizard: the pool's operations act on no row, so they start here
+        (and from the palette) rather than from the actions menu."""
+        if isinstance(self.screen, MainScreen):
+            open_new_sr(self.screen.runner)
+
+    def palette(self) -> list[PaletteCommand]:
+        return [PaletteCommand("sr: new SR…", "Create or attach a storage repository, "
+                               "found by probes", self.action_new_sr)]
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="/ to filter by name, type, host or warning", id="sr-filter",
