@@ -100,3 +100,42 @@ async def test_a_whole_column_is_never_cut_while_others_can_go() -> None:
         t.render_lines(t.region)
         assert long in t.render_line(1).text
         assert t._shown == [0, 1]  # B and C went, in their order, for the name
+
+
+async def test_columns_dropped_for_a_long_text_come_back_when_it_goes() -> None:
+    """A warning read whole makes other columns go; once it is cleared (the row
+    changed or removed) they come back."""
+    cols = [Column("name", "Name", min_width=8, ratio=3, whole=True),
+            Column("free", "Free", width=8, priority=1),
+            Column("warn", "Warnings", min_width=10, whole=True)]
+
+    class _App(App[None]):
+        def compose(self) -> ComposeResult:
+            yield VirtualTable(cols, id="t")
+
+    def row(name: str, warn: str) -> Row:
+        return Row(((name, None), ("1 TiB", None), (warn, None)), (name, "", warn), name)
+
+    warning = "⚠ unplugged on xcp-ng-03"
+    async with _App().run_test(size=(44, 10)) as pilot:
+        t = pilot.app.query_one(VirtualTable)
+        t.replace_all({"a": row("Archive", warning), "b": row("NFS storage", "")})
+        t.commit()
+        await pilot.pause()
+        t.render_lines(t.region)
+        assert t._shown == [0, 2] and warning in t.render_line(1).text
+        t.upsert("a", row("Archive", ""))  # repaired
+        t.commit()
+        await pilot.pause()
+        t.render_lines(t.region)
+        assert t._shown == [0, 1, 2] and "1 TiB" in t.render_line(1).text
+        t.upsert("c", row("Other", warning))
+        t.commit()
+        await pilot.pause()
+        t.render_lines(t.region)
+        assert t._shown == [0, 2]
+        t.remove_row("c")
+        t.commit()
+        await pilot.pause()
+        t.render_lines(t.region)
+        assert t._shown == [0, 1, 2]

@@ -188,19 +188,40 @@ class VirtualTable(ScrollView, can_focus=True):
                     self._laid_out_for = -1
                     self._paint = None
 
+    def _unmeasure(self, old: Row) -> None:
+        """A whole column's natural width comes down when its widest text goes (the
+        last warning cleared), so that the columns dropped to make room come back.
+        Only then are the rows read again: the other columns' widths only grow."""
+        nat = self._natural
+        for i, c in enumerate(self.columns):
+            if not c.whole or i >= len(old.cells) or i >= len(nat):
+                continue
+            if min(NATURAL_CAP, cell_len(old.cells[i][0])) < nat[i]:
+                continue
+            n = max([cell_len(c.label) + 2] + [min(NATURAL_CAP, cell_len(r.cells[i][0]))
+                                                for r in self.rows.values() if i < len(r.cells)])
+            if n != nat[i]:
+                nat[i] = n
+                self._laid_out_for = -1
+                self._paint = None
+
     def upsert(self, key: str, row: Row) -> None:
         old = self.rows.get(key)
         self.rows[key] = row
         self._measure(row)
+        if old is not None and old.cells != row.cells:
+            self._unmeasure(old)
         if old is None or old.sort != row.sort:
             self._dirty_sort = True
         if old is None or old.search != row.search or old.tags != row.tags:
             self._dirty_filter = True
 
     def remove_row(self, key: str) -> None:
-        if self.rows.pop(key, None) is not None:
+        old = self.rows.pop(key, None)
+        if old is not None:
             self._dirty_sort = True
             self.selected.discard(key)
+            self._unmeasure(old)
 
     def replace_all(self, rows: dict[str, Row]) -> None:
         self.rows = dict(rows)
