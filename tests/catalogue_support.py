@@ -58,7 +58,23 @@ XE_PARAMS: dict[str, set[str]] = {
                   "shared", "physical-size", "content-type", "sm-config:"},
     "sr-introduce": {"name-label", "type", "uuid", "name-description", "shared",
                      "content-type"},
+    "vm-checkpoint": {"new-name-label", "new-name-description"},
+    "snapshot-destroy": {"uuid", "snapshot-uuid"},
+    "snapshot-uninstall": {"uuid", "snapshot-uuid", "force"},
+    "snapshot-clone": {"new-name-label", "uuid", "new-name-description"},
+    "template-uninstall": {"template-uuid", "force"},
+    "vm-install": {"new-name-label", "sr-name-label", "sr-uuid", "template",
+                   "copy-bios-strings-from"},
+    "vm-cd-add": {"cd-name", "device"},
+    "vif-create": {"device", "network-uuid", "vm-uuid", "mac"},
+    "vbd-create": {"vm-uuid", "device", "vdi-uuid", "bootable", "type", "mode", "unpluggable"},
+    # records.ml: the template's writable fields (name-label, name-description, ...)
+    "template-param-set": {"uuid", "name-label", "name-description"},
 }
+# records.ml vm_record: the writable fields vm-param-set takes beyond XE_PARAMS, and
+# the map fields it takes as FIELD:KEY=VALUE
+XE_PARAMS["vm-param-set"] |= {"is-a-template", "affinity", "other-config:",
+                              "HVM-boot-params:"}
 VM_SELECTORS = {"uuid", "vm", "name-label"}
 # (reqd) parameters that must be there
 XE_REQUIRED: dict[str, set[str]] = {
@@ -84,6 +100,13 @@ XE_REQUIRED: dict[str, set[str]] = {
     "vdi-copy": {"uuid"},
     "sr-create": {"name-label", "type"},
     "sr-introduce": {"name-label", "type", "uuid"},
+    "vm-checkpoint": {"new-name-label"},
+    "vm-install": {"new-name-label"},
+    "vm-cd-add": {"cd-name", "device"},
+    "vif-create": {"device", "network-uuid", "vm-uuid"},
+    "vbd-create": {"vm-uuid", "device"},
+    "snapshot-clone": {"new-name-label"},
+    "template-uninstall": {"template-uuid"},
 }
 
 # values of parameters the walk cannot make up (where the storage is): the demo's NFS

@@ -94,7 +94,7 @@ def _leaf(sub: Any, name: str, fn: Command, help: str, *, dry_run: bool = False,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from xsctl.commands import admin, disks, ops, pool, storage, vm
+    from xsctl.commands import admin, disks, install, ops, pool, storage, vm
 
     p = argparse.ArgumentParser(
         prog="xsctl",
@@ -192,6 +192,21 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("vm", nargs="+", help="name, UUID or unique UUID prefix")
 
     ops.add_verbs(vs, "vm", _leaf)
+    install.add_install(vs, _leaf)
+
+    # --- templates and snapshots (VM records too)
+    tp = sub.add_parser("template", help="templates")
+    tps = tp.add_subparsers(dest="template_command", metavar="ACTION", required=True)
+    tl = _leaf(tps, "list", install.cmd_template_list, "list templates: built-in and custom")
+    tl.add_argument("--custom", action="store_true", help="only custom templates")
+    tl.add_argument("--builtin", action="store_true", help="only built-in templates")
+    ops.add_verbs(tps, "template", _leaf)
+    sn = sub.add_parser("snapshot", help="VM snapshots")
+    sns = sn.add_subparsers(dest="snapshot_command", metavar="ACTION", required=True)
+    sl = _leaf(sns, "list", install.cmd_snapshot_list,
+               "list snapshots as trees (of one VM, or of every VM that has some)")
+    sl.add_argument("vm", nargs="?", metavar="VM", help="only this VM's snapshots")
+    ops.add_verbs(sns, "snapshot", _leaf)
 
     # --- pool objects
     h = sub.add_parser("host", help="hosts")

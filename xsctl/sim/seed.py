@@ -576,8 +576,16 @@ class Builder:
     def snapshots(self, vm: str, name: str, i: int) -> None:
         plan = {"db-01": ["before-upgrade", "nightly 2026-11-24"], "web-01": ["pre-deploy"],
                 "legacy-erp": ["last known good"]}
-        for label in plan.get(name, []):
-            self.snapshot_of(vm, label)
+        made = [self.snapshot_of(vm, label) for label in plan.get(name, [])]
+        # xapi_vm_clone.ml: each snapshot's parent is the VM's parent then, and the
+        # VM's parent becomes the snapshot (taken one after the other, by time)
+        made.sort(key=lambda s: self.store.get(s, "VM")["snapshot_time"])
+        parent = NULL_REF
+        for snap in made:
+            self.store.update(snap, {"parent": parent})
+            parent = snap
+        if made:
+            self.store.update(vm, {"parent": parent})
 
     def snapshot_of(self, vm: str, label: str) -> str:
         store = self.store

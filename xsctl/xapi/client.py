@@ -136,8 +136,9 @@ class Client:
         self, plan: Plan, progress: StepProgress | None = None,
         cancel: threading.Event | None = None,
         on_task: Callable[[str], None] | None = None,
+        keep_on_failure: bool = False,
     ) -> list[Any]:
-        return ops.run(self.conn, plan, progress, cancel, on_task)
+        return ops.run(self.conn, plan, progress, cancel, on_task, keep_on_failure)
 
     def close(self) -> None:
         try:

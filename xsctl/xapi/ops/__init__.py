@@ -3,6 +3,6 @@ with nothing sent), returns a :class:`Plan` (the API calls and the equivalent ``
 command), and runs through :func:`run`. The confirm dialog and ``--dry-run`` show the
 same plan."""
 
-from xsctl.xapi.ops.base import Call, Plan, Result, run
+from xsctl.xapi.ops.base import Call, Plan, PlanFailed, Result, Undo, run
 
-__all__ = ["Call", "Plan", "Result", "run"]
+__all__ = ["Call", "Plan", "PlanFailed", "Result", "Undo", "run"]

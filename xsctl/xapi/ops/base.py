@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from xsctl.xapi.errors import XapiError, XsctlError
 from xsctl.xapi.session import Connection
 from xsctl.xapi.tasks import wait_task
 
@@ -22,11 +23,29 @@ class Result:
     index: int
 
 
+# The calls that remove what a step made, worked out when it is time: what a VM got
+# from provisioning (its disks) is only known then. Given the connection and the
+# step's own result.
+Expand = Callable[[Connection, Any], "list[Call]"]
+
+
+@dataclass(frozen=True, slots=True)
+class Undo:
+    """How to remove what a step made, should a later step fail: ``what`` names it
+    for people ("the new VM web-07 and its disks"); ``calls`` (which may use the
+    step's :class:`Result`) and then ``expand`` give the calls."""
+
+    what: str
+    calls: tuple[Call, ...] = ()
+    expand: Expand | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Call:
     method: str  # xapi wire name, e.g. "VM.clean_shutdown"
     args: tuple[Any, ...] = ()
     use_async: bool = False  # run through Async.* with task progress
+    undo: Undo | None = None  # removes what this call made
 
     def render(self, names: Mapping[str, str]) -> str:
         """``VM.clean_shutdown(web-01)``: refs shown by name where known."""
@@ -72,9 +91,16 @@ class Plan:
     def steps(self) -> list[str]:
         return [c.render(self.names) for c in self.calls]
 
+    def undoes(self) -> list[str]:
+        """What a failure part way removes, in the order it would be removed."""
+        return [c.undo.what for c in reversed(self.calls) if c.undo is not None]
+
     def describe(self) -> str:
         lines = [self.title, "", "API calls:"]
         lines += [f"  {i + 1}. {s}" for i, s in enumerate(self.steps())]
+        if self.undoes():
+            lines += ["", "If a step fails, what was made is removed: "
+                      + "; ".join(self.undoes()) + "."]
         lines += ["", "xe equivalent:"] + [f"  {x}" for x in self.xe]
         if self.warnings:
             lines += [""] + [f"Warning: {w}" for w in self.warnings]
@@ -95,7 +121,13 @@ class Plan:
             "disruptive": self.disruptive,
             "notes": list(self.notes),
             "warnings": list(self.warnings),
+            "undo_on_failure": self.undoes(),
         }
+
+
+class Var(str):
+    """A shell variable in an xe line: what an earlier line printed (the new VM's
+    uuid, ``vm=$(xe vm-install ...)``), written ``uuid="$vm"``."""
 
 
 def xe(command: str, **params: Any) -> str:
@@ -105,7 +137,9 @@ def xe(command: str, **params: Any) -> str:
         if v is None or v is False:
             continue
         k = k.replace("_", "-") if k not in ("name_label",) else "name-label"
-        if v is True:
+        if isinstance(v, Var):
+            parts.append(f'{k}="${v}"')
+        elif v is True:
             parts.append(f"--{k}" if k in ("force",) else f"{k}=true")
         else:
             # quoted for a shell: a VM may be named "x; rm -rf ~"
@@ -116,15 +150,65 @@ def xe(command: str, **params: Any) -> str:
 StepProgress = Callable[[int, float], None]
 
 
+class PlanFailed(XsctlError):
+    """A step of a plan failed after earlier ones had made something: ``cause`` is
+    the step's error; ``removed`` what the clean-up removed, ``left`` what is still
+    there (kept on request, or because removing it failed too)."""
+
+    def __init__(self, plan: Plan, step: int, cause: XsctlError, removed: list[str],
+                 left: list[str], kept: bool) -> None:
+        self.plan = plan
+        self.step = step
+        self.cause = cause
+        self.removed = removed
+        self.left = left
+        self.kept = kept
+        self.exit_code = cause.exit_code
+        super().__init__(self.text)
+
+    @property
+    def reason(self) -> str:
+        return self.cause.friendly if isinstance(self.cause, XapiError) else str(self.cause)
+
+    @property
+    def outcome(self) -> str:
+        """What became of what was made, as a sentence."""
+        parts = []
+        if self.removed:
+            parts.append("Removed: " + "; ".join(self.removed) + ".")
+        if self.left:
+            why = "kept as asked" if self.kept else "its removal failed too"
+            parts.append(f"Left behind ({why}): " + "; ".join(self.left) + ".")
+        if not parts:
+            parts.append("Nothing had been made.")
+        return " ".join(parts)
+
+    @property
+    def text(self) -> str:
+        return (f"{self.plan.title}: step {self.step + 1} "
+                f"({self.plan.calls[self.step].method}) failed: {self.cause}\n{self.outcome}")
+
+    @property
+    def details(self) -> list[str]:
+        inner = getattr(self.cause, "details", [str(self.cause)])
+        return [*inner, self.outcome]
+
+
 def run(
     conn: Connection,
     plan: Plan,
     progress: StepProgress | None = None,
     cancel: threading.Event | None = None,
     on_task: Callable[[str], None] | None = None,
+    keep_on_failure: bool = False,
 ) -> list[Any]:
     """Run the plan's calls in order; Async ones report progress (step, fraction) and
-    their task ref to ``on_task`` as soon as xapi returns it."""
+    their task ref to ``on_task`` as soon as xapi returns it.
+
+    When a step fails, the undos of the steps done so far run in reverse order (so a
+    disk goes before the VM that holds it is destroyed), unless ``keep_on_failure``;
+    :class:`PlanFailed` then says what was removed and what is left. A plan whose
+    failing step had nothing before it to undo raises the step's own error."""
     results: list[Any] = []
 
     def fill(a: Any) -> Any:
@@ -138,21 +222,55 @@ def run(
             return type(a)(fill(v) for v in a)
         return a
 
-    log.info("run: %s", plan.title)
-    for i, call in enumerate(plan.calls):
+    def one(call: Call, i: int, report: Callable[[float], None] | None) -> Any:
         args = tuple(fill(a) for a in call.args)
         if call.use_async:
             task = conn.call("Async." + call.method, *args)
             if on_task is not None:
                 on_task(str(task))
+            return wait_task(conn, str(task), report, cancel)
+        return conn.call(call.method, *args)
 
-            def report(p: float, i: int = i) -> None:
-                if progress is not None:
-                    progress(i, p)
+    log.info("run: %s", plan.title)
+    for i, call in enumerate(plan.calls):
 
-            results.append(wait_task(conn, str(task), report, cancel))
-        else:
-            results.append(conn.call(call.method, *args))
+        def report(p: float, i: int = i) -> None:
             if progress is not None:
-                progress(i, 1.0)
+                progress(i, p)
+
+        try:
+            results.append(one(call, i, report))
+        except XsctlError as e:
+            done = [(j, c) for j, c in enumerate(plan.calls[:i]) if c.undo is not None]
+            if not done:
+                raise
+            raise _roll_back(conn, plan, i, e, done, results, one, keep_on_failure) from e
+        if not call.use_async and progress is not None:
+            progress(i, 1.0)
     return results
+
+
+def _roll_back(conn: Connection, plan: Plan, step: int, cause: XsctlError,
+               done: list[tuple[int, Call]], results: list[Any],
+               one: Callable[[Call, int, Callable[[float], None] | None], Any],
+               keep: bool) -> PlanFailed:
+    removed: list[str] = []
+    left: list[str] = []
+    for j, call in reversed(done):
+        undo = call.undo
+        assert undo is not None
+        if keep:
+            left.append(undo.what)
+            continue
+        try:
+            calls = list(undo.calls)
+            if undo.expand is not None:
+                calls += undo.expand(conn, results[j])
+            for c in calls:
+                one(c, step, None)
+            removed.append(undo.what)
+        except XsctlError as e:
+            log.warning("undo of step %d of %s failed: %s", j + 1, plan.title, e)
+            left.append(undo.what)
+    log.info("%s failed at step %d; removed %s, left %s", plan.title, step + 1, removed, left)
+    return PlanFailed(plan, step, cause, removed, left, keep)

@@ -192,6 +192,9 @@ class Operation:
     rules: str = ""  # what a form for it explains (xapi's rules for the values)
     # the CLI noun it is under when not its kind's: ``xsctl vdi create SR`` acts on an SR
     group: str | None = None
+    # further places the CLI offers it, as "GROUP VERB": ``xsctl snapshot create VM``
+    # is ``xsctl vm snapshot VM`` in xe's other words (vm-snapshot, snapshot-*)
+    also: tuple[str, ...] = ()
 
     @property
     def menu_label(self) -> str:
@@ -271,9 +274,12 @@ def verbs(group: str) -> dict[str, list[Operation]]:
     """CLI verb of the ``xsctl GROUP`` command -> its variants (the plain one first)."""
     out: dict[str, list[Operation]] = {}
     for op in operations():
-        if op.cli_group != group:
-            continue
-        out.setdefault(op.verb, []).append(op)
+        if op.cli_group == group:
+            out.setdefault(op.verb, []).append(op)
+        for place in op.also:
+            g, _, verb = place.partition(" ")
+            if g == group:
+                out.setdefault(verb, []).append(op)
     for variants in out.values():
         variants.sort(key=lambda o: o.flag is not None or o.via is not None)
     return out

@@ -312,6 +312,29 @@ def snapshot(cache: Cache, vm: Vm, name: str) -> Plan:
                  xe("vm-snapshot", uuid=vm.uuid, new_name_label=name))
 
 
+def checkpoint(cache: Cache, vm: Vm, name: str) -> Plan:
+    _name(name, "a snapshot's name")
+    check_allowed(vm, "checkpoint")
+    notes: tuple[str, ...] = ()
+    if vm.power_state == "Running":
+        notes = (f"{vm.name_label} pauses while its memory is saved, then runs on.",)
+    return _plan(vm, f"Snapshot {vm.name_label} with its memory as {name!r}", "vm.checkpoint",
+                 [Call("VM.checkpoint", (vm.ref, name), True)],
+                 xe("vm-checkpoint", uuid=vm.uuid, new_name_label=name), notes=notes)
+
+
+def make_template(cache: Cache, vm: Vm) -> Plan:
+    """VM.set_is_a_template true (xe vm-param-set is-a-template=true): the halted VM
+    becomes a template; it cannot be started any more, only installed from."""
+    check_allowed(vm, "make_into_template")
+    return _plan(vm, f"Convert {vm.name_label} into a template", "vm.make_template",
+                 [Call("VM.set_is_a_template", (vm.ref, True))],
+                 xe("vm-param-set", uuid=vm.uuid, is_a_template=True),
+                 destructive=True,
+                 notes=(f"{vm.name_label} leaves the VM list for the templates: new VMs "
+                        "are made from it; it is never started itself.",))
+
+
 def _no_snapshots(cache: Cache, vm: Any) -> str | None:
     return None if vm.snapshots else "it has no snapshots"
 
@@ -323,26 +346,50 @@ def _snapshot_choices(ctx: Context, vm: Vm) -> list[Choice]:
             for s in snapshots_of(ctx.cache, vm)]
 
 
+def is_checkpoint(cache: Cache, snap: Vm) -> bool:
+    """A snapshot that holds the VM's memory (VM.checkpoint of a running VM): its
+    suspend_VDI is the memory image, and it is Suspended."""
+    rec = cache.get("vm", snap.ref) or {}
+    return str(rec.get("suspend_VDI", NULL)) not in ("", NULL) or snap.power_state == "Suspended"
+
+
+def revert_to(cache: Cache, snap: Vm, action: str = "vm.revert") -> Plan:
+    """Revert the snapshot's VM to it. xapi_vm_snapshot.ml revert: a running VM is
+    shut down (hard) and takes the snapshot's power state, halted for a snapshot of
+    disks alone, suspended for a checkpoint, which is then resumed from its memory
+    (as XenCenter's revert does)."""
+    vm = Vm.get(cache, snap.snapshot_of)
+    if vm is None:
+        raise Refused(f"the VM of snapshot {snap.name_label!r} no longer exists")
+    check_allowed(snap, "revert")
+    notes = [f"Changes to {vm.name_label}'s disks since the snapshot are lost."]
+    calls = [Call("VM.revert", (snap.ref,), True)]
+    checkpoint = is_checkpoint(cache, snap)
+    if checkpoint:
+        calls.append(Call("VM.resume", (vm.ref, False, False), True))
+        notes.insert(0, f"{vm.name_label} is "
+                     + (f"{vm.power_state.lower()}: it is powered off now, then "
+                        if vm.power_state != "Halted" else "")
+                     + "resumed from the checkpoint's memory, running as it was then.")
+    elif vm.power_state != "Halted":
+        notes.insert(0, f"{vm.name_label} is {vm.power_state.lower()}: it is powered off "
+                        "now and stays halted (the snapshot holds no memory).")
+    lines = [xe("snapshot-revert", snapshot_uuid=snap.uuid)]
+    if checkpoint:
+        lines.append(xe("vm-resume", uuid=vm.uuid))
+    return Plan(
+        title=f"Revert {vm.name_label} to snapshot {snap.name_label!r}",
+        action=action, targets=(vm.ref,), calls=tuple(calls), xe=tuple(lines),
+        names={vm.ref: vm.name_label, snap.ref: snap.name_label},
+        destructive=True, disruptive=vm.power_state != "Halted", notes=tuple(notes),
+    )
+
+
 def revert(cache: Cache, vm: Vm, snapshot: str) -> Plan:
     snap = Vm.get(cache, snapshot)
     if snap is None or snap.snapshot_of != vm.ref:
         raise UsageError(f"that is not a snapshot of {vm.name_label}")
-    check_allowed(snap, "revert")
-    notes = [f"Changes to {vm.name_label}'s disks since the snapshot are lost."]
-    checkpoint = bool((cache.get("vm", snap.ref) or {}).get("suspend_VDI", NULL) not in ("", NULL))
-    if vm.power_state != "Halted" and not checkpoint:
-        # xapi_vm_snapshot.ml revert: the VM is shut down (hard) and takes the
-        # snapshot's power state, halted for a snapshot without memory
-        notes.insert(0, f"{vm.name_label} is {vm.power_state.lower()}: it is powered off "
-                        "now and stays halted (the snapshot holds no memory).")
-    return Plan(
-        title=f"Revert {vm.name_label} to snapshot {snap.name_label!r}",
-        action="vm.revert", targets=(vm.ref,),
-        calls=(Call("VM.revert", (snap.ref,), True),),
-        xe=(xe("snapshot-revert", snapshot_uuid=snap.uuid),),
-        names={vm.ref: vm.name_label, snap.ref: snap.name_label},
-        destructive=True, disruptive=vm.power_state != "Halted", notes=tuple(notes),
-    )
+    return revert_to(cache, snap)
 
 
 def _resolve_snapshot(ctx: Context, vm: Any, text: str) -> str:
@@ -601,7 +648,13 @@ declare(
               params=(_host_param(("--host", "--to"), True, "the destination host"),)),
     Operation("vm.snapshot", VM, "Take a snapshot", "n", "snapshot", "vm-snapshot",
               "snapshotted", "Snapshot the VM's disks", snapshot, allowed="snapshot",
-              footer=True,
+              footer=True, also=("snapshot create",),
+              params=(Param("name", ParamKind.TEXT, "Snapshot name", _NAME_FLAGS,
+                            "the snapshot's name", default=_stamp, metavar="NAME"),)),
+    Operation("vm.checkpoint", VM, "Take a snapshot with memory", "N", "snapshot",
+              "vm-checkpoint", "checkpointed",
+              "Snapshot the VM's disks and its memory (a checkpoint)", checkpoint,
+              allowed="checkpoint", flag="--memory", also=("snapshot create",),
               params=(Param("name", ParamKind.TEXT, "Snapshot name", _NAME_FLAGS,
                             "the snapshot's name", default=_stamp, metavar="NAME"),)),
     Operation("vm.revert", VM, "Revert to a snapshot", "v", "revert", "snapshot-revert",
@@ -659,6 +712,10 @@ declare(
                             minimum=1, maximum=MAX_VCPUS,
                             default=lambda c, vm: str(vm.VCPUs_max), fixed=_memory_fixed,
                             metavar="N"))),
+    Operation("vm.make_template", VM, "Convert to template", "M", "make-template",
+              "vm-param-set", "converted into a template",
+              "Make the halted VM a template (it is no longer started, only installed from)",
+              make_template, allowed="make_into_template", impact=Impact.DESTRUCTIVE),
     Operation("vm.delete", VM, "Delete", "delete", "destroy", "vm-uninstall", "deleted",
               "Destroy the VM and the disks you do not keep", delete, allowed="destroy",
               impact=Impact.DESTRUCTIVE, footer=True,
