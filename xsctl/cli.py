@@ -146,9 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("control_url", metavar="url", help="the control URL printed by xsctl sim")
     c.add_argument("token", help="the control token printed by xsctl sim")
     c.add_argument("action", choices=["info", "sessions", "latency", "drop", "slow_events",
-                                      "restart", "master", "expire"])
+                                      "restart", "master", "expire", "fail"])
     c.add_argument("value", nargs="?",
-                   help="seconds, count, host, or session (expire; all when left out)")
+                   help="seconds, count, host, session (expire; all when left out), or "
+                   "method (fail: its next call fails)")
     c.set_defaults(func=_cmd_sim_control)
 
     # --- local configuration

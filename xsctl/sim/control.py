@@ -45,6 +45,8 @@ ACTIONS: dict[str, Action] = {
     "restart": Action("downtime", "seconds", default=0.5),
     "master": Action("host", "name", required=True),
     "expire": Action("session", "name"),  # one session, or all of them
+    # the next call of a method (VIF.create) fails, as a driver or xapi would fail it
+    "fail": Action("method", "name", required=True),
 }
 
 _DIGITS = re.compile(r"[0-9]+")

@@ -492,6 +492,8 @@ class Dispatcher:
             raise XapiFailure("HOST_IS_SLAVE", sim.master_address())
 
     def run(self, m: MessageDef, spec: HandlerSpec | None, ctx: Context, args: list[Any]) -> Any:
+        if self.sim.faults.take_failure(m.wire_name):
+            raise internal_error(f"injected fault: {m.wire_name} failed")
         if spec is not None:
             return spec.fn(ctx, *args)
         return self.generic(m, ctx, args)

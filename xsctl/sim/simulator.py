@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from xsctl.sim import certs, control, datamodel
@@ -32,13 +32,32 @@ class Faults:
     drop_next: int = 0  # close the next N connections mid-call, unanswered
     event_delay: float = 0.0  # extra seconds before every event.from answer
     down: bool = False  # xapi restarting: connections are dropped
+    # method -> how many of its next calls fail (with INTERNAL_ERROR, as an unexpected
+    # failure in xapi or a driver shows): a plan's step failing half way
+    fail_calls: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
 
     def describe(self) -> dict[str, Any]:
         return {"latency": self.latency, "drop_next": self.drop_next,
-                "event_delay": self.event_delay, "down": self.down}
+                "event_delay": self.event_delay, "down": self.down,
+                "fail": dict(self.fail_calls)}
+
+    def fail_next(self, method: str, count: int = 1) -> None:
+        with self._lock:
+            self.fail_calls[method] = self.fail_calls.get(method, 0) + count
+
+    def take_failure(self, method: str) -> bool:
+        with self._lock:
+            left = self.fail_calls.get(method, 0)
+            if left <= 0:
+                return False
+            if left == 1:
+                del self.fail_calls[method]
+            else:
+                self.fail_calls[method] = left - 1
+            return True
 
     def take_drop(self) -> bool:
         with self._lock:
@@ -452,6 +471,9 @@ class Simulator:
                 raise control.ControlError(f"the pool has no host {target!r}")
             self.change_master(ref)
             return self.master_address()
+        if action == "fail":
+            self.faults.fail_next(args["method"])
+            return dict(self.faults.fail_calls)
         assert action == "expire"
         session = args.get("session")
         if session is not None and not self.store.exists(session, "session"):

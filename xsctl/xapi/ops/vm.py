@@ -54,6 +54,8 @@ ALLOWED_STATES: dict[str, tuple[str, ...]] = {
     "clone": ("halted", "suspended"),
     "copy": ("halted", "suspended"),
     "destroy": ("halted", "suspended"),
+    "make_into_template": ("halted",),
+    "checkpoint": ("running", "halted", "suspended"),
     "changing_memory_limits": ("halted",),
     "changing_VCPUs": ("halted",),
     "changing_static_range": ("halted",),
