@@ -79,3 +79,21 @@ class MetricsUpdated(Message):
     """A new round of /rrd_updates figures from the metrics feed."""
 
     update: MetricsUpdate
+
+
+@dataclass
+class InstallProgress(Message):
+    """The New VM wizard's plan: step ``step`` of ``steps`` is ``fraction`` done."""
+
+    step: int
+    fraction: float
+    steps: int
+
+
+@dataclass
+class InstallEnded(Message):
+    """The New VM wizard's plan ended: the new VM's ref, or the error (a PlanFailed
+    says what was removed and what is left)."""
+
+    vm: str | None
+    error: Exception | None = None

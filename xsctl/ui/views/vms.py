@@ -201,16 +201,11 @@ class VmDetail(Vertical):
             nets.add_row(v.device, v.MAC, Text(v.network_name), "yes" if v.currently_attached else "no")
         ips = Text("IP addresses: " + (", ".join(vm.ips) or "none reported (no guest agent?)"))
         self.query_one("#detail-network", Static).update(Group(nets, Text(""), ips))
-        snaps = Table(box=None, padding=(0, 1), expand=True)
-        snaps.add_column("Snapshot")
-        snaps.add_column("Taken")
-        snaps.add_column("UUID")
-        rows = models.snapshots_of(cache, vm)
-        for s in rows:
-            when = s.snapshot_time.strftime("%Y-%m-%d %H:%M") if s.snapshot_time else ""
-            snaps.add_row(Text(s.name_label), when, s.uuid)
+        from xsctl.ui.views.snapshots import tree_text
+
         self.query_one("#detail-snapshots", Static).update(
-            snaps if rows else Text("No snapshots. n takes one.", style="dim"))
+            tree_text(cache, vm) if vm.snapshots
+            else Text("No snapshots. n takes one, N one with memory.", style="dim"))
 
 
 class VmsView(TableView):

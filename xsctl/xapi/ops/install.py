@@ -154,6 +154,14 @@ def _internal(rec: dict[str, Any]) -> bool:
     return oc.get("is_host_internal_management_network") == "true"
 
 
+def _management(cache: Cache, network: str) -> bool:
+    """The network of a host's management interface: where a new VM's first VIF goes
+    by default (XenCenter offers the same)."""
+    pifs = (cache.get("network", network) or {}).get("PIFs") or ()
+    return any((cache.get("pif", p) or {}).get("management") for p in pifs) or \
+        (cache.get("network", network) or {}).get("bridge") == "xenbr0"
+
+
 def network_choices(cache: Cache) -> list[Choice]:
     out = []
     for ref, r in cache.snapshot("network"):
@@ -187,7 +195,9 @@ def defaults(cache: Cache, template: str, name: str = "") -> InstallSpec:
     disks: tuple[DiskChoice, ...] | None = None
     if provision_disks(t) and sr is not None:
         disks = tuple(DiskChoice(d.size, sr) for d in provision_disks(t))
-    nets = [c.value for c in network_choices(cache) if c.reason is None][:1]
+    nets = [c.value for c in network_choices(cache) if c.reason is None]
+    nets.sort(key=lambda n: not _management(cache, n))
+    nets = nets[:1]
     return InstallSpec(template=t.ref, name=name or t.name_label, memory=t.memory_static_max,
                        vcpus=t.VCPUs_at_startup, disks=disks, networks=tuple(nets))
 
@@ -558,7 +568,7 @@ def plan(cache: Cache, spec: InstallSpec) -> Plan:
 def summary(cache: Cache, spec: InstallSpec) -> list[tuple[str, str]]:
     """The choices as a person reads them (the wizard's review page)."""
     t = _template(cache, spec.template)
-    disks = ", ".join(f"{human_bytes(d.size)} on {_sr_name(cache, d.sr)}"
+    disks = ", ".join(f"{human_bytes(d.size)} on {sr_name(cache, d.sr)}"
                       for d in spec.disks or ()) or "the template's own"
     media = ("ISO " + _vdi_name(cache, spec.iso) if spec.iso else f"network install from {spec.install_url}"
              if spec.install_url else "none")
@@ -579,7 +589,7 @@ def summary(cache: Cache, spec: InstallSpec) -> list[tuple[str, str]]:
     ]
 
 
-def _sr_name(cache: Cache, ref: str) -> str:
+def sr_name(cache: Cache, ref: str) -> str:
     s = Sr.get(cache, ref)
     return s.display_name if s else "?"
 
