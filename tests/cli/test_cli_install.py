@@ -112,8 +112,8 @@ def test_dry_run_shows_the_plan_and_changes_nothing(sim: Simulator, cli: list[st
         "Async.VM.clone", "VM.remove_from_other_config", "VM.add_to_other_config",
         "Async.VM.provision", "VBD.create", "VM.set_HVM_boot_params", "VIF.create",
         "Async.VM.start"]
-    assert 'size="12884901888"' in r.out and "VM=$(xe vm-install template=" in r.out
-    assert 'xe vm-cd-add uuid="$VM" cd-name=debian-12.7.0-amd64-netinst.iso device=3' in r.out
+    assert 'size="12884901888"' in r.out and "vm=$(xe vm-install template=" in r.out
+    assert 'xe vm-cd-add uuid="$vm" cd-name=debian-12.7.0-amd64-netinst.iso device=3' in r.out
     assert "If a step fails, what was made is removed: the new VM 'dry' and its disks." in r.out
     assert inventory(sim) == before
     j = xsctl(*cli, "vm", "install", "--template", "Debian Bookworm 12", "--name", "dry",

@@ -133,7 +133,7 @@ async def test_new_vm_from_an_iso_with_two_disks_started(sim: Simulator,
         assert "Async.VM.clone(Debian Bookworm 12, 'deb-wizard')" in review
         assert "Async.VM.provision(<result of step 1>)" in review
         assert "Async.VM.start(<result of step 1>, false, false)" in review
-        assert "VM=$(xe vm-install template=" in review and "xe vm-cd-add" in review
+        assert "vm=$(xe vm-install template=" in review and "xe vm-cd-add" in review
         assert "If a step fails, what was made is removed" in review
         assert inventory(sim) == before  # the review sends nothing
         shown = await create(ui, wiz)
