@@ -42,6 +42,8 @@ async def open_wizard(ui: Ui, template: str) -> NewVmWizard:
     await ui.press("i")
     wiz: NewVmWizard = await ui.modal(NewVmWizard)
     assert wiz.step == 1
+    # each page takes the keys at once: its first field has the focus
+    assert ui.app.focused is wiz.query_one("#w-name")
     return wiz
 
 
@@ -114,6 +116,7 @@ async def test_new_vm_from_an_iso_with_two_disks_started(sim: Simulator,
         await replace_text(ui, wiz, "#w-memory", "4GiB")
         await ui.press("enter")
         assert wiz.step == 5, error_of(wiz)
+        assert ui.app.focused is wiz.query_one("#w-disk-size")
         # the template's 10 GiB disk on the default SR, and one more of 5 GiB
         assert "10 GiB on NFS storage" in options(wiz, "#w-disks")
         await replace_text(ui, wiz, "#w-disk-size", "5G")

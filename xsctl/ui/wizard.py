@@ -271,7 +271,9 @@ class NewVmWizard(ModalScreen[str | None]):
         focus: dict[int, str] = {0: "#w-template", 1: "#w-name", 2: "#w-media", 3: "#w-home",
                                  4: "#w-vcpus", 5: "#w-disk-size", 6: "#w-networks",
                                  7: "#w-start", 8: "#w-next", 9: "#w-next"}
-        self.call_after_refresh(self.query_one(focus[self.step], Widget).focus)
+        # at once, not after the next refresh: what is typed right after a page
+        # changes belongs to the new page
+        self.set_focus(self.query_one(focus[self.step], Widget))
 
     def show_template_info(self) -> None:
         t = self.template()
@@ -381,11 +383,14 @@ class NewVmWizard(ModalScreen[str | None]):
 
     @on(OptionList.OptionHighlighted, "#w-template")
     def _template_moved(self, event: OptionList.OptionHighlighted) -> None:
+        # only the user's own moves on the first page choose: filling the list
+        # highlights entries too, and must not reset the choices made since
         i = event.option_index
-        if 0 <= i < len(self.templates) and self.templates[i].ref != self.spec.template:
-            t = self.templates[i]
-            self.spec = install.defaults(self.cache, t.ref)
-            self.query_one("#w-name", Input).value = ""
+        if self.step != 0 or not 0 <= i < len(self.templates):
+            return
+        if self.templates[i].ref != self.spec.template:
+            self.spec = install.defaults(self.cache, self.templates[i].ref)
+            self.query_one("#w-name", Input).value = ""  # filled from the new template
             self.show_template_info()
 
     @on(OptionList.OptionSelected)
