@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from textual.pilot import Pilot
-from textual.widgets import TabbedContent
+from textual.widgets import Input, OptionList, TabbedContent
 
 from xsctl.ui.app import XsctlApp, create_app
 from xsctl.ui.views.disks import DisksView
@@ -186,6 +186,54 @@ async def scene_new_sr_plan(pilot: Pilot[int]) -> None:
     await _wizard_at(pilot, "plan")
 
 
+async def scene_templates(pilot: Pilot[int]) -> None:
+    from xsctl.ui.views.templates import TemplatesView
+
+    await pilot.press("6")
+    await _settle(pilot)
+    view = pilot.app.screen.query_one(TemplatesView)
+    key = next(k for k, r in view.table.rows.items() if r.cells[0][0] == "Debian Bookworm 12")
+    view.table.move_to(key)
+    await _settle(pilot)
+
+
+async def _wizard(pilot: Pilot[int], page: int) -> None:
+    from xsctl.ui.wizard import NewVmWizard
+
+    await scene_templates(pilot)
+    await pilot.press("i")
+    await _until(pilot, lambda: isinstance(pilot.app.screen, NewVmWizard))
+    wiz = pilot.app.screen
+    assert isinstance(wiz, NewVmWizard)
+    wiz.query_one("#w-name", Input).value = "web-05"
+    await _settle(pilot)
+    while wiz.step < page:
+        if wiz.step == 2:  # the Debian netinst ISO
+            media = wiz.query_one("#w-media", OptionList)
+            media.highlighted = next(i for i in range(media.option_count)
+                                     if "debian-12" in str(media.get_option_at_index(i).prompt))
+        wiz.action_next()
+        await _settle(pilot)
+    await _settle(pilot)
+
+
+async def scene_new_vm_media(pilot: Pilot[int]) -> None:
+    await _wizard(pilot, 2)
+
+
+async def scene_new_vm_disks(pilot: Pilot[int]) -> None:
+    await _wizard(pilot, 5)
+
+
+async def scene_new_vm_review(pilot: Pilot[int]) -> None:
+    await _wizard(pilot, 8)
+
+
+async def scene_snapshots(pilot: Pilot[int]) -> None:
+    await pilot.press("7")
+    await _settle(pilot)
+
+
 # name -> (terminal size, steps, operation time in the simulator)
 SCENES: dict[str, tuple[tuple[int, int], Step, float]] = {
     "status": ((160, 45), scene_status, 0.05),
@@ -202,6 +250,11 @@ SCENES: dict[str, tuple[tuple[int, int], Step, float]] = {
     "narrow-80x24-menu": ((80, 24), scene_narrow_menu, 0.05),
     "new-sr-exports": ((80, 24), scene_new_sr_exports, 0.05),
     "new-sr-plan": ((80, 24), scene_new_sr_plan, 0.05),
+    "templates": ((160, 45), scene_templates, 0.05),
+    "new-vm-media": ((100, 30), scene_new_vm_media, 0.05),
+    "new-vm-disks": ((100, 30), scene_new_vm_disks, 0.05),
+    "new-vm-review": ((100, 30), scene_new_vm_review, 0.05),
+    "snapshots": ((120, 30), scene_snapshots, 0.05),
 }
 
 
