@@ -32,6 +32,7 @@ from textual.widgets.option_list import Option
 from textual.widgets.selection_list import Selection
 
 from xsctl.ui.messages import InstallEnded, InstallProgress
+from xsctl.ui.widgets.ticks import Tick, TickList
 from xsctl.xapi.client import Client
 from xsctl.xapi.errors import UsageError, XsctlError
 from xsctl.xapi.models import Vm, human_bytes, parse_size, vm_disks
@@ -120,10 +121,10 @@ class NewVmWizard(ModalScreen[str | None]):
                         yield Button("Remove the disk marked above", id="w-disk-remove",
                                      compact=True)
                 with Vertical(id="page-6", classes="wizard-page"):
-                    yield SelectionList[str](id="w-networks")
+                    yield TickList[str](id="w-networks")
                 with Vertical(id="page-7", classes="wizard-page"):
-                    yield Checkbox("Start the VM when it is made", id="w-start")
-                    yield Checkbox("If a step fails, keep what was made (else it is removed)",
+                    yield Tick("Start the VM when it is made", id="w-start")
+                    yield Tick("If a step fails, keep what was made (else it is removed)",
                                    id="w-keep")
                 with VerticalScroll(id="page-8", classes="wizard-page"):
                     yield Static("", id="w-review")

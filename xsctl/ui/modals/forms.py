@@ -17,6 +17,7 @@ from textual.widgets import Button, Input, Label, OptionList, SelectionList, Sta
 from textual.widgets.option_list import Option
 from textual.widgets.selection_list import Selection
 
+from xsctl.ui.widgets.ticks import TickList
 from xsctl.xapi.ops.catalogue import Choice
 
 T = TypeVar("T")
@@ -99,7 +100,7 @@ class PickMany(Dialog[frozenset[str] | None]):
         with Vertical(classes="dialog", id="pick-many"):
             yield Label(Text(self.title_text), classes="dialog-title")
             yield Static(Text(self.note), classes="note")
-            yield SelectionList[str](*items, id="marked")
+            yield TickList[str](*items, id="marked")
             yield Label(Text("space marks · tab, enter: " + self.verb + " · escape cancels"),
                         classes="hint")
             with Horizontal(classes="buttons"):

@@ -12,6 +12,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Static
 
+from xsctl.ui.widgets.ticks import Tick
+
 
 class TrustCertificate(ModalScreen[bool]):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", id="trust.cancel")]
@@ -52,7 +54,7 @@ class TrustCertificate(ModalScreen[bool]):
         self.dismiss(False)
 
 
-class SaveBox(Checkbox, inherit_bindings=False):
+class SaveBox(Tick, inherit_bindings=False):
     """A checkbox that space ticks and enter leaves to the dialog (which logs in):
     after ticking "save" a user presses enter to go on, not to untick it."""
 

@@ -20,6 +20,7 @@ from xsctl import names, secrets
 from xsctl.config import Config, Profile, local_profile, state_dir
 from xsctl.files import write_private
 from xsctl.ui.modals.trust import AskPassword, TrustCertificate
+from xsctl.ui.widgets.ticks import Tick
 from xsctl.xapi.client import Client, Target, ensure_trusted
 from xsctl.xapi.errors import ChangedCertificate, UnknownCertificate, XapiError, XsctlError
 
@@ -85,7 +86,7 @@ class ConnectScreen(Screen[None]):
                 with Horizontal(classes="field"):
                     yield Label("User", classes="field-label")
                     yield Input("root", id="p-user")
-                yield Checkbox("Read-only (refuse every change)", id="p-ro")
+                yield Tick("Read-only (refuse every change)", id="p-ro")
                 with Horizontal(classes="buttons"):
                     yield Button("Save and connect", variant="primary", id="p-save")
                     yield Button("Cancel", id="p-cancel")
