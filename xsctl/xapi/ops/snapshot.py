@@ -177,7 +177,7 @@ _NAME_FLAGS = ("--name", "--new-name-label")
 
 declare(
     Operation("snapshot.revert", SNAPSHOT, "Revert to this snapshot", "v", "revert",
-              "snapshot-revert", "reverted to",
+              "snapshot-revert", "reverted to the snapshot",
               "Return the VM to the snapshot; changes since are lost (a running VM is "
               "powered off, or resumed from a checkpoint's memory)", revert,
               allowed="revert", impact=Impact.DESTRUCTIVE, footer=True),
