@@ -16,10 +16,9 @@ from typing import Any
 
 from xsctl.xapi.cache import Cache
 from xsctl.xapi.errors import UsageError, XsctlError
-from xsctl.xapi.models import NULL, Sr, Vm, human_bytes, is_guest, vm_disks
+from xsctl.xapi.models import NULL, Sr, Vm, human_bytes, is_guest, is_template, vm_disks
 from xsctl.xapi.ops.base import Call, Plan, xe
 from xsctl.xapi.ops.catalogue import (
-    Choice,
     Context,
     Impact,
     Kind,
@@ -29,7 +28,7 @@ from xsctl.xapi.ops.catalogue import (
     declare,
 )
 from xsctl.xapi.ops.resolve import resolve_sr, resolve_template
-from xsctl.xapi.ops.vm import VM, check_allowed, explain
+from xsctl.xapi.ops.vm import VM, check_allowed, copy_sr_choices, explain, name_given, same_name
 
 
 def is_builtin(vm: Vm) -> bool:
@@ -193,39 +192,8 @@ def template_json(cache: Cache, vm: Vm) -> dict[str, Any]:
 # ------------------------------------------------------------------ planners
 
 
-def _name(text: str, what: str) -> str:
-    if not text.strip():
-        raise UsageError(f"{what} cannot be empty")
-    return text
-
-
 def _same_name(cache: Cache, t: Vm, name: str) -> tuple[str, ...]:
-    others = [r for r, rec in cache.snapshot("vm") if r != t.ref and rec.get("is_a_template")
-              and not rec.get("is_a_snapshot") and rec.get("name_label") == name]
-    if not others:
-        return ()
-    return (f"Another template is already named {name!r}: afterwards both can only be "
-            "told apart by UUID.",)
-
-
-def _sr_choices(ctx: Context, t: Vm) -> list[Choice]:
-    from xsctl.xapi.models import srs
-
-    need = sum(d.vdi.virtual_size for d in vm_disks(ctx.cache, t)
-               if d.vdi is not None and d.vbd.type == "Disk")
-    out = [Choice("", "Same storage as the original", "each disk stays on its SR")]
-    for s in srs(ctx.cache):
-        if s.is_iso or s.type in ("udev", "iso") or s.is_tools_sr:
-            continue
-        why = None
-        if s.allowed_operations and "vdi_create" not in s.allowed_operations:
-            why = "cannot create disks"
-        elif not s.hosts:
-            why = "not plugged on any host"
-        elif s.physical_size and s.free < need:
-            why = f"not enough space ({human_bytes(s.free)} free, needs {human_bytes(need)})"
-        out.append(Choice(s.ref, s.display_name, f"{human_bytes(s.free)} free", why))
-    return out
+    return same_name(cache, t, name, noun="template", accept=is_template)
 
 
 def _resolve_sr(ctx: Context, t: Any, text: str) -> str:
@@ -234,7 +202,7 @@ def _resolve_sr(ctx: Context, t: Any, text: str) -> str:
 
 def copy(cache: Cache, t: Vm, name: str, sr: str | None = None) -> Plan:
     """A full copy (VM.copy), of the disks too, to ``sr`` or each where it is."""
-    _name(name, "the copy's name")
+    name_given(name, "the copy's name")
     check_allowed(t, "copy")
     target = Sr.get(cache, sr) if sr else None
     names = {t.ref: t.name_label}
@@ -253,7 +221,7 @@ def copy(cache: Cache, t: Vm, name: str, sr: str | None = None) -> Plan:
 
 
 def rename(cache: Cache, t: Vm, name: str) -> Plan:
-    _name(name, "the name")
+    name_given(name, "the name")
     if name == t.name_label:
         raise UsageError(f"{t.name_label} already has that name")
     notes: tuple[str, ...] = ()
@@ -316,7 +284,7 @@ declare(
                             default=lambda c, t: f"{t.name_label} (copy)", metavar="NAME"),
                       Param("sr", ParamKind.PICK, "Storage", ("--sr", "--sr-uuid"),
                             "copy the disks to this SR (default: where they are)",
-                            required=False, choices=_sr_choices, resolve=_resolve_sr,
+                            required=False, choices=copy_sr_choices, resolve=_resolve_sr,
                             metavar="SR"))),
     Operation("template.rename", TEMPLATE, "Rename", "r", "rename", "template-param-set",
               "renamed", "Change the template's name", rename,

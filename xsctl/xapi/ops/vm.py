@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from xsctl.xapi.cache import Cache
+from xsctl.xapi.cache import Cache, Record
 from xsctl.xapi.errors import UsageError, XapiError, XsctlError
 from xsctl.xapi.models import (
     NULL,
@@ -300,14 +300,14 @@ def migrate(cache: Cache, vm: Vm, host: str) -> Plan:
                  notes=("The guest keeps running; it pauses for a moment at the end.",))
 
 
-def _name(text: str, what: str) -> str:
+def name_given(text: str, what: str) -> str:
     if not text.strip():
         raise UsageError(f"{what} cannot be empty")
     return text
 
 
 def snapshot(cache: Cache, vm: Vm, name: str) -> Plan:
-    _name(name, "a snapshot's name")
+    name_given(name, "a snapshot's name")
     check_allowed(vm, "snapshot")
     return _plan(vm, f"Snapshot {vm.name_label} as {name!r}", "vm.snapshot",
                  [Call("VM.snapshot", (vm.ref, name), True)],
@@ -315,7 +315,7 @@ def snapshot(cache: Cache, vm: Vm, name: str) -> Plan:
 
 
 def checkpoint(cache: Cache, vm: Vm, name: str) -> Plan:
-    _name(name, "a snapshot's name")
+    name_given(name, "a snapshot's name")
     check_allowed(vm, "checkpoint")
     notes: tuple[str, ...] = ()
     if vm.power_state == "Running":
@@ -399,12 +399,12 @@ def _resolve_snapshot(ctx: Context, vm: Any, text: str) -> str:
 
 
 def clone(cache: Cache, vm: Vm, name: str) -> Plan:
-    _name(name, "the clone's name")
+    name_given(name, "the clone's name")
     check_allowed(vm, "clone")
     return _plan(vm, f"Clone {vm.name_label} as {name!r}", "vm.clone",
                  [Call("VM.clone", (vm.ref, name), True)],
                  xe("vm-clone", uuid=vm.uuid, new_name_label=name),
-                 warnings=_same_name(cache, vm, name))
+                 warnings=same_name(cache, vm, name))
 
 
 def _disk_bytes(cache: Cache, vm: Vm) -> int:
@@ -412,7 +412,9 @@ def _disk_bytes(cache: Cache, vm: Vm) -> int:
                if d.vdi is not None and d.vbd.type == "Disk")
 
 
-def _sr_choices(ctx: Context, vm: Vm) -> list[Choice]:
+def copy_sr_choices(ctx: Context, vm: Vm) -> list[Choice]:
+    """Where a full copy of a VM or template can go (VM.copy): each SR that can take
+    all its disks, the others with their reason."""
     from xsctl.xapi.models import srs
 
     need = _disk_bytes(ctx.cache, vm)
@@ -436,7 +438,7 @@ def _resolve_sr(ctx: Context, vm: Any, text: str) -> str:
 
 
 def copy(cache: Cache, vm: Vm, name: str, sr: str | None = None) -> Plan:
-    _name(name, "the copy's name")
+    name_given(name, "the copy's name")
     check_allowed(vm, "copy")
     sr_ref = sr or NULL
     target = Sr.get(cache, sr_ref) if sr else None
@@ -446,28 +448,29 @@ def copy(cache: Cache, vm: Vm, name: str, sr: str | None = None) -> Plan:
                  [Call("VM.copy", (vm.ref, name, sr_ref), True)],
                  xe("vm-copy", uuid=vm.uuid, new_name_label=name,
                     sr_uuid=target.uuid if target else None), names,
-                 warnings=_same_name(cache, vm, name))
+                 warnings=same_name(cache, vm, name))
 
 
-def _same_name(cache: Cache, vm: Vm, name: str) -> tuple[str, ...]:
-    """xapi allows two VMs one name; every xe and xsctl command naming it then has to
-    use its UUID, so say so before it happens."""
+def same_name(cache: Cache, vm: Vm, name: str, *, noun: str = "VM",
+              accept: Callable[[Record], bool] = is_guest) -> tuple[str, ...]:
+    """xapi allows two VMs (or templates) one name; every xe and xsctl command naming
+    it then has to use its UUID, so say so before it happens."""
     others = [r for r, rec in cache.snapshot("vm")
-              if r != vm.ref and is_guest(rec) and rec.get("name_label") == name]
+              if r != vm.ref and accept(rec) and rec.get("name_label") == name]
     if not others:
         return ()
-    return (f"Another VM is already named {name!r}: afterwards both can only be told "
+    return (f"Another {noun} is already named {name!r}: afterwards both can only be told "
             "apart by UUID.",)
 
 
 def rename(cache: Cache, vm: Vm, name: str) -> Plan:
-    _name(name, "the name")
+    name_given(name, "the name")
     if name == vm.name_label:
         raise UsageError(f"{vm.name_label} already has that name")
     return _plan(vm, f"Rename {vm.name_label} to {name!r}", "vm.rename",
                  [Call("VM.set_name_label", (vm.ref, name))],
                  xe("vm-param-set", uuid=vm.uuid, name_label=name),
-                 warnings=_same_name(cache, vm, name))
+                 warnings=same_name(cache, vm, name))
 
 
 def _memory_fixed(vm: Any) -> str | None:
@@ -680,7 +683,7 @@ declare(
                             metavar="NAME"),
                       Param("sr", ParamKind.PICK, "Storage", ("--sr", "--sr-uuid"),
                             "copy the disks to this storage repository (default: where "
-                            "they are)", required=False, choices=_sr_choices,
+                            "they are)", required=False, choices=copy_sr_choices,
                             resolve=_resolve_sr, metavar="SR"))),
     Operation("vm.rename", VM, "Rename", "r", "rename", "vm-param-set", "renamed",
               "Change the VM's name", rename,
