@@ -45,7 +45,7 @@ def sr_tag(sr: str) -> str:
     return f"sr:{sr}"
 
 
-class DisksView(ListingView):
+class DisksView(ListingView[DetailPane]):
     """The Disks view."""
 
     ID = "disks"

@@ -1,11 +1,11 @@
-"""What the Storage and Disks views share with the VM view's habits: a filter line
-on top (``/``), a table, a detail pane beside it from 140 columns and on demand
-(``d``) below that, in the table's place under 100 columns, and ``escape`` undoing
-the last narrowing before it goes back to the menu."""
+"""What the VM, Storage and Disks views share: a filter line on top (``/``), a
+table, a detail beside it from 140 columns and on demand (``d``) below that, in the
+table's place under 100 columns, and ``escape`` undoing the last narrowing before it
+goes back to the menu."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from rich.table import Table
 from rich.text import Text
@@ -47,9 +47,13 @@ class DetailPane(VerticalScroll, can_focus=True):
         self.query_one(".side-detail-body", Label).update(body)
 
 
-class ListingView(TableView):
+D = TypeVar("D", bound=Widget)  # the detail's widget
+
+
+class ListingView(TableView, Generic[D]):
     """A TableView with a filter line (``FILTER``, an Input's id), a status line
-    (``STATUS``) and a DetailPane (``DETAIL``). Subclasses fill the pane in
+    (``STATUS``) and a detail (``DETAIL``, the id of a ``D``: a DetailPane in the
+    Storage and Disks views, the VM view's tabs). Subclasses fill the detail in
     :meth:`show_detail` and the status line in :meth:`update_status`."""
 
     FILTER: ClassVar[str] = ""
@@ -65,12 +69,14 @@ class ListingView(TableView):
         return self.query_one(f"#{self.FILTER}", Input)
 
     @property
-    def detail(self) -> DetailPane:
-        return self.query_one(f"#{self.DETAIL}", DetailPane)
+    def detail(self) -> D:
+        # found by its id: D is known to the subclass alone (ListingView[DetailPane])
+        return cast(D, self.query_one(f"#{self.DETAIL}"))
 
     def on_mount(self) -> None:
-        # applied from within the Input's own key handling: the table repaints in the
-        # same frame as the Input (see VmsView.on_mount)
+        # The filter is applied from within the Input's own key handling, so the table
+        # repaints in the same frame as the Input; through Input.Changed it came a frame
+        # later (Textual paces frames: 17 to 33 ms more per keystroke).
         self.watch(self.filter_input, "value", self._filter_changed, init=False)
         # the pane as the width wants it from the first frame: laid out beside a pane
         # that the first resize then hides, the table drew its rows for a third of its
@@ -79,8 +85,8 @@ class ListingView(TableView):
 
     # ------------------------------------------------------------ to fill in
 
-    def show_detail(self, pane: DetailPane, key: str | None) -> None:
-        """Fill the pane for the row ``key`` (None: no row)."""
+    def show_detail(self, detail: D, key: str | None) -> None:
+        """Fill the detail for the row ``key`` (None: no row)."""
 
     def update_status(self) -> None:
         """The line under the table."""
@@ -93,12 +99,12 @@ class ListingView(TableView):
     def widen(self) -> None:
         """Undo that narrowing."""
 
-    # ------------------------------------------------------------ the detail pane
+    # ------------------------------------------------------------ the detail
 
     def update_detail(self) -> None:
-        pane = self.detail
-        if pane.display:
-            self.show_detail(pane, self.table.cursor_key)
+        detail = self.detail
+        if detail.display:  # hidden, it is filled when shown (apply_detail)
+            self.show_detail(detail, self.table.cursor_key)
 
     def detail_shown(self) -> bool:
         """As the user set it with d, else by width: beside the table from WIDE
@@ -118,13 +124,22 @@ class ListingView(TableView):
     def on_resize(self) -> None:
         self.apply_detail()
 
+    def detail_focus(self) -> Widget:
+        """What takes the focus in the detail: the detail itself where it can (a
+        DetailPane scrolls), else the first widget in it that can (the VM detail's
+        tabs)."""
+        detail = self.detail
+        if detail.can_focus:
+            return detail
+        return next((w for w in detail.query("*") if w.can_focus), detail)
+
     def action_toggle_detail(self) -> None:
         self.detail_open = not self.detail_shown()
         self.apply_detail()
-        # narrow, the pane replaces the table: the focus goes with it, or it would stay
-        # on the hidden table and d and escape would no longer reach this view
+        # narrow, the detail replaces the table: the focus goes with it, or it would
+        # stay on the hidden table and d and escape would no longer reach this view
         if self.screen.size.width < NARROW and self.detail_open:
-            self.call_after_refresh(self.detail.focus)
+            self.call_after_refresh(self.detail_focus().focus)
         else:
             self.call_after_refresh(self.table.focus)
 
@@ -143,7 +158,8 @@ class ListingView(TableView):
     # ------------------------------------------------------------ filter and escape
 
     def action_filter(self) -> None:
-        # focus now, not at the next idle: the keys typed right after "/" are queued
+        # focus now, not at the next idle (Widget.focus): the keys typed right after
+        # "/" are already queued and must reach the filter, not the table's bindings
         self.screen.set_focus(self.filter_input)
 
     def _filter_changed(self, value: str) -> None:
@@ -186,5 +202,5 @@ class ListingView(TableView):
 
     def focus_target(self) -> Widget:
         if self.screen.size.width < NARROW and self.detail_open:
-            return self.detail
+            return self.detail_focus()
         return self.table

@@ -56,7 +56,7 @@ def plugged_text(sr: Sr, hosts: int) -> str:
     return "yes" if sr.hosts else "no"
 
 
-class StorageView(ListingView):
+class StorageView(ListingView[DetailPane]):
     """The Storage view."""
 
     ID = "storage"
