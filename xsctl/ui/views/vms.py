@@ -15,10 +15,10 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Input, Label, Static, TabbedContent, TabPane, Tabs
+from textual.widgets import Input, Label, Static, TabbedContent, TabPane
 
 from xsctl.ui.messages import CacheChanged
-from xsctl.ui.views.base import TableView
+from xsctl.ui.views.listing import ListingView
 from xsctl.ui.widgets.table import Column, Row, VirtualTable
 from xsctl.xapi import models
 from xsctl.xapi.models import NULL, Vm, human_bytes, human_duration, is_guest
@@ -26,9 +26,6 @@ from xsctl.xapi.ops import catalogue
 
 if TYPE_CHECKING:
     from xsctl.xapi.cache import Cache
-
-NARROW = 100  # below: the detail replaces the table (a dom0 console is 80 wide)
-WIDE = 140  # from here the detail pane sits beside the table unless closed
 
 COLUMNS = [
     Column("name", "Name", min_width=12, ratio=3),
@@ -208,7 +205,7 @@ class VmDetail(Vertical):
             else Text("No snapshots. n takes one, N one with memory.", style="dim"))
 
 
-class VmsView(TableView):
+class VmsView(ListingView[VmDetail]):
     """The Virtual Machines view."""
 
     ID = "vms"
@@ -219,6 +216,9 @@ class VmsView(TableView):
                          "vif", "network", "sr", "pbd"})
     ACTS_ON = "vm"
     TABLE = "vm-table"
+    FILTER = "vm-filter"
+    DETAIL = "vm-detail"
+    STATUS = "vm-status"
 
     BINDINGS: ClassVar[list[BindingType]] = [
         # priority: handled as the key arrives, so the focus is on the filter before the
@@ -236,7 +236,6 @@ class VmsView(TableView):
     def __init__(self, client: Any, **kw: Any) -> None:
         super().__init__(client, **kw)
         self.rows: VmRows | None = None
-        self.detail_open: bool | None = None  # None: as the width decides
         self._built = False
         self._built_version = -1  # the cache's version the last rebuild read
 
@@ -263,12 +262,9 @@ class VmsView(TableView):
         }
 
     def on_mount(self) -> None:
+        # before ListingView.on_mount (Textual calls each class's handler, this one
+        # first): the rows are there when the detail is first filled
         self.rebuild()
-        # The filter is applied from within the Input's own key handling, so the table
-        # repaints in the same frame as the Input; through Input.Changed it came a frame
-        # later (Textual paces frames: 17 to 33 ms more per keystroke).
-        self.watch(self.query_one("#vm-filter", Input), "value", self._filter_changed,
-                   init=False)
 
     def rebuild(self) -> None:
         """Every row from the cache (start-up, resync, theme change)."""
@@ -326,100 +322,13 @@ class VmsView(TableView):
         sel = f", {len(t.selected)} marked" if t.selected else ""
         flt = f" matching {t.filter_text!r}" if t.filter_text else ""
         col = COLUMNS[t.sort_column].label + (" ▼" if t.sort_reverse else " ▲")
-        self.query_one("#vm-status", Label).update(
+        self.query_one(f"#{self.STATUS}", Label).update(
             Text(f"{t.visible_count} of {len(t.rows)} VMs{flt}{sel} · sorted by {col}"))
 
-    def current(self) -> Vm | None:
-        key = self.table.cursor_key
-        return None if key is None else Vm.get(self.client.cache, key)
-
-    def update_detail(self) -> None:
-        detail = self.query_one(VmDetail)
-        if not detail.display:
-            return
-        detail.show(self.client.cache, self.current(), self.now())
-
-    @on(VirtualTable.CursorMoved)
-    def _cursor(self, event: VirtualTable.CursorMoved) -> None:
-        self.update_detail()
-
-    @on(VirtualTable.SelectionChanged)
-    def _selection(self, event: VirtualTable.SelectionChanged) -> None:
-        self.update_status()
-
-    @on(VirtualTable.Sorted)
-    def _sorted(self, event: VirtualTable.Sorted) -> None:
-        self.update_status()
+    def show_detail(self, detail: VmDetail, key: str | None) -> None:
+        cache = self.client.cache
+        detail.show(cache, None if key is None else Vm.get(cache, key), self.now())
 
     @on(VirtualTable.Activated)
     def _activated(self, event: VirtualTable.Activated) -> None:
         self.action_actions()
-
-    # ------------------------------------------------------------ filter
-
-    def action_filter(self) -> None:
-        # focus now, not at the next idle (Widget.focus): the keys typed right after
-        # "/" are already queued and must reach the filter, not the table's bindings
-        self.screen.set_focus(self.query_one("#vm-filter", Input))
-
-    def _filter_changed(self, value: str) -> None:
-        self.table.set_filter(value)
-        self.update_status()
-
-    @on(Input.Submitted, "#vm-filter")
-    def _filter_done(self, event: Input.Submitted) -> None:
-        self.table.focus()
-
-    def action_clear(self) -> None:
-        f = self.query_one("#vm-filter", Input)
-        if self.detail_open and self.screen.size.width < NARROW:
-            self.action_toggle_detail()  # escape goes back from the detail to the table
-        elif f.has_focus or f.value:
-            f.value = ""
-            self.table.focus()
-        elif self.table.selected:
-            self.table.clear_selection()
-        else:
-            self.action_back()
-
-    def show_object(self, ref: str) -> bool:
-        """Put the cursor on ``ref``, clearing a filter that hides it: an action chosen
-        by the VM's name (the palette) must not fall on the row the cursor was on."""
-        t = self.table
-        if ref in t.rows and ref not in t.order:
-            f = self.query_one("#vm-filter", Input)
-            f.value = ""
-            t.set_filter("")
-            self.update_status()
-        t.move_to(ref)
-        return t.cursor_key == ref
-
-    def detail_shown(self) -> bool:
-        """Whether the detail pane is open: as the user set it with d, else by width
-        (beside the table from 140 columns; below, on demand, so the table has room)."""
-        if self.detail_open is not None:
-            return self.detail_open
-        return self.screen.size.width >= WIDE
-
-    def apply_detail(self) -> None:
-        shown = self.detail_shown()
-        narrow = self.screen.size.width < NARROW
-        self.set_class(shown, "detail-open")
-        self.query_one(VmDetail).display = shown
-        # narrow, the detail takes the table's place
-        self.table.display = not (narrow and shown)
-        self.update_detail()
-
-    def on_resize(self) -> None:
-        self.apply_detail()
-
-    def action_toggle_detail(self) -> None:
-        self.detail_open = not self.detail_shown()
-        self.apply_detail()
-        detail = self.query_one(VmDetail)
-        # narrow, the detail replaces the table: the focus goes with it, or it would be
-        # left on the hidden table and d and escape would no longer reach this view
-        if self.screen.size.width < NARROW and self.detail_open:
-            self.call_after_refresh(detail.query_one(Tabs).focus)
-        else:
-            self.call_after_refresh(self.table.focus)
