@@ -249,17 +249,15 @@ class DisksView(ListingView[DetailPane]):
 
     def update_status(self) -> None:
         t = self.table
-        sel = f", {len(t.selected)} marked" if t.selected else ""
-        flt = f" matching {t.filter_text!r}" if t.filter_text else ""
-        col = COLUMNS[t.sort_column].label + (" ▼" if t.sort_reverse else " ▲")
+        flt, sel, col = self.status_parts()
         orphans = 0
         if self.index is not None:
             orphans = (self.index.orphans_on(self.sr) if self.sr else len(self.index.orphans))
         total = sum(1 for r in t.rows.values()
                     if not self.sr or sr_tag(self.sr) in r.tags)
-        self.query_one("#disk-status", Label).update(Text(
+        self.set_status(
             f"{t.visible_count} of {total} disks{flt}{sel} · {orphans} orphaned (! shows them) "
-            f"· sorted by {col}"))
+            f"· sorted by {col}")
 
     # ------------------------------------------------------------ detail
 

@@ -89,7 +89,18 @@ class ListingView(TableView, Generic[D]):
         """Fill the detail for the row ``key`` (None: no row)."""
 
     def update_status(self) -> None:
-        """The line under the table."""
+        """The line under the table (:meth:`set_status`)."""
+
+    def status_parts(self) -> tuple[str, str, str]:
+        """What each view's status line says in its own sentence: the filter
+        (`` matching 'web'``), the marks (``, 2 marked``) and the sort (``Name ▲``)."""
+        t = self.table
+        return (f" matching {t.filter_text!r}" if t.filter_text else "",
+                f", {len(t.selected)} marked" if t.selected else "",
+                t.columns[t.sort_column].label + (" ▼" if t.sort_reverse else " ▲"))
+
+    def set_status(self, text: str) -> None:
+        self.query_one(f"#{self.STATUS}", Label).update(Text(text))
 
     def narrowed(self) -> bool:
         """Whether the view narrows the rows besides the text filter (escape undoes

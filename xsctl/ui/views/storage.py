@@ -194,14 +194,12 @@ class StorageView(ListingView[DetailPane]):
 
     def update_status(self) -> None:
         t = self.table
-        sel = f", {len(t.selected)} marked" if t.selected else ""
-        flt = f" matching {t.filter_text!r}" if t.filter_text else ""
-        col = COLUMNS[t.sort_column].label + (" ▼" if t.sort_reverse else " ▲")
+        flt, sel, col = self.status_parts()
         warned = sum(1 for r in t.rows.values() if r.cells[-1][0])
         warn = f", {warned} with warnings" if warned else ""
-        self.query_one("#sr-status", Label).update(Text(
+        self.set_status(
             f"{t.visible_count} of {len(t.rows)} SRs{flt}{warn}{sel} · sorted by {col} · "
-            "enter: its disks"))
+            "enter: its disks")
 
     # ------------------------------------------------------------ detail
 

@@ -319,11 +319,8 @@ class VmsView(ListingView[VmDetail]):
 
     def update_status(self) -> None:
         t = self.table
-        sel = f", {len(t.selected)} marked" if t.selected else ""
-        flt = f" matching {t.filter_text!r}" if t.filter_text else ""
-        col = COLUMNS[t.sort_column].label + (" ▼" if t.sort_reverse else " ▲")
-        self.query_one(f"#{self.STATUS}", Label).update(
-            Text(f"{t.visible_count} of {len(t.rows)} VMs{flt}{sel} · sorted by {col}"))
+        flt, sel, col = self.status_parts()
+        self.set_status(f"{t.visible_count} of {len(t.rows)} VMs{flt}{sel} · sorted by {col}")
 
     def show_detail(self, detail: VmDetail, key: str | None) -> None:
         cache = self.client.cache
