@@ -93,7 +93,7 @@ class DisksView(ListingView[DetailPane]):
                 "dim": Style(dim=True), "ok": Style(color=t.success)}
 
     def on_mount(self) -> None:
-        super().on_mount()
+        # ListingView.on_mount runs after this one: Textual calls each class's handler
         self.show_scope()
 
     def on_show(self) -> None:
