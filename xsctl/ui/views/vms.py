@@ -242,8 +242,8 @@ class VmsView(ListingView[VmDetail]):
     def compose(self) -> ComposeResult:
         # always on screen: "/" focuses it at once, so nothing typed right after is lost
         yield Input(placeholder="/ to filter by name, tag, host, power state, IP or OS",
-                    id="vm-filter")
-        with Horizontal(id="vm-body"):
+                    id="vm-filter", classes="view-filter")
+        with Horizontal(classes="view-body"):
             yield VirtualTable(COLUMNS, empty_text="No VMs", id="vm-table")
             yield VmDetail(id="vm-detail")
         yield Label("", id="vm-status", classes="view-status")
