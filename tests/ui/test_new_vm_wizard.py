@@ -350,3 +350,50 @@ async def test_snapshot_tree_with_a_checkpoint(sim: Simulator, client: Client) -
         await answer_text(ui, "db-restored")
         await ui.until(lambda: made(sim, "db-restored"), timeout=10, what="the new VM")
         assert "before-upgrade" in {v["name_label"] for v in sim.store.all("VM").values()}
+
+
+async def test_templates_and_snapshots_follow_what_concerns_them_when_shown(
+        sim: Simulator, client: Client) -> None:
+    """Both views are built when shown, and a change made meanwhile is there when they
+    are; a change to a VM with no snapshot and from no template builds nothing."""
+    async with running(sim, client) as ui:
+        templates = ui.main.query_one(TemplatesView)
+        snapshots = ui.main.query_one(SnapshotsView)
+        builds: list[str] = []
+        for view in (templates, snapshots):
+            original = view.rebuild
+
+            def counted(original: Any = original, view: Any = view) -> None:
+                builds.append(view.ID)
+                original()
+
+            view.rebuild = counted  # type: ignore[method-assign]
+        await ui.press("7")
+        await ui.until(lambda: "snapshots" in builds, what="the Snapshots view built")
+        before = len(snapshots.table.rows)
+        x = ui.sim
+        vm = next(r for r, v in x.store.all("VM").items()
+                  if v["name_label"] == "web-02" and not v["is_a_template"])
+        await ui.press("6")
+        await ui.until(lambda: "templates" in builds, what="the Templates view built")
+        count = templates.table.rows[template_ref(sim, "Debian Bookworm 12")].cells[-1][0]
+        # hidden: a snapshot taken elsewhere, a VM installed from a template
+        client.conn.call("VM.snapshot", vm, "taken elsewhere")
+        new = client.conn.call("VM.clone", template_ref(sim, "Debian Bookworm 12"), "from-tpl")
+        client.conn.call("VM.set_is_a_template", new, False)
+        await ui.until(lambda: snapshots.stale, what="the hidden view marked stale")
+        await ui.press("7")
+        await ui.until(lambda: len(snapshots.table.rows) == before + 1,
+                       what="the new snapshot shown")
+        await ui.press("6")
+        await ui.until(lambda: templates.table.rows[template_ref(sim, "Debian Bookworm 12")]
+                       .cells[-1][0] == str(int(count) + 1), what="the count grown")
+        # a VM with no snapshot, made from no listed template: nothing is built again
+        builds.clear()
+        lone = next(r for r, v in x.store.all("VM").items()
+                    if v["name_label"] == "proxy-01" and not v["is_a_template"])
+        client.conn.call("VM.set_name_description", lone, "changed elsewhere")
+        await ui.until(lambda: (client.cache.get("vm", lone) or {}).get("name_description")
+                       == "changed elsewhere", what="the change in the cache")
+        await ui.settle()
+        assert builds == []

@@ -30,7 +30,11 @@ def tree_rows(cache: Any, styles: dict[str, Style]) -> dict[str, Row]:
     """A row per snapshot, grouped by VM, in tree order (every column sorts the same
     way: a tree sorted by another column is no longer a tree)."""
     out: dict[str, Row] = {}
-    for vi, vm in enumerate(v for v in models.vms(cache) if v.snapshots):
+    # only the VMs that have snapshots are read as models (a few of 10,000)
+    having = [models.Vm.from_record(cache, ref, r) for ref, r in cache.snapshot("vm")
+              if r.get("snapshots") and models.is_guest(r)]
+    having.sort(key=lambda v: v.name_label.lower())
+    for vi, vm in enumerate(having):
         for i, node in enumerate(snapshot_tree(cache, vm)):
             s = node.snap
             if s is None:
@@ -85,10 +89,19 @@ class SnapshotsView(TableView):
         yield VirtualTable(COLUMNS, empty_text="No snapshots", id="snapshot-table")
         yield Label("", id="snapshot-status", classes="view-status")
 
-    def on_mount(self) -> None:
-        self.rebuild()
+    def __init__(self, client: Any, **kw: Any) -> None:
+        super().__init__(client, **kw)
+        self.stale = True  # built when shown
+        self.owners: frozenset[str] = frozenset()  # the VMs with snapshots at the last build
+
+    def on_show(self) -> None:
+        if self.stale:
+            self.rebuild()
 
     def rebuild(self) -> None:
+        self.stale = False
+        self.owners = frozenset(ref for ref, r in self.client.cache.snapshot("vm")
+                                if r.get("snapshots"))
         t = self.app.current_theme
         styles = {"current": Style(bold=True, color=t.accent),
                   "memory": Style(color=t.warning)}
@@ -99,9 +112,26 @@ class SnapshotsView(TableView):
             f"{n} snapshots · ◀ now: where the VM is · v revert · delete · i new VM · "
             "a: actions"))
 
+    def _concerns(self, msg: CacheChanged) -> bool:
+        """A snapshot, or a VM that has snapshots or has just lost them (its "now"
+        moves, its name is shown): a VM without any changes nothing here."""
+        if msg.resync:
+            return True
+        cache = self.client.cache
+        for ref in msg.refs("vm"):
+            r = cache.get("vm", ref)
+            if r is None or r.get("is_a_snapshot") or r.get("snapshots") or \
+                    ref in self.table.rows or ref in self.owners:
+                return True
+        return False
+
     def changed(self, msg: CacheChanged) -> None:
-        if msg.resync or msg.refs("vm"):
+        if not self._concerns(msg):
+            return
+        if self.display:
             self.rebuild()
+        else:
+            self.stale = True
 
     def on_virtual_table_activated(self, event: VirtualTable.Activated) -> None:
         self.action_actions()

@@ -16,13 +16,14 @@ from textual.widgets import Label, Static
 from xsctl.ui.messages import CacheChanged
 from xsctl.ui.views.base import PaletteCommand, TableView
 from xsctl.ui.widgets.table import Column, Row, VirtualTable
-from xsctl.xapi.models import Vm, human_bytes
+from xsctl.xapi.models import Vm, human_bytes, is_guest, is_template
 from xsctl.xapi.ops import install
 from xsctl.xapi.ops.template import (
     describe_disks,
     install_methods,
     is_builtin,
     made_from,
+    made_from_counts,
     os_family,
     recommended,
     template_disks,
@@ -40,11 +41,12 @@ COLUMNS = [
 ]
 
 
-def template_row(cache: Any, t: Vm, styles: dict[str, Style]) -> Row:
+def template_row(cache: Any, t: Vm, styles: dict[str, Style],
+                 counts: dict[str, int] | None = None) -> Row:
     builtin = is_builtin(t)
     disks = describe_disks(template_disks(cache, t))
     methods = ", ".join(install_methods(t)) or "–"
-    n = made_from(cache, t)
+    n = made_from(cache, t, counts)
     cells = (
         (t.name_label, styles.get("custom") if not builtin else None),
         ("built-in" if builtin else "custom", styles.get("dim") if builtin else styles.get("custom")),
@@ -112,21 +114,53 @@ class TemplatesView(TableView):
         t = self.app.current_theme
         return {"custom": Style(color=t.accent, bold=True), "dim": Style(dim=True)}
 
-    def on_mount(self) -> None:
-        self.rebuild()
+    def __init__(self, client: Any, **kw: Any) -> None:
+        super().__init__(client, **kw)
+        self.stale = True  # built when shown: a change to 10,000 VMs must not cost here
+        self.guests: frozenset[str] = frozenset()  # the VMs counted at the last build
+
+    def on_show(self) -> None:
+        if self.stale:
+            self.rebuild()
 
     def rebuild(self) -> None:
         cache = self.client.cache
         styles = self._styles()
-        rows = {t.ref: template_row(cache, t, styles) for t in install.templates(cache)}
+        counts = made_from_counts(cache)
+        self.guests = frozenset(ref for ref, r in cache.snapshot("vm") if is_guest(r))
+        rows = {t.ref: template_row(cache, t, styles, counts)
+                for t in install.templates(cache)}
         # custom ones first (sorted by kind, then name)
         self.table.replace_all(rows)
         self.table.sort_by(1, reverse=False)
         self.table.commit()
         self.update_detail()
+        self.stale = False
+
+    def _concerns(self, msg: CacheChanged) -> bool:
+        """A change to a template, to a template's disks, or to which VMs there are
+        (the counts); a running VM's metrics or power state is none of these."""
+        if msg.resync or msg.refs("sr") or msg.refs("vdi"):
+            return True
+        cache = self.client.cache
+        for ref in msg.refs("vm"):
+            r = cache.get("vm", ref)
+            if ref in self.table.rows or r is None or is_template(r) or \
+                    (is_guest(r) and ref not in self.guests):
+                return True
+        for ref in msg.refs("vbd"):
+            r = cache.get("vbd", ref)
+            if r is None or r.get("VM") in self.table.rows:
+                return True
+        return False
 
     def changed(self, msg: CacheChanged) -> None:
-        self.rebuild()
+        if not self._concerns(msg):
+            return
+        if self.display:
+            self.rebuild()
+        else:
+            self.stale = True
 
     def current(self) -> Vm | None:
         key = self.table.cursor_key

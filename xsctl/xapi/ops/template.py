@@ -138,12 +138,24 @@ def os_family(vm: Vm) -> str:
     return "Other"
 
 
-def made_from(cache: Cache, vm: Vm) -> int:
-    """VMs made from it: xapi_vm_clone.ml names the template a clone came from in
-    other_config base_template_name (kept from the first template in a chain)."""
-    return sum(1 for _, r in cache.snapshot("vm")
-               if is_guest(r) and (r.get("other_config") or {}).get("base_template_name")
-               == (cache.get("vm", vm.ref) or {}).get("name_label"))
+def made_from_counts(cache: Cache) -> dict[str, int]:
+    """Template name -> how many VMs were made from it, in one pass over the VMs:
+    xapi_vm_clone.ml names the template a clone came from in other_config
+    base_template_name (kept from the first template in a chain)."""
+    out: dict[str, int] = {}
+    for _, r in cache.snapshot("vm"):
+        if is_guest(r):
+            name = (r.get("other_config") or {}).get("base_template_name")
+            if name:
+                out[name] = out.get(name, 0) + 1
+    return out
+
+
+def made_from(cache: Cache, vm: Vm, counts: dict[str, int] | None = None) -> int:
+    """VMs made from the template (``counts`` from :func:`made_from_counts` when
+    asked for many templates)."""
+    counts = made_from_counts(cache) if counts is None else counts
+    return counts.get(str((cache.get("vm", vm.ref) or {}).get("name_label", "")), 0)
 
 
 @dataclass(frozen=True)
