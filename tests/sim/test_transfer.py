@@ -410,3 +410,78 @@ def test_import_progress_follows_the_bytes_read(xs: tuple[Simulator, Any]) -> No
     conn.close()
     rec = wait_for(lambda: (t := x.xenapi.task.get_record(task))["status"] != "pending" and t)
     assert (rec["status"], rec["progress"]) == ("success", 1.0)
+
+
+def with_data(xva: bytes, data: dict[int, bytes]) -> bytes:
+    """``xva`` with its first disk holding ``data`` (chunk number -> bytes) besides
+    what it held: the chunk files rewritten, as an export of such a disk is."""
+    entries = members(xva)
+    first = next(n.split("/")[0] for n, _ in entries[1:])
+    disk = {int(n.split("/")[1]): d for n, d in entries[1:]
+            if n.startswith(first + "/") and not n.endswith(".xxhash")}
+    disk.update(data)
+    out = [entries[0]]
+    for n in sorted(disk):
+        out += [(f"{first}/{n:08d}", disk[n]),
+                (f"{first}/{n:08d}.xxhash", xxh64_hex(disk[n]).encode())]
+    out += [e for e in entries[1:] if not e[0].startswith(first + "/")]
+    return build_tar(out)
+
+
+def test_disks_hold_what_was_imported(xs: tuple[Simulator, Any]) -> None:
+    """stream_vdi.ml recv_all/send_one: the bytes an import writes come back in an
+    export, a copy of the disk holds them too, and destroying it frees them."""
+    import random
+
+    sim, x = xs
+    xva = export(sim, x.handle, f"ref={vm_ref(x, 'backup-01')}").body
+    rng = random.Random(7)
+    data = {1: rng.randbytes(CHUNK), 5: rng.randbytes(CHUNK)}
+    task = task_of(x, "import")
+    put(sim, x.handle, f"task_id={task}", with_data(xva, data))
+    rec = wait_for(lambda: (t := x.xenapi.task.get_record(task))["status"] != "pending" and t)
+    assert rec["status"] == "success", rec["error_info"]
+    vm = new_vm_of(rec["result"])
+    again = dict(members(export(sim, x.handle, f"ref={vm}").body))
+    chunks = {n.split("/")[1]: d for n, d in again.items() if "/" in n and "xxhash" not in n}
+    assert chunks["00000001"] == data[1] and chunks["00000005"] == data[5]
+    assert chunks["00000000"][510:512] == b"\x55\xaa"  # the boot sector came along
+    stored = sim.store.runtime.storage.contents.stored()
+    assert stored >= 2 * CHUNK
+    vdi = next(x.xenapi.VBD.get_VDI(b) for b in x.xenapi.VM.get_VBDs(vm)
+               if x.xenapi.VBD.get_type(b) == "Disk"
+               and x.xenapi.VDI.get_sm_config(x.xenapi.VBD.get_VDI(b)))
+    copy = x.xenapi.VDI.copy(vdi, x.xenapi.VDI.get_SR(vdi), NULL, NULL)
+    contents = sim.store.runtime.storage.contents
+    held = contents.written(vdi)
+    assert held is not None and held.numbers()
+    assert contents.stored() == stored + len(held.numbers()) * CHUNK
+    x.xenapi.VDI.destroy(copy)
+    assert contents.stored() == stored
+
+
+def test_cancelled_import_leaves_nothing(xs: tuple[Simulator, Any]) -> None:
+    """stream_vdi.ml recv_all: the task is cancellable while disks stream; a client
+    that cancels and hangs up finds the task cancelled and nothing imported."""
+    import http.client
+    import ssl
+
+    sim, x = xs
+    xva = with_data(export(sim, x.handle, f"ref={vm_ref(x, 'backup-01')}").body,
+                    {n: bytes([n]) * CHUNK for n in range(1, 9)})
+    vms, vdis = len(x.xenapi.VM.get_all()), len(x.xenapi.VDI.get_all())
+    task = task_of(x, "import")
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    conn = http.client.HTTPSConnection("127.0.0.1", sim.port, context=ctx, timeout=30)
+    conn.putrequest("PUT", f"/import?session_id={x.handle}&task_id={task}")
+    conn.putheader("Content-Length", str(len(xva)))
+    conn.endheaders()
+    conn.send(xva[: len(xva) // 2])
+    wait_for(lambda: x.xenapi.task.get_allowed_operations(task) == ["cancel"])
+    x.xenapi.task.cancel(task)
+    conn.close()
+    rec = wait_for(lambda: (t := x.xenapi.task.get_record(task))["status"] != "pending" and t)
+    assert (rec["status"], rec["error_info"]) == ("cancelled", ["TASK_CANCELLED", task])
+    assert (len(x.xenapi.VM.get_all()), len(x.xenapi.VDI.get_all())) == (vms, vdis)

@@ -30,6 +30,9 @@ from xsctl.sim.wire import NULL_REF, DateTime, xml_value
 from xsctl.sim.xva import (
     BLOCK,
     CHUNK,
+    cancel_requested,
+    cancellable,
+    check_cancel,
     checksum,
     end_task,
     padding,
@@ -268,8 +271,12 @@ def _export(handler: Handler, query: hc.Query, vm: str, task: str, compression: 
                 out.close()
             with contextlib.suppress(OSError):
                 sink.flush()
+    except XapiFailure as f:  # cancelled: the stream stops short, the connection closes
+        fail_task(sim, task, f)
+        return
     except OSError as e:
-        fail_task(sim, task, XapiFailure("CLIENT_ERROR", repr(e)))
+        fail_task(sim, task, XapiFailure("TASK_CANCELLED", task) if cancel_requested(sim, task)
+                  else XapiFailure("CLIENT_ERROR", repr(e)))
         return
     finally:
         with store.lock:
@@ -283,8 +290,10 @@ def _write_xva(sim: Simulator, out: Any, exp: Export, task: str) -> None:
     out.write(tar_header("ova.xml", len(xml), int(time.time())) + xml + padding(len(xml)))
     total = sum(size for _, _, size in exp.vdis) or 1
     done = 0
+    cancellable(sim, task, True)
     for prefix, vdi, size in exp.vdis:
         for n, data in vdi_chunks(sim.store, vdi, size):
+            check_cancel(sim, task)
             name = f"{prefix}/{n:08d}"
             out.write(tar_header(name, len(data)) + data + padding(len(data)))
             csum = checksum(sim.store, data).encode()

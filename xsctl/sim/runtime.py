@@ -18,6 +18,8 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from xsctl.sim.vdi_data import DiskContents
+
 if TYPE_CHECKING:
     from xsctl.sim.handlers.event import NextQueue
     from xsctl.sim.handlers.vm_lifecycle import Facts
@@ -73,8 +75,8 @@ class Storage:
     srs: dict[str, StoredSr] = field(default_factory=dict)  # by SR uuid
     # VDIs on storage without a database record, by SR uuid then location
     ghost_vdis: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
-    # imported disk contents: VDI ref -> chunk number -> data
-    disk_data: dict[str, dict[int, bytes]] = field(default_factory=dict)
+    # what the disks hold (vdi_data.py)
+    contents: DiskContents = field(default_factory=DiskContents)
     # what running guests wrote to thin-provisioned disks since their SR was last
     # scanned (VDI ref -> bytes): a scan or SR.update reads it into the records
     written: dict[str, int] = field(default_factory=dict)

@@ -42,15 +42,16 @@ from xsctl.sim.handlers.network import gen_mac
 from xsctl.sim.handlers.vm_memory import memory_overhead
 from xsctl.sim.handlers.vm_placement import choose_host_seeing, srs_seen_by
 from xsctl.sim.store import Store, now_datetime
+from xsctl.sim.vdi_data import CHUNK, Written
 from xsctl.sim.wire import NULL_REF, DateTime, xml_value
 from xsctl.sim.xva import (
     BLOCK,
-    CHUNK,
-    DATA_BUDGET,
     ZSTD_MAGIC,
+    cancel_requested,
+    cancellable,
+    check_cancel,
     checksum,
-    data_used,
-    disk_data,
+    contents,
     end_task,
     progress,
     succeed,
@@ -402,13 +403,15 @@ class _Importer:
         store = self.store
         vdis = sorted(self.vdi_sizes)
         failed = False
+        cancellable(self.sim, self.task, True)
         for prefix in vdis:
             size = self.vdi_sizes[prefix]
             vdi = self.table[prefix]
+            disk = contents(store).blank(vdi)
             offset, last = 0, -1
             chunk_len = -1
-            data: dict[int, bytes] = {}
             while offset < size:
+                check_cancel(self.sim, self.task)
                 ti = tar.next_header()
                 if ti is None:
                     raise _ifail("IMPORT_ERROR_PREMATURE_EOF")
@@ -436,23 +439,38 @@ class _Importer:
                                  f"checksum file: {csum_ti.name}\") ]")
                 if actual.lower() != expected.lower():
                     failed = True
-                if chunk_len == CHUNK and chunk.count(0) != len(chunk):
-                    data[n] = chunk
+                if chunk_len == CHUNK:
+                    disk.write(n, chunk)
+                elif chunk.count(0) != len(chunk):
+                    # a stream in other chunk sizes: whole chunks of ours, rewritten
+                    self._write_at(disk, n * chunk_len, chunk)
                 if body.length:
                     progress(self.sim, self.task, 0.99 * body.count / body.length)
                 time.sleep(self.sim.op_time / 8)
             with store.lock:
-                if data and data_used(store) + sum(map(len, data.values())) <= DATA_BUDGET:
-                    disk_data(store)[vdi] = data
-                written = sum(len(c) for c in data.values())
+                written = len(disk.numbers()) * CHUNK
                 row = store.tables["VDI"].get(vdi)
                 if row is not None and not disks.is_thick(store, row["SR"]):
                     grow = min(size, written)
                     store.update(vdi, {"physical_utilisation": int(row["physical_utilisation"])
                                        + grow})
                     disks.account(store, row["SR"], grow, 0)
+        # import.ml stream_import: cancellable while the disks stream, then not
+        check_cancel(self.sim, self.task)
+        cancellable(self.sim, self.task, False)
         if failed and not self.force:
             raise _ifail("IMPORT_ERROR_SOME_CHECKSUMS_FAILED")
+
+    @staticmethod
+    def _write_at(disk: Written, offset: int, data: bytes) -> None:
+        while data:
+            n, within = divmod(offset, CHUNK)
+            take = min(len(data), CHUNK - within)
+            old = bytearray(disk.read(n, CHUNK))
+            old[within:within + take] = data[:take]
+            disk.write(n, bytes(old))
+            offset += take
+            data = data[take:]
 
     def complete(self) -> str:
         """import.ml complete_import: drop ``import`` from the VMs' operations; the
@@ -473,7 +491,6 @@ class _Importer:
                 if cls == "VM":
                     store.update(ref, {"current_operations": {}})
                 if cls == "VDI":
-                    disk_data(store).pop(ref, None)
                     disks.destroy_vdi(store, ref)
                 else:
                     store.destroy(ref)
@@ -575,11 +592,11 @@ def _import(handler: Handler, sr: str, task: str, restore: bool, force: bool) ->
         result = imp.complete()
     except ImportFailure as e:
         _abandon(imp, force)
-        fail_task(sim, task, e.failure)
+        fail_task(sim, task, _cancelled_or(sim, task, e.failure))
         return True
     except XapiFailure as f:
         _abandon(imp, force)
-        fail_task(sim, task, f)
+        fail_task(sim, task, _cancelled_or(sim, task, f))
         return True
     except Exception as e:  # a bug or a stream we could not understand
         _abandon(imp, force)
@@ -590,6 +607,12 @@ def _import(handler: Handler, sr: str, task: str, restore: bool, force: bool) ->
             body.drain()
     succeed(sim, task, result)
     return True
+
+
+def _cancelled_or(sim: Simulator, task: str, failure: XapiFailure) -> XapiFailure:
+    """A client that cancels the task and hangs up sees the task cancelled, not the
+    end of file its hanging up caused."""
+    return XapiFailure("TASK_CANCELLED", task) if cancel_requested(sim, task) else failure
 
 
 def _abandon(imp: _Importer, force: bool) -> None:

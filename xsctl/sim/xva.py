@@ -26,10 +26,9 @@ two zero blocks
 
 With ``use_compression=true`` (or ``gzip``) the whole tar is gzip-compressed; import
 detects gzip by itself (a stream whose first block is not a tar header of ``ova.xml``
-is decompressed). The simulator holds no real disk contents: a VDI it made itself
-exports a generic boot sector as its first chunk and zeros elsewhere, so an export is
-a few MiB whatever the disk size; an imported VDI keeps the chunks it was given (up to
-``DATA_BUDGET`` bytes per pool) and exports them again.
+is decompressed). What a disk holds is in vdi_data: a disk nobody wrote exports a
+boot sector naming it and zeros (so its export is a few MiB whatever its size); an
+imported disk exports again exactly what it was given.
 
 zstd compression (xapi's ``use_compression=zstd``) needs a zstd codec this Python does
 not have: such an export fails with ``INTERNAL_ERROR`` and a zstd import with
@@ -45,8 +44,10 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from xsctl.sim import http_common as hc
-from xsctl.sim.dispatch import new_task
+from xsctl.sim.dispatch import is_cancelling, new_task
+from xsctl.sim.errors import XapiFailure
 from xsctl.sim.store import Store, now_datetime
+from xsctl.sim.vdi_data import DiskContents
 
 if TYPE_CHECKING:
     from xsctl.sim.server import Handler
@@ -55,7 +56,6 @@ if TYPE_CHECKING:
 CHUNK = 1024 * 1024  # stream_vdi.ml chunk_size
 BLOCK = 512
 EXPORT_VSN = 2  # xapi_globs.ml export_vsn
-DATA_BUDGET = 64 * 1024 * 1024
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 # ---------------------------------------------------------------- XXH64
@@ -133,39 +133,15 @@ def checksum(store: Store, data: bytes) -> str:
     return store.runtime.checksums.get(data, lambda: xxh64_hex(data))
 
 
-def _boot_sector() -> bytes:
-    """The generic first chunk of a simulated disk: an MBR with one Linux partition."""
-    mbr = bytearray(BLOCK)
-    mbr[:16] = b"\xeb\x63\x90XSCTL-SIM"[:16].ljust(16, b"\x00")
-    mbr[446:462] = bytes([0x80, 0x20, 0x21, 0x00, 0x83, 0xFE, 0xFF, 0xFF,
-                          0x00, 0x08, 0x00, 0x00, 0x00, 0xF8, 0xFF, 0x01])
-    mbr[510:512] = b"\x55\xaa"
-    return bytes(mbr) + bytes(CHUNK - BLOCK)
-
-
-BOOT_CHUNK = _boot_sector()
-
-def disk_data(store: Store) -> dict[str, dict[int, bytes]]:
-    """Imported disk contents: VDI ref -> chunk number -> data."""
-    return store.runtime.storage.disk_data
-
-
-def data_used(store: Store) -> int:
-    return sum(len(c) for chunks in disk_data(store).values() for c in chunks.values())
+def contents(store: Store) -> DiskContents:
+    return store.runtime.storage.contents
 
 
 def vdi_chunks(store: Store, vdi: str, size: int) -> Iterator[tuple[int, bytes]]:
-    """The chunks an export writes for ``vdi``: stored ones, or a boot sector; the
-    first and the last always."""
-    if size <= 0:
-        return
-    last = (size - 1) // CHUNK
-    stored = disk_data(store).get(vdi)
-    numbers = sorted({0, last, *(stored or {})})
-    for n in numbers:
-        length = min(CHUNK, size - n * CHUNK)
-        data = stored.get(n, b"") if stored is not None else BOOT_CHUNK if n == 0 else b""
-        yield n, data[:length].ljust(length, b"\x00")
+    """The chunks an export writes for ``vdi`` (vdi_data.py)."""
+    row = store.tables["VDI"].get(vdi)
+    uuid = str(row["uuid"]) if row is not None else vdi
+    return contents(store).chunks(vdi, uuid, size)
 
 
 # ---------------------------------------------------------------- tar
@@ -233,6 +209,25 @@ def succeed(sim: Simulator, task: str, result: str | None) -> None:
         store.update(task, changes)
         if store.get(task, "task")["other_config"].get("destroy_on_finish") == "true":
             store.destroy(task)
+
+
+def cancellable(sim: Simulator, task: str, on: bool) -> None:
+    """TaskHelper.set_cancellable / set_not_cancellable: stream_vdi.ml makes the task
+    cancellable while disks stream."""
+    with sim.store.lock:
+        if sim.store.exists(task, "task"):
+            sim.store.update(task, {"allowed_operations": ["cancel"] if on else []})
+
+
+def cancel_requested(sim: Simulator, task: str) -> bool:
+    with sim.store.lock:
+        return sim.store.exists(task, "task") and is_cancelling(sim.store.get(task, "task"))
+
+
+def check_cancel(sim: Simulator, task: str) -> None:
+    """TaskHelper.exn_if_cancelling (stream_vdi.ml checks it as it makes progress)."""
+    if cancel_requested(sim, task):
+        raise XapiFailure("TASK_CANCELLED", task)
 
 
 def end_task(sim: Simulator, task: str, own: bool) -> None:

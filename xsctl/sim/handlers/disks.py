@@ -250,7 +250,7 @@ def clone_vdi(store: Store, vdi: str, name_label: str | None = None, **fields: A
     """VDI.clone: a copy-on-write child on the same SR (only new blocks use space)."""
     src = store.get(vdi, "VDI")
     sm = bool(fields.pop("sm", False))
-    return new_vdi(
+    return _same_contents(store, vdi, new_vdi(
         store, src["SR"], name_label if name_label is not None else src["name_label"],
         int(src["virtual_size"]), sm=sm,
         physical_utilisation=physical_for(store, src["SR"], int(src["virtual_size"]), 0.0),
@@ -259,7 +259,19 @@ def clone_vdi(store: Store, vdi: str, name_label: str | None = None, **fields: A
         other_config=dict(src["other_config"]), xenstore_data=dict(src["xenstore_data"]),
         sm_config=dict(src["sm_config"]), on_boot=src["on_boot"],
         allow_caching=src["allow_caching"], tags=list(src["tags"]), **fields,
-    )
+    ))
+
+
+def copy_contents(store: Store, src: str, dst: str) -> None:
+    """``dst`` reads as ``src`` does (vdi_data.py)."""
+    row = store.get(src, "VDI")
+    store.runtime.storage.contents.copy(src, str(row["uuid"]), dst, int(row["virtual_size"]))
+
+
+def _same_contents(store: Store, src: str, dst: str) -> str:
+    """A clone, snapshot or copy reads as its source did."""
+    copy_contents(store, src, dst)
+    return dst
 
 
 def snapshot_vdi(store: Store, vdi: str, **fields: Any) -> str:
@@ -278,19 +290,20 @@ def copy_vdi(store: Store, vdi: str, sr: str, name_label: str | None = None, **f
         used = lv_size_for(int(src["virtual_size"]))
     elif is_thick(store, src["SR"]):
         used = int(int(src["virtual_size"]) * 0.5)
-    return new_vdi(
+    return _same_contents(store, vdi, new_vdi(
         store, sr, name_label if name_label is not None else src["name_label"],
         int(src["virtual_size"]), sm=sm, physical_utilisation=used,
         name_description=src["name_description"], type=src["type"], sharable=src["sharable"],
         other_config=dict(src["other_config"]), xenstore_data=dict(src["xenstore_data"]),
         tags=list(src["tags"]), **fields,
-    )
+    ))
 
 
 def destroy_vdi(store: Store, vdi: str) -> None:
     """Remove a VDI and give its space back. The caller checks VDI_IN_USE first."""
     row = store.get(vdi, "VDI")
     store.destroy(vdi)
+    store.runtime.storage.contents.drop(vdi)
     account(store, row["SR"], -int(row["physical_utilisation"]), -int(row["virtual_size"]))
 
 

@@ -297,6 +297,7 @@ def vdi_copy(ctx: Context, vdi: str, sr: str, base_vdi: str, into_vdi: str) -> s
                     raise XapiFailure("VDI_TOO_SMALL", dst, int(src["virtual_size"]))
             ctx.work(1.0, steps=8)
             with ctx.lock:
+                disks.copy_contents(store, vdi, dst)
                 drow = store.get(dst, "VDI")
                 dsr = drow["SR"]
                 if not disks.is_thick(store, dsr) and disks.sr_type(store, dsr) != "iso":
