@@ -15,8 +15,9 @@ from xsctl.commands.output import print_json, say, warn
 from xsctl.xapi.client import Client
 from xsctl.xapi.errors import UsageError, XsctlError
 from xsctl.xapi.ops import catalogue
-from xsctl.xapi.ops.base import Plan
+from xsctl.xapi.ops.base import Plan, StepProgress, TransferProgress, outcome, outcome_text
 from xsctl.xapi.ops.catalogue import Context, Operation, Param, ParamKind
+from xsctl.xapi.transfer import Progress
 
 AddLeaf = Callable[..., argparse.ArgumentParser]
 
@@ -61,7 +62,10 @@ def add_verbs(sub: Any, group: str, leaf: AddLeaf) -> None:
                 seen[prm.name] = prm
                 required = prm.required and len(variants) == 1
                 kw: dict[str, Any] = {"dest": prm.name, "help": prm.help}
-                if prm.kind is ParamKind.FLAG:
+                if not prm.flags:  # a positional argument after the object: the file
+                    p.add_argument(prm.name, metavar=prm.metavar or prm.name.upper(),
+                                   help=prm.help)
+                elif prm.kind is ParamKind.FLAG:
                     p.add_argument(*prm.flags, action="store_true", **kw)
                 elif prm.kind in (ParamKind.PICK_MANY, ParamKind.PAIRS):
                     p.add_argument(*prm.flags, action="append", metavar=prm.metavar or "X",
@@ -131,15 +135,25 @@ def _confirmed(plan: Plan, args: argparse.Namespace) -> bool:
     return typed == plan.confirm_text
 
 
-def _progress(label: str) -> Callable[[int, float], None] | None:
+def _progress(label: str) -> tuple[StepProgress | None, TransferProgress | None]:
+    """One line on stderr, on a terminal only: the percentage, or for a transfer its
+    bar, bytes, rate and time left."""
     if not sys.stderr.isatty():
-        return None
+        return None, None
+    moving: set[int] = set()
 
     def show(step: int, fraction: float) -> None:
+        if step in moving:
+            return
         sys.stderr.write(f"\r{label}: {int(fraction * 100):3d}%")
         sys.stderr.flush()
 
-    return show
+    def rate(step: int, p: Progress) -> None:
+        moving.add(step)
+        sys.stderr.write(f"\r\033[K{label}: {p.line()}")
+        sys.stderr.flush()
+
+    return show, rate
 
 
 def run_verb(args: argparse.Namespace) -> int:
@@ -189,13 +203,13 @@ def run_plans(args: argparse.Namespace, client: Client, op: Operation,
             failed(name, UsageError("not confirmed; nothing was done"))
             continue
         try:
-            progress = _progress(plan.title)
-            client.run(plan, progress)
+            progress, rate = _progress(plan.title)
+            done = outcome(plan, client.run(plan, progress, rate=rate))
             if progress is not None:
                 sys.stderr.write("\r\033[K")
             if not args.json:
-                say(f"{name}: {op.done}")
-            results.append({noun: name, "ok": True})
+                say(f"{name}: {op.done}" + (f" {outcome_text(done)}" if done else ""))
+            results.append({noun: name, "ok": True, **({"result": done} if done else {})})
         except XsctlError as e:
             if sys.stderr.isatty():
                 sys.stderr.write("\r\033[K")

@@ -14,7 +14,7 @@ from xsctl.xapi import ops
 from xsctl.xapi.cache import CLASSES, Cache
 from xsctl.xapi.errors import ReadOnlyRefused
 from xsctl.xapi.metrics import MetricsFeed
-from xsctl.xapi.ops.base import Plan, StepProgress
+from xsctl.xapi.ops.base import Plan, StepProgress, TransferProgress
 from xsctl.xapi.ops.catalogue import Context
 from xsctl.xapi.session import Connection, Health, check_endpoint, check_timeout
 from xsctl.xapi.transport import is_read
@@ -137,8 +137,9 @@ class Client:
         cancel: threading.Event | None = None,
         on_task: Callable[[str], None] | None = None,
         keep_on_failure: bool = False,
+        rate: TransferProgress | None = None,
     ) -> list[Any]:
-        return ops.run(self.conn, plan, progress, cancel, on_task, keep_on_failure)
+        return ops.run(self.conn, plan, progress, cancel, on_task, keep_on_failure, rate)
 
     def close(self) -> None:
         try:

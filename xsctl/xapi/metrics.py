@@ -92,7 +92,7 @@ def parse_xml(data: bytes) -> RrdUpdate:
     return u
 
 
-def _trusted_member(conn: Connection, host_ref: str, address: str) -> None:
+def trust_member(conn: Connection, host_ref: str, address: str) -> None:
     """Pin a member's certificate from the master's answer to
     host.get_server_certificate, which came over the trusted connection."""
     ep = conn.endpoint.at(address)
@@ -124,7 +124,7 @@ def fetch(
         ep = base  # dom0: the local host's own RRDs over the socket
     else:
         ep = base.at(address)
-        _trusted_member(conn, host_ref, address)
+        trust_member(conn, host_ref, address)
     query: list[tuple[str, str]] = [
         ("start", str(start)), ("cf", "AVERAGE"), ("interval", str(interval)),
         ("host", "true" if host else "false"), ("json", "true"),

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from xsctl.xapi import transfer
 from xsctl.xapi.errors import XapiError, XsctlError
 from xsctl.xapi.session import Connection
 from xsctl.xapi.tasks import wait_task
@@ -70,12 +71,47 @@ class Call:
         return f"{prefix}{self.method}({', '.join(one(a) for a in self.args)})"
 
 
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """A step that streams a VM to or from a file through xapi's HTTP handlers
+    (``GET /export``, ``PUT /import``) under the task an earlier step made; run by
+    xsctl.xapi.transfer, with progress, and cancelled like any task."""
+
+    direction: str  # "export" or "import"
+    obj: str  # the VM (export) or the SR (import)
+    path: str  # the file on this machine
+    task: Result  # the step that made the task (task.create)
+    compression: str | None = None  # export.ml use_compression: gzip or zstd
+    force: bool = False  # replace an existing file
+    use_async = False
+    undo = None  # xapi removes a half import itself
+
+    @property
+    def method(self) -> str:
+        """The API message xapi checks the session's rights against (xapi_http.ml
+        rbac: http/get_export, http/put_import)."""
+        return "VM.export" if self.direction == "export" else "VM.import"
+
+    def render(self, names: Mapping[str, str]) -> str:
+        """``GET /export?ref=web-01&task_id=<result of step 1> > /tmp/web-01.xva``"""
+        task = f"<result of step {self.task.index + 1}>"
+        name = names.get(self.obj, self.obj)
+        if self.direction == "export":
+            extra = f"&use_compression={self.compression}" if self.compression else ""
+            return (f"GET /export?ref={name}&task_id={task}{extra} > {self.path} "
+                    "(streamed to a temporary file, renamed when whole)")
+        return f"PUT /import?sr_id={name}&task_id={task} < {self.path} (streamed)"
+
+
+Step = Call | Transfer
+
+
 @dataclass(frozen=True)
 class Plan:
     title: str  # "Shut down web-01"
     action: str  # "vm.shutdown"
     targets: tuple[str, ...]  # the refs acted on
-    calls: tuple[Call, ...]
+    calls: tuple[Step, ...]
     xe: tuple[str, ...]  # equivalent xe command lines
     names: Mapping[str, str] = field(default_factory=dict)  # ref -> name for display
     destructive: bool = False  # loses data (delete, revert, force shutdown)
@@ -86,7 +122,10 @@ class Plan:
 
     @property
     def needs_confirmation(self) -> bool:
-        return self.destructive or self.disruptive or bool(self.warnings)
+        # a transfer moves a whole VM through a file for minutes: its plan (the HTTP
+        # request, the file, the xe line) is shown before it starts
+        return (self.destructive or self.disruptive or bool(self.warnings)
+                or any(isinstance(c, Transfer) for c in self.calls))
 
     def steps(self) -> list[str]:
         return [c.render(self.names) for c in self.calls]
@@ -148,6 +187,7 @@ def xe(command: str, **params: Any) -> str:
 
 
 StepProgress = Callable[[int, float], None]
+TransferProgress = Callable[[int, transfer.Progress], None]
 
 
 class PlanFailed(XsctlError):
@@ -201,9 +241,11 @@ def run(
     cancel: threading.Event | None = None,
     on_task: Callable[[str], None] | None = None,
     keep_on_failure: bool = False,
+    rate: TransferProgress | None = None,
 ) -> list[Any]:
     """Run the plan's calls in order; Async ones report progress (step, fraction) and
-    their task ref to ``on_task`` as soon as xapi returns it.
+    their task ref to ``on_task`` as soon as xapi returns it; a transfer reports its
+    bytes, rate and time left to ``rate`` as well.
 
     When a step fails, the undos of the steps done so far run in reverse order (so a
     disk goes before the VM that holds it is destroyed), unless ``keep_on_failure``;
@@ -222,7 +264,10 @@ def run(
             return type(a)(fill(v) for v in a)
         return a
 
-    def one(call: Call, i: int, report: Callable[[float], None] | None) -> Any:
+    def one(call: Step, i: int, report: Callable[[float], None] | None) -> Any:
+        if isinstance(call, Transfer):
+            return _transfer(conn, call, str(fill(call.task)), i, progress, cancel, on_task,
+                             rate)
         args = tuple(fill(a) for a in call.args)
         if call.use_async:
             task = conn.call("Async." + call.method, *args)
@@ -252,7 +297,7 @@ def run(
 
 def _roll_back(conn: Connection, plan: Plan, step: int, cause: XsctlError,
                done: list[tuple[int, Call]], results: list[Any],
-               one: Callable[[Call, int, Callable[[float], None] | None], Any],
+               one: Callable[[Step, int, Callable[[float], None] | None], Any],
                keep: bool) -> PlanFailed:
     removed: list[str] = []
     left: list[str] = []
@@ -274,3 +319,45 @@ def _roll_back(conn: Connection, plan: Plan, step: int, cause: XsctlError,
             left.append(undo.what)
     log.info("%s failed at step %d; removed %s, left %s", plan.title, step + 1, removed, left)
     return PlanFailed(plan, step, cause, removed, left, keep)
+
+
+def _transfer(conn: Connection, step: Transfer, task: str, i: int,
+              progress: StepProgress | None, cancel: threading.Event | None,
+              on_task: Callable[[str], None] | None, rate: TransferProgress | None) -> Any:
+    if on_task is not None:
+        on_task(task)
+
+    def report(p: transfer.Progress) -> None:
+        if progress is not None:
+            progress(i, p.fraction)
+        if rate is not None:
+            rate(i, p)
+
+    if step.direction == "export":
+        size = transfer.export_vm(conn, step.obj, step.path, task,
+                                  compression=step.compression, force=step.force,
+                                  report=report, cancel=cancel)
+        return {"file": step.path, "bytes": size}
+    refs = transfer.import_vm(conn, step.path, step.obj, task, report=report, cancel=cancel)
+    return [{"ref": r, "uuid": str(conn.call("VM.get_uuid", r)),
+             "name_label": str(conn.call("VM.get_name_label", r))} for r in refs]
+
+
+def outcome(plan: Plan, results: list[Any]) -> Any:
+    """What a plan that ends in a transfer made, for people and --json: the file
+    written ({file, bytes}) or the VMs imported ([{ref, uuid, name_label}]); None
+    for other plans."""
+    if plan.calls and isinstance(plan.calls[-1], Transfer) and len(results) == len(plan.calls):
+        return results[-1]
+    return None
+
+
+def outcome_text(result: Any) -> str:
+    """``to /tmp/web-01.xva (2.1 GiB)`` or ``as web-01 (3f2a…)``."""
+    from xsctl.xapi.text import human_bytes, printable
+
+    if isinstance(result, dict) and "file" in result:
+        return f"to {result['file']} ({human_bytes(int(result['bytes']))})"
+    if isinstance(result, list):
+        return "as " + ", ".join(f"{printable(v['name_label'])} ({v['uuid']})" for v in result)
+    return ""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import enum
 import importlib
 import inspect
+import os
 import pkgutil
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -73,6 +74,7 @@ class ParamKind(enum.Enum):
     COUNT = "count"  # a whole number in [minimum, maximum]
     FLAG = "flag"  # on or off
     PAIRS = "pairs"  # key=value pairs, as xe takes device-config:key=value
+    PATH = "path"  # a file on this machine (with no flags: a positional argument)
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ class Param:
 
     @property
     def is_form_field(self) -> bool:
-        return self.kind in (ParamKind.TEXT, ParamKind.SIZE, ParamKind.COUNT)
+        return self.kind in (ParamKind.TEXT, ParamKind.SIZE, ParamKind.COUNT, ParamKind.PATH)
 
     def parse_pairs(self, items: Iterable[str]) -> dict[str, str]:
         """``server=nas`` or ``device-config:server=nas`` (the way an xe user writes
@@ -128,6 +130,11 @@ class Param:
             value = text.strip()
             if self.required and not value:
                 raise UsageError(f"{self.label}: a value is needed")
+            return value
+        if self.kind is ParamKind.PATH:
+            value = os.path.expanduser(text.strip())
+            if not value:
+                raise UsageError(f"{self.label}: a file name is needed")
             return value
         if self.kind is ParamKind.SIZE:
             return parse_size(text)

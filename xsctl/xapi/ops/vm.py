@@ -56,6 +56,7 @@ ALLOWED_STATES: dict[str, tuple[str, ...]] = {
     "destroy": ("halted", "suspended"),
     "make_into_template": ("halted",),
     "checkpoint": ("running", "halted", "suspended"),
+    "export": ("halted", "suspended"),
     "changing_memory_limits": ("halted",),
     "changing_VCPUs": ("halted",),
     "changing_static_range": ("halted",),
