@@ -4,9 +4,14 @@ takes for each command, to check every plan's xe line against."""
 
 from __future__ import annotations
 
+import io
+import os
 import re
 import shlex
+import tarfile
+import tempfile
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from xsctl.xapi.cache import Cache
@@ -70,6 +75,11 @@ XE_PARAMS: dict[str, set[str]] = {
     "vbd-create": {"vm-uuid", "device", "vdi-uuid", "bootable", "type", "mode", "unpluggable"},
     # records.ml: the template's writable fields (name-label, name-description, ...)
     "template-param-set": {"uuid", "name-label", "name-description"},
+    "vm-export": {"filename", "compress", "preserve-power-state", "metadata",
+                  "include-snapshots", "excluded-device-types"},
+    "vm-import": {"filename", "preserve", "sr-uuid", "force", "host-username",
+                  "host-password", "type", "remote-config", "dry-run", "metadata", "url",
+                  "vdi:"},
 }
 # records.ml vm_record: the writable fields vm-param-set takes beyond XE_PARAMS, and
 # the map fields it takes as FIELD:KEY=VALUE
@@ -107,6 +117,7 @@ XE_REQUIRED: dict[str, set[str]] = {
     "vbd-create": {"vm-uuid", "device"},
     "snapshot-clone": {"new-name-label"},
     "template-uninstall": {"template-uuid"},
+    "vm-export": {"filename"},
 }
 
 # values of parameters the walk cannot make up (where the storage is): the demo's NFS
@@ -117,6 +128,24 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "sr.introduce": {"type": "nfs", "uuid": "0f6ad3f4-3c55-4d3c-9e0a-1b2c3d4e5f60",
                      "device_config": {"server": "10.0.0.5", "serverpath": "/export/backup"}},
 }
+
+
+def sample_xva() -> Path:
+    """The smallest XVA an import accepts as a file: ova.xml naming no object, then
+    the end of the archive (written once, in the temporary folder)."""
+    path = Path(tempfile.gettempdir()) / f"xsctl-walk-{os.getpid()}.xva"
+    if not path.exists():
+        xml = (b"<value><struct><member><name>version</name><value><struct><member><name>"
+               b"export_vsn</name><value>2</value></member></struct></value></member>"
+               b"<member><name>objects</name><value><array><data/></array></value></member>"
+               b"</struct></value>")
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+            info = tarfile.TarInfo("ova.xml")
+            info.size = len(xml)
+            tf.addfile(info, io.BytesIO(xml))
+        path.write_bytes(buf.getvalue())
+    return path
 
 
 def check_xe_line(line: str) -> None:
@@ -165,6 +194,8 @@ def sample(op: Operation, ctx: Context, obj: Any) -> dict[str, Any] | None:
                     continue
                 return None
             values[p.name] = ok[0].value
+        elif p.kind is ParamKind.PATH and p.default is None:
+            values[p.name] = str(sample_xva())  # a file to read: an import's
         elif p.name == "name":
             values[p.name] = "renamed by the walk"
         else:

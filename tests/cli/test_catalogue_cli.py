@@ -50,7 +50,9 @@ def _argv(op: Operation, cache: Any, ref: str, values: dict[str, Any]) -> list[s
         argv.append(op.flag)
     for p in op.params:
         v = values[p.name]
-        if p.kind is ParamKind.FLAG:
+        if not p.flags:  # positional: the file
+            argv.append(str(v))
+        elif p.kind is ParamKind.FLAG:
             if v:
                 argv.append(p.flags[0])
         elif v is None:
@@ -95,7 +97,7 @@ def test_every_verb_and_variant_has_its_options() -> None:
     parser = build_parser()
     for op in OPS:
         required = [a for p in op.params if p.required and p.kind is not ParamKind.FLAG
-                    for a in (p.flags[0], "x")]
+                    for a in ((p.flags[0], "x") if p.flags else ("x",))]
         target = [] if op.kind.implicit else ["x"]
         sub = parser.parse_args([op.cli_group, op.verb, *target, *required,
                                  *([op.flag] if op.flag else [])])

@@ -17,7 +17,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label, Static, TabbedContent, TabPane
 
-from xsctl.ui.messages import CacheChanged
+from xsctl.ui.messages import ActionRequested, CacheChanged
+from xsctl.ui.views.base import PaletteCommand
 from xsctl.ui.views.listing import ListingView
 from xsctl.ui.widgets.table import Column, Row, VirtualTable
 from xsctl.xapi import models
@@ -205,6 +206,9 @@ class VmDetail(Vertical):
             else Text("No snapshots. n takes one, N one with memory.", style="dim"))
 
 
+_IMPORT = catalogue.get("vm.import")
+
+
 class VmsView(ListingView[VmDetail]):
     """The Virtual Machines view."""
 
@@ -231,6 +235,9 @@ class VmsView(ListingView[VmDetail]):
                 tooltip="Show or hide the detail pane"),
         Binding("escape", "clear", "Clear", show=False, id="vms.clear",
                 tooltip="Clear the filter, then the marks, then back to the menu"),
+        # importing makes a VM from a file: no row to act on, the pool is its object
+        Binding(_IMPORT.key, "import_vm", _IMPORT.label, id="vms.import",
+                tooltip=_IMPORT.help),
     ]
 
     def __init__(self, client: Any, **kw: Any) -> None:
@@ -329,3 +336,14 @@ class VmsView(ListingView[VmDetail]):
     @on(VirtualTable.Activated)
     def _activated(self, event: VirtualTable.Activated) -> None:
         self.action_actions()
+
+    # ------------------------------------------------------------ import
+
+    def action_import_vm(self) -> None:
+        pool = models.Pool.of(self.client.cache)
+        if pool is not None:
+            self.post_message(ActionRequested(_IMPORT.id, [pool.ref], self.ID))
+
+    def palette(self) -> list[PaletteCommand]:
+        return [PaletteCommand(f"vm: {_IMPORT.label.lower()}", _IMPORT.help,
+                               self.action_import_vm)]

@@ -1,0 +1,129 @@
+"""Export and import in the TUI: X on a VM asks the compression and the file and
+writes it; I (or the palette's "vm: import from a file") asks the SR, shown with
+its free space, and the file, and makes the VM; a foreign file is refused in the
+form, before anything is sent; cancelling the task in the Tasks view stops an
+export and leaves no file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual.widgets import Input
+
+from tests.cli.test_cli_transfer import data_vm
+from tests.conftest import xenapi_session
+from tests.sim.test_transfer import export as raw_export
+from tests.ui.dialogs import answer_text, fill, form_error, pick
+from tests.ui.harness import running
+from xsctl.sim import Simulator
+from xsctl.sim.vdi_data import CHUNK
+from xsctl.ui.commands import XsctlCommands
+from xsctl.ui.modals.forms import FieldsForm, PickOne
+from xsctl.xapi.client import Client
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Path:
+    d = tmp_path / "files"  # tmp_path holds the app's config
+    d.mkdir()
+    return d
+
+
+def guests(sim: Simulator) -> set[str]:
+    return {r for r, row in sim.store.all("VM").items()
+            if not row["is_a_template"] and not row["is_a_snapshot"]
+            and not row["is_control_domain"]}
+
+
+async def test_export_then_import_from_the_vm_view(sim: Simulator, client: Client,
+                                                   files: Path) -> None:
+    out = files / "backup.xva"
+    async with running(sim, client) as ui:
+        await ui.open_vms()
+        await ui.act("X", on="backup-01")
+        comp: PickOne[str] = await ui.modal(PickOne)
+        assert [c.label for c in comp.choices] == ["none", "gzip", "zstd"]
+        await pick(ui, "gzip")
+        form: FieldsForm = await ui.modal(FieldsForm)
+        assert form.query_one("#f-file", Input).value.endswith("/backup-01.xva")
+        await answer_text(ui, str(out))
+        await ui.until_said(f"Export VM backup-01 to {out}: done", timeout=20)
+        assert out.read_bytes()[:2] == b"\x1f\x8b"
+        assert sorted(p.name for p in files.iterdir()) == ["backup.xva"]
+
+        before = guests(sim)
+        await ui.press("I")
+        dlg: PickOne[str] = await ui.modal(PickOne)
+        nfs = next(c for c in dlg.choices if c.label == "NFS storage")
+        assert "free" in nfs.detail
+        iso = next(c for c in dlg.choices if c.label == "ISO library")
+        assert iso.reason == "an ISO library holds no VM disks"
+        await pick(ui, "NFS storage")
+        form = await ui.modal(FieldsForm)
+        # a file that is not an export is refused as it is typed, nothing sent
+        await fill(ui, form, file=str(Path(__file__)))
+        await ui.press("enter")
+        await ui.until(lambda: "is not an XVA export" in form_error(form), what="the refusal")
+        assert guests(sim) == before
+        await fill(ui, form, file=str(out))
+        await ui.press("enter")
+        await ui.until_said("Import backup-01 from backup.xva into NFS storage: done",
+                           timeout=20)
+        new = guests(sim) - before
+        assert len(new) == 1
+        (vm,) = new
+        assert sim.store.get(vm, "VM")["name_label"] == "backup-01"
+        assert ui.errors() == []
+
+
+async def test_import_from_the_palette(sim: Simulator, client: Client, files: Path) -> None:
+    x = xenapi_session(sim)
+    try:
+        out = files / "w.xva"
+        out.write_bytes(raw_export(sim, x.handle, "uuid=" + x.xenapi.VM.get_uuid(
+            x.xenapi.VM.get_by_name_label("web-staging")[0])).body)
+    finally:
+        x.xenapi.session.logout()
+    async with running(sim, client) as ui:
+        await ui.open_vms()
+        provider = XsctlCommands(ui.main)
+        hits = [h async for h in provider.search("vm: import")]
+        hit = next(h for h in hits if h.text == "vm: import from a file")
+        before = guests(sim)
+        hit.command()
+        await pick(ui, "NFS storage")
+        await answer_text(ui, str(out))
+        await ui.until(lambda: len(guests(sim) - before) == 1, what="the imported VM",
+                       timeout=20)
+
+
+async def test_cancelling_the_task_stops_the_export(sim: Simulator, client: Client,
+                                                    files: Path) -> None:
+    x = xenapi_session(sim)
+    try:
+        data_vm(sim, x, {n: bytes([n]) * CHUNK for n in range(1, 8)})
+    finally:
+        x.xenapi.session.logout()
+    out = files / "half.xva"
+    async with running(sim, client) as ui:
+        await ui.open_vms()
+        await ui.until(lambda: "data-vm" in ui.names(), what="the data VM's row")
+        sim.op_time = 3.0  # xapi pauses after each disk: time to cancel in between
+        try:
+            await ui.act("X", on="data-vm")
+            await pick(ui, "none")
+            await answer_text(ui, str(out))
+            await ui.until(lambda: any(p.name.startswith(".half.xva.partial")
+                                       for p in files.iterdir()), what="the partial file")
+            (task,) = [r for r, t in sim.store.all("task").items()
+                       if t["name_label"] == "Export of data-vm" and t["status"] == "pending"]
+            tasks = ui.main.view("tasks")
+            await ui.press(tasks.KEY)
+            await ui.until(lambda: tasks.show_object(task), what="the export's row")
+            await ui.press("x")
+            await ui.until_said("The task was cancelled", timeout=20)
+        finally:
+            sim.op_time = 0.05
+        assert sorted(p.name for p in files.iterdir()) == []
+        assert sim.store.get(ui.ref("data-vm"), "VM")["current_operations"] == {}
