@@ -121,6 +121,9 @@ async def test_cancelling_the_task_stops_the_export(sim: Simulator, client: Clie
             tasks = ui.main.view("tasks")
             await ui.press(tasks.KEY)
             await ui.until(lambda: tasks.show_object(task), what="the export's row")
+            # its row shows the rate (and the time left once xapi tells the progress)
+            await ui.until(lambda: "pending · " in ui.screen_text()
+                           and "/s" in ui.screen_text(), what="the rate in the task's row")
             await ui.press("x")
             await ui.until_said("The task was cancelled", timeout=20)
         finally:

@@ -66,6 +66,17 @@ class TaskStarted(Message):
 
 
 @dataclass
+class TransferMoved(Message):
+    """A transfer of ours moved on: its rate and time left, for its task's row."""
+
+    task: str
+    text: str
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, TransferMoved) and message.task == self.task
+
+
+@dataclass
 class PlanFinished(Message):
     plan: Plan
     error: Exception | None = None

@@ -5,13 +5,14 @@ worker thread and reports how it ended. Nothing here knows a particular operatio
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from textual.app import App
 
-from xsctl.ui.messages import PlanFinished, TaskStarted
+from xsctl.ui.messages import PlanFinished, TaskStarted, TransferMoved
 from xsctl.ui.modals.confirm import ConfirmPlan, ConfirmTyped
 from xsctl.ui.modals.forms import Field, FieldsForm, PickMany, PickOne
 from xsctl.ui.notify import error, say
@@ -29,9 +30,13 @@ from xsctl.xapi.ops.catalogue import (
     ParamKind,
     Refusals,
 )
+from xsctl.xapi.transfer import Progress
 
 if TYPE_CHECKING:
     from textual.screen import Screen
+
+
+RATE_EVERY = 0.25  # seconds between rate updates of a transfer's task row
 
 
 def _value(p: Param, text: str) -> Any:
@@ -224,12 +229,21 @@ class Runner:
     def _run(self, plan: Plan) -> None:
         """In a worker thread: what happens is posted, nothing is written here."""
         screen = self.screen
+        task = [""]
+        shown = [0.0]
 
-        def started(task: str) -> None:
-            screen.post_message(TaskStarted(task, plan))
+        def started(t: str) -> None:
+            task[0] = t
+            screen.post_message(TaskStarted(t, plan))
+
+        def moved(step: int, p: Progress) -> None:
+            now = time.monotonic()
+            if now - shown[0] >= RATE_EVERY or p.fraction >= 1.0:
+                shown[0] = now
+                screen.post_message(TransferMoved(task[0], p.short()))
 
         try:
-            result = self.client.run(plan, on_task=started)
+            result = self.client.run(plan, on_task=started, rate=moved)
         except Exception as e:  # reported by PlanFinished's handler
             screen.post_message(PlanFinished(plan, e, unknown=isinstance(e, OutcomeUnknown)))
             return

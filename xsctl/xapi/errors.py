@@ -171,6 +171,13 @@ _FRIENDLY: dict[str, Callable[[Sequence[str]], str]] = {
     "LICENCE_RESTRICTION": lambda p: f"Not allowed by the host's licence: {_p(p, 0)}",
     "ONLY_PROVISION_TEMPLATE": lambda p: "Only templates can be provisioned",
     "INTERNAL_ERROR": lambda p: f"xapi internal error: {_p(p, 0)}",
+    # import.ml with_error_handling: what a damaged or foreign XVA file gets
+    "IMPORT_ERROR_PREMATURE_EOF": lambda p: "The file ends too early: it is truncated or damaged; nothing was imported",
+    "IMPORT_ERROR_SOME_CHECKSUMS_FAILED": lambda p: "Some disk data in the file fails its checksum: the file is damaged; nothing was imported",
+    "IMPORT_ERROR_UNEXPECTED_FILE": lambda p: f"The file is not a VM export (it should hold {_p(p, 0)}, it holds {_p(p, 1)}); nothing was imported",
+    "IMPORT_INCOMPATIBLE_VERSION": lambda p: "The file comes from a newer xapi than this pool's; nothing was imported",
+    "IMPORT_ERROR": lambda p: f"The import failed: {_p(p, 0)}",
+    "CLIENT_ERROR": lambda p: "The transfer's connection broke off",
 }
 
 

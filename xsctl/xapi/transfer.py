@@ -80,6 +80,11 @@ class Progress:
     rate: float  # bytes per second, over the transfer so far
     eta: float | None  # seconds left, when it can be told
 
+    def short(self) -> str:
+        """``35.2 MiB/s, 0:12 left`` (what a task row has room for)."""
+        left = f", {_clock(self.eta)} left" if self.eta is not None else ""
+        return f"{human_bytes(self.rate)}/s{left}"
+
     def line(self, width: int = 20) -> str:
         """``42% [########------------] 120 MiB, 35.2 MiB/s, 0:12 left``"""
         filled = round(self.fraction * width)

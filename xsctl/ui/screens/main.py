@@ -27,6 +27,7 @@ from xsctl.ui.messages import (
     MenuRequested,
     PlanFinished,
     TaskStarted,
+    TransferMoved,
     ViewRequested,
 )
 from xsctl.ui.modals.trust import TrustCertificate
@@ -293,6 +294,10 @@ class MainScreen(Screen[None]):
             for view in self.views:
                 view.plan_ended(tasks[:-1], "success")
                 view.plan_ended(tasks[-1:], last)
+
+    def on_transfer_moved(self, msg: TransferMoved) -> None:
+        for view in self.views:
+            view.transfer_moved(msg.task, msg.text)
 
     def on_task_started(self, msg: TaskStarted) -> None:
         self._plan_tasks.setdefault(id(msg.plan), []).append(msg.task)

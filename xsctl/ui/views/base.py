@@ -114,6 +114,9 @@ class View(Vertical):
     def task_started(self, task: str, title: str) -> None:
         """xapi made ``task`` for the plan titled ``title``."""
 
+    def transfer_moved(self, task: str, text: str) -> None:
+        """A transfer under ``task`` moved on: ``text`` is its rate and time left."""
+
     def plan_ended(self, tasks: list[str], outcome: str) -> None:
         """The plan that made ``tasks`` ended: "success", "cancelled" or "failed: ..."
         (xapi destroys our tasks when they end, often before their last event)."""

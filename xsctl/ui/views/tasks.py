@@ -96,6 +96,7 @@ class TasksView(TableView):
         self.history: dict[str, dict[str, Any]] = {}
         self.titles: dict[str, str] = {}  # task ref -> the plan that made it
         self.outcome: dict[str, str] = {}  # task ref -> how its plan ended, once known
+        self.rates: dict[str, str] = {}  # task ref -> a transfer's rate and time left
         # when this session first saw each task, and learnt that it ended (monotonic
         # seconds): a task xapi destroys at once has no "finished" to read
         self.seen_at: dict[str, float] = {}
@@ -126,6 +127,10 @@ class TasksView(TableView):
             "name_label": "", "status": "pending", "progress": 0.0,
             "created": self.now().astimezone(UTC).strftime("%Y%m%dT%H:%M:%SZ"),
             "allowed_operations": [], "subtask_of": NULL})
+        self.refresh_tasks()
+
+    def transfer_moved(self, task: str, text: str) -> None:
+        self.rates[task] = text
         self.refresh_tasks()
 
     def plan_ended(self, tasks: list[str], outcome: str) -> None:
@@ -236,7 +241,8 @@ class TasksView(TableView):
         none: Cell = ("–", Style(dim=True))
         ended = self.outcome.get(t.ref)
         if t.pending and t.ref in live and ended is None:
-            return (t.status, run), (bar_cell(t.progress), run)
+            rate = self.rates.get(t.ref)
+            return (f"{t.status} · {rate}" if rate else t.status, run), (bar_cell(t.progress), run)
         if t.status == "success" or ended == "success":
             return ("done", ok), (bar_cell(1.0), ok)
         if ended is not None and ended != "success":
