@@ -307,3 +307,30 @@ def test_import_needs_an_sr_that_takes_disks(sim: Simulator, cli: list[str],
     assert plan["calls"][1] == f"PUT /import?sr_id=NFS storage&task_id=<result of step 1> < {whole} (streamed)"
     assert plan["xe"][0].startswith(f"xe vm-import filename={whole} sr-uuid=")
     assert objects(sim) == before
+
+
+def test_a_cancelled_import_leaves_nothing(sim: Simulator, x: Any, cli: list[str],
+                                           files: Path) -> None:
+    """Cancelled half way: xapi ends the task cancelled and removes the VM and the
+    disks it had made."""
+    data_vm(sim, x, {n: bytes([n]) * CHUNK for n in range(1, 12)})
+    out = files / "data.xva"
+    assert xsctl(*cli, "vm", "export", "data-vm", str(out)).code == 0
+    before = objects(sim)
+    seen: list[int] = []
+    with connect(sim) as client:
+        op = catalogue.get("vm.import")
+        pool = op.kind.load(client.cache, next(iter(op.kind.members(client.cache)))[0])
+        plan = catalogue.prepare(op, client.context(), pool, {"file": str(out), "sr": None})
+        cancel = threading.Event()
+
+        def rate(step: int, p: transfer.Progress) -> None:
+            seen.append(p.done)
+            if p.done >= 4 * CHUNK:  # the VM and its disks are made by now
+                cancel.set()
+
+        with pytest.raises(XapiError) as e:
+            client.run(plan, cancel=cancel, rate=rate)
+    assert (e.value.code, e.value.method) == ("TASK_CANCELLED", "Import of data.xva")
+    assert seen and seen[-1] < out.stat().st_size
+    assert objects(sim) == before

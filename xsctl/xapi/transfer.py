@@ -25,6 +25,7 @@ client stops the transfer too.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import http.client
 import logging
@@ -37,7 +38,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, TypeVar, cast
 from urllib.parse import urlencode, urlsplit
 
 from xsctl.xapi.errors import ConnectionFailed, UsageError, XapiError, XsctlError
@@ -424,14 +425,17 @@ def export_vm(conn: Connection, vm: str, path: str | Path, task: str, *,
         if resp.status != 200:
             watch.status = "refused"
             raise _error_of(conn, task, resp, "VM.export")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()  # left by a run that was killed (SIGKILL) with this pid
+        # 0600: a VM's disks can hold anything its owner keeps secret
+        fd = _local(target, lambda: os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         try:
             while True:
                 watch.check()
                 data = resp.read(CHUNK)
                 if not data:
                     break
-                _write_all(fd, data)
+                _local(target, functools.partial(_write_all, fd, data))
                 meter.add(len(data))
                 meter.fraction = watch.progress
                 meter.show()
@@ -441,12 +445,12 @@ def export_vm(conn: Connection, vm: str, path: str | Path, task: str, *,
         c = None
         watch.status = "ended"  # whatever _finish says, the task is over and gone
         _finish(conn, task)
-        os.fsync(fd)
+        _local(target, lambda: os.fsync(fd))
         os.close(fd)
         fd = -1
         if target.exists() and not force:
             raise UsageError(f"{target} appeared meanwhile: add --force to replace it")
-        os.replace(tmp, target)
+        _local(target, lambda: os.replace(tmp, target))
         meter.fraction = 1.0
         meter.show()
         return meter.done
@@ -458,12 +462,21 @@ def export_vm(conn: Connection, vm: str, path: str | Path, task: str, *,
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         _drop_task(conn, task, watch.status, e)
-        if isinstance(e, (OSError, http.client.HTTPException)) and not isinstance(
-                e, (FileNotFoundError, PermissionError)):
+        if isinstance(e, (OSError, http.client.HTTPException)):
             raise ConnectionFailed(f"export to {target} failed: {e}") from e
-        if isinstance(e, PermissionError):
-            raise UsageError(f"{target}: {e.strerror}") from e
         raise
+
+
+T = TypeVar("T")
+
+
+def _local(target: Path, fn: Callable[[], T]) -> T:
+    """A step on the local file: its failure (a full disk, a read-only folder) is
+    said as such, not as a connection's."""
+    try:
+        return fn()
+    except OSError as e:
+        raise XsctlError(f"cannot write {target}: {e.strerror or e}") from e
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -510,18 +523,14 @@ def import_vm(conn: Connection, path: str | Path, sr: str, task: str, *,
                       {"Content-Length": str(xva.size),
                        "Content-Type": "application/octet-stream"}, address)
             sent_all = _send(c, xva.path, watch, meter)
-            try:
-                resp = c.getresponse()
-            except (OSError, http.client.HTTPException):
-                if sent_all:
-                    raise
-                break  # xapi stopped reading: the task says why
+            if not sent_all:
+                break  # xapi stopped reading, or the task ended: the task says why
+            resp = c.getresponse()
             if resp.status != 302:
                 if resp.status != 200:
                     watch.status = "refused"
                     raise _error_of(conn, task, resp, "VM.import")
-                resp.read()
-                break
+                break  # the body is all sent: the task, not the socket, says how it ends
             c.close()
             address = _redirect(resp)
             meter.done = 0
