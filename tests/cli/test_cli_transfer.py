@@ -272,7 +272,7 @@ def test_ctrl_c_on_a_terminal_stops_the_export(sim: Simulator, x: Any, files: Pa
     """On a terminal the progress shows on one line (rate, time left); Ctrl-C cancels
     the task and removes the partial file (exit 130)."""
     src = data_vm(sim, x, {n: bytes([n]) * CHUNK for n in range(1, 12)})
-    sim.op_time = 4.0
+    sim.op_time = 8.0  # a 2 s pause after each disk: Ctrl-C lands mid-way
     out = files / "x.xva"
     argv = [*conn_args(sim, password_file(sim, files.parent)), "vm", "export", "data-vm", str(out)]
     p, master = on_a_terminal(argv)

@@ -6,6 +6,7 @@ export and leaves no file."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -109,7 +110,7 @@ async def test_cancelling_the_task_stops_the_export(sim: Simulator, client: Clie
     async with running(sim, client) as ui:
         await ui.open_vms()
         await ui.until(lambda: "data-vm" in ui.names(), what="the data VM's row")
-        sim.op_time = 3.0  # xapi pauses after each disk: time to cancel in between
+        sim.op_time = 12.0  # xapi pauses 3 s after each disk: time to cancel in between
         try:
             await ui.act("X", on="data-vm")
             await pick(ui, "none")
@@ -122,8 +123,9 @@ async def test_cancelling_the_task_stops_the_export(sim: Simulator, client: Clie
             await ui.press(tasks.KEY)
             await ui.until(lambda: tasks.show_object(task), what="the export's row")
             # its row shows the rate (and the time left once xapi tells the progress)
-            await ui.until(lambda: "pending · " in ui.screen_text()
-                           and "/s" in ui.screen_text(), what="the rate in the task's row")
+            # (cut to the column's width: "pending · 3.5 MiB/…")
+            await ui.until(lambda: re.search(r"pending · [0-9.]+ (B|KiB|MiB|GiB)",
+                                             ui.screen_text()), what="the rate in the task's row")
             await ui.press("x")
             await ui.until_said("The task was cancelled", timeout=20)
         finally:

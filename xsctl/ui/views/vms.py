@@ -236,7 +236,7 @@ class VmsView(ListingView[VmDetail]):
         Binding("escape", "clear", "Clear", show=False, id="vms.clear",
                 tooltip="Clear the filter, then the marks, then back to the menu"),
         # importing makes a VM from a file: no row to act on, the pool is its object
-        Binding(_IMPORT.key, "import_vm", _IMPORT.label, id="vms.import",
+        Binding(_IMPORT.key, "import_vm", _IMPORT.label, id="vms.import", show=False,
                 tooltip=_IMPORT.help),
     ]
 
