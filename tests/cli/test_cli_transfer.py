@@ -334,3 +334,21 @@ def test_a_cancelled_import_leaves_nothing(sim: Simulator, x: Any, cli: list[str
     assert (e.value.code, e.value.method) == ("TASK_CANCELLED", "Import of data.xva")
     assert seen and seen[-1] < out.stat().st_size
     assert objects(sim) == before
+
+
+def test_export_follows_xapi_to_the_host_that_has_the_disks(
+        sim: Simulator, x: Any, cli: list[str], files: Path) -> None:
+    """export.ml answers 302 for a VM on another host's local storage: the export
+    goes there, that host's certificate pinned from the master's word."""
+    vm = vm_ref(x, "dev-sandbox")
+    assert x.xenapi.VM.get_power_state(vm) == "Halted"
+    out = files / "dev.xva"
+    r = xsctl(*cli, "vm", "export", "dev-sandbox", str(out))
+    assert r.code == 0, r.err
+    with tarfile.open(out) as tf:
+        assert tf.getmembers()[0].name == "ova.xml"
+    assert sorted(p.name for p in files.iterdir()) == ["dev.xva"]
+    # it went to the member (127.0.0.3 here), whose pin came from the master
+    pins = (files.parent / "config" / "xsctl" / "known_hosts").read_text().splitlines()
+    member = next(p for p in pins if p.endswith("via pool master"))
+    assert not member.startswith(sim.url.split("//")[1])

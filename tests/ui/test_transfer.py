@@ -7,15 +7,16 @@ export and leaves no file."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from textual.widgets import Input
 
-from tests.cli.test_cli_transfer import data_vm
+from tests.cli.test_cli_transfer import CLASSES, data_vm
 from tests.conftest import xenapi_session
 from tests.sim.test_transfer import export as raw_export
-from tests.ui.dialogs import answer_text, fill, form_error, pick
+from tests.ui.dialogs import answer_text, confirm_plan, fill, form_error, pick
 from tests.ui.harness import running
 from xsctl.sim import Simulator
 from xsctl.sim.vdi_data import CHUNK
@@ -24,11 +25,25 @@ from xsctl.ui.modals.forms import FieldsForm, PickOne
 from xsctl.xapi.client import Client
 
 
+@pytest.fixture(autouse=True)
+def nothing_lost(sim: Simulator) -> Iterator[None]:
+    """Whatever a test makes, it removes nothing that was there before it."""
+    before = {c: set(sim.store.all(c)) for c in CLASSES}
+    yield
+    for c in CLASSES:
+        assert not before[c] - set(sim.store.all(c)), c
+
+
 @pytest.fixture
 def files(tmp_path: Path) -> Path:
     d = tmp_path / "files"  # tmp_path holds the app's config
     d.mkdir()
     return d
+
+
+def squeeze(text: str) -> str:
+    """The text without its spaces and line breaks (a dialog wraps long paths)."""
+    return "".join(text.split())
 
 
 def guests(sim: Simulator) -> set[str]:
@@ -49,6 +64,10 @@ async def test_export_then_import_from_the_vm_view(sim: Simulator, client: Clien
         form: FieldsForm = await ui.modal(FieldsForm)
         assert form.query_one("#f-file", Input).value.endswith("/backup-01.xva")
         await answer_text(ui, str(out))
+        shown = squeeze(await confirm_plan(ui))
+        assert squeeze("GET /export?ref=backup-01&task_id=<result of step 1>"
+                       f"&use_compression=gzip > {out}") in shown
+        assert "xevm-exportvm=" in shown and squeeze(f"filename={out} compress=gzip") in shown
         await ui.until_said(f"Export VM backup-01 to {out}: done", timeout=20)
         assert out.read_bytes()[:2] == b"\x1f\x8b"
         assert sorted(p.name for p in files.iterdir()) == ["backup.xva"]
@@ -69,6 +88,9 @@ async def test_export_then_import_from_the_vm_view(sim: Simulator, client: Clien
         assert guests(sim) == before
         await fill(ui, form, file=str(out))
         await ui.press("enter")
+        shown = squeeze(await confirm_plan(ui))
+        assert squeeze(f"PUT /import?sr_id=NFS storage&task_id=<result of step 1> < {out}") \
+            in shown and squeeze(f"xe vm-import filename={out} sr-uuid=") in shown
         await ui.until_said("Import backup-01 from backup.xva into NFS storage: done",
                            timeout=20)
         new = guests(sim) - before
@@ -95,6 +117,7 @@ async def test_import_from_the_palette(sim: Simulator, client: Client, files: Pa
         hit.command()
         await pick(ui, "NFS storage")
         await answer_text(ui, str(out))
+        await confirm_plan(ui)
         await ui.until(lambda: len(guests(sim) - before) == 1, what="the imported VM",
                        timeout=20)
 
@@ -115,6 +138,7 @@ async def test_cancelling_the_task_stops_the_export(sim: Simulator, client: Clie
             await ui.act("X", on="data-vm")
             await pick(ui, "none")
             await answer_text(ui, str(out))
+            await confirm_plan(ui)
             await ui.until(lambda: any(p.name.startswith(".half.xva.partial")
                                        for p in files.iterdir()), what="the partial file")
             (task,) = [r for r, t in sim.store.all("task").items()
