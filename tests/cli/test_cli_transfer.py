@@ -352,3 +352,15 @@ def test_export_follows_xapi_to_the_host_that_has_the_disks(
     pins = (files.parent / "config" / "xsctl" / "known_hosts").read_text().splitlines()
     member = next(p for p in pins if p.endswith("via pool master"))
     assert not member.startswith(sim.url.split("//")[1])
+
+
+def test_zstd_where_xapi_cannot_is_its_refusal_and_no_file(sim: Simulator, cli: list[str],
+                                                           files: Path) -> None:
+    """use_compression=zstd on a host without zstd: the task fails, nothing is kept."""
+    out = files / "z.xva"
+    r = xsctl(*cli, "vm", "export", "backup-01", str(out), "--compress", "zstd")
+    assert r.code == 1 and "zstd compression is not available" in r.err, r.err
+    assert sorted(p.name for p in files.iterdir()) == []
+    assert not any(t["status"] == "pending" for t in sim.store.all("task").values())
+    r = xsctl(*cli, "vm", "export", "backup-01", str(out), "--compress", "lz4")
+    assert r.code == 2 and "--compress 'lz4': gzip, zstd or none" in r.err
