@@ -91,8 +91,8 @@ async def test_export_then_import_from_the_vm_view(sim: Simulator, client: Clien
         shown = squeeze(await confirm_plan(ui))
         assert squeeze(f"PUT /import?sr_id=NFS storage&task_id=<result of step 1> < {out}") \
             in shown and squeeze(f"xe vm-import filename={out} sr-uuid=") in shown
-        await ui.until_said("Import backup-01 from backup.xva into NFS storage: done",
-                           timeout=20)
+        await ui.until_said("Import backup-01 from backup.xva into NFS storage: done — as "
+                           "backup-01 (", timeout=20)
         new = guests(sim) - before
         assert len(new) == 1
         (vm,) = new

@@ -20,7 +20,7 @@ from xsctl.ui.views.base import key_label
 from xsctl.xapi.client import Client
 from xsctl.xapi.errors import OutcomeUnknown, XsctlError
 from xsctl.xapi.ops import catalogue
-from xsctl.xapi.ops.base import Plan
+from xsctl.xapi.ops.base import Plan, outcome, outcome_text
 from xsctl.xapi.ops.catalogue import (
     Choice,
     Context,
@@ -251,7 +251,8 @@ class Runner:
 
     def finished(self, msg: PlanFinished) -> None:
         if msg.error is None:
-            say(self.app, f"{msg.plan.title}: done")
+            made = outcome(msg.plan, msg.result) if isinstance(msg.result, list) else None
+            say(self.app, f"{msg.plan.title}: done" + (f" — {outcome_text(made)}" if made else ""))
         elif msg.unknown:
             error(self.app, f"{msg.plan.title}: outcome unknown",
                   f"{catalogue.reason(msg.error)}\nIt may or may not have taken effect; it "

@@ -77,8 +77,8 @@ def _file_name(ctx: Context, vm: Any) -> str:
     return os.path.abspath(f"{name}.xva")
 
 
-_COMPRESSION = {"": "none: fastest, the largest file", "gzip": "gzip: smaller, slower",
-                "zstd": "zstd: smaller and fast (xapi 1.249 and later)"}
+_COMPRESSION = {"": "fastest, the largest file", "gzip": "smaller, slower",
+                "zstd": "smaller and fast, where the host has zstd"}
 
 
 def _compression_choices(ctx: Context, vm: Any) -> list[Choice]:
@@ -122,10 +122,10 @@ def export(cache: Cache, vm: Vm, file: str, compress: str | None = None,
 
 
 def _sr_reason(s: Sr) -> str | None:
-    if s.is_iso or s.content_type == "iso":
-        return "an ISO library holds no VM disks"
     if s.type == "udev" or s.is_tools_sr:
         return "cannot create disks"
+    if s.is_iso:
+        return "an ISO library holds no VM disks"
     if "vdi_create" not in s.allowed_operations and s.allowed_operations:
         return "cannot create disks"
     if not s.hosts:
@@ -134,10 +134,14 @@ def _sr_reason(s: Sr) -> str | None:
 
 
 def _sr_choices(ctx: Context, pool: Any) -> list[Choice]:
-    return [Choice(s.ref, s.display_name,
-                   f"{human_bytes(s.free)} free" + (" · default" if s.is_default else ""),
-                   _sr_reason(s))
-            for s in srs(ctx.cache)]
+    """Every SR, the pool's default first, then those that take disks; an SR that
+    cannot is listed with why (someone looking for "ISO library" learns why not)."""
+    choices = [(not s.is_default, _sr_reason(s) is not None,
+                Choice(s.ref, s.display_name,
+                       (f"{human_bytes(s.free)} free" if s.physical_size else "")
+                       + (" · default" if s.is_default else ""), _sr_reason(s)))
+               for s in srs(ctx.cache)]
+    return [c for *_, c in sorted(choices, key=lambda t: (t[0], t[1]))]
 
 
 def _resolve_import_sr(ctx: Context, pool: Any, text: str) -> str:
@@ -164,7 +168,8 @@ def import_(cache: Cache, pool: Pool, file: str, sr: str | None = None) -> Plan:
                         "import fails if they fill up.")
     notes = [f"{xva.path.name}: {human_bytes(xva.size)}"
              + (f", {xva.compression}-compressed" if xva.compression else "")
-             + (f", {human_bytes(xva.disk_bytes)} of disks" if xva.disk_bytes else "") + ".",
+             + (f", disks of {human_bytes(xva.disk_bytes)} (virtual size)" if xva.disk_bytes
+                else "") + ".",
              "If the import fails or is cancelled, xapi removes what it made."]
     path = str(Path(xva.path).resolve())
     return Plan(
