@@ -156,3 +156,31 @@ async def test_cancelling_the_task_stops_the_export(sim: Simulator, client: Clie
             sim.op_time = 0.05
         assert sorted(p.name for p in files.iterdir()) == []
         assert sim.store.get(ui.ref("data-vm"), "VM")["current_operations"] == {}
+
+
+async def test_leaving_the_app_mid_export_cancels_it(sim: Simulator, client: Client,
+                                                   files: Path) -> None:
+    """q during an export: the transfer is cancelled before the app lets go of the
+    connection, so neither a partial file nor a running task is left."""
+    x = xenapi_session(sim)
+    try:
+        data_vm(sim, x, {n: bytes([n]) * CHUNK for n in range(1, 8)})
+    finally:
+        x.xenapi.session.logout()
+    out = files / "half.xva"
+    sim.op_time = 12.0
+    try:
+        async with running(sim, client) as ui:
+            await ui.open_vms()
+            await ui.until(lambda: "data-vm" in ui.names(), what="the data VM's row")
+            await ui.act("X", on="data-vm")
+            await pick(ui, "none")
+            await answer_text(ui, str(out))
+            await confirm_plan(ui)
+            await ui.until(lambda: any(files.iterdir()), what="the partial file")
+            await ui.press("q")
+    finally:
+        sim.op_time = 0.05
+    assert sorted(p.name for p in files.iterdir()) == []
+    assert not any(t["status"] == "pending" and t["name_label"] == "Export of data-vm"
+                   for t in sim.store.all("task").values())

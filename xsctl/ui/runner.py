@@ -5,6 +5,7 @@ worker thread and reports how it ended. Nothing here knows a particular operatio
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -20,7 +21,7 @@ from xsctl.ui.views.base import key_label
 from xsctl.xapi.client import Client
 from xsctl.xapi.errors import OutcomeUnknown, XsctlError
 from xsctl.xapi.ops import catalogue
-from xsctl.xapi.ops.base import Plan, outcome, outcome_text
+from xsctl.xapi.ops.base import Plan, Transfer, outcome, outcome_text
 from xsctl.xapi.ops.catalogue import (
     Choice,
     Context,
@@ -51,6 +52,9 @@ class Runner:
         self.screen = screen
         self.client = client
         self.now = now
+        # the plans running in workers, each with the event that cancels it
+        self._running: set[threading.Event] = set()
+        self._lock = threading.Lock()
 
     @property
     def app(self) -> App[Any]:
@@ -242,12 +246,38 @@ class Runner:
                 shown[0] = now
                 screen.post_message(TransferMoved(task[0], p.short()))
 
+        # a transfer streams through this process and dies with it: leaving cancels
+        # it cleanly; any other task runs on in xapi and is left alone
+        moves = any(isinstance(c, Transfer) for c in plan.calls)
+        cancel = threading.Event()
+        if moves:
+            with self._lock:
+                self._running.add(cancel)
         try:
-            result = self.client.run(plan, on_task=started, rate=moved)
+            result = self.client.run(plan, on_task=started, rate=moved,
+                                     cancel=cancel if moves else None)
         except Exception as e:  # reported by PlanFinished's handler
             screen.post_message(PlanFinished(plan, e, unknown=isinstance(e, OutcomeUnknown)))
             return
+        finally:
+            with self._lock:
+                self._running.discard(cancel)
         screen.post_message(PlanFinished(plan, None, result))
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """Leaving: cancel the transfers still running and give them ``timeout``
+        seconds to end, so that each cancels its task and removes its partial file
+        (or xapi its half-made VM) before the connection closes."""
+        with self._lock:
+            running = list(self._running)
+        for e in running:
+            e.set()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._running:
+                    return
+            time.sleep(0.05)
 
     def finished(self, msg: PlanFinished) -> None:
         if msg.error is None:

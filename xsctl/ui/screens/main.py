@@ -106,6 +106,7 @@ class MainScreen(Screen[None]):
         self.call_after_refresh(self.update_header)
 
     def on_unmount(self) -> None:
+        self.runner.stop()
         if self.bridge is not None:
             self.bridge.close()
 
