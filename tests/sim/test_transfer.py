@@ -461,8 +461,10 @@ def test_disks_hold_what_was_imported(xs: tuple[Simulator, Any]) -> None:
 
 
 def test_cancelled_import_leaves_nothing(xs: tuple[Simulator, Any]) -> None:
-    """stream_vdi.ml recv_all: the task is cancellable while disks stream; a client
-    that cancels and hangs up finds the task cancelled and nothing imported."""
+    """stream_vdi.ml recv_all: the task is cancellable while disks stream and xapi
+    looks for a cancel as data arrives: the task ends cancelled and nothing imported
+    is left. A client that hangs up ends it with IMPORT_ERROR_PREMATURE_EOF, nothing
+    left either."""
     import http.client
     import ssl
 
@@ -481,7 +483,20 @@ def test_cancelled_import_leaves_nothing(xs: tuple[Simulator, Any]) -> None:
     conn.send(xva[: len(xva) // 2])
     wait_for(lambda: x.xenapi.task.get_allowed_operations(task) == ["cancel"])
     x.xenapi.task.cancel(task)
+    conn.send(xva[len(xva) // 2:])
+    rec = wait_for(lambda: (t := x.xenapi.task.get_record(task))["status"] != "pending" and t)
+    conn.close()
+    assert (rec["status"], rec["error_info"]) == ("cancelled", ["TASK_CANCELLED", task])
+    assert (len(x.xenapi.VM.get_all()), len(x.xenapi.VDI.get_all())) == (vms, vdis)
+    # hanging up half way
+    task = task_of(x, "import")
+    conn = http.client.HTTPSConnection("127.0.0.1", sim.port, context=ctx, timeout=30)
+    conn.putrequest("PUT", f"/import?session_id={x.handle}&task_id={task}")
+    conn.putheader("Content-Length", str(len(xva)))
+    conn.endheaders()
+    conn.send(xva[: len(xva) // 2])
+    wait_for(lambda: x.xenapi.task.get_allowed_operations(task) == ["cancel"])
     conn.close()
     rec = wait_for(lambda: (t := x.xenapi.task.get_record(task))["status"] != "pending" and t)
-    assert (rec["status"], rec["error_info"]) == ("cancelled", ["TASK_CANCELLED", task])
+    assert (rec["status"], rec["error_info"]) == ("failure", ["IMPORT_ERROR_PREMATURE_EOF"])
     assert (len(x.xenapi.VM.get_all()), len(x.xenapi.VDI.get_all())) == (vms, vdis)

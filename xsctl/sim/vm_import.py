@@ -47,7 +47,6 @@ from xsctl.sim.wire import NULL_REF, DateTime, xml_value
 from xsctl.sim.xva import (
     BLOCK,
     ZSTD_MAGIC,
-    cancel_requested,
     cancellable,
     check_cancel,
     checksum,
@@ -592,11 +591,11 @@ def _import(handler: Handler, sr: str, task: str, restore: bool, force: bool) ->
         result = imp.complete()
     except ImportFailure as e:
         _abandon(imp, force)
-        fail_task(sim, task, _cancelled_or(sim, task, e.failure))
+        fail_task(sim, task, e.failure)
         return True
     except XapiFailure as f:
         _abandon(imp, force)
-        fail_task(sim, task, _cancelled_or(sim, task, f))
+        fail_task(sim, task, f)
         return True
     except Exception as e:  # a bug or a stream we could not understand
         _abandon(imp, force)
@@ -607,12 +606,6 @@ def _import(handler: Handler, sr: str, task: str, restore: bool, force: bool) ->
             body.drain()
     succeed(sim, task, result)
     return True
-
-
-def _cancelled_or(sim: Simulator, task: str, failure: XapiFailure) -> XapiFailure:
-    """A client that cancels the task and hangs up sees the task cancelled, not the
-    end of file its hanging up caused."""
-    return XapiFailure("TASK_CANCELLED", task) if cancel_requested(sim, task) else failure
 
 
 def _abandon(imp: _Importer, force: bool) -> None:

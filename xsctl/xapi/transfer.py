@@ -330,29 +330,32 @@ def _finish(conn: Connection, task: str) -> Any:
     return wait_task(conn, task, timeout=TIMEOUT)
 
 
-def _abandon(conn: Connection, task: str) -> XapiError | None:
-    """Cancel the task and wait a little for xapi to clean up behind it (an import
-    removes what it made before the task ends); the task's own error (xapi's
-    TASK_CANCELLED), or None if it could not be told."""
-    with contextlib.suppress(XsctlError):
-        conn.call("task.cancel", task)
-    try:
-        wait_task(conn, task, timeout=15.0)
-    except XapiError as e:
-        return e
-    except XsctlError:
-        pass
-    return None
+def _cancel(conn: Connection, task: str, status: str) -> None:
+    """Ask xapi to cancel a task still running, before its connection closes: xapi
+    checks for a cancel when a write to the client fails (stream_vdi.ml write_block),
+    so an export then ends TASK_CANCELLED rather than CLIENT_ERROR."""
+    if status == "pending":
+        with contextlib.suppress(XsctlError):
+            conn.call("task.cancel", task)
 
 
 def _drop_task(conn: Connection, task: str, status: str, e: BaseException) -> None:
-    """After a failure here: a task still running is cancelled (and xapi cleans up
-    behind it); one xapi refused at once is destroyed. A cancel from here ends with
-    the task's own TASK_CANCELLED (xapi's word that it stopped)."""
+    """After a failure here (the task cancelled, the connection closed): wait a
+    little for a running task to end, xapi cleaning up behind it (an import removes
+    what it made before its task ends); destroy one xapi refused at once. When the
+    cancel was ours, say so: an import whose connection closes under it ends with
+    IMPORT_ERROR_PREMATURE_EOF in xapi (import.ml reads to the end of the stream
+    and only then could see the cancel), which would read as a cut file."""
     if status == "pending":
-        told = _abandon(conn, task)
-        if isinstance(e, TransferCancelled) and told is not None:
-            raise told from None
+        told: XapiError | None = None
+        try:
+            wait_task(conn, task, timeout=15.0)
+        except XapiError as err:
+            told = err
+        except XsctlError:
+            pass
+        if isinstance(e, TransferCancelled) and told is not None and told.code == e.code:
+            raise told from None  # xapi's own word that it stopped
     elif status == "refused":
         with contextlib.suppress(XsctlError):
             conn.call("task.cancel", task)
@@ -455,8 +458,9 @@ def export_vm(conn: Connection, vm: str, path: str | Path, task: str, *,
         meter.show()
         return meter.done
     except BaseException as e:
+        _cancel(conn, task, watch.status)
         if c is not None:
-            c.close()  # before the cancel: xapi's writer sees it go
+            c.close()
         if fd >= 0:
             os.close(fd)
         with contextlib.suppress(FileNotFoundError):
@@ -544,6 +548,7 @@ def import_vm(conn: Connection, path: str | Path, sr: str, task: str, *,
         refs = result if isinstance(result, list) else [result] if result else []
         return [str(r) for r in refs]
     except BaseException as e:
+        _cancel(conn, task, watch.status)
         if c is not None:
             c.close()
         _drop_task(conn, task, watch.status, e)
