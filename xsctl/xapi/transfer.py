@@ -30,6 +30,7 @@ import gzip
 import http.client
 import logging
 import os
+import socket
 import tarfile
 import threading
 import time
@@ -352,8 +353,10 @@ def _drop_task(conn: Connection, task: str, status: str, e: BaseException) -> No
             wait_task(conn, task, timeout=15.0)
         except XapiError as err:
             told = err
-        except XsctlError:
-            pass
+        except XsctlError as err:
+            log.info("transfer task %s: its end was not seen (%s)", task, err)
+        log.info("transfer task %s stopped here (%s); xapi ended it with %s", task,
+                 type(e).__name__, told.code if told else "success or nothing seen")
         if isinstance(e, TransferCancelled) and told is not None and told.code == e.code:
             raise told from None  # xapi's own word that it stopped
     elif status == "refused":
@@ -377,8 +380,25 @@ def _error_of(conn: Connection, task: str, resp: http.client.HTTPResponse, what:
     return ConnectionFailed(f"{what}: xapi answered HTTP {resp.status} {resp.reason}")
 
 
+@dataclass
+class _Http:
+    """A transfer's HTTP connection and its socket, kept apart: once xapi's answer
+    says the connection closes, ``HTTPConnection`` hands the socket to the response
+    and forgets it, and closing the connection alone would leave it open (xapi,
+    blocked writing an export to it, would never see the client go)."""
+
+    c: http.client.HTTPConnection
+    sock: socket.socket | None
+
+    def hang_up(self) -> None:
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)
+        self.c.close()
+
+
 def _open(conn: Connection, method: str, path: str, query: dict[str, str],
-          headers: dict[str, str], address: str | None) -> http.client.HTTPConnection:
+          headers: dict[str, str], address: str | None) -> _Http:
     conn.check_trusted()  # a changed certificate ended the connection: no new socket
     if address is not None:
         _member_for(conn, address)
@@ -387,7 +407,7 @@ def _open(conn: Connection, method: str, path: str, query: dict[str, str],
     for k, v in {"User-Agent": USER_AGENT, **headers}.items():
         c.putheader(k, v)
     c.endheaders()
-    return c
+    return _Http(c, c.sock)
 
 
 def _redirect(resp: http.client.HTTPResponse) -> str:
@@ -413,16 +433,16 @@ def export_vm(conn: Connection, vm: str, path: str | Path, task: str, *,
         query["use_compression"] = compression
     watch = _Task(conn, task, cancel)
     meter = _Meter(report, None)
-    c: http.client.HTTPConnection | None = None
+    c: _Http | None = None
     fd = -1
     try:
         address: str | None = None
         for _ in range(3):
             c = _open(conn, "GET", "/export", query, {}, address)
-            resp = c.getresponse()
+            resp = c.c.getresponse()
             if resp.status != 302:
                 break
-            c.close()
+            c.hang_up()
             address = _redirect(resp)
         assert c is not None
         if resp.status != 200:
@@ -444,7 +464,7 @@ def export_vm(conn: Connection, vm: str, path: str | Path, task: str, *,
                 meter.show()
         except _Ended:
             pass
-        c.close()
+        c.hang_up()
         c = None
         watch.status = "ended"  # whatever _finish says, the task is over and gone
         _finish(conn, task)
@@ -460,7 +480,7 @@ def export_vm(conn: Connection, vm: str, path: str | Path, task: str, *,
     except BaseException as e:
         _cancel(conn, task, watch.status)
         if c is not None:
-            c.close()
+            c.hang_up()
         if fd >= 0:
             os.close(fd)
         with contextlib.suppress(FileNotFoundError):
@@ -520,26 +540,26 @@ def import_vm(conn: Connection, path: str | Path, sr: str, task: str, *,
     watch = _Task(conn, task, cancel)
     meter = _Meter(report, xva.size)
     address = import_host(conn, sr)
-    c: http.client.HTTPConnection | None = None
+    c: _Http | None = None
     try:
         for _ in range(3):
             c = _open(conn, "PUT", "/import", query,
                       {"Content-Length": str(xva.size),
                        "Content-Type": "application/octet-stream"}, address)
-            sent_all = _send(c, xva.path, watch, meter)
+            sent_all = _send(c.c, xva.path, watch, meter)
             if not sent_all:
                 break  # xapi stopped reading, or the task ended: the task says why
-            resp = c.getresponse()
+            resp = c.c.getresponse()
             if resp.status != 302:
                 if resp.status != 200:
                     watch.status = "refused"
                     raise _error_of(conn, task, resp, "VM.import")
                 break  # the body is all sent: the task, not the socket, says how it ends
-            c.close()
+            c.hang_up()
             address = _redirect(resp)
             meter.done = 0
         assert c is not None
-        c.close()
+        c.hang_up()
         c = None
         watch.status = "ended"
         result = _finish(conn, task)
@@ -550,7 +570,7 @@ def import_vm(conn: Connection, path: str | Path, sr: str, task: str, *,
     except BaseException as e:
         _cancel(conn, task, watch.status)
         if c is not None:
-            c.close()
+            c.hang_up()
         _drop_task(conn, task, watch.status, e)
         if isinstance(e, (OSError, http.client.HTTPException)):
             raise ConnectionFailed(f"import of {xva.path} failed: {e}") from e
