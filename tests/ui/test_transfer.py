@@ -133,7 +133,7 @@ async def test_cancelling_the_task_stops_the_export(sim: Simulator, client: Clie
     async with running(sim, client) as ui:
         await ui.open_vms()
         await ui.until(lambda: "data-vm" in ui.names(), what="the data VM's row")
-        sim.op_time = 12.0  # xapi pauses 3 s after each disk: time to cancel in between
+        sim.op_time = 40.0  # each disk takes 10 s to stream: time to cancel in
         try:
             await ui.act("X", on="data-vm")
             await pick(ui, "none")
@@ -146,10 +146,15 @@ async def test_cancelling_the_task_stops_the_export(sim: Simulator, client: Clie
             tasks = ui.main.view("tasks")
             await ui.press(tasks.KEY)
             await ui.until(lambda: tasks.show_object(task), what="the export's row")
+            # cancellable once the disks stream (stream_vdi.ml), as the app learns it
+            await ui.until(lambda: "cancel" in (client.cache.get("task", task) or {}).get(
+                "allowed_operations", ()), what="the task cancellable in the cache")
             # its row shows the rate (and the time left once xapi tells the progress)
             # (cut to the column's width: "pending · 3.5 MiB/…")
-            await ui.until(lambda: re.search(r"pending · [0-9.]+ (B|KiB|MiB|GiB)",
+            await ui.until(lambda: re.search(r"pending · [0-9.]+ [KMGTP]?i?B",
                                              ui.screen_text()), what="the rate in the task's row")
+            tasks.table.focus()  # the keys go to the task's row
+            await ui.handled()
             await ui.press("x")
             await ui.until_said("The task was cancelled", timeout=20)
         finally:
@@ -168,7 +173,7 @@ async def test_leaving_the_app_mid_export_cancels_it(sim: Simulator, client: Cli
     finally:
         x.xenapi.session.logout()
     out = files / "half.xva"
-    sim.op_time = 12.0
+    sim.op_time = 40.0  # each disk takes 10 s to stream
     try:
         async with running(sim, client) as ui:
             await ui.open_vms()

@@ -300,8 +300,20 @@ def _write_xva(sim: Simulator, out: Any, exp: Export, task: str) -> None:
             out.write(tar_header(name + ".xxhash", len(csum)) + csum + padding(len(csum)))
             progress(sim, task, (done + n * CHUNK + len(data)) / total)
         done += size
-        time.sleep(sim.op_time / 4)
+        _pause(sim, task, sim.op_time / 4)
     out.write(bytes(2 * BLOCK))
+
+
+def _pause(sim: Simulator, task: str, seconds: float) -> None:
+    """The time a disk takes to stream: xapi would be sending data all along and
+    looking for a cancel as it goes, so the pause ends at a cancel."""
+    deadline = time.monotonic() + seconds
+    while True:
+        check_cancel(sim, task)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(0.05, left))
 
 
 def register(sim: Simulator) -> None:

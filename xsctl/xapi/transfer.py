@@ -389,12 +389,25 @@ class _Http:
 
     c: http.client.HTTPConnection
     sock: socket.socket | None
+    resp: http.client.HTTPResponse | None = None
+
+    def response(self) -> http.client.HTTPResponse:
+        self.resp = self.c.getresponse()
+        return self.resp
 
     def hang_up(self) -> None:
+        """Shut the socket and drop every hold on it, so that it really closes (data
+        left unread makes the kernel reset the connection: xapi's write fails)."""
         if self.sock is not None:
             with contextlib.suppress(OSError):
                 self.sock.shutdown(socket.SHUT_RDWR)
+        if self.resp is not None:
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                self.resp.close()
         self.c.close()
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.close()
 
 
 def _open(conn: Connection, method: str, path: str, query: dict[str, str],
@@ -439,7 +452,7 @@ def export_vm(conn: Connection, vm: str, path: str | Path, task: str, *,
         address: str | None = None
         for _ in range(3):
             c = _open(conn, "GET", "/export", query, {}, address)
-            resp = c.c.getresponse()
+            resp = c.response()
             if resp.status != 302:
                 break
             c.hang_up()
@@ -549,7 +562,7 @@ def import_vm(conn: Connection, path: str | Path, sr: str, task: str, *,
             sent_all = _send(c.c, xva.path, watch, meter)
             if not sent_all:
                 break  # xapi stopped reading, or the task ended: the task says why
-            resp = c.c.getresponse()
+            resp = c.response()
             if resp.status != 302:
                 if resp.status != 200:
                     watch.status = "refused"
