@@ -160,12 +160,17 @@ def test_export_of_a_snapshot_and_a_template(sim: Simulator, x: Any, cli: list[s
                                              files: Path) -> None:
     vm = vm_ref(x, "backup-01")
     x.xenapi.VM.snapshot(vm, "before-export")
-    for name in ("before-export", "Debian Bookworm 12"):
+    # as vm export names them, and under their own nouns (the Snapshots and
+    # Templates views' X)
+    for noun, name in (("vm", "before-export"), ("vm", "Debian Bookworm 12"),
+                       ("snapshot", "before-export"), ("template", "Debian Bookworm 12")):
         out = files / "x.xva"
-        r = xsctl(*cli, "vm", "export", name, str(out), "--force")
-        assert r.code == 0, (name, r.err)
+        r = xsctl(*cli, noun, "export", name, str(out), "--force")
+        assert r.code == 0, (noun, name, r.err)
         with tarfile.open(out) as tf:
             assert tf.getmembers()[0].name == "ova.xml"
+    r = xsctl(*cli, "snapshot", "export", "backup-01", str(files / "y.xva"))
+    assert r.code != 0 and "no snapshot named 'backup-01'" in r.err
 
 
 def test_an_existing_file_is_kept_without_force(sim: Simulator, cli: list[str],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ from xsctl.xapi.ops.catalogue import (
 )
 from xsctl.xapi.ops.pool import POOL
 from xsctl.xapi.ops.resolve import resolve, resolve_sr
+from xsctl.xapi.ops.snapshot import SNAPSHOT
+from xsctl.xapi.ops.template import TEMPLATE
 from xsctl.xapi.ops.vm import VM, explain
 from xsctl.xapi.text import printable
 
@@ -185,18 +188,32 @@ def import_(cache: Cache, pool: Pool, file: str, sr: str | None = None) -> Plan:
 
 _FILE_HELP = "the XVA file"
 
+def _export_op(kind: Kind, what: str) -> Operation:
+    """Export, the same for each kind of VM record: a VM's, a snapshot's and a
+    template's own views and CLI nouns offer it (``xsctl snapshot export``)."""
+    op_id = f"{kind.cls}.export"
+
+    def plan(cache: Cache, vm: Vm, file: str, compress: str | None = None,
+             force: bool = False) -> Plan:
+        return replace(export(cache, vm, file, compress, force), action=op_id)
+
+    return Operation(
+        op_id, kind, "Export to a file", "X", "export", "vm-export",
+        "exported", f"Write the {what} to an XVA file", plan, allowed="export",
+        params=(Param("file", ParamKind.PATH, "File", (), "the XVA file to write",
+                      default=_file_name, metavar="FILE"),
+                Param("compress", ParamKind.PICK, "Compression", ("--compress",),
+                      "compress the file: gzip or zstd (default: none)",
+                      required=False, choices=_compression_choices,
+                      resolve=_resolve_compression, metavar="gzip|zstd"),
+                Param("force", ParamKind.FLAG, "Replace", ("--force",),
+                      "replace the file if it exists", required=False)))
+
+
 declare(
-    Operation("vm.export", EXPORTABLE, "Export to a file", "X", "export", "vm-export",
-              "exported", "Write the VM (or a snapshot or template) to an XVA file", export,
-              allowed="export",
-              params=(Param("file", ParamKind.PATH, "File", (), "the XVA file to write",
-                            default=_file_name, metavar="FILE"),
-                      Param("compress", ParamKind.PICK, "Compression", ("--compress",),
-                            "compress the file: gzip or zstd (default: none)",
-                            required=False, choices=_compression_choices,
-                            resolve=_resolve_compression, metavar="gzip|zstd"),
-                      Param("force", ParamKind.FLAG, "Replace", ("--force",),
-                            "replace the file if it exists", required=False))),
+    _export_op(EXPORTABLE, "VM (or a snapshot or template)"),
+    _export_op(SNAPSHOT, "snapshot"),
+    _export_op(TEMPLATE, "template"),
     Operation("vm.import", POOL, "Import from a file", "I", "import", "vm-import",
               "imported", "Make a VM from an XVA file, its disks on the SR you choose",
               import_, group="vm",
