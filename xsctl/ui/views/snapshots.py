@@ -13,7 +13,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Label
 
 from xsctl.ui.messages import CacheChanged
-from xsctl.ui.views.base import TableView
+from xsctl.ui.views.base import RebuiltTableView
 from xsctl.ui.widgets.table import Column, Row, VirtualTable
 from xsctl.xapi import models
 from xsctl.xapi.ops.snapshot import TreeNode, snapshot_tree, tree_prefix
@@ -71,7 +71,7 @@ def tree_text(cache: Any, vm: models.Vm) -> Text:
     return out
 
 
-class SnapshotsView(TableView):
+class SnapshotsView(RebuiltTableView):
     ID = "snapshots"
     LABEL = "Snapshots"
     KEY = "7"
@@ -91,15 +91,10 @@ class SnapshotsView(TableView):
 
     def __init__(self, client: Any, **kw: Any) -> None:
         super().__init__(client, **kw)
-        self.stale = True  # built when shown
         self.owners: frozenset[str] = frozenset()  # the VMs with snapshots at the last build
 
-    def on_show(self) -> None:
-        if self.stale:
-            self.rebuild()
-
     def rebuild(self) -> None:
-        self.stale = False
+        super().rebuild()
         self.owners = frozenset(ref for ref, r in self.client.cache.snapshot("vm")
                                 if r.get("snapshots"))
         t = self.app.current_theme
@@ -112,7 +107,7 @@ class SnapshotsView(TableView):
             f"{n} snapshots · ◀ now: where the VM is · v revert · delete · i new VM · "
             "a: actions"))
 
-    def _concerns(self, msg: CacheChanged) -> bool:
+    def concerns(self, msg: CacheChanged) -> bool:
         """A snapshot, or a VM that has snapshots or has just lost them (its "now"
         moves, its name is shown): a VM without any changes nothing here."""
         if msg.resync:
@@ -124,14 +119,6 @@ class SnapshotsView(TableView):
                     ref in self.table.rows or ref in self.owners:
                 return True
         return False
-
-    def changed(self, msg: CacheChanged) -> None:
-        if not self._concerns(msg):
-            return
-        if self.display:
-            self.rebuild()
-        else:
-            self.stale = True
 
     def on_virtual_table_activated(self, event: VirtualTable.Activated) -> None:
         self.action_actions()

@@ -14,7 +14,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Label, Static
 
 from xsctl.ui.messages import CacheChanged
-from xsctl.ui.views.base import PaletteCommand, TableView
+from xsctl.ui.views.base import PaletteCommand, RebuiltTableView
 from xsctl.ui.widgets.table import Column, Row, VirtualTable
 from xsctl.xapi.models import Vm, human_bytes, is_guest, is_template
 from xsctl.xapi.ops import install
@@ -89,7 +89,7 @@ def template_summary(cache: Any, t: Vm) -> Text:
     return lines
 
 
-class TemplatesView(TableView):
+class TemplatesView(RebuiltTableView):
     ID = "templates"
     LABEL = "Templates"
     KEY = "6"
@@ -116,14 +116,10 @@ class TemplatesView(TableView):
 
     def __init__(self, client: Any, **kw: Any) -> None:
         super().__init__(client, **kw)
-        self.stale = True  # built when shown: a change to 10,000 VMs must not cost here
         self.guests: frozenset[str] = frozenset()  # the VMs counted at the last build
 
-    def on_show(self) -> None:
-        if self.stale:
-            self.rebuild()
-
     def rebuild(self) -> None:
+        super().rebuild()
         cache = self.client.cache
         styles = self._styles()
         counts = made_from_counts(cache)
@@ -135,9 +131,8 @@ class TemplatesView(TableView):
         self.table.sort_by(1, reverse=False)
         self.table.commit()
         self.update_detail()
-        self.stale = False
 
-    def _concerns(self, msg: CacheChanged) -> bool:
+    def concerns(self, msg: CacheChanged) -> bool:
         """A change to a template, to a template's disks, or to which VMs there are
         (the counts); a running VM's metrics or power state is none of these."""
         if msg.resync or msg.refs("sr") or msg.refs("vdi"):
@@ -153,14 +148,6 @@ class TemplatesView(TableView):
             if r is None or r.get("VM") in self.table.rows:
                 return True
         return False
-
-    def changed(self, msg: CacheChanged) -> None:
-        if not self._concerns(msg):
-            return
-        if self.display:
-            self.rebuild()
-        else:
-            self.stale = True
 
     def current(self) -> Vm | None:
         key = self.table.cursor_key
