@@ -72,6 +72,16 @@ XE_PARAMS: dict[str, set[str]] = {
                    "copy-bios-strings-from"},
     "vm-cd-add": {"cd-name", "device"},
     "vif-create": {"device", "network-uuid", "vm-uuid", "mac"},
+    "vm-cd-insert": {"cd-name"},
+    "vm-cd-eject": set(),
+    "vbd-plug": {"uuid", "timeout"},
+    "vbd-unplug": {"uuid", "timeout", "force"},
+    "vbd-destroy": {"uuid"},
+    "vbd-insert": {"uuid", "vdi-uuid"},
+    "vbd-eject": {"uuid"},
+    # records.ml vbd_record: the writable fields, other-config among them
+    "vbd-param-set": {"uuid", "userdevice", "bootable", "mode", "type", "unpluggable",
+                      "other-config:", "qos_algorithm_type", "qos_algorithm_params:"},
     "vbd-create": {"vm-uuid", "device", "vdi-uuid", "bootable", "type", "mode", "unpluggable"},
     # records.ml: the template's writable fields (name-label, name-description, ...)
     "template-param-set": {"uuid", "name-label", "name-description"},
@@ -114,6 +124,13 @@ XE_REQUIRED: dict[str, set[str]] = {
     "vm-install": {"new-name-label"},
     "vm-cd-add": {"cd-name", "device"},
     "vif-create": {"device", "network-uuid", "vm-uuid"},
+    "vm-cd-insert": {"cd-name"},
+    "vbd-plug": {"uuid"},
+    "vbd-unplug": {"uuid"},
+    "vbd-destroy": {"uuid"},
+    "vbd-insert": {"uuid", "vdi-uuid"},
+    "vbd-eject": {"uuid"},
+    "vbd-param-set": {"uuid"},
     "vbd-create": {"vm-uuid", "device"},
     "snapshot-clone": {"new-name-label"},
     "template-uninstall": {"template-uuid"},
@@ -150,6 +167,11 @@ def sample_xva() -> Path:
 
 def check_xe_line(line: str) -> None:
     """An ``xe`` command line whose every parameter is one ``xe`` takes."""
+    # ``xe vbd-unplug ... || xe vbd-unplug ... --force``: the second if the first fails
+    if " || " in line:
+        for part in line.split(" || "):
+            check_xe_line(part)
+        return
     # ``pbd=$(xe pbd-create ...)``: a command whose output (a uuid) a later line uses
     m = re.fullmatch(r"[a-z_][a-z0-9_]*=\$\((.*)\)", line)
     if m:

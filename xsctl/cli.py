@@ -94,7 +94,7 @@ def _leaf(sub: Any, name: str, fn: Command, help: str, *, dry_run: bool = False,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from xsctl.commands import admin, disks, install, ops, pool, storage, vm
+    from xsctl.commands import admin, block, disks, install, ops, pool, storage, vm
 
     p = argparse.ArgumentParser(
         prog="xsctl",
@@ -244,6 +244,17 @@ def build_parser() -> argparse.ArgumentParser:
     tl = _leaf(ts, "list", pool.cmd_task_list, "list pending tasks")
     tl.add_argument("--all", action="store_true", help="include finished tasks")
     ops.add_verbs(ts, "task", _leaf)
+
+    vb = sub.add_parser("vbd", help="a VM's block devices (the words of xe vbd-*)")
+    vbs = vb.add_subparsers(dest="vbd_command", metavar="ACTION", required=True)
+    ops.add_verbs(vbs, "vbd", _leaf)
+
+    # --- commands of their own, in xm's and xe's words (block-attach, cd-insert, ...)
+    ops.add_verbs(sub, "", _leaf)
+    bl = _leaf(sub, "block-list", block.cmd_block_list,
+               "list a VM's block devices: position, disk, SR, mode, plugged")
+    bl.add_argument("vm", metavar="VM", help="name, UUID or unique UUID prefix (or dom0, "
+                    "dom0:HOST)")
     return p
 
 

@@ -46,12 +46,16 @@ def _argv(op: Operation, cache: Any, ref: str, values: dict[str, Any]) -> list[s
     argv = [op.cli_group, op.verb, "--dry-run", "--json"]
     if not op.kind.implicit:  # the pool's operations name no object
         argv.insert(2, str(cache.find(ref)[1]["uuid"]))
+    if op.kind.parent is not None:  # a VM's device: the VM first
+        argv.insert(2, str(cache.find(str(cache.find(ref)[1]["VM"]))[1]["uuid"]))
     if op.flag:
         argv.append(op.flag)
     for p in op.params:
         v = values[p.name]
-        if not p.flags:  # positional: the file
-            argv.append(str(v))
+        if p.positional:  # the file, the disk (by uuid), the position
+            if v is not None:
+                found = cache.find(v) if isinstance(v, str) else None
+                argv.append(str(found[1]["uuid"]) if found else v)
         elif p.kind is ParamKind.FLAG:
             if v:
                 argv.append(p.flags[0])
@@ -97,8 +101,9 @@ def test_every_verb_and_variant_has_its_options() -> None:
     parser = build_parser()
     for op in OPS:
         required = [a for p in op.params if p.required and p.kind is not ParamKind.FLAG
-                    for a in ((p.flags[0], "x") if p.flags else ("x",))]
-        target = [] if op.kind.implicit else ["x"]
+                    for a in ((p.flags[0], "x") if p.flags else ("x",))
+                    if p.flags or p.positional]
+        target = [] if op.kind.implicit else ["x"] if op.kind.parent is None else ["x", "y"]
         sub = parser.parse_args([op.cli_group, op.verb, *target, *required,
                                  *([op.flag] if op.flag else [])])
         assert op.id in sub.operations

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from xsctl.commands import block
 from xsctl.commands.connect import interactive, open_client
 from xsctl.commands.output import print_json, say, warn
 from xsctl.xapi.client import Client
@@ -46,6 +47,11 @@ def add_verbs(sub: Any, group: str, leaf: AddLeaf) -> None:
             p.description = f"{help}. Rules: {' '.join(rules)}"
         if kind.implicit:
             p.set_defaults(targets=[])
+        elif kind.parent is not None:
+            p.add_argument("parent", metavar=kind.parent.cls.upper(),
+                           help=f"name, UUID or unique UUID prefix of the {kind.parent.noun}")
+            p.add_argument("targets", metavar=kind.noun.upper(),
+                           help=kind.spec_help or f"the {kind.noun}")
         else:
             p.add_argument("targets", nargs="+" if multi else None, metavar=kind.cls.upper(),
                            help=f"name, UUID or unique UUID prefix of the {kind.noun}"
@@ -62,9 +68,17 @@ def add_verbs(sub: Any, group: str, leaf: AddLeaf) -> None:
                 seen[prm.name] = prm
                 required = prm.required and len(variants) == 1
                 kw: dict[str, Any] = {"dest": prm.name, "help": prm.help}
-                if not prm.flags:  # a positional argument after the object: the file
+                if prm.switches:  # --ro / --rw: each sets the value
+                    either = p.add_mutually_exclusive_group()
+                    for flag in prm.flags:
+                        either.add_argument(flag, dest=prm.name, metavar=prm.metavar or "X",
+                                           help=prm.help)
+                    for flag, value in prm.switches:
+                        either.add_argument(flag, dest=prm.name, action="store_const",
+                                           const=value, help=f"{prm.label}: {value}")
+                elif prm.positional:  # after the object: the file, the disk
                     p.add_argument(prm.name, metavar=prm.metavar or prm.name.upper(),
-                                   help=prm.help)
+                                   help=prm.help, nargs=None if prm.required else "?")
                 elif prm.kind is ParamKind.FLAG:
                     p.add_argument(*prm.flags, action="store_true", **kw)
                 elif prm.kind in (ParamKind.PICK_MANY, ParamKind.PAIRS):
@@ -113,11 +127,20 @@ def _values(op: Operation, ctx: Context, obj: Any, args: argparse.Namespace) -> 
     return out
 
 
+def resolve_target(kind: catalogue.Kind, ctx: Context, spec: str,
+                   args: argparse.Namespace) -> str:
+    """The ref the command line names: within its parent for a VM's device."""
+    cache = ctx.cache
+    if kind.parent is not None and kind.resolve_in is not None:
+        return kind.resolve_in(cache, kind.parent.resolve(cache, args.parent), spec)
+    return kind.resolve(cache, spec)
+
+
 def plan_one(op: Operation, ctx: Context, spec: str, args: argparse.Namespace) -> Plan:
     cache = ctx.cache
     if op.kind.implicit:
         spec = next(iter(op.kind.members(cache)), ("", ""))[0]
-    ref = op.kind.resolve(cache, spec)
+    ref = resolve_target(op.kind, ctx, spec, args)
     obj = op.kind.load(cache, ref)
     if obj is None:
         raise UsageError(f"no {op.kind.noun} {spec!r}")
@@ -173,6 +196,7 @@ def run_plans(args: argparse.Namespace, client: Client, op: Operation,
     failures = 0
     results: list[dict[str, Any]] = []
     single = len(specs) == 1 and not args.json
+    printed = False
 
     def failed(name: str, e: XsctlError) -> None:
         nonlocal failures
@@ -202,18 +226,27 @@ def run_plans(args: argparse.Namespace, client: Client, op: Operation,
         if not _confirmed(plan, args):
             failed(name, UsageError("not confirmed; nothing was done"))
             continue
+        held = block.inspection(plan)
+        if held:
+            for gone in block.clean_stale(client):
+                warn(f"detached {gone}, left attached by an interrupted run")
         try:
             progress, rate = _progress(plan.title)
-            done = outcome(plan, client.run(plan, progress, rate=rate))
+            ran = client.run(plan, progress, rate=rate)
+            done = outcome(plan, ran)
             if progress is not None:
                 sys.stderr.write("\r\033[K")
             if not args.json:
                 say(f"{name}: {op.done}" + (f" {outcome_text(done)}" if done else ""))
+            if held:  # prints the device (JSON too), waits for the user, detaches it
+                block.hold(client, plan, ran, args)
+                printed = True
+                continue
             results.append({noun: name, "ok": True, **({"result": done} if done else {})})
         except XsctlError as e:
             if sys.stderr.isatty():
                 sys.stderr.write("\r\033[K")
             failed(name, e)
-    if args.json:
+    if args.json and not printed:
         print_json(results)
     return 1 if failures else 0

@@ -148,6 +148,9 @@ DEMO_VMS: list[tuple[str, str, str, float, int, list[int], list[str], bool]] = [
 ]
 
 
+PVH_VMS = frozenset({"k8s-node-01", "k8s-node-02", "k8s-node-03"})
+
+
 def _mac(rng: random.Random) -> str:
     octets = [(rng.randrange(256) & 0xFC) | 0x02, *(rng.randrange(256) for _ in range(5))]
     return ":".join(f"{b:02x}" for b in octets)
@@ -446,7 +449,8 @@ class Builder:
             rec["metrics"] = metrics
             self.templates[name] = self.c("VM", **rec)
 
-    def vm_metrics(self, halted: bool, mem: int, vcpus: int, start_ago: float = 0, hvm: bool = True) -> str:
+    def vm_metrics(self, halted: bool, mem: int, vcpus: int, start_ago: float = 0, hvm: bool = True,
+                   dtype: str = "hvm") -> str:
         return self.c(
             "VM_metrics", memory_actual=0 if halted else mem,
             VCPUs_number=0 if halted else vcpus,
@@ -456,7 +460,7 @@ class Builder:
             start_time=self.ago(start_ago) if not halted else datetime_of(0),
             install_time=self.ago(86400 * self.rng.randint(30, 400)), last_updated=self.ago(5),
             other_config={}, hvm=hvm and not halted, nested_virt=False, nomigrate=False,
-            current_domain_type="unspecified" if halted else "hvm",
+            current_domain_type="unspecified" if halted else dtype,
         )
 
     def disk(self, vm_name: str, idx: int, size_gib: float, sr: str, system: bool) -> str:
@@ -537,8 +541,13 @@ class Builder:
                 self.domid[host] += 1
                 if state == "Paused":
                     rec["power_state"] = "Paused"
+            if name in PVH_VMS:
+                # Linux guests booted PVH (no emulated devices: a read-only disk and
+                # hot-plugged drives are fine there)
+                rec.update(domain_type="pvh", HVM_boot_policy="", PV_bootloader="pygrub")
             uptime = 3600 * self.rng.randint(2, 24 * 60)
-            rec["metrics"] = self.vm_metrics(not running, mem, vcpus, start_ago=uptime)
+            rec["metrics"] = self.vm_metrics(not running, mem, vcpus, start_ago=uptime,
+                                             dtype=rec["domain_type"])
             if state == "Suspended":
                 rec["suspend_SR"] = self.nfs
                 rec["suspend_VDI"] = self.c(
@@ -550,7 +559,9 @@ class Builder:
             vm = self.c("VM", **rec)
             for d, size in enumerate(disks):
                 vdi = self.disk(name, d, size, sr, system=(d == 0))
-                self.vbd(vm, vdi, d, running, bootable=(d == 0))
+                # monitor-01's archive disk is deactivated (unplugged) while it runs
+                live = running and not (name == "monitor-01" and d == 1)
+                self.vbd(vm, vdi, d, live, bootable=(d == 0))
             cd_vdi = self.iso_vdis[i % len(self.iso_vdis)] if i % 4 == 0 else NULL_REF
             if i < len(DEMO_VMS) or i % 10 == 0:
                 self.vbd(vm, cd_vdi, 3, running, cd=True)

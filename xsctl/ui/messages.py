@@ -42,6 +42,7 @@ class ActionRequested(Message):
     op_id: str
     refs: list[str]
     view: str
+    kind: str = ""  # the kind of the refs, where not the view's own (a VM's devices)
 
 
 class MenuRequested(Message):

@@ -47,6 +47,13 @@ def _value(p: Param, text: str) -> Any:
     return p.parse(text)
 
 
+def _dialogs() -> dict[str, Any]:
+    """The operations that ask with a dialog of their own, by id."""
+    from xsctl.ui.modals.attach import AttachDialog
+
+    return {"vm.block-attach": AttachDialog}
+
+
 class Runner:
     def __init__(self, screen: Screen[Any], client: Client, now: Callable[[], datetime]) -> None:
         self.screen = screen
@@ -153,7 +160,13 @@ class Runner:
         return True
 
     async def ask(self, op: Operation, ctx: Context, obj: Any) -> dict[str, Any] | None:
-        """Each parameter with the dialog its kind takes; None when cancelled."""
+        """Each parameter with the dialog its kind takes; None when cancelled. An
+        operation whose parameters depend on one another (the mode a disk allows)
+        has a dialog of its own."""
+        own = _dialogs().get(op.id)
+        if own is not None:
+            asked: dict[str, Any] | None = await self.app.push_screen_wait(own(ctx, obj))
+            return asked
         name = op.kind.name(obj)
         values = catalogue.defaults(op, ctx, obj)
         for p in op.params:

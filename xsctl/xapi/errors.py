@@ -162,6 +162,17 @@ _FRIENDLY: dict[str, Callable[[Sequence[str]], str]] = {
     "DEVICE_ALREADY_ATTACHED": lambda p: "The device is already attached",
     "DEVICE_ALREADY_DETACHED": lambda p: "The device is already detached",
     "DEVICE_ALREADY_EXISTS": lambda p: f"Device position {_p(p, 0)} is already used on this VM",
+    # xapi_xenops.ml: the guest refused to let go of the device (it is mounted or
+    # open), or did not answer in time
+    "DEVICE_DETACH_REJECTED": lambda p: f"The guest refused to release the device ({_p(p, 2, 'it is in use')}): stop using it in the guest, or force the detach",
+    "DEVICE_DETACH_TIMEOUT": lambda p: "The guest did not release the device in time (is it still in use?)",
+    "DEVICE_ATTACH_TIMEOUT": lambda p: "The guest did not take the device in time",
+    "DEVICE_NOT_ATTACHED": lambda p: "The device is not attached",
+    "VM_MISSING_PV_DRIVERS": lambda p: "The guest has no PV drivers, which hot-plugging a device needs",
+    "DISK_VBD_MUST_BE_READWRITE_FOR_HVM": lambda p: "An HVM guest takes disks read-write only",
+    "VBD_TRAY_LOCKED": lambda p: "The guest has locked the drive's tray: eject it from inside the guest",
+    "VM_NO_EMPTY_CD_VBD": lambda p: "The VM has no empty CD drive",
+    "INVALID_DEVICE": lambda p: f"{_p(p, 0)} is not a device position",
     "DEFAULT_SR_NOT_FOUND": lambda p: "The pool has no default storage repository",
     "TASK_CANCELLED": lambda p: "The task was cancelled",
     "MESSAGE_METHOD_UNKNOWN": lambda p: f"The host does not know {_p(p, 0)} (older xapi?)",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -452,6 +452,9 @@ class Vbd:
     empty: bool
     unpluggable: bool
     allowed_operations: frozenset[str]
+    other_config: Mapping[str, str] = field(default_factory=dict)
+    current_operations: tuple[str, ...] = ()
+    vm_name: str = ""  # where loaded with the pool at hand (a device named for people)
 
     @classmethod
     def from_record(cls, ref: str, r: Record) -> Vbd:
@@ -468,6 +471,9 @@ class Vbd:
             empty=bool(r.get("empty")),
             unpluggable=bool(r.get("unpluggable", True)),
             allowed_operations=frozenset(r.get("allowed_operations") or ()),
+            other_config=dict(r.get("other_config") or {}),
+            current_operations=tuple(str(o) for o in
+                                     (r.get("current_operations") or {}).values()),
         )
 
 

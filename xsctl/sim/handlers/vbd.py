@@ -388,6 +388,15 @@ def vbd_plug(ctx: Context, self: str) -> None:
         _after_vbd(store, self)
 
 
+def _holds(store: Store, row: Row) -> bool:
+    """Whether the guest has the device open, so that it refuses a clean unplug:
+    its boot disk is its root file system. (xenopsd asks the guest's blkfront to
+    close; one in use answers no, and xapi raises DEVICE_DETACH_REJECTED.)"""
+    vm = store.find(row["VM"])
+    return (vm is not None and not vm["is_control_domain"] and row["type"] == "Disk"
+            and bool(row["bootable"]))
+
+
 def _unplug(ctx: Context, self: str, op: str) -> None:
     store = ctx.store
     with ctx.lock:
@@ -395,6 +404,10 @@ def _unplug(ctx: Context, self: str, op: str) -> None:
     with marked(ctx, vbd_mark(store, self, op)):
         ctx.work(0.1 if op == "unplug_force" else 0.2)
         with ctx.lock:
+            row = store.get(self, "VBD")
+            if op == "unplug" and _holds(store, row):
+                raise XapiFailure("DEVICE_DETACH_REJECTED", "VBD", self,
+                                  "the device is in use by the guest")
             store.update(self, {"currently_attached": False})
     with ctx.lock:
         _after_vbd(store, self)

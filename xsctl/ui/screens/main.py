@@ -264,23 +264,26 @@ class MainScreen(Screen[None]):
         self.view(msg.view).show_related(msg.ref)
 
     def on_action_requested(self, msg: ActionRequested) -> None:
-        self.request(msg.op_id, msg.refs, msg.view)
+        self.request(msg.op_id, msg.refs, msg.view, msg.kind)
 
-    def request(self, op_id: str, refs: list[str], view: str) -> None:
-        """Run an operation (or open the actions menu, op_id "") on objects of a view."""
-        self._perform(op_id, refs, view)
+    def request(self, op_id: str, refs: list[str], view: str, kind: str = "") -> None:
+        """Run an operation (or open the actions menu, op_id "") on objects of a view
+        (of ``kind``, where they are not what the view acts on: a VM's devices)."""
+        self._perform(op_id, refs, view, kind)
 
     @work(exclusive=True, group="action", exit_on_error=False)
-    async def _perform(self, op_id: str, refs: list[str], vid: str) -> None:
+    async def _perform(self, op_id: str, refs: list[str], vid: str, kind: str = "") -> None:
         view = self.view(vid)
         if not op_id:
-            if view.ACTS_ON is None:
+            cls = kind or view.ACTS_ON
+            if cls is None:
                 return
-            chosen = await self.runner.menu(view.ACTS_ON, refs)
+            chosen = await self.runner.menu(cls, refs)
             if chosen is None:
                 return
             op_id = chosen
-            refs = view.targets() or refs
+            if not kind:
+                refs = view.targets() or refs
         if await self.runner.perform(catalogue.get(op_id), refs):
             view.acted()
 

@@ -6,7 +6,7 @@ import logging
 import shlex
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from xsctl.xapi import transfer
@@ -47,6 +47,8 @@ class Call:
     args: tuple[Any, ...] = ()
     use_async: bool = False  # run through Async.* with task progress
     undo: Undo | None = None  # removes what this call made
+    # run instead when this call fails (a forced unplug after a clean one was refused)
+    otherwise: Call | None = None
 
     def render(self, names: Mapping[str, str]) -> str:
         """``VM.clean_shutdown(web-01)``: refs shown by name where known."""
@@ -68,7 +70,10 @@ class Call:
             return str(a)
 
         prefix = "Async." if self.use_async else ""
-        return f"{prefix}{self.method}({', '.join(one(a) for a in self.args)})"
+        text = f"{prefix}{self.method}({', '.join(one(a) for a in self.args)})"
+        if self.otherwise is not None:
+            text += f", and if that fails: {self.otherwise.render(names)}"
+        return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +273,13 @@ def run(
         if isinstance(call, Transfer):
             return _transfer(conn, call, str(fill(call.task)), i, progress, cancel, on_task,
                              rate)
+        if call.otherwise is not None:
+            try:
+                return one(replace(call, otherwise=None), i, report)
+            except XapiError as e:
+                log.warning("%s failed (%s): %s instead", call.method, e.code,
+                            call.otherwise.method)
+                return one(call.otherwise, i, report)
         args = tuple(fill(a) for a in call.args)
         if call.use_async:
             task = conn.call("Async." + call.method, *args)

@@ -100,6 +100,16 @@ class Param:
     maximum: int = 2**63 - 1
     metavar: str = ""
     note: str = ""  # what a dialog asking for it says (help is the CLI option's text)
+    # flags that each set a fixed value, one at most (``--ro`` / ``--rw``)
+    switches: tuple[tuple[str, str], ...] = ()
+    # a value need not be one of the listed choices (a new disk, ``new:10G@SR``; any
+    # free position): the planner checks it; a listed one must still be choosable
+    open: bool = False
+
+    @property
+    def positional(self) -> bool:
+        """Given on the command line without a flag (``block-attach VM DISK``)."""
+        return not self.flags and not self.switches
 
     @property
     def is_form_field(self) -> bool:
@@ -170,6 +180,12 @@ class Kind:
     # ``explain`` where it needs more than the object: a disk's attachments, an SR's
     # PBDs and driver (xapi_vdi.ml and xapi_sr_operations.ml read them); used instead
     check: Callable[[Cache, Any, str], XsctlError | None] | None = None
+    # an object named within another (a VM's device: ``block-detach VM xvdb``): the
+    # CLI takes the parent first (resolved by ``parent``), then ``resolve_in`` names
+    # the object among the parent's
+    parent: Kind | None = None
+    resolve_in: Callable[[Cache, str, str], str] | None = None
+    spec_help: str = ""  # how the CLI names one (``1, xvdb, or its disk's name``)
 
 
 Planner = Callable[..., Plan]
@@ -284,7 +300,8 @@ def verbs(group: str) -> dict[str, list[Operation]]:
         if op.cli_group == group:
             out.setdefault(op.verb, []).append(op)
         for place in op.also:
-            g, _, verb = place.partition(" ")
+            # one word: a command of its own (``xsctl block-attach``, group "")
+            g, _, verb = place.rpartition(" ")
             if g == group:
                 out.setdefault(verb, []).append(op)
     for variants in out.values():
@@ -340,6 +357,8 @@ def check_choice(op: Operation, param: Param, ctx: Context, obj: Any, value: Any
     values = value if param.kind is ParamKind.PICK_MANY else [value]
     for v in values:
         c = listed.get(v)
+        if c is None and param.open:
+            continue
         # a choice that cannot be made is bad input (exit 2), not xapi's refusal
         if c is None:
             raise UsageError(f"{param.label}: not one of the choices for "

@@ -1,0 +1,138 @@
+"""``xsctl block-list VM``, and what the CLI does around an inspection attach (a
+disk attached to a control domain to look inside it): it holds the disk until the
+user lets go (Enter, Ctrl-C, the end of standard input), then detaches it, as the app
+does when it exits; ``--keep`` leaves it attached. A run that was killed leaves its
+tagged device behind: the next inspection attach from this machine removes it first.
+
+The operations themselves (block-attach, block-detach, cd-insert, ...) are generated
+from the catalogue (commands/ops.py, xsctl/xapi/ops/block.py)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from xsctl.commands.connect import open_client
+from xsctl.commands.output import print_json, print_table, say, warn
+from xsctl.xapi import block
+from xsctl.xapi.cache import Cache
+from xsctl.xapi.client import Client
+from xsctl.xapi.errors import XsctlError
+from xsctl.xapi.models import NULL, Vbd, Vm, human_bytes, vm_disks
+from xsctl.xapi.ops import block as block_ops
+
+CLASSES = ["pool", "host", "VM", "VM_metrics", "VM_guest_metrics", "VBD", "VDI", "SR", "PBD"]
+
+
+def _raw(cache: Cache, cls: str, ref: str, field: str = "name_label") -> str:
+    r = cache.get(cls, ref) if ref and ref != NULL else None
+    return str(r.get(field, "")) if r else ""
+
+
+def device_json(cache: Cache, vbd: Vbd) -> dict[str, Any]:
+    vdi = cache.get("vdi", vbd.VDI) if not vbd.empty else None
+    sr = str(vdi.get("SR")) if vdi else NULL
+    return {
+        "uuid": _raw(cache, "vbd", vbd.ref, "uuid"),
+        "position": vbd.userdevice,
+        "device": vbd.device or None,
+        "type": vbd.type,
+        "disk": str(vdi.get("name_label", "")) if vdi else None,
+        "disk_uuid": str(vdi.get("uuid", "")) if vdi else None,
+        "size": int(vdi.get("virtual_size", 0)) if vdi else None,
+        "sr": _raw(cache, "sr", sr) or None,
+        "mode": vbd.mode,
+        "bootable": vbd.bootable,
+        "plugged": vbd.currently_attached,
+        "empty": vbd.empty,
+        "inspection": vbd.other_config.get(block.TAG),
+    }
+
+
+def cmd_block_list(args: argparse.Namespace) -> int:
+    with open_client(args, CLASSES) as client:
+        cache = client.cache
+        vm = Vm.get(cache, block_ops.resolve_vm_or_dom0(cache, args.vm))
+        assert vm is not None
+        disks = vm_disks(cache, vm)
+        if args.json:
+            print_json([device_json(cache, d.vbd) for d in disks])
+            return 0
+        rows = []
+        for d in disks:
+            vdi = d.vdi
+            rows.append([d.vbd.userdevice, d.vbd.device or "-",
+                         d.label + ("" if d.vbd.type == "Disk" else f" ({d.vbd.type})"),
+                         human_bytes(vdi.virtual_size) if vdi else "",
+                         vdi.sr_name if vdi else "", d.vbd.mode,
+                         "yes" if d.vbd.currently_attached else "no",
+                         "yes" if d.vbd.bootable else "",
+                         "inspection" if block.TAG in d.vbd.other_config else ""])
+        if not rows:
+            say(f"{vm.name_label} has no block devices")
+            return 0
+        print_table(["Position", "Device", "Disk", "Size", "SR", "Mode", "Plugged", "Boot",
+                     ""], rows)
+        return 0
+
+
+# ------------------------------------------------------------------ inspection
+
+
+def clean_stale(client: Client) -> list[str]:
+    """Detach what an interrupted run of this machine left attached to a control
+    domain; returns what was detached (a failure is reported, not raised)."""
+    cache = client.cache
+    done = []
+    for vbd in block.stale(cache):
+        name = block_ops.device_name(cache, vbd)
+        try:
+            client.run(block_ops.release(cache, vbd))
+            done.append(name)
+        except XsctlError as e:
+            warn(f"could not detach {name}, left by an interrupted run: {e}")
+    return done
+
+
+def inspection(plan: Any) -> bool:
+    """A plan that attaches a disk to a control domain for this run only."""
+    for call in plan.calls:
+        if getattr(call, "method", "") == "VBD.create":
+            tag = call.args[0].get("other_config", {}).get(block.TAG, "")
+            return bool(tag) and not tag.startswith(block.KEPT + "/")
+    return False
+
+
+def _fetch(client: Client, ref: str) -> Vbd | None:
+    """The VBD as xapi has it now (the CLI's cache is read once, at the start)."""
+    try:
+        return Vbd.from_record(ref, client.conn.call("VBD.get_record", ref))
+    except XsctlError:
+        return None
+
+
+def hold(client: Client, plan: Any, results: list[Any], args: argparse.Namespace) -> None:
+    """The disk is attached: say where, wait for the user, then detach it."""
+    cache = client.cache
+    made = next(str(r) for c, r in zip(plan.calls, results, strict=False)
+                if getattr(c, "method", "") == "VBD.create")
+    vbd = _fetch(client, made)
+    if vbd is not None and args.json:
+        print_json({**device_json(cache, vbd), "path": block.dom0_path(vbd)})
+    elif vbd is not None:
+        say(f"{block.dom0_path(vbd)} in {_raw(cache, 'vm', vbd.VM)} "
+            f"({'read-only' if vbd.mode == 'RO' else 'read-write'})")
+    sys.stdout.flush()
+    if sys.stdin.isatty():
+        sys.stderr.write("Attached until you press Enter or Ctrl-C (--keep leaves it "
+                         "attached).\n")
+    try:
+        sys.stdin.readline()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        current = _fetch(client, made)
+        if current is not None:
+            client.run(block_ops.release(cache, current))
+            sys.stderr.write("Detached.\n")
