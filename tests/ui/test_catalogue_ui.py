@@ -25,7 +25,7 @@ from xsctl.xapi.ops import catalogue
 async def test_every_operation_is_in_the_menu_the_palette_and_the_keys(
         sim: Simulator, client: Client) -> None:
     x = xenapi_session(sim)
-    sim.op_time = 30.0  # a long copy: a task to cancel
+    sim.op_time = 600.0  # a long copy: a task to cancel (the walk takes a while)
     x.xenapi.Async.VM.copy(x.xenapi.VM.get_by_name_label("backup-01")[0], "long-copy",
                            "OpaqueRef:NULL")
     wait_for(lambda: any(t["status"] == "pending" for t in sim.store.all("task").values()))

@@ -96,12 +96,7 @@ def clean_stale(client: Client) -> list[str]:
 
 
 def inspection(plan: Any) -> bool:
-    """A plan that attaches a disk to a control domain for this run only."""
-    for call in plan.calls:
-        if getattr(call, "method", "") == "VBD.create":
-            tag = call.args[0].get("other_config", {}).get(block.TAG, "")
-            return bool(tag) and not tag.startswith(block.KEPT + "/")
-    return False
+    return block_ops.is_inspection(plan)
 
 
 def _fetch(client: Client, ref: str) -> Vbd | None:

@@ -18,8 +18,10 @@ from xsctl.ui.modals.confirm import ConfirmPlan, ConfirmTyped
 from xsctl.ui.modals.forms import Field, FieldsForm, PickMany, PickOne
 from xsctl.ui.notify import error, say
 from xsctl.ui.views.base import key_label
+from xsctl.xapi import block
 from xsctl.xapi.client import Client
 from xsctl.xapi.errors import OutcomeUnknown, XsctlError
+from xsctl.xapi.ops import block as block_ops
 from xsctl.xapi.ops import catalogue
 from xsctl.xapi.ops.base import Plan, Transfer, outcome, outcome_text
 from xsctl.xapi.ops.catalogue import (
@@ -292,10 +294,45 @@ class Runner:
                     return
             time.sleep(0.05)
 
+    # ------------------------------------------------------------ inspections
+
+    def sweep_inspections(self) -> None:
+        """Detach what an interrupted run of this machine left attached to a control
+        domain for inspection (its process is gone): each as a plan, with its toast."""
+        cache = self.client.cache
+        left = block.stale(cache)
+        if left:
+            say(self.app, f"{len(left)} disk(s) that an interrupted run left attached to a "
+                          "control domain are being detached")
+        for vbd in left:
+            try:
+                self.run_plan(block_ops.release(cache, vbd))
+            except XsctlError as e:
+                error(self.app, "Cannot detach a leftover inspection", e)
+
+    def release_inspections(self, timeout: float = 20.0) -> None:
+        """Leaving: detach the disks this run attached to a control domain (each
+        bounded by the connection's timeouts; one that fails stays tagged, and the
+        next run's sweep finds it)."""
+        if not self.client.connected:
+            return
+        cache = self.client.cache
+        deadline = time.monotonic() + timeout
+        for vbd in block.mine(cache, block.owner_tag()):
+            if time.monotonic() > deadline:
+                break
+            try:
+                self.client.run(block_ops.release(cache, vbd))
+            except Exception:
+                continue
+
     def finished(self, msg: PlanFinished) -> None:
         if msg.error is None:
             made = outcome(msg.plan, msg.result) if isinstance(msg.result, list) else None
-            say(self.app, f"{msg.plan.title}: done" + (f" — {outcome_text(made)}" if made else ""))
+            where = ([n for n in msg.plan.notes if "/dev/" in n]
+                     if block_ops.is_inspection(msg.plan) else [])
+            say(self.app, f"{msg.plan.title}: done" + (f" — {outcome_text(made)}" if made else "")
+                + (f". {where[0]}" if where else ""), timeout=12 if where else None)
         elif msg.unknown:
             error(self.app, f"{msg.plan.title}: outcome unknown",
                   f"{catalogue.reason(msg.error)}\nIt may or may not have taken effect; it "

@@ -21,6 +21,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input, OptionList, TabbedContent
 
 from xsctl.ui.app import XsctlApp, create_app
+from xsctl.ui.views.block import BlockView
 from xsctl.ui.views.disks import DisksView
 from xsctl.ui.views.storage import StorageView
 from xsctl.ui.views.vms import VmsView
@@ -234,6 +235,47 @@ async def scene_snapshots(pilot: Pilot[int]) -> None:
     await _settle(pilot)
 
 
+async def _block(pilot: Pilot[int], vm: str) -> BlockView:
+    await pilot.press("8")
+    await _settle(pilot)
+    view = pilot.app.screen.query_one(BlockView)
+    key = next(k for k in view.table.order if view.table.rows[k].cells[0][0] == vm)
+    view.table.move_to(key)
+    await _settle(pilot)
+    return view
+
+
+async def scene_block(pilot: Pilot[int]) -> None:
+    await _block(pilot, "monitor-01")
+
+
+async def scene_attach(pilot: Pilot[int]) -> None:
+    from textual.widgets import Input
+
+    from xsctl.ui.modals.attach import AttachDialog
+
+    await _block(pilot, "web-01")
+    await pilot.press("A")
+    # the dialog is awaited by the action's worker: no waiting for every worker here
+    await _until(pilot, lambda: isinstance(pilot.app.screen, AttachDialog))
+    await pilot.pause()
+    size = pilot.app.screen.query_one("#attach-size", Input)
+    size.value = "5G"
+    await _until(pilot, lambda: "5 GiB" in str(
+        pilot.app.screen.query_one("#attach-plan").render()))
+    await pilot.pause()
+
+
+async def scene_vm_disks(pilot: Pilot[int]) -> None:
+    view = await _vm(pilot, "monitor-01")
+    view.detail_open = True
+    view.apply_detail()
+    pilot.app.screen.query_one("#vm-detail-tabs", TabbedContent).active = "tab-disks"
+    await _settle(pilot)
+    pilot.app.screen.query_one("#vm-disk-table").focus()
+    await _settle(pilot)
+
+
 # name -> (terminal size, steps, operation time in the simulator)
 SCENES: dict[str, tuple[tuple[int, int], Step, float]] = {
     "status": ((160, 45), scene_status, 0.05),
@@ -255,6 +297,9 @@ SCENES: dict[str, tuple[tuple[int, int], Step, float]] = {
     "new-vm-disks": ((100, 30), scene_new_vm_disks, 0.05),
     "new-vm-review": ((100, 30), scene_new_vm_review, 0.05),
     "snapshots": ((120, 30), scene_snapshots, 0.05),
+    "block": ((140, 36), scene_block, 0.05),
+    "attach": ((100, 36), scene_attach, 0.05),
+    "vm-disks": ((120, 30), scene_vm_disks, 0.05),
 }
 
 

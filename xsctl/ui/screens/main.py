@@ -76,6 +76,7 @@ class MainScreen(Screen[None]):
         self.view_classes = all_views()
         self.first = self._first_view(view)
         self.runner = Runner(self, client, now)
+        self._swept = False  # the inspection attaches an interrupted run left
         self.health_since: datetime | None = None
         # subscribed before the views read the cache: a change applied between their
         # first read and the screen's mount is queued for them, not lost
@@ -104,8 +105,12 @@ class MainScreen(Screen[None]):
         if not self.has_class("narrow") and not asked:
             self.query_one(Menu).take_focus()
         self.call_after_refresh(self.update_header)
+        if self.client.cache.loaded_at:  # read before the app started (else: the resync)
+            self._swept = True
+            self.call_after_refresh(self.runner.sweep_inspections)
 
     def on_unmount(self) -> None:
+        self.runner.release_inspections()
         self.runner.stop()
         if self.bridge is not None:
             self.bridge.close()
@@ -200,6 +205,9 @@ class MainScreen(Screen[None]):
                 view.changed(msg)
         if msg.resync or "pool" in msg.classes:
             self.update_header()
+        if msg.resync and not self._swept:
+            self._swept = True  # once the pool is read: what an interrupted run left
+            self.runner.sweep_inspections()
 
     def on_health_changed(self, msg: HealthChanged) -> None:
         if msg.changed is not None or self.changed is not None:

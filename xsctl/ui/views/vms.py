@@ -20,6 +20,8 @@ from textual.widgets import Input, Label, Static, TabbedContent, TabPane
 from xsctl.ui.messages import ActionRequested, CacheChanged
 from xsctl.ui.views.base import PaletteCommand
 from xsctl.ui.views.listing import ListingView
+from xsctl.ui.widgets.devices import COLUMNS as COLUMNS_OF_DEVICES
+from xsctl.ui.widgets.devices import DeviceTable, device_row, row_styles
 from xsctl.ui.widgets.table import Column, Row, VirtualTable
 from xsctl.xapi import models
 from xsctl.xapi.models import NULL, Vm, human_bytes, human_duration, is_guest
@@ -140,7 +142,10 @@ class VmDetail(Vertical):
             with TabPane("Memory & vCPUs", id="tab-resources"):
                 yield Static(id="detail-resources", classes="detail-pane")
             with TabPane("Disks", id="tab-disks"):
-                yield Static(id="detail-disks", classes="detail-pane")
+                # a table of its own: a device is selected and acted on here (x
+                # detaches, p plugs, ...), A attaches another
+                yield DeviceTable(COLUMNS_OF_DEVICES, view="vms", id="vm-disk-table",
+                                  empty_text="No disks or drives. A attaches one.")
             with TabPane("Network", id="tab-network"):
                 yield Static(id="detail-network", classes="detail-pane")
             with TabPane("Snapshots", id="tab-snapshots"):
@@ -153,6 +158,7 @@ class VmDetail(Vertical):
             # the panes only: the tabs' labels are Statics too, and must stay
             for pane in self.query(".detail-pane").results(Static):
                 pane.update("")
+            self.query_one("#vm-disk-table", DeviceTable).replace_all({})
             return
         title.update(Text(f"{vm.name_label}  ({vm.power_state})"))
         uptime = human_duration((now - vm.start_time).total_seconds()) if vm.start_time else "–"
@@ -180,18 +186,11 @@ class VmDetail(Vertical):
             ("vCPUs max", str(vm.VCPUs_max)),
             ("vCPUs live", str(vm.VCPUs_number) if vm.VCPUs_number else "–"),
         ]))
-        # a pane of 44 columns: the short facts never wrap, the names wrap whole
-        disks = Table(box=None, padding=(0, 1), expand=True)
-        for col, short in (("#", True), ("Dev", True), ("Disk", False), ("Size", True),
-                           ("SR", False), ("Mode", True), ("On", True)):
-            disks.add_column(col, no_wrap=short, overflow="fold", ratio=None if short else 1)
-        for d in models.vm_disks(cache, vm):
-            kind = "" if d.vbd.type == "Disk" else f" ({d.vbd.type})"
-            disks.add_row(d.vbd.userdevice, d.vbd.device or "–", Text(d.label + kind),
-                          human_bytes(d.vdi.virtual_size) if d.vdi else "",
-                          Text(d.vdi.sr_name) if d.vdi else "", d.vbd.mode,
-                          "yes" if d.vbd.currently_attached else "no")
-        self.query_one("#detail-disks", Static).update(disks)
+        table = self.query_one("#vm-disk-table", DeviceTable)
+        st = row_styles(self.app)
+        table.replace_all({d.vbd.ref: device_row(cache, d.vbd, st)
+                           for d in models.vm_disks(cache, vm)})
+        table.commit()
         nets = Table(box=None, padding=(0, 1), expand=True)
         for col in ("Device", "MAC", "Network", "Attached"):
             nets.add_column(col)

@@ -721,6 +721,16 @@ def inspect(cache: Cache, vdi: Vdi, host: str | None, mode: str | None, keep: bo
                    title=plan.title.replace("Attach", "Inspect", 1))
 
 
+def is_inspection(plan: Plan) -> bool:
+    """A plan that attaches a disk to a control domain for this run only (detached
+    when the run ends; not one kept with --keep)."""
+    for call in plan.calls:
+        if isinstance(call, Call) and call.method == "VBD.create":
+            tag = str(call.args[0].get("other_config", {}).get(block.TAG, ""))
+            return bool(tag) and not tag.startswith(block.KEPT + "/")
+    return False
+
+
 def release(cache: Cache, vbd: Vbd) -> Plan:
     """Detach an inspection attach (its unplug forced if refused: dom0 held it
     read-only, or the run that made it is gone)."""
