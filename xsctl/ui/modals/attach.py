@@ -168,7 +168,9 @@ class AttachDialog(Dialog[dict[str, Any] | None]):
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         if event.option.id == NEW:
-            self.query_one("#attach-size", Input).focus()
+            # at once, not at the next idle (Widget.focus): the size typed right after
+            # enter must reach the field
+            self.set_focus(self.query_one("#attach-size", Input))
             return
         self.action_attach()
 
