@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from xsctl.xapi.cache import Cache
@@ -126,15 +127,22 @@ class Candidate:
         return self.vdi.name_label
 
 
-def _others(cache: Cache, vdi: Vdi, vm: Vm) -> list[Use]:
+def _others(users: Iterable[Use], vm: Vm) -> list[Use]:
     """Who else has the disk attached now (the sharing check of valid_operations:
     an attached VBD, of a VM that is not suspended and not a control domain)."""
-    return [u for u in uses(cache, vdi)
+    return [u for u in users
             if u.vm != vm.ref and u.attached and not u.is_control_domain
             and u.power_state != "Suspended"]
 
 
-def sr_reachable(cache: Cache, vm: Vm, sr: Sr) -> str | None:
+def _sr(cache: Cache, ref: str, srs: dict[str, Sr | None]) -> Sr | None:
+    if ref not in srs:
+        srs[ref] = Sr.get(cache, ref)
+    return srs[ref]
+
+
+def sr_reachable(cache: Cache, vm: Vm, sr: Sr,
+                 srs: dict[str, Sr | None] | None = None) -> str | None:
     """Why the VM cannot see the SR, or None: a running VM sees the SRs plugged on
     its host; a halted one needs the SR plugged somewhere, and a local SR on another
     host than its other local disks would pin it to two hosts."""
@@ -149,7 +157,7 @@ def sr_reachable(cache: Cache, vm: Vm, sr: Sr) -> str | None:
     for d in vm.VBDs:
         r = cache.get("vbd", d)
         vr = cache.get("vdi", str(r.get("VDI"))) if r else None
-        other = Sr.get(cache, str(vr.get("SR"))) if vr else None
+        other = _sr(cache, str(vr.get("SR")), srs if srs is not None else {}) if vr else None
         if other is not None and not other.shared and other.hosts and not other.is_iso \
                 and set(other.hosts).isdisjoint(sr.hosts):
             return (f"local to {sr.host_name}, while its disk {(vr or {}).get('name_label')} is "
@@ -171,10 +179,14 @@ def read_only_reason(cache: Cache, vm: Vm, vdi: Vdi, sr: Sr | None,
     return None
 
 
-def candidate(cache: Cache, vm: Vm, vdi: Vdi) -> Candidate:
-    sr = Sr.get(cache, vdi.SR)
+def candidate(cache: Cache, vm: Vm, vdi: Vdi,
+              srs: dict[str, Sr | None] | None = None) -> Candidate:
+    """``srs``: the SRs read so far (an SR of 10,000 disks is costly to read each time)."""
+    if srs is None:
+        srs = {}
+    sr = _sr(cache, vdi.SR, srs)
     users = tuple(uses(cache, vdi))
-    others = _others(cache, vdi, vm)
+    others = _others(users, vm)
     ro = read_only_reason(cache, vm, vdi, sr, others)
     mine = [u for u in users if u.vm == vm.ref]
     reason: str | None = None
@@ -204,7 +216,7 @@ def candidate(cache: Cache, vm: Vm, vdi: Vdi) -> Candidate:
     elif any(op for op in vdi.current_operations if op not in ("copy", "mirror")):
         reason = f"busy ({vdi.current_operations[0]})"
     elif sr is not None:
-        reason = sr_reachable(cache, vm, sr)
+        reason = sr_reachable(cache, vm, sr, srs)
     if reason is None and ro is not None and runs_hvm(cache, vm) and not vm.is_control_domain:
         reason = f"read-only here ({ro}), and an HVM guest takes disks read-write only"
     return Candidate(vdi, sr, reason, ro, users)
@@ -213,14 +225,14 @@ def candidate(cache: Cache, vm: Vm, vdi: Vdi) -> Candidate:
 def candidates(cache: Cache, vm: Vm) -> list[Candidate]:
     """Every disk of the pool, for ``vm``: those it can take first, by name."""
     out = []
+    srs: dict[str, Sr | None] = {}
     for ref, r in cache.snapshot("vdi"):
-        vdi = Vdi.from_record(cache, ref, r)
-        sr = cache.get("sr", vdi.SR)
+        sr = cache.get("sr", str(r.get("SR")))
         if sr is not None and sr.get("content_type") == "iso":
             continue  # ISOs are a CD drive's business
-        if vdi.type not in GUEST_TYPES or not vdi.managed:
+        if r.get("type") not in GUEST_TYPES or not r.get("managed", True):
             continue  # xapi's own (suspend images, metadata) and hidden chain nodes
-        out.append(candidate(cache, vm, vdi))
+        out.append(candidate(cache, vm, Vdi.from_record(cache, ref, r), srs))
     out.sort(key=lambda c: (c.reason is not None, c.vdi.name_label.lower()))
     return out
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
@@ -26,6 +27,7 @@ from xsctl.xapi.ops.base import Plan
 from xsctl.xapi.ops.catalogue import Context
 
 NEW = "new"  # the option id of "a new disk"
+SHOWN = 100  # disks listed at once; the find field narrows the rest
 OP = "vm.block-attach"
 
 
@@ -34,6 +36,7 @@ class AttachDialog(Dialog[dict[str, Any] | None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "attach", "Attach", id="attach.ok", show=False),
+        Binding("ctrl+f", "find", "Find a disk", id="attach.find", show=False),
     ]
 
     def __init__(self, ctx: Context, vm: Vm) -> None:
@@ -56,17 +59,9 @@ class AttachDialog(Dialog[dict[str, Any] | None]):
         with VerticalScroll(classes="dialog", id="attach"):
             yield Label(Text(f"Attach a disk to {vm.name_label} ({state})"),
                         classes="dialog-title")
-            options = [Option(Text("+ A new disk (size and SR below)", style="bold"), id=NEW)]
-            for i, c in enumerate(self.candidates):
-                t = Text(c.label)
-                where = c.sr.display_name if c.sr is not None else "?"
-                t.append(f"  {human_bytes(c.vdi.virtual_size)} on {where}", style="dim")
-                if c.reason:
-                    t.append(f"  — {c.reason}", style="italic dim")
-                elif c.read_only:
-                    t.append("  read-only", style="italic")
-                options.append(Option(t, id=str(i), disabled=c.reason is not None))
-            yield OptionList(*options, id="attach-disks")
+            yield Input(placeholder="type to find a disk by name or SR; ↓ to the list",
+                        id="attach-find")
+            yield OptionList(*self._options(""), id="attach-disks")
             with Horizontal(classes="field", id="attach-new"):
                 yield Label("Size", classes="field-label")
                 yield Input("10G", id="attach-size")
@@ -82,11 +77,37 @@ class AttachDialog(Dialog[dict[str, Any] | None]):
                 yield Tick("Bootable", id="attach-bootable")
             yield Static("", id="attach-plan", classes="plan")
             yield Static("", id="attach-error", classes="error")
-            yield Label(Text("enter on a disk or ctrl+s attaches · tab moves · escape "
-                             "cancels"), classes="hint")
+            yield Label(Text("enter on a disk or ctrl+s attaches · ctrl+f finds · tab moves · "
+                             "escape cancels"), classes="hint")
             with Horizontal(classes="buttons"):
                 yield Button("Attach", variant="primary", id="ok")
                 yield Button("Cancel", id="cancel")
+
+    def _options(self, find: str) -> list[Option]:
+        """"+ A new disk", then the disks whose name or SR has ``find``: those the VM
+        can take first, at most SHOWN (a pool of 10,000 disks is found by typing)."""
+        words = find.lower().split()
+        options = [Option(Text("+ A new disk (size and SR below)", style="bold"), id=NEW)]
+        hidden = 0
+        for i, c in enumerate(self.candidates):
+            where = c.sr.display_name if c.sr is not None else "?"
+            text = f"{c.label} {where}".lower()
+            if words and not all(w in text for w in words):
+                continue
+            if len(options) > SHOWN:
+                hidden += 1
+                continue
+            t = Text(c.label)
+            t.append(f"  {human_bytes(c.vdi.virtual_size)} on {where}", style="dim")
+            if c.reason:
+                t.append(f"  — {c.reason}", style="italic dim")
+            elif c.read_only:
+                t.append("  read-only", style="italic")
+            options.append(Option(t, id=str(i), disabled=c.reason is not None))
+        if hidden:
+            options.append(Option(Text(f"… and {hidden:,} more: type to narrow",
+                                       style="dim italic"), id="more", disabled=True))
+        return options
 
     def _sr_options(self) -> list[tuple[str, str]]:
         out = []
@@ -110,6 +131,23 @@ class AttachDialog(Dialog[dict[str, Any] | None]):
         self.query_one("#attach-disks", OptionList).focus()
         self.refresh_plan()
 
+    def on_key(self, event: events.Key) -> None:
+        """A letter typed on the list starts finding (as in a file manager)."""
+        ol = self.query_one("#attach-disks", OptionList)
+        if self.focused is ol and event.is_printable and event.character \
+                and event.character not in " ":
+            find = self.query_one("#attach-find", Input)
+            self.set_focus(find)
+            find.insert_text_at_cursor(event.character)
+            event.stop()
+            event.prevent_default()
+
+    def action_find(self) -> None:
+        self.set_focus(self.query_one("#attach-find", Input))
+
+    def action_to_list(self) -> None:
+        self.set_focus(self.query_one("#attach-disks", OptionList))
+
     # ------------------------------------------------------------ values and plan
 
     def _disk(self) -> str | None:
@@ -122,7 +160,9 @@ class AttachDialog(Dialog[dict[str, Any] | None]):
             size = self.query_one("#attach-size", Input).value.strip()
             sr = self.query_one("#attach-sr", Select).value
             return f"{block_ops.NEW}{size}@{sr}"
-        return self.candidates[int(oid or 0)].vdi.ref
+        if oid is None or not oid.isdigit():
+            return None
+        return self.candidates[int(oid)].vdi.ref
 
     def values(self) -> dict[str, Any]:
         pos = self.query_one("#attach-position", Select).value
@@ -175,9 +215,19 @@ class AttachDialog(Dialog[dict[str, Any] | None]):
         self.action_attach()
 
     def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "attach-find":
+            ol = self.query_one("#attach-disks", OptionList)
+            ol.clear_options()
+            ol.add_options(self._options(event.value))
+            # the first disk that matches (else "+ A new disk")
+            ol.highlighted = 1 if ol.option_count > 1 and event.value.strip() and not \
+                ol.get_option_at_index(1).disabled else 0
         self.refresh_plan()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "attach-find":
+            self.action_to_list()
+            return
         self.action_attach()
 
     def on_select_changed(self, event: Select.Changed) -> None:

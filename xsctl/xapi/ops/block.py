@@ -255,6 +255,15 @@ def _disk_choices(ctx: Context, vm: Vm) -> list[Choice]:
     return out
 
 
+def _judge_disk(ctx: Context, vm: Vm, value: str) -> Choice | None:
+    """One disk as _disk_choices would list it (None: a new one, or not a disk)."""
+    r = ctx.cache.get("vdi", value)
+    if r is None:
+        return None
+    c = block.candidate(ctx.cache, vm, Vdi.from_record(ctx.cache, value, r))
+    return Choice(value, c.vdi.name_label, "", c.reason)
+
+
 def _resolve_disk(ctx: Context, vm: Any, text: str) -> str:
     if text.strip().lower().startswith(NEW):
         parse_new(ctx.cache, text.strip())  # checked now: a bad size is a usage error
@@ -758,7 +767,7 @@ declare(
                     "read-only, and detached when xsctl exits unless --keep.",
               params=(Param("disk", ParamKind.PICK, "Disk", (), "the disk: name, UUID, or "
                             "new:SIZE@SR", choices=_disk_choices, resolve=_resolve_disk,
-                            metavar="DISK", open=True),
+                            metavar="DISK", open=True, judge=_judge_disk),
                       Param("position", ParamKind.PICK, "Position", (),
                             "the device position (1 or xvdb; default: the first free one)",
                             required=False, choices=_position_choices,

@@ -105,6 +105,9 @@ class Param:
     # a value need not be one of the listed choices (a new disk, ``new:10G@SR``; any
     # free position): the planner checks it; a listed one must still be choosable
     open: bool = False
+    # the one choice a value is (None: not one), where listing every choice to find it
+    # costs too much (every disk of a pool of 10,000, judged for a VM)
+    judge: Callable[[Context, Any, str], Choice | None] | None = None
 
     @property
     def positional(self) -> bool:
@@ -353,10 +356,11 @@ def check_choice(op: Operation, param: Param, ctx: Context, obj: Any, value: Any
     """A picked value must be one of the choices, and one that may be chosen."""
     if param.choices is None or value is None:
         return
-    listed = {c.value: c for c in param.choices(ctx, obj)}
     values = value if param.kind is ParamKind.PICK_MANY else [value]
+    judge = param.judge
+    listed = {} if judge is not None else {c.value: c for c in param.choices(ctx, obj)}
     for v in values:
-        c = listed.get(v)
+        c = judge(ctx, obj, v) if judge is not None else listed.get(v)
         if c is None and param.open:
             continue
         # a choice that cannot be made is bad input (exit 2), not xapi's refusal
