@@ -30,10 +30,12 @@ KEPT = "cli"
 
 
 def _disk_number(name: str) -> int | None:
-    """A position as xapi writes it: "3" or a Linux name (xvdd, hdb, sdc)."""
+    """A position as xapi writes it: "3" or a Linux name (xvdd, hdd). An sd name is
+    a SCSI device, which takes no position (Device_number: Scsi disks are neither
+    the Xen nor the IDE disks that positions count)."""
     if name.isdigit():
         return int(name)
-    for prefix in ("xvd", "hd", "sd"):
+    for prefix in ("xvd", "hd"):
         if name.startswith(prefix):
             letters = name[len(prefix):].rstrip("0123456789")
             if letters and letters.isalpha() and letters.islower():
