@@ -91,6 +91,13 @@ def runs_hvm(cache: Cache, vm: Vm) -> bool:
     return vm.domain_type == "hvm"
 
 
+def says_no_hotplug(cache: Cache, vm: Vm) -> bool:
+    """The running HVM guest's agent says it cannot hot-plug disks (xapi then
+    refuses a plug with OPERATION_NOT_ALLOWED, not VM_MISSING_PV_DRIVERS)."""
+    return (not vm.is_control_domain and runs_hvm(cache, vm)
+            and str(_guest_metrics(cache, vm).get("can_use_hotplug_vbd")) == "no")
+
+
 def hotplug_refusal(cache: Cache, vm: Vm) -> str | None:
     """Why devices cannot be hot-plugged into the running guest, or None
     (Xapi_vbd_helpers.valid_operations: an HVM guest must have PV drivers, or

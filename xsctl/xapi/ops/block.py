@@ -171,6 +171,9 @@ def check_vbd(cache: Cache, vbd: Any, op: str) -> XsctlError | None:
             return XapiError("VM_BAD_POWER_STATE", [vbd.VM, "running", power.lower()])
         if vm is not None:
             why = block.hotplug_refusal(cache, vm)
+            if why is not None and block.says_no_hotplug(cache, vm):
+                return XapiError("OPERATION_NOT_ALLOWED",
+                                 ["VM states it does not support VBD hotplug."], said=why)
             if why is not None:
                 return XapiError("VM_MISSING_PV_DRIVERS", [vbd.VM], said=why)
             if vbd.type == "CD" and block.runs_hvm(cache, vm):
