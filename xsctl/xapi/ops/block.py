@@ -112,6 +112,12 @@ def resolve_device(cache: Cache, vm: str, spec: str) -> str:
     for ref, r in rows:
         if text in (r.get("userdevice"), r.get("device"), r.get("uuid")):
             return str(ref)
+    # a Linux name for a device that is not plugged (xapi fills in ``device`` only
+    # once it is): xvdc is position 2
+    n = block._disk_number(text)
+    for ref, r in rows:
+        if n is not None and not text.isdigit() and r.get("userdevice") == str(n):
+            return str(ref)
     hits = []
     for ref, r in rows:
         d = cache.get("vdi", str(r.get("VDI")))
