@@ -483,7 +483,7 @@ def _detach(cache: Cache, vbd: Vbd, force: bool) -> Plan:
                       f"({where})", action="vbd.force_detach" if force else "vbd.detach",
                 targets=(vbd.ref,), calls=tuple(calls), xe=tuple(lines),
                 names={vbd.ref: f"{vm.name_label} {where}", vm.ref: vm.name_label},
-                disruptive=plugged,
+                disruptive=plugged, destructive=force and plugged,
                 notes=tuple(notes), warnings=tuple(warnings))
 
 
