@@ -590,7 +590,8 @@ def cd_insert(cache: Cache, vm: Vm, iso: str, drive: str | None) -> Plan:
                 action="vm.cd-insert", targets=(vm.ref,),
                 calls=(Call("VBD.insert", (d.ref, v.ref), True),),
                 xe=(xe("vm-cd-insert", uuid=vm.uuid, cd_name=v.name_label),),
-                names={vm.ref: vm.name_label, v.ref: v.name_label, d.ref: where})
+                names={vm.ref: vm.name_label, v.ref: v.name_label,
+                       d.ref: f"{vm.name_label} {where}"})
 
 
 def cd_eject(cache: Cache, vm: Vm, drive: str | None) -> Plan:
@@ -603,7 +604,7 @@ def cd_eject(cache: Cache, vm: Vm, drive: str | None) -> Plan:
     return Plan(title=f"Eject {what} from {vm.name_label} ({where})", action="vm.cd-eject",
                 targets=(vm.ref,), calls=(Call("VBD.eject", (d.ref,), True),),
                 xe=(xe("vm-cd-eject", uuid=vm.uuid),),
-                names={vm.ref: vm.name_label, d.ref: where},
+                names={vm.ref: vm.name_label, d.ref: f"{vm.name_label} {where}"},
                 notes=("The ISO stays in its library; the drive stays, empty.",))
 
 
