@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from xsctl.commands.connect import open_client
@@ -82,7 +83,8 @@ def cmd_block_list(args: argparse.Namespace) -> int:
 
 def clean_stale(client: Client) -> list[str]:
     """Detach what an interrupted run of this machine left attached to a control
-    domain; returns what was detached (a failure is reported, not raised)."""
+    domain; returns what was detached (a failure is reported, not raised). The cache
+    is read again after, so that what is planned next sees the disks free."""
     cache = client.cache
     done = []
     for vbd in block.stale(cache):
@@ -92,7 +94,27 @@ def clean_stale(client: Client) -> list[str]:
             done.append(name)
         except XsctlError as e:
             warn(f"could not detach {name}, left by an interrupted run: {e}")
+    if done:
+        client.load()
     return done
+
+
+def inspecting(client: Client, op_id: str, specs: Sequence[str]) -> bool:
+    """Whether the command attaches a disk to a control domain: then what an
+    interrupted run left is cleaned up before it is planned (it would hold the same
+    disk, or the position the new device takes)."""
+    if op_id == "vdi.inspect":
+        return True
+    if op_id != "vm.block-attach":
+        return False
+    for spec in specs:
+        try:
+            ref = block_ops.resolve_vm_or_dom0(client.cache, spec)
+        except XsctlError:
+            continue
+        if (client.cache.get("vm", ref) or {}).get("is_control_domain"):
+            return True
+    return False
 
 
 def inspection(plan: Any) -> bool:
