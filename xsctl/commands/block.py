@@ -121,10 +121,11 @@ def inspection(plan: Any) -> bool:
     return block_ops.is_inspection(plan)
 
 
-def _fetch(client: Client, ref: str) -> Vbd | None:
-    """The VBD as xapi has it now (the CLI's cache is read once, at the start)."""
+def _fetch(client: Client, ref: str) -> dict[str, Any] | None:
+    """The VBD's record as xapi has it now (the CLI's cache is read once, at the
+    start, before the VBD was made)."""
     try:
-        return Vbd.from_record(ref, client.conn.call("VBD.get_record", ref))
+        return dict(client.conn.call("VBD.get_record", ref))
     except XsctlError:
         return None
 
@@ -134,9 +135,11 @@ def hold(client: Client, plan: Any, results: list[Any], args: argparse.Namespace
     cache = client.cache
     made = next(str(r) for c, r in zip(plan.calls, results, strict=False)
                 if getattr(c, "method", "") == "VBD.create")
-    vbd = _fetch(client, made)
+    record = _fetch(client, made)
+    vbd = Vbd.from_record(made, record) if record is not None else None
     if vbd is not None and args.json:
-        print_json({**device_json(cache, vbd), "path": block.dom0_path(vbd)})
+        print_json({**device_json(cache, vbd), "uuid": str((record or {}).get("uuid", "")),
+                    "path": block.dom0_path(vbd)})
     elif vbd is not None:
         say(f"{block.dom0_path(vbd)} in {_raw(cache, 'vm', vbd.VM)} "
             f"({'read-only' if vbd.mode == 'RO' else 'read-write'})")
@@ -151,5 +154,5 @@ def hold(client: Client, plan: Any, results: list[Any], args: argparse.Namespace
     finally:
         current = _fetch(client, made)
         if current is not None:
-            client.run(block_ops.release(cache, current))
+            client.run(block_ops.release(cache, Vbd.from_record(made, current)))
             sys.stderr.write("Detached.\n")
