@@ -10,13 +10,14 @@ from the catalogue (commands/ops.py, xsctl/xapi/ops/block.py)."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from xsctl.commands.connect import open_client
 from xsctl.commands.output import print_json, print_table, say, warn
-from xsctl.xapi import block
+from xsctl.xapi import block, interrupts
 from xsctl.xapi.cache import Cache
 from xsctl.xapi.client import Client
 from xsctl.xapi.errors import XsctlError
@@ -131,26 +132,30 @@ def _fetch(client: Client, ref: str) -> dict[str, Any] | None:
 
 
 def hold(client: Client, plan: Any, results: list[Any], args: argparse.Namespace) -> None:
-    """The disk is attached: say where, wait for the user, then detach it."""
+    """The disk is attached: say where, wait for the user, then detach it. Ctrl-C is
+    one way to let go; another signal (kill, a closed terminal) ends the run once the
+    disk is detached. The wait starts before the path is printed, so that a signal
+    sent by whoever read it finds the detach armed."""
     cache = client.cache
     made = next(str(r) for c, r in zip(plan.calls, results, strict=False)
                 if getattr(c, "method", "") == "VBD.create")
-    record = _fetch(client, made)
-    vbd = Vbd.from_record(made, record) if record is not None else None
-    if vbd is not None and args.json:
-        print_json({**device_json(cache, vbd), "uuid": str((record or {}).get("uuid", "")),
-                    "path": block.dom0_path(vbd)})
-    elif vbd is not None:
-        say(f"{block.dom0_path(vbd)} in {_raw(cache, 'vm', vbd.VM)} "
-            f"({'read-only' if vbd.mode == 'RO' else 'read-write'})")
-    sys.stdout.flush()
-    if sys.stdin.isatty():
-        sys.stderr.write("Attached until you press Enter or Ctrl-C (--keep leaves it "
-                         "attached).\n")
     try:
+        record = _fetch(client, made)
+        vbd = Vbd.from_record(made, record) if record is not None else None
+        if vbd is not None and args.json:
+            print_json({**device_json(cache, vbd), "uuid": str((record or {}).get("uuid", "")),
+                        "path": block.dom0_path(vbd)})
+        elif vbd is not None:
+            say(f"{block.dom0_path(vbd)} in {_raw(cache, 'vm', vbd.VM)} "
+                f"({'read-only' if vbd.mode == 'RO' else 'read-write'})")
+        sys.stdout.flush()
+        if sys.stdin.isatty():
+            sys.stderr.write("Attached until you press Enter or Ctrl-C (--keep leaves it "
+                             "attached).\n")
         sys.stdin.readline()
-    except KeyboardInterrupt:
-        pass
+    except KeyboardInterrupt as e:
+        if isinstance(e, interrupts.Interrupted) and e.signum != signal.SIGINT:
+            raise
     finally:
         current = _fetch(client, made)
         if current is not None:
