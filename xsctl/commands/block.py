@@ -10,12 +10,14 @@ from the catalogue (commands/ops.py, xsctl/xapi/ops/block.py)."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from xsctl.commands.connect import open_client
 from xsctl.commands.output import print_json, print_table, say, warn
-from xsctl.xapi import block
+from xsctl.xapi import block, interrupts
 from xsctl.xapi.cache import Cache
 from xsctl.xapi.client import Client
 from xsctl.xapi.errors import XsctlError
@@ -82,7 +84,8 @@ def cmd_block_list(args: argparse.Namespace) -> int:
 
 def clean_stale(client: Client) -> list[str]:
     """Detach what an interrupted run of this machine left attached to a control
-    domain; returns what was detached (a failure is reported, not raised)."""
+    domain; returns what was detached (a failure is reported, not raised). The cache
+    is read again after, so that what is planned next sees the disks free."""
     cache = client.cache
     done = []
     for vbd in block.stale(cache):
@@ -92,42 +95,69 @@ def clean_stale(client: Client) -> list[str]:
             done.append(name)
         except XsctlError as e:
             warn(f"could not detach {name}, left by an interrupted run: {e}")
+    if done:
+        client.load()
     return done
+
+
+def inspecting(client: Client, op_id: str, specs: Sequence[str]) -> bool:
+    """Whether the command attaches a disk to a control domain: then what an
+    interrupted run left is cleaned up before it is planned (it would hold the same
+    disk, or the position the new device takes)."""
+    if op_id == "vdi.inspect":
+        return True
+    if op_id != "vm.block-attach":
+        return False
+    for spec in specs:
+        try:
+            ref = block_ops.resolve_vm_or_dom0(client.cache, spec)
+        except XsctlError:
+            continue
+        if (client.cache.get("vm", ref) or {}).get("is_control_domain"):
+            return True
+    return False
 
 
 def inspection(plan: Any) -> bool:
     return block_ops.is_inspection(plan)
 
 
-def _fetch(client: Client, ref: str) -> Vbd | None:
-    """The VBD as xapi has it now (the CLI's cache is read once, at the start)."""
+def _fetch(client: Client, ref: str) -> dict[str, Any] | None:
+    """The VBD's record as xapi has it now (the CLI's cache is read once, at the
+    start, before the VBD was made)."""
     try:
-        return Vbd.from_record(ref, client.conn.call("VBD.get_record", ref))
+        return dict(client.conn.call("VBD.get_record", ref))
     except XsctlError:
         return None
 
 
 def hold(client: Client, plan: Any, results: list[Any], args: argparse.Namespace) -> None:
-    """The disk is attached: say where, wait for the user, then detach it."""
+    """The disk is attached: say where, wait for the user, then detach it. Ctrl-C is
+    one way to let go; another signal (kill, a closed terminal) ends the run once the
+    disk is detached. The wait starts before the path is printed, so that a signal
+    sent by whoever read it finds the detach armed."""
     cache = client.cache
     made = next(str(r) for c, r in zip(plan.calls, results, strict=False)
                 if getattr(c, "method", "") == "VBD.create")
-    vbd = _fetch(client, made)
-    if vbd is not None and args.json:
-        print_json({**device_json(cache, vbd), "path": block.dom0_path(vbd)})
-    elif vbd is not None:
-        say(f"{block.dom0_path(vbd)} in {_raw(cache, 'vm', vbd.VM)} "
-            f"({'read-only' if vbd.mode == 'RO' else 'read-write'})")
-    sys.stdout.flush()
-    if sys.stdin.isatty():
-        sys.stderr.write("Attached until you press Enter or Ctrl-C (--keep leaves it "
-                         "attached).\n")
     try:
+        record = _fetch(client, made)
+        vbd = Vbd.from_record(made, record) if record is not None else None
+        if vbd is not None and args.json:
+            print_json({**device_json(cache, vbd), "uuid": str((record or {}).get("uuid", "")),
+                        "path": block.dom0_path(vbd)})
+        elif vbd is not None:
+            say(f"{block.dom0_path(vbd)} in {_raw(cache, 'vm', vbd.VM)} "
+                f"({'read-only' if vbd.mode == 'RO' else 'read-write'})")
+        sys.stdout.flush()
+        if sys.stdin.isatty():
+            sys.stderr.write("Attached until you press Enter or Ctrl-C (--keep leaves it "
+                             "attached).\n")
         sys.stdin.readline()
-    except KeyboardInterrupt:
-        pass
+    except KeyboardInterrupt as e:
+        if isinstance(e, interrupts.Interrupted) and e.signum != signal.SIGINT:
+            raise
     finally:
         current = _fetch(client, made)
         if current is not None:
-            client.run(block_ops.release(cache, current))
+            client.run(block_ops.release(cache, Vbd.from_record(made, current)))
             sys.stderr.write("Detached.\n")

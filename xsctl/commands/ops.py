@@ -197,6 +197,9 @@ def run_plans(args: argparse.Namespace, client: Client, op: Operation,
     results: list[dict[str, Any]] = []
     single = len(specs) == 1 and not args.json
     printed = False
+    if not args.dry_run and not client.conn.read_only and block.inspecting(client, op.id, specs):
+        for gone in block.clean_stale(client):
+            warn(f"detached {gone}, left attached by an interrupted run")
 
     def failed(name: str, e: XsctlError) -> None:
         nonlocal failures
@@ -227,9 +230,6 @@ def run_plans(args: argparse.Namespace, client: Client, op: Operation,
             failed(name, UsageError("not confirmed; nothing was done"))
             continue
         held = block.inspection(plan)
-        if held:
-            for gone in block.clean_stale(client):
-                warn(f"detached {gone}, left attached by an interrupted run")
         try:
             progress, rate = _progress(plan.title)
             ran = client.run(plan, progress, rate=rate)

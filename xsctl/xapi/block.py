@@ -31,10 +31,12 @@ KEPT = "cli"
 
 
 def _disk_number(name: str) -> int | None:
-    """A position as xapi writes it: "3" or a Linux name (xvdd, hdb, sdc)."""
+    """A position as xapi writes it: "3" or a Linux name (xvdd, hdd). An sd name is
+    a SCSI device, which takes no position (Device_number: Scsi disks are neither
+    the Xen nor the IDE disks that positions count)."""
     if name.isdigit():
         return int(name)
-    for prefix in ("xvd", "hd", "sd"):
+    for prefix in ("xvd", "hd"):
         if name.startswith(prefix):
             letters = name[len(prefix):].rstrip("0123456789")
             if letters and letters.isalpha() and letters.islower():
@@ -88,6 +90,13 @@ def runs_hvm(cache: Cache, vm: Vm) -> bool:
     if vm.power_state in ("Running", "Paused") and current not in ("", "unspecified"):
         return current == "hvm"
     return vm.domain_type == "hvm"
+
+
+def says_no_hotplug(cache: Cache, vm: Vm) -> bool:
+    """The running HVM guest's agent says it cannot hot-plug disks (xapi then
+    refuses a plug with OPERATION_NOT_ALLOWED, not VM_MISSING_PV_DRIVERS)."""
+    return (not vm.is_control_domain and runs_hvm(cache, vm)
+            and str(_guest_metrics(cache, vm).get("can_use_hotplug_vbd")) == "no")
 
 
 def hotplug_refusal(cache: Cache, vm: Vm) -> str | None:

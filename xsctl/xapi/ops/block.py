@@ -112,6 +112,12 @@ def resolve_device(cache: Cache, vm: str, spec: str) -> str:
     for ref, r in rows:
         if text in (r.get("userdevice"), r.get("device"), r.get("uuid")):
             return str(ref)
+    # a Linux name for a device that is not plugged (xapi fills in ``device`` only
+    # once it is): xvdc is position 2
+    n = block._disk_number(text)
+    for ref, r in rows:
+        if n is not None and not text.isdigit() and r.get("userdevice") == str(n):
+            return str(ref)
     hits = []
     for ref, r in rows:
         d = cache.get("vdi", str(r.get("VDI")))
@@ -171,6 +177,9 @@ def check_vbd(cache: Cache, vbd: Any, op: str) -> XsctlError | None:
             return XapiError("VM_BAD_POWER_STATE", [vbd.VM, "running", power.lower()])
         if vm is not None:
             why = block.hotplug_refusal(cache, vm)
+            if why is not None and block.says_no_hotplug(cache, vm):
+                return XapiError("OPERATION_NOT_ALLOWED",
+                                 ["VM states it does not support VBD hotplug."], said=why)
             if why is not None:
                 return XapiError("VM_MISSING_PV_DRIVERS", [vbd.VM], said=why)
             if vbd.type == "CD" and block.runs_hvm(cache, vm):
@@ -483,7 +492,7 @@ def _detach(cache: Cache, vbd: Vbd, force: bool) -> Plan:
                       f"({where})", action="vbd.force_detach" if force else "vbd.detach",
                 targets=(vbd.ref,), calls=tuple(calls), xe=tuple(lines),
                 names={vbd.ref: f"{vm.name_label} {where}", vm.ref: vm.name_label},
-                disruptive=plugged,
+                disruptive=plugged, destructive=force and plugged,
                 notes=tuple(notes), warnings=tuple(warnings))
 
 
@@ -590,7 +599,8 @@ def cd_insert(cache: Cache, vm: Vm, iso: str, drive: str | None) -> Plan:
                 action="vm.cd-insert", targets=(vm.ref,),
                 calls=(Call("VBD.insert", (d.ref, v.ref), True),),
                 xe=(xe("vm-cd-insert", uuid=vm.uuid, cd_name=v.name_label),),
-                names={vm.ref: vm.name_label, v.ref: v.name_label, d.ref: where})
+                names={vm.ref: vm.name_label, v.ref: v.name_label,
+                       d.ref: f"{vm.name_label} {where}"})
 
 
 def cd_eject(cache: Cache, vm: Vm, drive: str | None) -> Plan:
@@ -603,7 +613,7 @@ def cd_eject(cache: Cache, vm: Vm, drive: str | None) -> Plan:
     return Plan(title=f"Eject {what} from {vm.name_label} ({where})", action="vm.cd-eject",
                 targets=(vm.ref,), calls=(Call("VBD.eject", (d.ref,), True),),
                 xe=(xe("vm-cd-eject", uuid=vm.uuid),),
-                names={vm.ref: vm.name_label, d.ref: where},
+                names={vm.ref: vm.name_label, d.ref: f"{vm.name_label} {where}"},
                 notes=("The ISO stays in its library; the drive stays, empty.",))
 
 
