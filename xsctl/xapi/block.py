@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from xsctl.xapi.cache import Cache
 from xsctl.xapi.models import Sr, Vbd, Vdi, Vm, as_int
@@ -231,17 +232,22 @@ def candidate(cache: Cache, vm: Vm, vdi: Vdi,
     return Candidate(vdi, sr, reason, ro, users)
 
 
+def listed(cache: Cache, r: Mapping[str, Any]) -> bool:
+    """Whether a disk is offered at all: not an ISO (a CD drive's business), not
+    xapi's own (suspend images, metadata) nor a hidden node of a snapshot chain."""
+    sr = cache.get("sr", str(r.get("SR")))
+    if sr is not None and sr.get("content_type") == "iso":
+        return False
+    return r.get("type") in GUEST_TYPES and bool(r.get("managed", True))
+
+
 def candidates(cache: Cache, vm: Vm) -> list[Candidate]:
     """Every disk of the pool, for ``vm``: those it can take first, by name."""
     out = []
     srs: dict[str, Sr | None] = {}
     for ref, r in cache.snapshot("vdi"):
-        sr = cache.get("sr", str(r.get("SR")))
-        if sr is not None and sr.get("content_type") == "iso":
-            continue  # ISOs are a CD drive's business
-        if r.get("type") not in GUEST_TYPES or not r.get("managed", True):
-            continue  # xapi's own (suspend images, metadata) and hidden chain nodes
-        out.append(candidate(cache, vm, Vdi.from_record(cache, ref, r), srs))
+        if listed(cache, r):
+            out.append(candidate(cache, vm, Vdi.from_record(cache, ref, r), srs))
     out.sort(key=lambda c: (c.reason is not None, c.vdi.name_label.lower()))
     return out
 

@@ -267,7 +267,7 @@ def _disk_choices(ctx: Context, vm: Vm) -> list[Choice]:
 def _judge_disk(ctx: Context, vm: Vm, value: str) -> Choice | None:
     """One disk as _disk_choices would list it (None: a new one, or not a disk)."""
     r = ctx.cache.get("vdi", value)
-    if r is None:
+    if r is None or not block.listed(ctx.cache, r):
         return None
     c = block.candidate(ctx.cache, vm, Vdi.from_record(ctx.cache, value, r))
     return Choice(value, c.vdi.name_label, "", c.reason)
