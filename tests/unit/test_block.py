@@ -242,7 +242,11 @@ def test_the_disks_a_vm_can_take_and_why_not(sim: Simulator, client: Client,
         "read-only here (the disk is read-only), and an HVM guest takes disks read-write "
         "only", "the disk is read-only")
     assert web01["cluster quorum"] == (None, None)  # sharable: web-02's VBD is no bar
-    assert web01["legacy-erp 0"] == (None, None)  # a suspended VM's VBDs do not count
+    # a suspended VM's VBDs do not count for xapi's sharing check, but its disk is
+    # read-only elsewhere (it would resume onto a changed disk): none for an HVM guest
+    ro = "legacy-erp is suspended with it, and would resume onto a changed disk"
+    assert web01["legacy-erp 0"] == (
+        f"read-only here ({ro}), and an HVM guest takes disks read-write only", ro)
     assert web01["k8s-node-template 0"][0] == (
         "the disk of template k8s-node-template: make a VM of it instead")
     names = [c.label for c in block.candidates(cache, vm(cache, "web-01"))]
@@ -297,6 +301,31 @@ def test_a_disk_attached_elsewhere_is_read_only_here(sim: Simulator, client: Cli
     reader = x.VBD.create(vbd_record(vm_named(sim, "k8s-node-02"), disk, mode="RO"))
     x.VBD.plug(reader)
     assert x.VBD.get_currently_attached(reader) is True
+
+
+def test_a_suspended_vms_disk_is_read_only_elsewhere(sim: Simulator, client: Client,
+                                                     xapi: Any) -> None:
+    """xapi's sharing check passes a suspended VM over, so it would let another VM
+    write its disk; xsctl offers it read-only only: legacy-erp would resume onto a
+    disk changed under its saved memory."""
+    disk = next(r for r, row in sim.store.all("VDI").items()
+                if row["name_label"] == "legacy-erp 1" and not row["is_a_snapshot"])
+    cache = reload(client)
+    c = block.candidate(cache, vm(cache, "k8s-node-01"), vdi(cache, disk))
+    assert c.reason is None
+    assert c.read_only == "legacy-erp is suspended with it, and would resume onto a changed disk"
+    with pytest.raises(Refused, match="read-only only: legacy-erp is suspended"):
+        block_ops.attach(cache, vm(cache, "k8s-node-01"), disk, None, "RW", False, False)
+    assert made(block_ops.attach(cache, vm(cache, "k8s-node-01"), disk, None, None, False,
+                                 False))["mode"] == "RO"
+    # an HVM guest, which takes no read-only disk, cannot have it at all
+    c = block.candidate(cache, vm(cache, "web-staging"), vdi(cache, disk))
+    assert c.reason is not None and "HVM guest takes disks read-write only" in c.reason
+    # xapi itself would have allowed the writer (what the rule is for)
+    writer = xapi.xenapi.VBD.create(vbd_record(vm_named(sim, "k8s-node-01"), disk, mode="RW"))
+    xapi.xenapi.VBD.plug(writer)
+    xapi.xenapi.VBD.unplug(writer)
+    xapi.xenapi.VBD.destroy(writer)
 
 
 # ------------------------------------------------------------------ VBD refusals
@@ -354,7 +383,7 @@ def test_inspection_goes_to_a_control_domain_that_sees_the_disk(
     rec = made(plan)
     assert name_of(cache, rec["VM"]) == "Control domain on host: xcp-ng-02"
     assert rec["mode"] == "RO" and rec["other_config"] == {block.TAG: block.owner_tag()}
-    assert plan.title == ("Inspect on xcp-ng-02 to Control domain on host: xcp-ng-02 at 0 "
+    assert plan.title == ("Inspect on xcp-ng-02 in Control domain on host: xcp-ng-02 at 0 "
                           "(xvda, RO)")
     master = next(r for r, row in sim.store.all("host").items()
                   if row["name_label"] == "xcp-ng-01")

@@ -176,16 +176,23 @@ def sr_reachable(cache: Cache, vm: Vm, sr: Sr,
 
 
 def read_only_reason(cache: Cache, vm: Vm, vdi: Vdi, sr: Sr | None,
-                     others: list[Use]) -> str | None:
+                     others: list[Use], users: Iterable[Use] = ()) -> str | None:
     """Why the disk can be attached read-only only (VBD.create answers VDI_READONLY
     for a read-write VBD of a read-only disk; a disk another VM has attached is
-    shared read-only, unless it is sharable)."""
+    shared read-only, unless it is sharable). A suspended VM's disk too: xapi's
+    sharing check passes it over, but the VM would resume onto a disk changed under
+    it, its file systems' state in its saved memory no longer true."""
     if vdi.read_only:
         return "the disk is read-only"
     if sr is not None and (sr.is_iso or sr.is_tools_sr):
         return f"{sr.display_name} is read-only"
     if others and not vdi.sharable:
         return f"{some(sorted({u.vm_name for u in others}))} has it attached"
+    asleep = sorted({u.vm_name for u in users if u.vm != vm.ref and u.power_state == "Suspended"
+                     and not u.is_snapshot and not u.is_control_domain})
+    if asleep and not vdi.sharable:
+        return (f"{some(asleep)} is suspended with it, and would resume onto a changed "
+                "disk")
     return None
 
 
@@ -197,7 +204,7 @@ def candidate(cache: Cache, vm: Vm, vdi: Vdi,
     sr = _sr(cache, vdi.SR, srs)
     users = tuple(uses(cache, vdi))
     others = _others(users, vm)
-    ro = read_only_reason(cache, vm, vdi, sr, others)
+    ro = read_only_reason(cache, vm, vdi, sr, others, users)
     mine = [u for u in users if u.vm == vm.ref]
     reason: str | None = None
     if mine:

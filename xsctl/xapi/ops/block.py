@@ -737,7 +737,8 @@ def inspect(cache: Cache, vdi: Vdi, host: str | None, mode: str | None, keep: bo
         raise Refused("that host has no control domain running")
     plan = attach(cache, dom0, vdi.ref, None, mode, False, keep)
     return replace(plan, action="vdi.inspect", targets=(vdi.ref,),
-                   title=plan.title.replace("Attach", "Inspect", 1))
+                   title=f"Inspect {vdi.name_label} in {dom0.name_label} "
+                         + plan.title.rsplit(f" to {dom0.name_label} ", 1)[-1])
 
 
 def is_inspection(plan: Plan) -> bool:
