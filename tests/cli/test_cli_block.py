@@ -413,7 +413,7 @@ def test_cd_add_on_a_halted_vm(sim: Simulator, cli: list[str], xapi: Any) -> Non
     before = state(sim)
     for verb in (["cd-insert", "web-staging", ISO], ["cd-eject", "web-staging"]):
         r = refused(cli, *verb)
-        assert r.err.strip() == "xsctl: it has no CD drive"
+        assert r.err.strip() == "xsctl: web-staging: it has no CD drive"
     assert state(sim) == before
     r = ok(cli, "cd-add", "web-staging")
     assert r.out.strip() == "web-staging: CD drive added"

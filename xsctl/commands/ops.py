@@ -204,6 +204,9 @@ def run_plans(args: argparse.Namespace, client: Client, op: Operation,
     def failed(name: str, e: XsctlError) -> None:
         nonlocal failures
         if single:
+            # a gate's reason speaks of "it": the object it is about goes first
+            if isinstance(e, catalogue.Refused) and str(e).startswith("it "):
+                raise catalogue.Refused(f"{name}: {e}") from e
             raise e
         failures += 1
         warn(f"{name}: {e}")
