@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import http.client
 import json
+import shutil
 import signal
 import socket
 import ssl
 import sys
+import tempfile
 import threading
 import urllib.error
 import urllib.request
@@ -44,9 +46,12 @@ def serve(
     sim.faults.latency = latency
     sim.start()
     info = sim.info()
+    tools_dir = tempfile.mkdtemp(prefix="xsctl-sim-dom0-")
+    host_tools = sim.host_tools(tools_dir)
     if as_json:
         print(json.dumps({k: info[k] for k in ("url", "user", "password", "fingerprint", "unix")}
-                         | {"control": info["control"], "control_token": info["control_token"]}),
+                         | {"control": info["control"], "control_token": info["control_token"],
+                            "host_tools": host_tools}),
               flush=True)
     else:
         print(f"xapi simulator serving {len(sim.store.all('VM'))} VM records "
@@ -62,6 +67,7 @@ def serve(
             role = "master" if h["master"] else "member"
             print(f"  host {h['name_label']} ({role}): {h['url'] or h['address'] + ' (no listener)'}")
         print(f"  control:      {info['control']} (token {info['control_token']})")
+        print(f"  host tools:   {host_tools} (a profile's host_tools: the hosts' dom0)")
         print("Connect with:")
         print(f"  xsctl --url {info['url']} --user {info['user']} "
               f"--accept-fingerprint {info['fingerprint']} vm list")
@@ -78,6 +84,7 @@ def serve(
             pass
     finally:
         sim.stop()
+        shutil.rmtree(tools_dir, ignore_errors=True)
     if not as_json:
         print("simulator stopped", file=sys.stderr)
     return 0

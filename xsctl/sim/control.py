@@ -47,6 +47,9 @@ ACTIONS: dict[str, Action] = {
     "expire": Action("session", "name"),  # one session, or all of them
     # the next call of a method (VIF.create) fails, as a driver or xapi would fail it
     "fail": Action("method", "name", required=True),
+    # a host's domains as its dom0 sees them (the simulated dom0 tools ask: dom0.py);
+    # the host by address, ADDRESS@SECONDS for a time past the epoch when not drifting
+    "dom0": Action("host", "name", required=True),
 }
 
 _DIGITS = re.compile(r"[0-9]+")

@@ -320,6 +320,15 @@ class Simulator:
             "control_token": self.control_token,
         }
 
+    # ------------------------------------------------------------ the hosts' dom0
+
+    def host_tools(self, folder: str) -> str:
+        """Write each host's simulated dom0 tools (xentop, xl, xenpm, perf, ...) into
+        ``folder/ADDRESS/`` and return ``folder``: a profile's ``host_tools``."""
+        from xsctl.sim.dom0 import write_tools
+
+        return str(write_tools(self, folder))
+
     # ------------------------------------------------------------ introspection
 
     def live_sessions(self) -> int:
@@ -474,6 +483,10 @@ class Simulator:
         if action == "fail":
             self.faults.fail_next(args["method"])
             return dict(self.faults.fail_calls)
+        if action == "dom0":
+            from xsctl.sim.dom0 import snapshot
+
+            return snapshot(self, args["host"])
         assert action == "expire"
         session = args.get("session")
         if session is not None and not self.store.exists(session, "session"):
