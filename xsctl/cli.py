@@ -94,7 +94,7 @@ def _leaf(sub: Any, name: str, fn: Command, help: str, *, dry_run: bool = False,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from xsctl.commands import admin, block, disks, install, ops, pool, storage, vm
+    from xsctl.commands import admin, block, disks, install, ops, pool, profiling, storage, vm
 
     p = argparse.ArgumentParser(
         prog="xsctl",
@@ -160,7 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--url", dest="profile_url", required=True, metavar="URL")
     a.add_argument("--user", dest="profile_user", default="root", metavar="NAME")
     a.add_argument("--ca-file", dest="profile_ca_file", metavar="FILE")
-    a.add_argument("--ssh", metavar="TARGET", help="ssh target for the profiling tab")
+    a.add_argument("--ssh", metavar="TARGET",
+                   help="ssh destination of the pool master's dom0 for profiling (default "
+                   "root@ each host's address; {address} makes a pattern for every host)")
+    a.add_argument("--profiling", action="store_true",
+                   help="show the Profiling view, which runs tools in the hosts' dom0")
+    a.add_argument("--host-tools", metavar="FOLDER",
+                   help="run host tools from FOLDER/ADDRESS here instead of over ssh "
+                   "(the simulated dom0s that xsctl sim prints)")
     a.add_argument("--read-only", dest="profile_read_only", action="store_true")
     a.add_argument("--insecure-http", dest="profile_insecure_http", action="store_true",
                    help="allow an http:// URL (the password and all data unencrypted)")
@@ -238,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
         "never connects.")
     comp.add_argument("shell", choices=["bash", "zsh", "fish"])
     comp.set_defaults(func=_cmd_completion)
+
+    profiling.add_profiling(sub, _leaf)
 
     t = sub.add_parser("task", help="tasks")
     ts = t.add_subparsers(dest="task_command", metavar="ACTION", required=True)

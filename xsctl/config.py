@@ -59,6 +59,8 @@ class Profile:
     ssh: str | None = None  # ssh target for the profiling tab, e.g. root@host
     read_only: bool = False
     insecure_http: bool = False  # the user accepts http://: everything in clear
+    profiling: bool = False  # the Profiling view may run tools in the hosts' dom0
+    host_tools: str | None = None  # the simulator's dom0 tools (xsctl sim prints it)
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -71,7 +73,8 @@ class Profile:
 
         t = Target(url=self.url, user=self.user, ca_file=self.ca_file,
                    read_only=self.read_only, profile=self.name, ssh=self.ssh,
-                   insecure_http=self.insecure_http)
+                   insecure_http=self.insecure_http, profiling=self.profiling,
+                   host_tools=self.host_tools)
         for k, v in overrides.items():
             if v is not None:
                 setattr(t, k, v)
@@ -157,11 +160,13 @@ class Config:
             url = normalize_url(url)
         except UsageError as e:
             raise self._bad(f"{key}.url", str(e)) from None
-        known = {"url", "user", "ca_file", "ssh", "read_only", "insecure_http"}
+        known = {"url", "user", "ca_file", "ssh", "read_only", "insecure_http", "profiling",
+                 "host_tools"}
         return Profile(
             name=name, url=url, user=text("user", "root") or "root",
             ca_file=text("ca_file"), ssh=text("ssh"), read_only=flag("read_only"),
-            insecure_http=flag("insecure_http"),
+            insecure_http=flag("insecure_http"), profiling=flag("profiling"),
+            host_tools=text("host_tools"),
             extra={k: str(v) for k, v in p.items() if k not in known},
         )
 
@@ -182,6 +187,10 @@ class Config:
                 lines.append("read_only = true")
             if p.insecure_http:
                 lines.append("insecure_http = true")
+            if p.profiling:
+                lines.append("profiling = true")
+            if p.host_tools:
+                lines.append(f"host_tools = {_quote(p.host_tools)}")
             for k, v in p.extra.items():
                 lines.append(f"{_quote(k)} = {_quote(v)}")
         try:

@@ -14,7 +14,8 @@ def cmd_profile_add(args: argparse.Namespace) -> int:
     cfg = Config()
     p = Profile(name=args.name, url=args.profile_url, user=args.profile_user,
                 ca_file=args.profile_ca_file, ssh=args.ssh, read_only=args.profile_read_only,
-                insecure_http=args.profile_insecure_http)
+                insecure_http=args.profile_insecure_http, profiling=args.profiling,
+                host_tools=args.host_tools)
     cfg.add(p, replace=args.replace)
     if args.default:
         cfg.default = p.name
@@ -35,6 +36,7 @@ def cmd_profile_list(args: argparse.Namespace) -> int:
         print_json([
             {"name": p.name, "url": p.url, "user": p.user, "ca_file": p.ca_file, "ssh": p.ssh,
              "read_only": p.read_only, "insecure_http": p.insecure_http,
+             "profiling": p.profiling, "host_tools": p.host_tools,
              "default": p.name == cfg.default,
              "password_in_keyring": secrets.get_password(p.user, p.url) is not None
              if not p.is_local else False}
@@ -47,7 +49,8 @@ def cmd_profile_list(args: argparse.Namespace) -> int:
           " ".join(x for x in ("read-only" if p.read_only else "",
                                "insecure-http" if p.insecure_http else "",
                                f"ca={p.ca_file}" if p.ca_file else "",
-                               f"ssh={p.ssh}" if p.ssh else "") if x)]
+                               f"ssh={p.ssh}" if p.ssh else "",
+                               "profiling" if p.profiling else "") if x)]
          for p in profiles],
     )
     return 0

@@ -115,12 +115,16 @@ def app_for(args: argparse.Namespace) -> XsctlApp:
 def demo_client(known: Path, vms: int | None = None, seed: int = 1,
                 op_time: float = 1.0) -> tuple[object, Client]:
     """Start the simulator in this process and a client on it (its certificate is
-    pinned in ``known``, a throw-away known_hosts, never in the user's)."""
+    pinned in ``known``, a throw-away known_hosts, never in the user's). The demo
+    profile allows the Profiling view, whose host tools are the simulator's dom0s,
+    written next to ``known``."""
     from xsctl.sim import Simulator
 
     sim = Simulator(seed=seed, vms=vms, op_time=op_time, auth_fail_delay=1.0).start()
     try:
-        target = Target(url=sim.url, user=sim.user, accept_fingerprint=sim.fingerprint)
+        tools = sim.host_tools(str(known.parent / "dom0"))
+        target = Target(url=sim.url, user=sim.user, accept_fingerprint=sim.fingerprint,
+                        profiling=True, host_tools=tools)
         client = Client.connect(target, sim.password, known=KnownHosts(known))
     except BaseException:
         sim.stop()

@@ -37,6 +37,9 @@ class Target:
     profile: str | None = None
     ssh: str | None = None
     insecure_http: bool = False  # http:// allowed: everything crosses unencrypted
+    profiling: bool = False  # the Profiling view may run tools in the hosts' dom0
+    # a folder of simulated dom0 tools, one subfolder per host address (xsctl sim's)
+    host_tools: str | None = None
 
     @property
     def is_local(self) -> bool:
