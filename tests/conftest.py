@@ -126,3 +126,22 @@ def wait_task(x: Any, task: str, timeout: float = 10.0) -> dict[str, Any]:
         return rec if rec["status"] != "pending" else None
 
     return wait_for(done, timeout)
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real OpenSSH server on loopback (tests/sshd.py), one per test process."""
+    from tests.sshd import running_sshd
+
+    with running_sshd(tmp_path_factory.mktemp("sshd")) as server:
+        yield server
+
+
+def alive(pid: int) -> bool:
+    """A process that runs (a zombie nobody reaped yet has ended)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")

@@ -99,8 +99,8 @@ def test_profiles(sim: Simulator, tmp_path: Path, isolated_home: dict[str, str])
     assert xsctl("profile", "add", "bad name", "--url", sim.url).code == 2
     listed = xsctl("profile", "list", "--json").json()
     assert listed == [{"name": "lab", "url": sim.url, "user": "root", "ca_file": None, "ssh": None,
-                       "read_only": False, "insecure_http": False, "default": True,
-                       "password_in_keyring": False}]
+                       "read_only": False, "insecure_http": False, "profiling": False,
+                       "host_tools": None, "default": True, "password_in_keyring": False}]
     keyring.set_password("xsctl", f"root@{sim.url}", sim.password)
     r = xsctl("--accept-fingerprint", sim.fingerprint, "vm", "list")  # the default profile
     assert r.code == 0, r.err

@@ -30,6 +30,7 @@ from xsctl.xapi.client import Client
 from xsctl.xapi.errors import UsageError
 from xsctl.xapi.models import Host
 from xsctl.xapi.ops.resolve import resolve_host, resolve_vm
+from xsctl.xapi.text import printable
 
 CLASSES = ["pool", "host", "host_metrics", "VM", "VM_metrics", "VBD", "VDI"]
 SORTS = {"cpu": "cpu_pct", "memory": "mem_k", "net": "net", "disk": "disk", "name": "name"}
@@ -85,12 +86,16 @@ def add_profiling(sub: Any, leaf: Callable[..., argparse.ArgumentParser]) -> Non
     m.add_argument("--states", choices=["cpufreq", "cpuidle", "both"], default="both")
     r = host_leaf("run", cmd_run, "run a command in HOST's dom0, as typed (no shell: "
                   "sh -c '...' for a pipeline); shown before it runs")
-    r.add_argument("words", nargs=argparse.REMAINDER, metavar="-- COMMAND ...",
-                   help="the command and its arguments")
+    r.add_argument("words", nargs=argparse.REMAINDER, metavar="[OPTIONS] -- COMMAND",
+                   help="the command and its arguments, after -- (one word: a command line, "
+                   "split as a shell splits it)")
     r.add_argument("--max-time", type=float, default=60.0, metavar="SECONDS",
                    help="stop it after this long (60)")
     r.add_argument("--dry-run", action="store_true",
                    help="show the line that would run, and run nothing")
+    # argparse leaves everything after HOST to the command: the options written there,
+    # before --, are read again with this parser
+    r.set_defaults(run_parser=r)
 
 
 # ---------------------------------------------------------------- plumbing
@@ -131,6 +136,12 @@ def _report(args: argparse.Namespace, out: Outcome,
         print_json(out.as_json(raw=args.raw))
     elif args.raw:
         sys.stdout.write(out.raw())
+    elif not out.parsed and out.results:
+        # a command no parser reads: what it printed, where it printed it
+        for r in out.results:
+            sys.stdout.write(printable(r.stdout, multiline=True))
+            if r.stderr:
+                sys.stderr.write(printable(r.stderr, multiline=True))
     else:
         for p in out.parsed:
             if p.error:
@@ -224,7 +235,7 @@ def cmd_perf(args: argparse.Namespace) -> int:
     with open_client(args, CLASSES) as client:
         host = _host(client, args.host)
         vm = resolve_vm(client.cache, args.vm) if args.vm else None
-        target = perf_target(client.cache, vm, "tapdisk" if args.tapdisk else
+        target = perf_target(client.cache, host.ref, vm, "tapdisk" if args.tapdisk else
                              "qemu" if vm else "host")
         out = perf_session(_shell(client, host), target, args.seconds,
                            call_graph=args.call_graph, progress=_progress)
@@ -270,8 +281,14 @@ def cmd_xenpm(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     words = list(args.words)
-    if words[:1] == ["--"]:
-        words = words[1:]
+    if "--" in words:
+        cut = words.index("--")
+        if cut:
+            args.run_parser.parse_args([*words[:cut], args.host], namespace=args)
+        words = words[cut + 1:]
+    elif words and words[0].startswith("-"):
+        raise UsageError(f"{words[0]}: options go before --, the command after it: xsctl "
+                         "profiling run HOST [OPTIONS] -- COMMAND [ARGS...]")
     if not words:
         raise UsageError("no command: xsctl profiling run HOST -- COMMAND [ARGS...]")
     # one word is a command line, split as a shell splits it; several are the words

@@ -91,8 +91,9 @@ def shell_for(target: Target | None, host: Host, *, inventory: str = INVENTORY) 
     tools = target.host_tools if target is not None else None
     if tools:
         folder = Path(tools) / _address(host)
-        return LocalShell(where=f"on {name} (simulated dom0 here)", tools=[str(folder)])
+        return LocalShell(where=f"on {name} (simulated dom0 here)", tools=[str(folder)],
+                          how="its simulated dom0, run here")
     if host.uuid and host.uuid == this_host_uuid(inventory):
-        return LocalShell(where=f"on {name} (here, in dom0)")
+        return LocalShell(where=f"on {name} (here, in dom0)", how="here, in its dom0")
     dest = destination(target, host)
     return SshShell(dest, where=f"on {name} (ssh {dest})", program=ssh_program())

@@ -6,6 +6,7 @@ from __future__ import annotations
 from xsctl.profiling.sessions import PerfTarget
 from xsctl.profiling.xentop import VmOnHost
 from xsctl.xapi.cache import Cache
+from xsctl.xapi.errors import UsageError
 from xsctl.xapi.models import NULL, Vm
 from xsctl.xapi.text import printable
 
@@ -46,13 +47,19 @@ def vm_vdis(cache: Cache, vm: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def perf_target(cache: Cache, vm_ref: str | None, kind: str) -> PerfTarget:
-    """``host``, or ``qemu``/``tapdisk`` of the VM ``vm_ref``."""
+def perf_target(cache: Cache, host: str, vm_ref: str | None, kind: str) -> PerfTarget:
+    """``host``, or ``qemu``/``tapdisk`` of the VM ``vm_ref``, which must have its domain
+    on ``host``: domain IDs are each host's own, and another host's domid N is some
+    other VM here."""
     if kind == "host" or vm_ref is None:
         return PerfTarget()
     vm = Vm.get(cache, vm_ref)
     name = printable(vm.name_label) if vm else vm_ref
-    domid = vm.domid if vm is not None and vm.domid >= 0 else None
+    if vm is None or vm.resident_on != host or vm.power_state not in ("Running", "Paused"):
+        where = printable(vm.host_name) if vm is not None and vm.host_name else ""
+        raise UsageError(f"{name} has no domain on this host"
+                         + (f" (it runs on {where})" if where else " (it is not running)"))
+    domid = vm.domid if vm.domid >= 0 else None
     if kind == "qemu":
         return PerfTarget("qemu", domid, (), f"{name}'s qemu")
     return PerfTarget("tapdisk", domid, vm_vdis(cache, vm_ref), f"{name}'s tapdisks")

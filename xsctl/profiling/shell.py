@@ -189,8 +189,9 @@ class Shell:
     """Where commands run. Subclasses say how a command becomes a local process and
     how it is stopped."""
 
-    def __init__(self, where: str) -> None:
-        self.where = where  # "on xcp-ng-01 (here)", for messages
+    def __init__(self, where: str, how: str = "") -> None:
+        self.where = where  # "on xcp-ng-01 (ssh root@10.0.0.1)", for messages
+        self.how = how or where  # "ssh root@10.0.0.1", beside the host's name
         self.via_ssh = False
 
     # ------------------------------------------------------------ what subclasses give
@@ -283,8 +284,8 @@ class LocalShell(Shell):
     """Commands run on this machine: xsctl in dom0, or the simulator's dom0 tools
     (``tools``, a folder put first on PATH)."""
 
-    def __init__(self, where: str = "here", tools: Sequence[str] = ()) -> None:
-        super().__init__(where)
+    def __init__(self, where: str = "here", tools: Sequence[str] = (), how: str = "") -> None:
+        super().__init__(where, how)
         self.tools = tuple(tools)
 
     def argv(self, cmd: Command) -> list[str]:
@@ -319,7 +320,7 @@ class SshShell(Shell):
 
     def __init__(self, destination: str, where: str = "", program: Sequence[str] = ("ssh",)
                  ) -> None:
-        super().__init__(where or f"through ssh {destination}")
+        super().__init__(where or f"through ssh {destination}", f"ssh {destination}")
         self.destination = check_destination(destination)
         self.program = tuple(program) or ("ssh",)
         self.via_ssh = True
@@ -365,7 +366,8 @@ def check_destination(dest: str) -> str:
     untrusted text."""
     if not isinstance(dest, str) or not dest or dest.startswith("-") or len(dest) > 255:
         raise UsageError(f"not an ssh destination: {dest!r}")
-    if not set(dest) <= _DEST_OK or dest.count("@") > 1 or dest.endswith("@"):
+    if not set(dest) <= _DEST_OK or dest.count("@") > 1 or dest.endswith("@") \
+            or dest.startswith("@"):
         raise UsageError(f"not an ssh destination: {dest!r} (user@host, or a Host of your "
                          "ssh config)")
     return dest

@@ -26,7 +26,7 @@ xapi's VM.domid on that host.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from xsctl.profiling.tables import (
@@ -115,6 +115,11 @@ class Xentop:
 
 def _is_header(words: Sequence[str]) -> bool:
     return len(words) >= 4 and words[0] == "NAME" and words[1] == "STATE"
+
+
+def is_header(line: str) -> bool:
+    """Whether ``line`` is xentop's header (each iteration starts with one)."""
+    return _is_header(line.split())
 
 
 def _row(line: str, columns: Sequence[str]) -> tuple[Domain | None, str]:
@@ -265,6 +270,30 @@ def parse(text: str) -> Xentop:
                       "no domain row found in the output of xentop"
                       + ("" if heads else " (no NAME STATE ... header)"))
     return Xentop(tuple(blocks), tuple(facts), problems.done())
+
+
+class Stream:
+    """The lines of a running ``xentop -b`` (no ``-r``) cut into its iterations: a
+    header after rows starts the next one, so an iteration is handed on as soon as
+    the following begins, and the last one at :meth:`flush`."""
+
+    def __init__(self, on_iteration: Callable[[str], None]) -> None:
+        self.on_iteration = on_iteration
+        self.lines: list[str] = []
+        self.rows = False
+
+    def feed(self, line: str) -> None:
+        if is_header(line) and self.rows:
+            self.flush()
+        elif line.strip() and not is_header(line):
+            self.rows = True
+        self.lines.append(line)
+
+    def flush(self) -> None:
+        if self.rows:
+            self.on_iteration("\n".join(self.lines))
+        self.lines = []
+        self.rows = False
 
 
 # ---------------------------------------------------------------- joined to the VMs

@@ -129,6 +129,22 @@ def _boot(host: dict[str, Any], t: float) -> float:
     return min(boot, t) if math.isfinite(boot) else t - 86400 * 12
 
 
+def _running_time(pauses: dict[str, tuple[float | None, float]], ref: str, paused: bool,
+                  t: float) -> float:
+    """The time on the domain's own clock, which stops while it is paused: its
+    counters stand still then, as a paused domain does nothing."""
+    since, before = pauses.get(ref, (None, 0.0))
+    if paused:
+        if since is None or since > t:
+            since = t
+        pauses[ref] = (since, before)
+        return since - before
+    if since is not None:
+        before += max(0.0, t - since)
+        pauses[ref] = (None, before)
+    return t - before
+
+
 def _domain(store: Any, ref: str, vm: Any, t: float) -> dict[str, Any]:
     uuid = vm["uuid"]
     m = store.find(vm["metrics"]) if vm["metrics"] != NULL else None
@@ -155,8 +171,8 @@ def _domain(store: Any, ref: str, vm: Any, t: float) -> dict[str, Any]:
             vdis.append({"uuid": vdi["uuid"], "sr": (store.find(vdi["SR"]) or {}).get("uuid", "")})
     net = Wave(uuid + ":net", 2000.0, 0.01, 0.6)  # KiB/s, both ways
     disk = Wave(uuid + ":disk", 400.0, 0.0, 0.5)  # requests/s
-    # (a paused domain's counters are not held still: nothing records when it paused)
     now_cpu = 0.0 if paused else max(0.0, cpu.at(t))
+    t = _running_time(store.runtime.dom0_pauses, ref, paused, t)
     return {
         "domid": int(vm["domid"]), "name": vm["name_label"], "uuid": uuid,
         "control": control, "paused": paused, "hvm": vm["domain_type"] == "hvm",

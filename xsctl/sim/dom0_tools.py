@@ -325,7 +325,10 @@ def _perf_rows(snap: Snapshot, pids: list[int], seconds: float) -> list[tuple[st
 
 
 def _perf_report(data: dict[str, Any], snap: Snapshot) -> str:
-    rows = _perf_rows(snap, data["pids"], data["seconds"])
+    merged: dict[tuple[str, str, str], float] = {}
+    for comm, dso, sym, w in _perf_rows(snap, data["pids"], data["seconds"]):
+        merged[(comm, dso, sym)] = merged.get((comm, dso, sym), 0.0) + w  # perf's sort keys
+    rows = [(*k, w) for k, w in merged.items()]
     total = sum(w for *_, w in rows) or 1.0
     samples = max(1, int(data["seconds"] * 1000 * (len(data["pids"]) or snap["host"]["cpus"])))
     table = sorted(((w / total * 100, int(samples * w / total), c, o, s) for c, o, s, w in rows),

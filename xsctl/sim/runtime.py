@@ -111,6 +111,9 @@ class Runtime:
     # event.next (xapi_event.ml module Next), made at its first use
     next_queue: NextQueue | None = None
     next_queue_lock: threading.Lock = field(default_factory=threading.Lock)
+    # the simulated dom0s (dom0.py): per VM, when it was seen paused (None: it runs)
+    # and for how long it was paused before, so its counters stand still meanwhile
+    dom0_pauses: dict[str, tuple[float | None, float]] = field(default_factory=dict)
 
     # --- memos of what follows from the database
 
