@@ -45,9 +45,13 @@ class XsctlCommands(Provider):
             return []
         cache = screen.client.cache
         out: list[Entry] = []
+        kinds: set[str] = set()
         for view in screen.views:
-            if view.ACTS_ON is None:
+            # one entry per object: the first view of its kind shows it (the VMs view,
+            # not the Profiling view's xentop, which acts on VMs too)
+            if view.ACTS_ON is None or view.ACTS_ON in kinds:
                 continue
+            kinds.add(view.ACTS_ON)
             ops = catalogue.operations(view.ACTS_ON)
             if not ops:  # a kind whose operations are still to come
                 continue

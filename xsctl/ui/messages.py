@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 
 from textual.message import Message
 
+from xsctl.profiling.sessions import Outcome
+from xsctl.profiling.tools import Probe
+from xsctl.profiling.xentop import Xentop
+from xsctl.profiling.xl import XlDomain
 from xsctl.xapi.cache import Change
 from xsctl.xapi.errors import ChangedCertificate
 from xsctl.xapi.metrics import MetricsUpdate
@@ -109,3 +113,64 @@ class InstallEnded(Message):
 
     vm: str | None
     error: Exception | None = None
+
+
+# ---------------------------------------------------------------- the Profiling view
+
+
+@dataclass
+class ToolsProbed(Message):
+    """What a host's dom0 has (``probe``), or why it could not be asked (``error``)."""
+
+    host: str
+    probe: Probe | None
+    error: str | None = None
+
+
+@dataclass
+class XentopRefreshed(Message):
+    """One more iteration of the live xentop on ``host`` (its ``index``-th)."""
+
+    host: str
+    top: Xentop
+    index: int
+    raw: str
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, XentopRefreshed) and message.host == self.host
+
+
+@dataclass
+class DomainsListed(Message):
+    """``xl list`` on ``host``: the domains' IDs (None: xl failed, ``error`` why)."""
+
+    host: str
+    domains: list[XlDomain] | None
+    error: str | None = None
+
+
+@dataclass
+class XentopStopped(Message):
+    """The live xentop ended by itself (not stopped by the view): why."""
+
+    host: str
+    error: str | None
+
+
+@dataclass
+class JobProgressed(Message):
+    """A profiling session moved on: what it runs now."""
+
+    tool: str
+    text: str
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, JobProgressed) and message.tool == self.tool
+
+
+@dataclass
+class JobEnded(Message):
+    """A profiling session ended: its commands, their output and the tables."""
+
+    tool: str
+    outcome: Outcome

@@ -34,8 +34,9 @@ Step = Callable[[Pilot[int]], Awaitable[None]]
 
 async def _settle(pilot: Pilot[int]) -> None:
     await pilot.pause()
-    # every worker but the metrics poller, which runs as long as the status view shows
-    busy = [w for w in pilot.app.workers if w.group != "metrics"]
+    # every worker but those that run as long as their view shows: the metrics poller,
+    # the profiling view's xentop
+    busy = [w for w in pilot.app.workers if w.group not in ("metrics", "profiling-xentop")]
     if busy:  # an empty list would mean "all of them"
         await pilot.app.workers.wait_for_complete(busy)
     await pilot.pause()
@@ -276,6 +277,21 @@ async def scene_vm_disks(pilot: Pilot[int]) -> None:
     await _settle(pilot)
 
 
+async def scene_profiling(pilot: Pilot[int]) -> None:
+    from xsctl.ui.views.profiling import ProfilingView
+
+    await pilot.press("0")
+    view = pilot.app.screen.query_one(ProfilingView)
+    # xentop's second iteration, the first with CPU figures; then it is held there
+    await _until(pilot, lambda: view.block is not None and view.block_index >= 1, timeout=20)
+    view.stop_xentop.set()
+    await pilot.press("home")
+    await _settle(pilot)
+
+
+# the scenes of the Profiling view, which the profile must allow (the demo's does)
+PROFILING = frozenset({"profiling", "profiling-80x24"})
+
 # name -> (terminal size, steps, operation time in the simulator)
 SCENES: dict[str, tuple[tuple[int, int], Step, float]] = {
     "status": ((160, 45), scene_status, 0.05),
@@ -300,6 +316,8 @@ SCENES: dict[str, tuple[tuple[int, int], Step, float]] = {
     "block": ((140, 36), scene_block, 0.05),
     "attach": ((100, 36), scene_attach, 0.05),
     "vm-disks": ((120, 30), scene_vm_disks, 0.05),
+    "profiling": ((160, 45), scene_profiling, 0.05),
+    "profiling-80x24": ((80, 24), scene_profiling, 0.05),
 }
 
 
@@ -316,10 +334,11 @@ async def render(scene: str, known_hosts: Path | None = None, live: bool = False
     sim = Simulator(seed=1, epoch=EPOCH.timestamp(), op_time=op_time, auth_fail_delay=0.0,
                     password="demo", drift=False).start()
     known = known_hosts
-    client = Client.connect(
-        Target(url=sim.url, user=sim.user, accept_fingerprint=sim.fingerprint), sim.password,
-        known=KnownHosts(known),
-    )
+    target = Target(url=sim.url, user=sim.user, accept_fingerprint=sim.fingerprint)
+    if scene in PROFILING:
+        target.profiling = True
+        target.host_tools = sim.host_tools(str(known.parent / "dom0"))
+    client = Client.connect(target, sim.password, known=KnownHosts(known))
     try:
         client.load()  # as the connect screen hands it over: the first frame shows the pool
         app: XsctlApp = create_app(client, metrics=live, clock=lambda: EPOCH)

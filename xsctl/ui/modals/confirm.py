@@ -120,3 +120,42 @@ class ConfirmTyped(Dialog[bool]):
 
     def action_cancel(self) -> None:
         self.dismiss(False)
+
+
+class ConfirmText(Dialog[bool]):
+    """Yes or no on something shown verbatim (a host command, exactly as it will run),
+    with the same keys as ConfirmPlan."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "confirm", "Confirm", id="confirm-text.yes",
+                tooltip="Go on (enter on its button does the same)"),
+        Binding("n", "cancel", "Cancel", show=False, id="confirm-text.no"),
+    ]
+
+    def __init__(self, title: str, body: Text, verb: str = "Run") -> None:
+        super().__init__()
+        self.title_text = title
+        self.body = body
+        self.verb = verb
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(classes="dialog", id="confirm-text"):
+            yield Label(Text(self.title_text), classes="dialog-title")
+            yield Static(self.body, classes="plan")
+            yield Label(Text(f"enter or y: {self.verb.lower()} · escape or n: cancel · "
+                             "←→ move"), classes="hint")
+            with Horizontal(classes="buttons"):
+                yield Button(self.verb, variant="primary", id="ok")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#ok", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "ok")
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)
+
+    def action_confirm(self) -> None:
+        self.dismiss(True)

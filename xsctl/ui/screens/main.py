@@ -73,7 +73,7 @@ class MainScreen(Screen[None]):
         self.client = client
         self.now = now
         self.metrics = metrics
-        self.view_classes = all_views()
+        self.view_classes = [c for c in all_views() if c.offered(client)]
         self.first = self._first_view(view)
         self.runner = Runner(self, client, now)
         self._swept = False  # the inspection attaches an interrupted run left

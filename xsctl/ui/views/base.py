@@ -53,6 +53,12 @@ class View(Vertical):
     FOLLOWS: ClassVar[frozenset[str]] = frozenset()  # cache classes it shows
     ACTS_ON: ClassVar[str | None] = None  # the catalogue kind its actions act on
 
+    @classmethod
+    def offered(cls, client: Client) -> bool:
+        """Whether the menu has it for this connection (an optional view asks the
+        profile)."""
+        return True
+
     def __init_subclass__(cls, **kw: Any) -> None:
         # the operations' keys, generated from the catalogue, before Textual merges the
         # class's bindings (DOMNode.__init_subclass__)
@@ -155,8 +161,13 @@ def all_views() -> list[type[View]]:
         todo.extend(cls.__subclasses__())
         if cls.ID:
             found.append(cls)
-    found.sort(key=lambda c: c.KEY)
+    found.sort(key=lambda c: menu_order(c.KEY))
     return found
+
+
+def menu_order(key: str) -> tuple[int, str]:
+    """Menu keys in keyboard order: 1 to 9, then 0 (the row of digits ends with it)."""
+    return (1 if key == "0" else 0, key)
 
 
 

@@ -231,6 +231,18 @@ class VirtualTable(ScrollView, can_focus=True):
         self.selected &= self.rows.keys()
         self._dirty_sort = True
 
+    def set_columns(self, columns: Sequence[Column]) -> None:
+        """Other columns (a view showing one table, then another): the rows go too."""
+        self.columns = list(columns)
+        self.rows.clear()
+        self.selected.clear()
+        self._natural = [cell_len(c.label) + 2 for c in self.columns]
+        self._laid_out_for = -1
+        self._paint = None
+        self._strips.clear()
+        self.sort_column = min(self.sort_column, len(self.columns) - 1)
+        self._dirty_sort = True
+
     def set_filter(self, text: str) -> None:
         text = text.strip().lower()
         if text != self.filter_text:
