@@ -204,3 +204,16 @@ async def test_another_host_has_its_own_domains_and_tools(ui: Ui) -> None:
     tabs = v.query_one("#profiling-tools", Tabs)
     assert "OProfile" not in [str(t.label) for t in tabs.query("Tab")]
     assert "not on this host: OProfile" in text_of(v.query_one("#profiling-host"))
+
+
+async def test_xentop_goes_on_under_a_dialog(ui: Ui) -> None:
+    """A real terminal hides the view under a dialog (the compositor's Hide, which
+    Pilot's headless screen does not send): xentop must go on, or the row under the
+    cursor would never show the pause the dialog confirmed."""
+    from textual import events
+
+    v = await xentop_live(ui, cpu=False)
+    v.post_message(events.Hide())
+    await ui.handled()
+    n = v.block_index
+    await ui.until(lambda: v.block_index >= n + 2, timeout=10, what="xentop going on")

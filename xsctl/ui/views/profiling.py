@@ -332,7 +332,10 @@ class ProfilingView(TableView):
             self._start_xentop()
 
     def on_hide(self) -> None:
-        self.stop_xentop.set()
+        # another view shown (not a dialog over this one: xentop goes on under it, and
+        # shows the pause that dialog confirmed)
+        if not self.display:
+            self.stop_xentop.set()
 
     def on_unmount(self) -> None:
         self.stop_xentop.set()
