@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from textual.widgets import Input, OptionList, Tabs
+from textual.widgets import Button, Input, OptionList, Select, Tabs
 
 from tests.ui.dialogs import confirm_plan
 from tests.ui.harness import Ui, running, text_of
@@ -217,3 +217,44 @@ async def test_xentop_goes_on_under_a_dialog(ui: Ui) -> None:
     await ui.handled()
     n = v.block_index
     await ui.until(lambda: v.block_index >= n + 2, timeout=10, what="xentop going on")
+
+
+async def test_oprofile_passive_domains_and_xenpm_from_their_forms(ui: Ui, sim: Simulator
+                                                                   ) -> None:
+    v = await xentop_live(ui, cpu=False)
+    v._open("oprofile")
+    await ui.handled()
+    v.query_one("#op-mode", Select).value = "passive"
+    await ui.handled()
+    assert not v.query_one("#op-xen-row").has_class("hidden")
+    for field, value in (("seconds", "1"), ("domains", "web-01"),
+                         ("xen", "/boot/xen-syms-4.17.5"), ("images", "/boot/vmlinux-web")):
+        v.query_one(f"#op-{field}", Input).value = value
+    v.query_one("#op-go", Button).press()
+    pane = v.query_one("#result-oprofile", ResultPane)
+    await ui.until(lambda: len(pane.tables) == 2, timeout=20, what="opreport's two tables")
+    await ui.handled()
+    images = pane.tables[0] if pane.tables[0].title == "Images" else pane.tables[1]
+    assert {"domain1-kernel", "domain1-apps", "xen-syms-4.17.5"} <= set(images.values("image"))
+    web = sim.store.get(ui.ref("web-01"), "VM")
+    assert web["domid"] == 1
+    assert f"--passive-domains={web['domid']}" in pane.raw_text
+    first = pane.index
+    await ui.press("right_curly_bracket")
+    assert pane.index == (first + 1) % 2
+    # a bad path is refused before anything runs
+    v.query_one("#op-xen", Input).value = "../xen"
+    runs = len(pane.raw_text)
+    v.query_one("#op-go", Button).press()
+    await ui.until_said("an absolute path in dom0 is needed", severity="error")
+    assert len(pane.raw_text) == runs
+
+    v._open("xenpm")
+    await ui.handled()
+    v.query_one("#xenpm-what", Select).value = "cpuidle"
+    v.query_one("#xenpm-go", Button).press()
+    xpane = v.query_one("#result-xenpm", ResultPane)
+    await ui.until(lambda: xpane.tables, timeout=10, what="xenpm's table")
+    assert xpane.tables[0].title == "C-states (idle)"
+    assert xpane.table.sort_column == len(xpane.table.columns)  # as printed: CPU 0 first
+    assert xpane.table.rows[xpane.table.order[0]].cells[0][0] == "0"

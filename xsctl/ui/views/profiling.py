@@ -116,6 +116,17 @@ class XentopTable(VirtualTable):
         self.sort_by(col, reverse=col != NAME)
 
 
+class ResultTable(VirtualTable):
+    """A result's rows, first in the order the tool printed them; ``o`` then sorts by
+    the first column, and on."""
+
+    def action_next_sort(self) -> None:
+        if self.sort_column >= len(self.columns):
+            self.sort_by(0, reverse=False)
+        else:
+            super().action_next_sort()
+
+
 class ResultPane(Vertical):
     """A session's result: one of its tables at a time (``}`` the next one) or what
     the tools printed (R)."""
@@ -138,15 +149,15 @@ class ResultPane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Label(Text("Nothing run yet", style="dim"), classes="result-title")
-        table = VirtualTable([Column("none", "")], empty_text="", id=f"result-table-{self.tool}")
+        table = ResultTable([Column("none", "")], empty_text="", id=f"result-table-{self.tool}")
         table.display = False
         yield table
         with VerticalScroll(classes="result-raw hidden", can_focus=True):
             yield Static("", classes="result-raw-text")
 
     @property
-    def table(self) -> VirtualTable:
-        return self.query_one(VirtualTable)
+    def table(self) -> ResultTable:
+        return self.query_one(ResultTable)
 
     def show(self, outcome: sessions.Outcome) -> None:
         self.parsed = outcome.parsed
@@ -184,10 +195,11 @@ class ResultPane(Vertical):
             cells = tuple((printable(_number(v, u)), None) for v, u in zip(r, units, strict=True))
             sort = tuple((0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v or "").lower())
                          for v in r)
-            rows[str(n)] = Row(cells, sort, " ".join(c for c, _ in cells).lower())
+            # one more sort value past the columns: the tool's own order, shown first
+            rows[str(n)] = Row(cells, (*sort, n), " ".join(c for c, _ in cells).lower())
         table.set_columns(cols)
         table.replace_all(rows)
-        table.sort_by(0, reverse=bool(t.columns) and t.columns[0].numeric)
+        table.sort_by(len(cols), reverse=False)
         more = f" · {self.index + 1} of {len(self.tables)}, }} next" if len(self.tables) > 1 else ""
         problems = sum(len(p.problems) for p in self.parsed)
         odd = f" · {problems} line(s) not understood" if problems else ""
