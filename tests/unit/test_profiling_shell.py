@@ -133,6 +133,31 @@ def test_ctrl_c_stops_the_command_on_the_far_side(where: str, request: pytest.Fi
     wait_for(lambda: not alive(pid), timeout=5)
 
 
+EARLY = textwrap.dedent("""
+    import sys
+    from xsctl.xapi import interrupts
+    from xsctl.profiling.shell import Command, LocalShell
+    interrupts.install()  # the command line's handler
+    try:
+        LocalShell().run(Command(("sh", "-c", sys.argv[1]), timeout=60))
+    except KeyboardInterrupt:
+        sys.exit(130)
+""")
+
+
+def test_ctrl_c_the_moment_the_command_starts_still_stops_it(tmp_path: Path) -> None:
+    """The command itself sends the Ctrl-C as it starts, so it lands while the shell
+    is still starting it: before the fix, 14 runs in 20 left it behind."""
+    for i in range(3):
+        pidfile = tmp_path / f"pid{i}"
+        done = subprocess.run(
+            [sys.executable, "-c", EARLY, f"echo $$ > {pidfile}; kill -INT $PPID; exec sleep 300"],
+            env={**os.environ, "PYTHONPATH": REPO}, capture_output=True, timeout=30)
+        assert done.returncode == 130, done.stderr
+        pid = int(pidfile.read_text())
+        wait_for(lambda pid=pid: not alive(pid), timeout=5)
+
+
 def test_the_remote_script_keeps_its_own_deadline() -> None:
     """Over ssh the far side stops the command by itself at its deadline, even if the
     connection hangs and nothing we send arrives (here: its input stays open)."""

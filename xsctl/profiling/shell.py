@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO
 
+from xsctl.xapi import interrupts
 from xsctl.xapi.errors import UsageError
 
 GRACE = 2.0  # seconds between TERM and KILL
@@ -219,27 +220,32 @@ class Shell:
         """Run ``cmd`` to its end, its timeout, or ``cancel``. Raises UsageError when
         the command cannot even be started here (no ssh client)."""
         start = time.monotonic()
-        try:
-            proc = subprocess.Popen(
-                self.argv(cmd), stdin=subprocess.PIPE if self.via_ssh else subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env(),
-                start_new_session=True, close_fds=True,
-            )
-        except FileNotFoundError as e:
-            if self.via_ssh:
-                raise UsageError(f"no ssh client here ({e.filename}): install OpenSSH's "
-                                 "client, or run xsctl in dom0") from None
-            return Result(cmd, self.where, 127, "", f"{cmd.argv[0]}: not found", 0.0)
-        except OSError as e:
-            return Result(cmd, self.where, 126, "", f"{cmd.argv[0]}: {e.strerror}", 0.0)
-        assert proc.stdout is not None and proc.stderr is not None
-        out = _Reader(proc.stdout, on_line)
-        err = _Reader(proc.stderr, None)
-        out.start()
-        err.start()
+        proc: subprocess.Popen[bytes] | None = None
         timed_out = cancelled = False
         deadline = start + cmd.timeout
         try:
+            # a Ctrl-C that came between the start and the watch below would leave the
+            # command running: it waits until the command is watched
+            with interrupts.deferred():
+                try:
+                    proc = subprocess.Popen(
+                        self.argv(cmd),
+                        stdin=subprocess.PIPE if self.via_ssh else subprocess.DEVNULL,
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env(),
+                        start_new_session=True, close_fds=True,
+                    )
+                except FileNotFoundError as e:
+                    if self.via_ssh:
+                        raise UsageError(f"no ssh client here ({e.filename}): install "
+                                         "OpenSSH's client, or run xsctl in dom0") from None
+                    return Result(cmd, self.where, 127, "", f"{cmd.argv[0]}: not found", 0.0)
+                except OSError as e:
+                    return Result(cmd, self.where, 126, "", f"{cmd.argv[0]}: {e.strerror}", 0.0)
+                assert proc.stdout is not None and proc.stderr is not None
+                out = _Reader(proc.stdout, on_line)
+                err = _Reader(proc.stderr, None)
+                out.start()
+                err.start()
             while proc.poll() is None:
                 if cancel is not None and cancel.is_set():
                     cancelled = True
@@ -250,12 +256,14 @@ class Shell:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(POLL)
         except BaseException:  # Ctrl-C at the command line: stop it, then go on up
-            self._stop(proc)
+            if proc is not None:
+                self._stop(proc)
             raise
         finally:
-            if proc.poll() is None:
-                self._stop(proc)
-            _close(proc.stdin)
+            if proc is not None:
+                if proc.poll() is None:
+                    self._stop(proc)
+                _close(proc.stdin)
         out.join(GRACE)
         err.join(GRACE)
         return Result(
