@@ -123,3 +123,24 @@ def test_perf_of_a_vms_tapdisks_and_of_the_whole_host(dom0: Any) -> None:
     rows = host.parsed[0].tables[0].records()
     assert rows[0]["symbol"] == "[k] xen_hypercall_sched_op"  # a dom0 idles in Xen
     assert perf.parse_report(host.results[1].stdout).problems == ()
+
+
+def test_the_tools_run_from_an_interpreter_whose_path_has_spaces(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dom0 artifact's interpreter lives under the user's home, which may be
+    "admin's files": the tools must not name it on a "#!" line."""
+    import os
+    import sys
+
+    folder = tmp_path / "admin's files"
+    folder.mkdir()
+    python = folder / "py thon"
+    os.symlink(sys.executable, python)
+    monkeypatch.setattr(sys, "executable", str(python))
+    sim = make_sim()
+    try:
+        shell = LocalShell(tools=[str(Path(sim.host_tools(str(tmp_path / "dom0")))
+                                      / "127.0.0.1")])
+        assert "Domain-0" in _top(shell)
+    finally:
+        sim.stop()

@@ -193,12 +193,21 @@ def _domain(store: Any, ref: str, vm: Any, t: float) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- the executables
 
-_SCRIPT = """#!{python}
+# Both a shell script and Python: sh runs the next line (exec the interpreter on this
+# file), Python reads it as a string. A "#!" line holding the interpreter's path
+# would break where the path has a space (a home folder "admin's files").
+_SCRIPT = """#!/bin/sh
+"exec" {python} "$0" "$@"
 # A simulated dom0 tool: asks the xsctl simulator for the host {address}.
 import runpy, sys
 tools = runpy.run_path({module!r}, run_name="xsctl_dom0_tool")
 sys.exit(tools["main"]({tool!r}, sys.argv[1:], {config!r}))
 """
+
+
+def _quoted(path: str) -> str:
+    """Single-quoted for sh, always: a string literal to Python too ('a'"'"'b')."""
+    return "'" + path.replace("'", "'\"'\"'") + "'"
 
 
 def write_tools(sim: Simulator, folder: str | Path) -> Path:
@@ -218,7 +227,7 @@ def write_tools(sim: Simulator, folder: str | Path) -> Path:
                   "host": address, "state": str(d / "state")}
         for tool in TOOLS + (OPROFILE if address == master else ()):
             path = d / tool
-            path.write_text(_SCRIPT.format(python=sys.executable, address=address,
+            path.write_text(_SCRIPT.format(python=_quoted(sys.executable), address=address,
                                            module=module, tool=tool, config=config),
                             encoding="utf-8")
             path.chmod(stat.S_IRWXU)
