@@ -35,17 +35,9 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, REPO)
 
 from tests.benchmarks import support  # noqa: E402
+from tests.benchmarks.support import until  # noqa: E402
 
 TARGETS = {"open_s": 3.0, "dialog_s": 3.0, "change_ms": 250.0}
-
-
-async def until(pred: Any, timeout: float = 120.0) -> float:
-    deadline = time.perf_counter() + timeout
-    while not pred():
-        if time.perf_counter() > deadline:
-            raise SystemExit("timed out")
-        await asyncio.sleep(0.001)
-    return time.perf_counter()
 
 
 async def measure(info: dict[str, Any], rounds: int) -> dict[str, Any]:

@@ -198,3 +198,15 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+async def until(pred: Any, timeout: float = 120.0) -> float:
+    """Let the app run until ``pred()`` holds; the time it did (perf_counter)."""
+    import asyncio
+
+    deadline = time.perf_counter() + timeout
+    while not pred():
+        if time.perf_counter() > deadline:
+            raise SystemExit("timed out")
+        await asyncio.sleep(0.001)
+    return time.perf_counter()

@@ -16,7 +16,7 @@ from textual.widgets import Input, Label
 
 from xsctl.ui.messages import ActionRequested, CacheChanged
 from xsctl.ui.views.base import PaletteCommand
-from xsctl.ui.views.listing import DetailPane, ListingView, kv
+from xsctl.ui.views.listing import DetailPane, ListingView, kv, listing_keys
 from xsctl.ui.widgets.devices import COLUMNS, VM_COLUMN, DeviceTable, device_row, row_styles
 from xsctl.ui.widgets.table import Row, VirtualTable
 from xsctl.xapi import block, storage
@@ -42,16 +42,10 @@ class BlockView(ListingView[DetailPane]):
     DETAIL = "block-detail"
     STATUS = "block-status"
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("slash", "filter", "Filter", id="block.filter", priority=True,
-                tooltip="Filter by VM, disk, SR, mode or state"),
-        Binding("A", "attach", _ATTACH.label, id="block.attach",
-                tooltip="Attach a disk (existing or new) to the row's VM"),
-        Binding("d", "toggle_detail", "Details", id="block.detail",
-                tooltip="Show or hide the detail pane"),
-        Binding("escape", "clear", "Clear", show=False, id="block.clear",
-                tooltip="Clear the filter, then the marks, then back to the menu"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = listing_keys(
+        "block", "VM, disk, SR, mode or state",
+        [Binding("A", "attach", _ATTACH.label, id="block.attach",
+                 tooltip="Attach a disk (existing or new) to the row's VM")])
 
     def __init__(self, client: Any, **kw: Any) -> None:
         super().__init__(client, **kw)

@@ -18,7 +18,7 @@ from textual.widgets import Input, Label
 
 from xsctl.ui.messages import CacheChanged, ViewRequested
 from xsctl.ui.views.base import PaletteCommand
-from xsctl.ui.views.listing import DetailPane, ListingView, kv
+from xsctl.ui.views.listing import DetailPane, ListingView, kv, listing_keys
 from xsctl.ui.widgets.table import Column, Row, VirtualTable
 from xsctl.xapi import storage
 from xsctl.xapi.models import NULL, Vdi, human_bytes, sr_display_name
@@ -59,17 +59,11 @@ class DisksView(ListingView[DetailPane]):
     DETAIL = "disk-detail"
     STATUS = "disk-status"
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("slash", "filter", "Filter", id="disks.filter", priority=True,
-                tooltip="Filter by name, SR, VM, type"),
-        Binding("exclamation_mark", "orphans", "Orphans", id="disks.orphans", key_display="!",
-                tooltip="Only the disks no VM uses (again: every disk)"),
-        Binding("d", "toggle_detail", "Details", id="disks.detail",
-                tooltip="Show or hide the detail pane"),
-        Binding("escape", "clear", "Clear", show=False, id="disks.clear",
-                tooltip="Clear the filter, then the orphans and SR filters, then the marks, "
-                        "then back to the menu"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = listing_keys(
+        "disks", "name, SR, VM, type",
+        [Binding("exclamation_mark", "orphans", "Orphans", id="disks.orphans", key_display="!",
+                 tooltip="Only the disks no VM uses (again: every disk)")],
+        clears="the orphans and SR filters, then the marks")
 
     def __init__(self, client: Any, **kw: Any) -> None:
         super().__init__(client, **kw)

@@ -5,11 +5,13 @@ goes back to the menu."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from rich.table import Table
 from rich.text import Text
 from textual import on
+from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Input, Label
@@ -19,6 +21,24 @@ from xsctl.ui.widgets.table import VirtualTable
 
 NARROW = 100  # below: the detail replaces the table (a dom0 console is 80 wide)
 WIDE = 140  # from here the detail pane sits beside the table unless closed
+
+
+def listing_keys(view: str, finds: str, between: Sequence[BindingType] = (),
+                 clears: str = "the marks") -> list[BindingType]:
+    """The keys every listing has, with ``between`` (the view's own) after the
+    filter's: ``/`` filters by ``finds``, ``d`` shows the detail, ``escape`` undoes
+    the narrowing (``clears``) step by step, then goes back to the menu."""
+    return [
+        # priority: handled as the key arrives, so the focus is on the filter before
+        # the keys typed right after "/" are handed to a widget
+        Binding("slash", "filter", "Filter", id=f"{view}.filter", priority=True,
+                tooltip=f"Filter by {finds}"),
+        *between,
+        Binding("d", "toggle_detail", "Details", id=f"{view}.detail",
+                tooltip="Show or hide the detail pane"),
+        Binding("escape", "clear", "Clear", show=False, id=f"{view}.clear",
+                tooltip=f"Clear the filter, then {clears}, then back to the menu"),
+    ]
 
 
 def kv(pairs: list[tuple[str, str | Text]]) -> Table:

@@ -21,7 +21,7 @@ from xsctl.ui.messages import CacheChanged, ViewRequested
 from xsctl.ui.modals.new_sr import open_new_sr
 from xsctl.ui.screens.main import MainScreen
 from xsctl.ui.views.base import PaletteCommand
-from xsctl.ui.views.listing import DetailPane, ListingView, kv
+from xsctl.ui.views.listing import DetailPane, ListingView, kv, listing_keys
 from xsctl.ui.widgets.bars import bar_text, usage_style
 from xsctl.ui.widgets.table import Column, Row, VirtualTable
 from xsctl.xapi import storage
@@ -70,16 +70,10 @@ class StorageView(ListingView[DetailPane]):
     DETAIL = "sr-detail"
     STATUS = "sr-status"
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("slash", "filter", "Filter", id="storage.filter", priority=True,
-                tooltip="Filter by name, type, host or warning"),
-        Binding("n", "new_sr", "New SR", id="storage.new",
-                tooltip="Create or attach a storage repository, found by probes"),
-        Binding("d", "toggle_detail", "Details", id="storage.detail",
-                tooltip="Show or hide the detail pane"),
-        Binding("escape", "clear", "Clear", show=False, id="storage.clear",
-                tooltip="Clear the filter, then the marks, then back to the menu"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = listing_keys(
+        "storage", "name, type, host or warning",
+        [Binding("n", "new_sr", "New SR", id="storage.new",
+                 tooltip="Create or attach a storage repository, found by probes")])
 
     def __init__(self, client: Any, **kw: Any) -> None:
         super().__init__(client, **kw)

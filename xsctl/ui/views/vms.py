@@ -19,7 +19,7 @@ from textual.widgets import Input, Label, Static, TabbedContent, TabPane
 
 from xsctl.ui.messages import ActionRequested, CacheChanged
 from xsctl.ui.views.base import PaletteCommand
-from xsctl.ui.views.listing import ListingView
+from xsctl.ui.views.listing import ListingView, listing_keys
 from xsctl.ui.widgets.devices import COLUMNS as COLUMNS_OF_DEVICES
 from xsctl.ui.widgets.devices import DeviceTable, device_row, row_styles
 from xsctl.ui.widgets.table import Column, Row, VirtualTable
@@ -224,16 +224,10 @@ class VmsView(ListingView[VmDetail]):
     STATUS = "vm-status"
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        # priority: handled as the key arrives, so the focus is on the filter before the
-        # keys typed right after "/" are handed to a widget
-        Binding("slash", "filter", "Filter", id="vms.filter", priority=True,
-                tooltip="Filter by name, tag, host, power state, IP or OS"),
-        Binding("a", "actions", "Actions", id="vms.actions",
-                tooltip="Every action for the selected VMs, with why some are not possible"),
-        Binding("d", "toggle_detail", "Details", id="vms.detail",
-                tooltip="Show or hide the detail pane"),
-        Binding("escape", "clear", "Clear", show=False, id="vms.clear",
-                tooltip="Clear the filter, then the marks, then back to the menu"),
+        *listing_keys("vms", "name, tag, host, power state, IP or OS",
+                      [Binding("a", "actions", "Actions", id="vms.actions",
+                               tooltip="Every action for the selected VMs, with why some "
+                                       "are not possible")]),
         # importing makes a VM from a file: no row to act on, the pool is its object
         Binding(_IMPORT.key, "import_vm", _IMPORT.label, id="vms.import", show=False,
                 tooltip=_IMPORT.help),
