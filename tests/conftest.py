@@ -42,6 +42,16 @@ def isolated_home(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, s
     return env
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """A run started in the background of a non-interactive shell (``.ci/run &``)
+    inherits Ctrl-C ignored, and so would every process a test starts: the tests that
+    interrupt a run with SIGINT need it delivered, as at a terminal."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def make_sim(**kw: Any) -> Simulator:
     kw.setdefault("seed", 1)
     kw.setdefault("op_time", OP_TIME)
