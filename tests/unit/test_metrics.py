@@ -9,6 +9,7 @@ import http.client
 import json
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from urllib.parse import urlencode
 
@@ -18,7 +19,8 @@ from tests.conftest import make_sim, wait_for
 from tests.unit.helpers import connect
 from xsctl.config import known_hosts_file
 from xsctl.sim import Simulator
-from xsctl.xapi.metrics import Interest, MetricsFeed, MetricsUpdate
+from xsctl.xapi.errors import XsctlError
+from xsctl.xapi.metrics import PERIODS, Interest, MetricsFeed, MetricsUpdate, history
 from xsctl.xapi.trust import KnownHosts, host_key
 
 
@@ -32,13 +34,13 @@ def quiet_sim() -> Iterator[Simulator]:
 
 
 def direct(sim: Simulator, address: str, session: str, start: int,
-           vm_uuids: list[str]) -> dict[str, object]:
+           vm_uuids: list[str], interval: int = 5) -> dict[str, object]:
     """/rrd_updates read with http.client and nothing of xsctl's."""
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     c = http.client.HTTPSConnection(address, sim.port, context=ctx, timeout=10)
-    q = [("start", str(start)), ("cf", "AVERAGE"), ("interval", "5"), ("host", "true"),
+    q = [("start", str(start)), ("cf", "AVERAGE"), ("interval", str(interval)), ("host", "true"),
          ("json", "true"), ("session_id", session)] + [("vm_uuid", u) for u in vm_uuids]
     try:
         c.request("GET", "/rrd_updates?" + urlencode(q))
@@ -140,3 +142,41 @@ def test_a_member_with_another_certificate_gives_no_figures(quiet_sim: Simulator
         assert member in update.missing and wrong in update.missing[member]
         assert not update.of("host", str(client.cache.all("host")[member]["uuid"]))
         assert len(update.values) >= 2  # the master's and the other member's
+
+
+@pytest.mark.parametrize("name", ["10m", "2h", "1w", "1y"])
+def test_history_of_a_vm_is_its_hosts_archive_for_the_period(
+        shared_sim: Simulator, name: str) -> None:
+    """Each period reads the archive xapi keeps at that resolution, from the VM's own
+    host, and gives the same figures as that host's /rrd_updates."""
+    sim = shared_sim
+    period = PERIODS[name]
+    with connect(sim) as client:
+        ref, vm = next((r, v) for r, v in client.cache.all("vm").items()
+                       if v["power_state"] == "Running" and not v["is_control_domain"])
+        host = client.cache.get("host", vm["resident_on"])
+        assert host is not None
+        now = int(time.time())
+        h = history(client.conn, client.cache, "vm", ref, period, now=now)
+        direct_data = direct(sim, host["address"], client.conn.session or "",
+                             now - period.seconds, [vm["uuid"]], interval=period.step)
+    assert h.step == period.step
+    assert len(h.times) > 100 and h.times == sorted(h.times)
+    assert h.times[-1] - h.times[0] <= period.seconds
+    assert {"cpu0", "memory"} <= set(h.series)
+    assert all(len(v) == len(h.times) for v in h.series.values())
+    t = h.times[-1]
+    want = row_at(direct_data, t)
+    assert h.series["memory"][-1] == want[f"AVERAGE:vm:{vm['uuid']}:memory"]
+
+
+def test_history_of_a_host_and_of_a_halted_vm(shared_sim: Simulator) -> None:
+    with connect(shared_sim) as client:
+        href, host = next(iter(client.cache.all("host").items()))
+        h = history(client.conn, client.cache, "host", href, PERIODS["10m"])
+        assert h.uuid == host["uuid"] and "cpu_avg" in h.series and "cpu0" in h.series
+        assert len(h.times) == 120 and h.times[1] - h.times[0] == 5
+        halted = next(r for r, v in client.cache.all("vm").items()
+                      if v["power_state"] == "Halted" and not v["is_a_template"])
+        with pytest.raises(XsctlError, match="is not running"):
+            history(client.conn, client.cache, "vm", halted, PERIODS["10m"])

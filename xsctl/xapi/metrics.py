@@ -12,20 +12,18 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import json
 import logging
 import math
 import ssl
 import threading
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import urlencode
 
 from xsctl.xapi.cache import Cache
 from xsctl.xapi.errors import ConnectionFailed, XapiError, XsctlError
+from xsctl.xapi.rrd import RrdParseError, RrdUpdate, parse_updates
 from xsctl.xapi.session import Connection
 from xsctl.xapi.transport import connect_http
 from xsctl.xapi.trust import fingerprint_of, host_key
@@ -33,63 +31,6 @@ from xsctl.xapi.trust import fingerprint_of, host_key
 log = logging.getLogger(__name__)
 
 INTERVAL = 5.0  # seconds: the step of xapi's finest archive (last 10 minutes)
-
-
-@dataclass
-class RrdUpdate:
-    start: int = 0
-    end: int = 0
-    step: int = 0
-    legend: list[str] = field(default_factory=list)
-    rows: list[tuple[int, list[float]]] = field(default_factory=list)  # newest first
-
-    def latest(self) -> dict[tuple[str, str, str], float]:
-        """(kind, uuid, data source) -> the newest value (NaN skipped)."""
-        out: dict[tuple[str, str, str], float] = {}
-        for _, values in self.rows:
-            for name, v in zip(self.legend, values, strict=False):
-                parts = name.split(":", 3)
-                if len(parts) != 4:
-                    continue
-                key = (parts[1], parts[2], parts[3])
-                if key not in out and not math.isnan(v):
-                    out[key] = v
-        return out
-
-
-def _num(s: Any) -> float:
-    try:
-        return float(s)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def parse_json(data: bytes) -> RrdUpdate:
-    d = json.loads(data)
-    meta = d.get("meta", {})
-    return RrdUpdate(
-        start=int(_num(meta.get("start", 0))),
-        end=int(_num(meta.get("end", 0))),
-        step=int(_num(meta.get("step", 0))),
-        legend=[str(x) for x in meta.get("legend", [])],
-        rows=[(int(_num(r.get("t", 0))), [_num(v) for v in r.get("values", [])])
-              for r in d.get("data", [])],
-    )
-
-
-def parse_xml(data: bytes) -> RrdUpdate:
-    root = ET.fromstring(data)
-    meta = root.find("meta")
-    u = RrdUpdate()
-    if meta is not None:
-        u.start = int(_num(meta.findtext("start")))
-        u.end = int(_num(meta.findtext("end")))
-        u.step = int(_num(meta.findtext("step")))
-        u.legend = [e.text or "" for e in meta.findall("legend/entry")]
-    for row in root.findall("data/row"):
-        t = int(_num(row.findtext("t")))
-        u.rows.append((t, [_num(v.text) for v in row.findall("v")]))
-    return u
 
 
 def trust_member(conn: Connection, host_ref: str, address: str) -> None:
@@ -146,8 +87,8 @@ def fetch(
         raise ConnectionFailed(f"metrics from {address}: HTTP {resp.status}")
     ctype = resp.getheader("Content-Type", "")
     try:
-        return parse_json(data) if "json" in ctype or data[:1] == b"{" else parse_xml(data)
-    except (ValueError, ET.ParseError) as e:  # json.JSONDecodeError is a ValueError
+        return parse_updates(data, ctype)
+    except RrdParseError as e:
         raise ConnectionFailed(f"metrics from {address}: unreadable reply ({e})") from e
 
 
@@ -341,3 +282,75 @@ class MetricsFeed:
             if r and r.get("is_control_domain"):
                 return [str(r.get("uuid", ""))]
         return ["00000000-0000-0000-0000-000000000000"]
+
+
+# ---------------------------------------------------------------- history
+
+@dataclass(frozen=True)
+class Period:
+    """A span xapi keeps at one resolution (rrdd_shared.ml timescales): asking
+    /rrd_updates for ``seconds`` back with ``interval`` = ``step`` selects that
+    archive (rrd.ml find_best_rras)."""
+
+    name: str
+    seconds: int
+    step: int
+    label: str
+
+
+PERIODS: dict[str, Period] = {p.name: p for p in (
+    Period("10m", 600, 5, "last 10 minutes"),
+    Period("2h", 7200, 60, "last 2 hours"),
+    Period("1w", 604800, 3600, "last week"),
+    Period("1y", 31536000, 86400, "last year"),
+)}
+
+
+@dataclass
+class History:
+    """The series of one object over a period: times and each data source's values,
+    oldest first (NaN where xapi had none)."""
+
+    kind: str  # "host" | "vm"
+    uuid: str
+    period: Period
+    step: int
+    times: list[int]
+    series: dict[str, list[float]]
+
+
+def _dom0_of(cache: Cache, host_ref: str) -> str:
+    host = cache.get("host", host_ref) or {}
+    for ref in host.get("resident_VMs") or ():
+        vm = cache.get("vm", ref)
+        if vm and vm.get("is_control_domain"):
+            return str(vm.get("uuid", ""))
+    return "00000000-0000-0000-0000-000000000000"
+
+
+def history(conn: Connection, cache: Cache, kind: str, ref: str, period: Period,
+            *, now: float | None = None) -> History:
+    """One /rrd_updates request to the host that holds the object's RRD (a host's
+    own, a VM's resident host), for the period's archive."""
+    rec = cache.get(kind, ref)
+    if rec is None:
+        raise XsctlError(f"no {kind} {ref}")
+    uuid = str(rec.get("uuid", ""))
+    if kind == "host":
+        host_ref = ref
+        vm_filter = [_dom0_of(cache, ref)]  # no VM wanted: see MetricsFeed._filter
+    else:
+        host_ref = str(rec.get("resident_on", ""))
+        if rec.get("power_state") not in ("Running", "Paused") or \
+                cache.get("host", host_ref) is None:
+            raise XsctlError(f"{rec.get('name_label', uuid)} is not running: its host "
+                             "keeps figures only while it runs")
+        vm_filter = [uuid]
+    address = str((cache.get("host", host_ref) or {}).get("address", ""))
+    if not address:
+        raise XsctlError(f"the host of {rec.get('name_label', uuid)} has no address")
+    start = int(now if now is not None else time.time()) - period.seconds
+    u = fetch(conn, host_ref, address, start, interval=period.step, host=kind == "host",
+              vm_uuids=vm_filter, timeout=min(30.0, conn.timeout))
+    series = u.series().get((kind, uuid), {})
+    return History(kind, uuid, period, u.step or period.step, u.times(), series)
