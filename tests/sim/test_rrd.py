@@ -17,7 +17,7 @@ import re
 import ssl
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,11 @@ LEGEND = re.compile(r"^(AVERAGE|MIN|MAX|LAST):(vm|host):[0-9a-f-]{36}:[A-Za-z0-9
 HOST_DS = {f"cpu{i}" for i in range(16)} | {
     "cpu_avg", "loadavg", "memory_total_kib", "memory_free_kib",
     "pif_eth0_rx", "pif_eth0_tx", "pif_eth1_rx", "pif_eth1_tx"}
+
+
+def without_sr_io(names: Iterable[str]) -> set[str]:
+    """The host's data sources less the per-SR ones (which SRs its VMs use varies)."""
+    return {n for n in names if not n.startswith("io_throughput_")}
 
 
 @dataclass
@@ -196,7 +201,7 @@ def test_consolidation_functions(sim: Simulator) -> None:
     pool_ref = x.xenapi.pool.get_all()[0]
     x.xenapi.pool.add_to_other_config(pool_ref, "create_min_max_in_new_VM_RRDs", "true")
     u = parse_xml(updates(sim, x.handle, "start=-600&interval=60&host=true").body)
-    host_cols = [e for e in u.legend if ":host:" in e]
+    host_cols = [e for e in u.legend if ":host:" in e and ":io_throughput_" not in e]
     assert [e.split(":")[0] for e in host_cols] == (
         ["AVERAGE"] * len(HOST_DS) + ["MIN"] * len(HOST_DS) + ["MAX"] * len(HOST_DS))
     avg, lo, hi = (column(u, f"^{cf}:host:.*:cpu_avg$") for cf in ("AVERAGE", "MIN", "MAX"))
@@ -206,6 +211,36 @@ def test_consolidation_functions(sim: Simulator) -> None:
     u = parse_xml(updates(sim, x.handle, "start=-60&host=true&cf=BOGUS").body)
     assert u.step == 5  # an unknown cf means all of them
     x.xenapi.session.logout()
+
+
+def test_host_sr_throughput_is_its_vms_disk_traffic(pool: tuple[Simulator, Any]) -> None:
+    """xcp-rrdd-iostat: io_throughput_{read,write}_<SR uuid[:8]> on the host, in MiB/s,
+    the sum of the resident VMs' vbd_<dev>_{read,write} (bytes/s) on that SR; IOPS
+    are positive whenever bytes move."""
+    sim, x = pool
+    _, host = hosts_by_address(x)[0]
+    u = parse_xml(updates(sim, x.handle, "start=-30&host=true", address=host["address"]).body)
+    t_row = u.rows[0][1]
+    by_name = dict(zip(u.legend, t_row, strict=True))
+    sums: dict[str, float] = {}
+    for vm in host["resident_VMs"]:
+        v = x.xenapi.VM.get_record(vm)
+        if v["is_control_domain"] or v["power_state"] != "Running":
+            continue
+        for b in v["VBDs"]:
+            vbd = x.xenapi.VBD.get_record(b)
+            if not vbd["currently_attached"] or vbd["empty"]:
+                continue
+            sr8 = x.xenapi.SR.get_uuid(x.xenapi.VDI.get_SR(vbd["VDI"]))[:8]
+            for op in ("read", "write"):
+                rate = float(by_name[f"AVERAGE:vm:{v['uuid']}:vbd_{vbd['device']}_{op}"])
+                iops = float(by_name[f"AVERAGE:vm:{v['uuid']}:vbd_{vbd['device']}_iops_{op}"])
+                assert (rate > 0) == (iops > 0)
+                sums[f"{op}_{sr8}"] = sums.get(f"{op}_{sr8}", 0.0) + rate / 1048576
+    assert sums
+    for key, want in sums.items():
+        got = float(by_name[f"AVERAGE:host:{host['uuid']}:io_throughput_{key}"])
+        assert got == pytest.approx(want, rel=1e-9)
 
 
 def test_each_host_serves_its_own_vms(pool: tuple[Simulator, Any]) -> None:
@@ -222,7 +257,7 @@ def test_each_host_serves_its_own_vms(pool: tuple[Simulator, Any]) -> None:
         u = parse_xml(updates(sim, x.handle, "start=-20&host=true", address=rec["address"]).body)
         host_ds = {e.split(":")[3] for e in u.legend if e.split(":")[1] == "host"}
         assert {e.split(":")[2] for e in u.legend if ":host:" in e} == {rec["uuid"]}
-        assert host_ds == HOST_DS
+        assert without_sr_io(host_ds) == HOST_DS
 
 
 def test_data_sources_follow_the_store(pool: tuple[Simulator, Any]) -> None:
@@ -244,7 +279,8 @@ def test_data_sources_follow_the_store(pool: tuple[Simulator, Any]) -> None:
     assert {n for n in names if n.startswith("vif_")} == {
         f"vif_{d}_{k}" for d in vifs for k in ("rx", "tx")}
     assert {n for n in names if n.startswith("vbd_")} == {
-        f"vbd_{d}_{k}" for d in vbds for k in ("read", "write")}
+        f"vbd_{d}_{k}" for d in vbds
+        for k in ("read", "write", "iops_read", "iops_write")}
     assert {"memory", "memory_target", "memory_internal_free"} <= set(names)
     assert set(column(u, ":vm:.*:memory$")) == {f_to_s(float(metrics["memory_actual"]))}
     hm = x.xenapi.host_metrics.get_record(host["metrics"])
@@ -325,7 +361,7 @@ def test_host_rrd(pool: tuple[Simulator, Any]) -> None:
     root = ET.fromstring(text.split("\n", 1)[1])
     assert root.findtext("step") == "5"
     assert abs(int(root.findtext("lastupdate") or 0) - time.time()) < 10
-    assert {d.findtext("name") for d in root.iterfind("ds")} == HOST_DS
+    assert without_sr_io(d.findtext("name") or "" for d in root.iterfind("ds")) == HOST_DS
     rras = root.findall("rra")
     assert [(a.findtext("cf"), a.findtext("pdp_per_row")) for a in rras] == [
         ("AVERAGE", "1"), ("AVERAGE", "12"), ("AVERAGE", "720"), ("AVERAGE", "17280")]

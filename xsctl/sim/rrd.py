@@ -29,9 +29,10 @@ The numbers are a deterministic function of (object uuid, data source, time): sm
 daily and shorter cycles plus hashed noise, so the same request gives the same answer
 and consecutive requests join up. They are consistent with the store: one ``cpuN``
 per vCPU, ``memory`` from VM_metrics, one ``vif_N`` per attached VIF and ``vbd_xvdX``
-per attached disk, host ``cpuN`` per host_cpu driven by its resident VMs' load,
+per attached disk with its ``vbd_xvdX_iops_read``/``_write``, host ``cpuN`` per host_cpu driven by its resident VMs' load,
 ``memory_total_kib``/``memory_free_kib`` from host_metrics, ``pif_ethN`` carrying the
-traffic of the VIFs bridged onto it. A VM's rows before its start time are NaN, as in
+traffic of the VIFs bridged onto it, ``io_throughput_read_<sr8>``/``_write``
+(MiB/s, xcp-rrdd-iostat) the disk traffic of its VMs to each SR. A VM's rows before its start time are NaN, as in
 a fresh RRD.
 """
 
@@ -43,7 +44,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from xsctl.sim import http_common as hc
@@ -223,6 +224,8 @@ class VmLoad:
     vif_rx: list[Series]
     vif_tx: list[Series]
     vif_devices: list[str]  # PIF device each VIF's traffic crosses ("" if none)
+    # (SR uuid's first 8 characters, "read"|"write", bytes/s) of each plugged disk
+    vbd_io: list[tuple[str, str, Series]] = field(default_factory=list)
 
 
 def _vm_cpu_scale(uuid: str) -> float:
@@ -297,11 +300,20 @@ def _vm_rrd(store: Store, ref: str, host_pif_dev: dict[str, str]) -> tuple[RrdOb
         if vbd is None or not vbd["currently_attached"] or vbd["empty"] or not vbd["device"]:
             continue
         dev = vbd["device"]
+        vdi = store.find(vbd["VDI"])
+        sr = store.find(vdi["SR"]) if vdi is not None else None
+        sr8 = str(sr["uuid"])[:8] if sr is not None else ""
         for op, hi in (("read", 4e7), ("write", 2e7)):
             key = f"{uuid}:vbd_{dev}:{op}"
             s = shape(key, 0.0, 0.4)
-            sources.append(Ds(f"vbd_{dev}_{op}", _scaled(s, traffic * _rate_of(s.h, 1e4, hi)),
-                              "DERIVE"))
+            rate = traffic * _rate_of(s.h, 1e4, hi)
+            sources.append(Ds(f"vbd_{dev}_{op}", _scaled(s, rate), "DERIVE"))
+            # xcp-rrdd-iostat: requests per second; the request size is the disk's own
+            # (4 KiB to 128 KiB), so IOPS follow the bytes
+            size = 4096.0 * (1 << int(_mix(s.h, 7) * 6))
+            sources.append(Ds(f"vbd_{dev}_iops_{op}", _scaled(s, rate / size)))
+            if sr8:
+                load.vbd_io.append((sr8, op, _scaled(s, rate)))
     born = 0.0
     if metrics is not None and str(metrics["start_time"]) > "19700101T00:00:00Z":
         born = _unix(str(metrics["start_time"]))
@@ -403,6 +415,22 @@ def host_rrd(store: Store, host: str, loads: list[VmLoad], physical: list[str]) 
                 return out
 
             sources.append(Ds(f"pif_{dev}_{direction}", pif, "DERIVE"))
+    # xcp-rrdd-iostat: the host's traffic to each SR, in MiB/s, named by the SR
+    # uuid's first 8 characters
+    per_sr: dict[tuple[str, str], list[Series]] = {}
+    for ld in loads:
+        for sr8, op, series in ld.vbd_io:
+            per_sr.setdefault((sr8, op), []).append(series)
+    for (sr8, op), parts in sorted(per_sr.items()):
+
+        def throughput(times: Sequence[int], step: int, cf: str,
+                       parts: list[Series] = parts) -> list[float]:
+            out = [0.0] * len(times)
+            for p in parts:
+                out = [a + b / 1048576.0 for a, b in zip(out, p(times, step, cf), strict=True)]
+            return out
+
+        sources.append(Ds(f"io_throughput_{op}_{sr8}", throughput))
     return RrdObj("host", uuid, sources)
 
 
