@@ -94,7 +94,18 @@ def _leaf(sub: Any, name: str, fn: Command, help: str, *, dry_run: bool = False,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from xsctl.commands import admin, block, disks, install, ops, pool, profiling, storage, vm
+    from xsctl.commands import (
+        admin,
+        block,
+        disks,
+        install,
+        metrics,
+        ops,
+        pool,
+        profiling,
+        storage,
+        vm,
+    )
 
     p = argparse.ArgumentParser(
         prog="xsctl",
@@ -220,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     h = sub.add_parser("host", help="hosts")
     hs = h.add_subparsers(dest="host_command", metavar="ACTION", required=True)
     _leaf(hs, "list", pool.cmd_host_list, "list the pool's hosts")
+    metrics.add_metrics(sub, _leaf)
     sr = sub.add_parser("sr", help="storage repositories")
     srs = sr.add_subparsers(dest="sr_command", metavar="ACTION", required=True)
     _leaf(srs, "list", disks.cmd_sr_list, "list storage repositories")
