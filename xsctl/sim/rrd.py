@@ -739,7 +739,8 @@ def rrd_updates(handler: Handler, query: hc.Query) -> None:
         store = sim.store
         objs = collect(store, handler.server.host_ref, with_host, vm_uuids)
         try:
-            u = export(objs, start, interval, cf, make_rras(use_min_max(store)), last_update())
+            u = export(objs, start, interval, cf, make_rras(use_min_max(store)),
+                       last_update(sim.rrd_time))
         except NoRraAvailable:
             _no_rra(handler)
             return
@@ -753,7 +754,8 @@ def host_rrd_handler(handler: Handler, query: hc.Query) -> None:
             return
         objs = collect(sim.store, handler.server.host_ref, True, [])
         as_json = prefers_json(handler.headers.get("Accept"), query)
-        body = full_rrd(objs[0], make_rras(use_min_max(sim.store)), last_update(), as_json)
+        body = full_rrd(objs[0], make_rras(use_min_max(sim.store)), last_update(sim.rrd_time),
+                        as_json)
         _stream_reply(handler, body, as_json)
 
 
@@ -772,7 +774,7 @@ def vm_rrd_handler(handler: Handler, query: hc.Query) -> None:
         if objs:
             as_json = prefers_json(handler.headers.get("Accept"), query)
             _stream_reply(handler, full_rrd(objs[0], make_rras(use_min_max(store)),
-                                            last_update(), as_json), as_json)
+                                            last_update(sim.rrd_time), as_json), as_json)
             return
         with store.lock:
             ref = store.uuids["VM"].get(uuid)

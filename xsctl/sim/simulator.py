@@ -101,6 +101,7 @@ class Simulator:
         member_listeners: bool = True,
         jsonrpc: bool = True,
         drift: bool = True,
+        rrd_time: float | None = None,
         session_timeout: float | None = None,
     ) -> None:
         # handler modules register themselves on import
@@ -122,6 +123,8 @@ class Simulator:
         self.member_listeners = member_listeners
         self.jsonrpc = jsonrpc  # False: /jsonrpc answers 404, like a host without it
         self.drift = drift  # False: live metrics stand still (screenshots)
+        # the RRDs' last update, fixed (screenshots); None: the wall clock
+        self.rrd_time = rrd_time
         # seconds a session may stay unused before it expires, as xapi's inactive
         # session timeout (24 h there); None: sessions last until logout or restart
         self.session_timeout = session_timeout

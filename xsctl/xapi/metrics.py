@@ -328,10 +328,13 @@ def _dom0_of(cache: Cache, host_ref: str) -> str:
     return "00000000-0000-0000-0000-000000000000"
 
 
-def history(conn: Connection, cache: Cache, kind: str, ref: str, period: Period,
-            *, now: float | None = None) -> History:
+def history(conn: Connection, cache: Cache, kind: str, ref: str, period: Period) -> History:
     """One /rrd_updates request to the host that holds the object's RRD (a host's
-    own, a VM's resident host), for the period's archive."""
+    own, a VM's resident host), for the period's archive. The start is negative,
+    counted back from the host's last update (rrd_updates.ml), so that a client
+    whose clock differs from the host's still gets the whole period. One step less
+    than the period: an archive holds a start strictly after its oldest row
+    (rrd.ml find_best_rras), so the whole period would pick the next, coarser one."""
     rec = cache.get(kind, ref)
     if rec is None:
         raise XsctlError(f"no {kind} {ref}")
@@ -349,8 +352,7 @@ def history(conn: Connection, cache: Cache, kind: str, ref: str, period: Period,
     address = str((cache.get("host", host_ref) or {}).get("address", ""))
     if not address:
         raise XsctlError(f"the host of {rec.get('name_label', uuid)} has no address")
-    start = int(now if now is not None else time.time()) - period.seconds
-    u = fetch(conn, host_ref, address, start, interval=period.step, host=kind == "host",
+    u = fetch(conn, host_ref, address, -(period.seconds - period.step), interval=period.step, host=kind == "host",
               vm_uuids=vm_filter, timeout=min(30.0, conn.timeout))
     series = u.series().get((kind, uuid), {})
     return History(kind, uuid, period, u.step or period.step, u.times(), series)

@@ -17,7 +17,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label, Static, TabbedContent, TabPane
 
-from xsctl.ui.messages import ActionRequested, CacheChanged
+from xsctl.ui.messages import ActionRequested, CacheChanged, ViewRequested
 from xsctl.ui.views.base import PaletteCommand
 from xsctl.ui.views.listing import ListingView, listing_keys
 from xsctl.ui.widgets.devices import COLUMNS as COLUMNS_OF_DEVICES
@@ -228,6 +228,8 @@ class VmsView(ListingView[VmDetail]):
                       [Binding("a", "actions", "Actions", id="vms.actions",
                                tooltip="Every action for the selected VMs, with why some "
                                        "are not possible")]),
+        Binding("f", "performance", "Graphs", id="vms.performance",
+                tooltip="The VM's performance graphs: CPU, memory, disk and network"),
         # importing makes a VM from a file: no row to act on, the pool is its object
         Binding(_IMPORT.key, "import_vm", _IMPORT.label, id="vms.import", show=False,
                 tooltip=_IMPORT.help),
@@ -329,6 +331,12 @@ class VmsView(ListingView[VmDetail]):
     @on(VirtualTable.Activated)
     def _activated(self, event: VirtualTable.Activated) -> None:
         self.action_actions()
+
+    def action_performance(self) -> None:
+        """The graphs of the VM under the cursor (not of the marked ones: one VM's)."""
+        key = self.table.cursor_key
+        if key is not None:
+            self.post_message(ViewRequested("performance", key))
 
     # ------------------------------------------------------------ import
 
