@@ -23,6 +23,7 @@ from textual.widgets import Input, OptionList, TabbedContent
 from xsctl.ui.app import XsctlApp, create_app
 from xsctl.ui.views.block import BlockView
 from xsctl.ui.views.disks import DisksView
+from xsctl.ui.views.performance import PerformanceView
 from xsctl.ui.views.storage import StorageView
 from xsctl.ui.views.vms import VmsView
 from xsctl.xapi.client import Client, KnownHosts, Target
@@ -293,6 +294,28 @@ async def scene_profiling(pilot: Pilot[int]) -> None:
 PROFILING = frozenset({"profiling", "profiling-80x24"})
 
 # name -> (terminal size, steps, operation time in the simulator)
+async def _graphs(pilot: Pilot[int], kind: str) -> None:
+    view = pilot.app.screen.query_one(PerformanceView)
+    await _until(pilot, lambda: view.hist is not None and view.hist.kind == kind)
+    await _settle(pilot)
+    await pilot.pause(0.1)  # the graphs' first layout
+
+
+async def scene_performance_host(pilot: Pilot[int]) -> None:
+    await pilot.press("9")
+    await _graphs(pilot, "host")
+
+
+async def scene_performance_vm(pilot: Pilot[int]) -> None:
+    await _vm(pilot, "web-01")
+    await pilot.press("f")
+    await _graphs(pilot, "vm")
+
+
+# scenes whose figures come from the RRDs: the simulator's RRD clock is fixed at EPOCH
+FIXED_RRD = frozenset({"performance-host", "performance-vm"})
+
+
 SCENES: dict[str, tuple[tuple[int, int], Step, float]] = {
     "status": ((160, 45), scene_status, 0.05),
     "vms": ((160, 45), scene_vms, 0.05),
@@ -318,6 +341,8 @@ SCENES: dict[str, tuple[tuple[int, int], Step, float]] = {
     "vm-disks": ((120, 30), scene_vm_disks, 0.05),
     "profiling": ((160, 45), scene_profiling, 0.05),
     "profiling-80x24": ((80, 24), scene_profiling, 0.05),
+    "performance-host": ((80, 24), scene_performance_host, 0.05),
+    "performance-vm": ((80, 24), scene_performance_vm, 0.05),
 }
 
 
@@ -332,7 +357,8 @@ async def render(scene: str, known_hosts: Path | None = None, live: bool = False
 
     size, steps, op_time = SCENES[scene]
     sim = Simulator(seed=1, epoch=EPOCH.timestamp(), op_time=op_time, auth_fail_delay=0.0,
-                    password="demo", drift=False).start()
+                    password="demo", drift=False,
+                    rrd_time=EPOCH.timestamp() if scene in FIXED_RRD else None).start()
     known = known_hosts
     target = Target(url=sim.url, user=sim.user, accept_fingerprint=sim.fingerprint)
     if scene in PROFILING:

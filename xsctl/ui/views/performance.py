@@ -63,7 +63,7 @@ class Graph(Vertical):
     Graph { height: auto; padding: 0 1; }
     Graph .graph-title { width: 100%; }
     Graph Horizontal { height: 2; }
-    Graph .graph-axis { width: 11; height: 2; color: $text-muted; }
+    Graph .graph-axis { width: 12; height: 2; color: $text-muted; }
     Graph Sparkline { height: 2; width: 1fr; }
     """
 
@@ -71,23 +71,22 @@ class Graph(Vertical):
         # no id: a new set is mounted while the old one is still being removed
         super().__init__()
         self.fig = fig
+        self.head = Label("", classes="graph-title")
+        self.axis = Static("", classes="graph-axis")
+        self.graph = Sparkline([], summary_function=_mean)
+        self.show(fig)
 
     def compose(self) -> ComposeResult:
-        yield Label("", classes="graph-title")
+        yield self.head
         with Horizontal():
-            yield Static("", classes="graph-axis")
-            yield Sparkline([], summary_function=_mean)
-
-    def on_mount(self) -> None:
-        self.show(self.fig)
+            yield self.axis
+            yield self.graph
 
     def show(self, fig: Figure) -> None:
         self.fig = fig
-        self.query_one(".graph-title", Label).update(
-            f"[b]{fig.label}[/b]  now {fig.text(fig.now)}")
-        self.query_one(".graph-axis", Static).update(
-            f"{fig.text(fig.high):>{AXIS}}\n{fig.text(fig.low):>{AXIS}}")
-        self.query_one(Sparkline).data = plotted(fig.values)
+        self.head.update(f"[b]{fig.label}[/b]  now {fig.text(fig.now)}")
+        self.axis.update(f"{fig.text(fig.high):>{AXIS}} \n{fig.text(fig.low):>{AXIS}} ")
+        self.graph.data = plotted(fig.values)
 
 
 class Cores(Static):
@@ -348,7 +347,7 @@ class PerformanceView(View):
             f"a point each {h.step // 3600} h")
         live = ", following" if self._unsubscribe is not None else ""
         self.query_one("#perf-status", Label).update(
-            f"{len(h.times)} points, {step}{live}.  m 10 min  h 2 hours  w week  y year")
+            f"{len(h.times)} points, {step}{live}")
 
     # ------------------------------------------------------------ following
 
