@@ -346,8 +346,8 @@ def history(conn: Connection, cache: Cache, kind: str, ref: str, period: Period)
         host_ref = str(rec.get("resident_on", ""))
         if rec.get("power_state") not in ("Running", "Paused") or \
                 cache.get("host", host_ref) is None:
-            raise XsctlError(f"{rec.get('name_label', uuid)} is not running: its host "
-                             "keeps figures only while it runs")
+            raise XsctlError(f"{rec.get('name_label', uuid)} is not running (a VM's "
+                             "figures are on its host while it runs)")
         vm_filter = [uuid]
     address = str((cache.get("host", host_ref) or {}).get("address", ""))
     if not address:

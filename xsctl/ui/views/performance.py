@@ -342,9 +342,8 @@ class PerformanceView(View):
                 self._graphs[f.id].show(f)
             if self._cores is not None:
                 self._cores.show(cores)
-        step = f"a point each {h.step} s" if h.step < 60 else (
-            f"a point each {h.step // 60} min" if h.step < 3600 else
-            f"a point each {h.step // 3600} h")
+        step = {5: "a point each 5 s", 60: "a point each minute", 3600: "a point each hour",
+                86400: "a point each day"}.get(h.step, f"a point each {h.step} s")
         live = ", following" if self._unsubscribe is not None else ""
         self.query_one("#perf-status", Label).update(
             f"{len(h.times)} points, {step}{live}")
