@@ -228,7 +228,8 @@ class VmsView(ListingView[VmDetail]):
                       [Binding("a", "actions", "Actions", id="vms.actions",
                                tooltip="Every action for the selected VMs, with why some "
                                        "are not possible")]),
-        Binding("f", "performance", "Graphs", id="vms.performance",
+        # off the footer, which is full already: in ? and the palette
+        Binding("f", "performance", "Graphs", id="vms.performance", show=False,
                 tooltip="The VM's performance graphs: CPU, memory, disk and network"),
         # importing makes a VM from a file: no row to act on, the pool is its object
         Binding(_IMPORT.key, "import_vm", _IMPORT.label, id="vms.import", show=False,
