@@ -5,8 +5,11 @@ the VM under the cursor; following the metrics feed only while shown."""
 from __future__ import annotations
 
 import math
+import time
 
+from tests.conftest import make_sim
 from tests.ui.harness import driving, frozen_clock, running, text_of
+from tests.unit.helpers import connect
 from tests.unit.test_metrics import direct, row_at
 from xsctl.sim import Simulator
 from xsctl.ui.app import create_app
@@ -84,27 +87,37 @@ async def test_vm_graphs_from_the_vms_view(sim: Simulator, client: Client) -> No
         assert view.hist is None
 
 
-async def test_follows_the_feed_only_while_shown(sim: Simulator, client: Client) -> None:
-    app = create_app(client, metrics=True, clock=frozen_clock)
-    async with driving(app, sim, (80, 24)) as ui:
-        await ui.until_main()
-        await ui.open_vms()
-        await ui.go_to("db-01")
-        await ui.press("f")
-        view = ui.main.query_one(PerformanceView)
-        await ui.until(lambda: view.hist is not None and view.hist.kind == "vm")
-        h = view.hist
-        assert h is not None
-        first = h.times[-1]
-        feed = client.metrics
-        assert feed.running
-        # the feed asks for this VM's figures; a new 5 s row is appended as it comes
-        await ui.until(lambda: h.times[-1] > first, timeout=15, what="a new row")
-        assert len(h.times) == 120 and h.times[-1] - h.times[0] == 595
-        assert not math.isnan(h.series["memory"][-1])
-        await ui.press("3")  # a view without figures: the subscription ends, the feed stops
-        await ui.until(lambda: not feed.running, timeout=10, what="the feed to stop")
-        asked = feed.requests
-        await ui.press("9")
-        assert view.hist is h  # shown again: the same history, following again
-        await ui.until(lambda: feed.requests > asked, timeout=10, what="the feed again")
+async def test_follows_the_feed_only_while_shown() -> None:
+    # the RRDs' clock is moved by hand: a new 5 s row comes when the test says so
+    sim = make_sim(rrd_time=float(int(time.time()) // 5 * 5))
+    client = connect(sim)
+    client.metrics.interval = 0.2
+    try:
+        app = create_app(client, metrics=True, clock=frozen_clock)
+        async with driving(app, sim, (80, 24)) as ui:
+            await ui.until_main()
+            await ui.open_vms()
+            await ui.go_to("db-01")
+            await ui.press("f")
+            view = ui.main.query_one(PerformanceView)
+            await ui.until(lambda: view.hist is not None and view.hist.kind == "vm")
+            h = view.hist
+            assert h is not None
+            first = h.times[-1]
+            feed = client.metrics
+            assert feed.running
+            # the feed asks for this VM's figures; a new 5 s row is appended as it comes
+            assert sim.rrd_time is not None
+            sim.rrd_time += 5
+            await ui.until(lambda: h.times[-1] == first + 5, what="a new row")
+            assert len(h.times) == 120 and h.times[-1] - h.times[0] == 595
+            assert not math.isnan(h.series["memory"][-1])
+            await ui.press("3")  # a view without figures: the subscription ends, the feed stops
+            await ui.until(lambda: not feed.running, what="the feed to stop")
+            asked = feed.requests
+            await ui.press("9")
+            assert view.hist is h  # shown again: the same history, following again
+            await ui.until(lambda: feed.requests > asked, what="the feed again")
+    finally:
+        client.close()
+        sim.stop()
