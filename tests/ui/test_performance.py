@@ -89,7 +89,7 @@ async def test_vm_graphs_from_the_vms_view(sim: Simulator, client: Client) -> No
 
 async def test_follows_the_feed_only_while_shown() -> None:
     # the RRDs' clock is moved by hand: a new 5 s row comes when the test says so
-    sim = make_sim(rrd_time=float(int(time.time()) // 5 * 5))
+    sim = make_sim(rrd_time=float((int(time.time()) // 5 + 12) * 5))
     client = connect(sim)
     client.metrics.interval = 0.2
     try:
@@ -109,15 +109,17 @@ async def test_follows_the_feed_only_while_shown() -> None:
             # the feed asks for this VM's figures; a new 5 s row is appended as it comes
             assert sim.rrd_time is not None
             sim.rrd_time += 5
-            await ui.until(lambda: h.times[-1] == first + 5, what="a new row")
+            await ui.until(lambda: view.hist is not None and view.hist.times[-1] == first + 5,
+                           timeout=15, what="a new row")
+            h = view.hist
             assert len(h.times) == 120 and h.times[-1] - h.times[0] == 595
             assert not math.isnan(h.series["memory"][-1])
             await ui.press("3")  # a view without figures: the subscription ends, the feed stops
-            await ui.until(lambda: not feed.running, what="the feed to stop")
+            await ui.until(lambda: not feed.running, timeout=15, what="the feed to stop")
             asked = feed.requests
             await ui.press("9")
             assert view.hist is h  # shown again: the same history, following again
-            await ui.until(lambda: feed.requests > asked, what="the feed again")
+            await ui.until(lambda: feed.requests > asked, timeout=15, what="the feed again")
     finally:
         client.close()
         sim.stop()
