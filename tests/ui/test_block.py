@@ -235,6 +235,8 @@ async def test_a_run_that_died_leaves_nothing_attached_after_the_next(sim: Simul
         x.xenapi.VBD.plug(vbd)
     finally:
         x.xenapi.session.logout()
+    # this client read the pool before the leftover was made: it comes in by its events
+    # once the app follows them, and is detached then
     async with running(sim, client) as ui:
         await ui.until_said("interrupted run left attached")
         await ui.until(lambda: vbd not in sim.store.all("VBD"), what="the leftover detached")

@@ -63,6 +63,7 @@ class Runner:
         self.now = now
         # the plans running in workers, each with the event that cancels it
         self._running: set[threading.Event] = set()
+        self._swept: set[str] = set()  # leftover inspection devices being detached
         self._lock = threading.Lock()
 
     @property
@@ -300,7 +301,8 @@ class Runner:
         """Detach what an interrupted run of this machine left attached to a control
         domain for inspection (its process is gone): each as a plan, with its toast."""
         cache = self.client.cache
-        left = block.stale(cache)
+        left = [v for v in block.stale(cache) if v.ref not in self._swept]
+        self._swept.update(v.ref for v in left)
         if left:
             say(self.app, f"{len(left)} disk(s) that an interrupted run left attached to a "
                           "control domain are being detached")

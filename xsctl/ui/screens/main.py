@@ -35,6 +35,7 @@ from xsctl.ui.notify import say
 from xsctl.ui.runner import Runner
 from xsctl.ui.views.base import View, all_views
 from xsctl.ui.widgets.header import ConnectionHeader
+from xsctl.xapi import block
 from xsctl.xapi.client import Client
 from xsctl.xapi.errors import ChangedCertificate, XapiError
 from xsctl.xapi.models import Pool
@@ -207,6 +208,10 @@ class MainScreen(Screen[None]):
             self.update_header()
         if msg.resync and not self._swept:
             self._swept = True  # once the pool is read: what an interrupted run left
+            self.runner.sweep_inspections()
+        elif self._swept and any(c.cls == "vbd" and c.op == "add" and block.TAG in (
+                (c.new or {}).get("other_config") or {}) for c in msg.changes):
+            # one read before the app started, that came in by its events since
             self.runner.sweep_inspections()
 
     def on_health_changed(self, msg: HealthChanged) -> None:
