@@ -118,10 +118,6 @@ def inspecting(client: Client, op_id: str, specs: Sequence[str]) -> bool:
     return False
 
 
-def inspection(plan: Any) -> bool:
-    return block_ops.is_inspection(plan)
-
-
 def _fetch(client: Client, ref: str) -> dict[str, Any] | None:
     """The VBD's record as xapi has it now (the CLI's cache is read once, at the
     start, before the VBD was made)."""

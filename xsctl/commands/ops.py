@@ -15,6 +15,7 @@ from xsctl.commands.connect import interactive, open_client
 from xsctl.commands.output import print_json, say, warn
 from xsctl.xapi.client import Client
 from xsctl.xapi.errors import UsageError, XsctlError
+from xsctl.xapi.ops import block as block_ops
 from xsctl.xapi.ops import catalogue
 from xsctl.xapi.ops.base import Plan, StepProgress, TransferProgress, outcome, outcome_text
 from xsctl.xapi.ops.catalogue import Context, Operation, Param, ParamKind
@@ -232,7 +233,7 @@ def run_plans(args: argparse.Namespace, client: Client, op: Operation,
         if not _confirmed(plan, args):
             failed(name, UsageError("not confirmed; nothing was done"))
             continue
-        held = block.inspection(plan)
+        held = block_ops.is_inspection(plan)
         try:
             progress, rate = _progress(plan.title)
             ran = client.run(plan, progress, rate=rate)
