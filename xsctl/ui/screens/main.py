@@ -85,7 +85,8 @@ class MainScreen(Screen[None]):
         self._plan_tasks: dict[int, list[str]] = {}  # id(plan) -> the tasks it made
         self.changed: ChangedCertificate | None = None  # set once: the session stopped
         for cls in self.view_classes:
-            self._bindings.bind(cls.KEY, f"show_view('{cls.ID}')", cls.LABEL, show=False)
+            if cls.KEY:
+                self._bindings.bind(cls.KEY, f"show_view('{cls.ID}')", cls.LABEL, show=False)
 
     def compose(self) -> ComposeResult:
         yield ConnectionHeader(id="conn-header")
@@ -124,7 +125,7 @@ class MainScreen(Screen[None]):
             return self.view_classes[0].ID
         want = view.strip().lower()
         for c in self.view_classes:
-            if want in (c.ID, c.KEY, c.LABEL.lower()) or c.LABEL.lower().startswith(want):
+            if want in (c.ID, c.LABEL.lower()) or (c.KEY and want == c.KEY) or c.LABEL.lower().startswith(want):
                 return c.ID
         say(self.app, f"No view {view!r}: " + ", ".join(c.ID for c in self.view_classes),
             error=True)
@@ -327,7 +328,7 @@ class MainScreen(Screen[None]):
         own = [(key_text(b.key_display or b.key), b.description + (f": {b.tooltip}"
                 if b.tooltip else "")) for b in view.BINDINGS if isinstance(b, Binding)]
         sections = [(view.LABEL, own + view.extra_keys())]
-        sections.append(("Views", [(c.KEY, c.LABEL + (f": {c.HELP}" if c.HELP else ""))
+        sections.append(("Views", [(c.KEY or "menu", c.LABEL + (f": {c.HELP}" if c.HELP else ""))
                                    for c in self.view_classes]
                          + [("f9 / escape", "menu")]))
         return view.LABEL, sections

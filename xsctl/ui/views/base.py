@@ -48,7 +48,11 @@ class View(Vertical):
 
     ID: ClassVar[str] = ""
     LABEL: ClassVar[str] = ""
-    KEY: ClassVar[str] = ""  # the number key that opens it ("1")
+    KEY: ClassVar[str] = ""  # the number key that opens it ("1"); "" for none
+    # where a view without a number key sits in the menu: after the numbered ones, in
+    # this order (the ten digits are taken; these are reached from the menu, the
+    # palette and ``--view``)
+    ORDER: ClassVar[int] = 0
     HELP: ClassVar[str] = ""  # one line: what it shows
     FOLLOWS: ClassVar[frozenset[str]] = frozenset()  # cache classes it shows
     ACTS_ON: ClassVar[str | None] = None  # the catalogue kind its actions act on
@@ -161,13 +165,16 @@ def all_views() -> list[type[View]]:
         todo.extend(cls.__subclasses__())
         if cls.ID:
             found.append(cls)
-    found.sort(key=lambda c: menu_order(c.KEY))
+    found.sort(key=lambda c: menu_order(c.KEY, c.ORDER))
     return found
 
 
-def menu_order(key: str) -> tuple[int, str]:
-    """Menu keys in keyboard order: 1 to 9, then 0 (the row of digits ends with it)."""
-    return (1 if key == "0" else 0, key)
+def menu_order(key: str, order: int = 0) -> tuple[int, int, str]:
+    """Menu keys in keyboard order: 1 to 9, then 0 (the row of digits ends with it),
+    then the views without a key in their ``ORDER``."""
+    if not key:
+        return (2, order, "")
+    return (1 if key == "0" else 0, 0, key)
 
 
 
