@@ -18,6 +18,7 @@ def metrics_tick(sim: Simulator) -> None:
 
 
 from xsctl.sim.handlers import (  # noqa: E402
+    bond,
     event,
     host,
     message,
@@ -31,6 +32,7 @@ from xsctl.sim.handlers import (  # noqa: E402
     task,
     vbd,
     vdi,
+    vlan,
     vm,
     vm_clone,
     vm_devices,
@@ -41,7 +43,7 @@ from xsctl.sim.handlers import (  # noqa: E402
 )
 
 __all__ = [
-    "TICKS", "event", "host", "message", "metrics_tick", "network", "pbd", "pool", "session",
-    "sm", "sr", "storage", "task", "vbd", "vdi", "vm", "vm_clone", "vm_devices", "vm_guest",
+    "TICKS", "bond", "event", "host", "message", "metrics_tick", "network", "pbd", "pool", "session",
+    "sm", "sr", "storage", "task", "vbd", "vdi", "vlan", "vm", "vm_clone", "vm_devices", "vm_guest",
     "vm_lifecycle", "vm_memory", "vm_placement",
 ]
