@@ -348,8 +348,10 @@ class Builder:
                 self.pifs[(host, bridge)] = pif
                 if vlan:
                     tagged = self.pifs[(host, "xenbr0")]
-                    self.c("VLAN", tagged_PIF=tagged, untagged_PIF=pif, tag=int(vlan), other_config={})
-                    self.store.update(pif, {"VLAN_master_of": NULL_REF})
+                    vlan_ref = self.c("VLAN", tagged_PIF=tagged, untagged_PIF=pif, tag=int(vlan),
+                                      other_config={})
+                    # xapi_vlan.ml: the untagged PIF names its VLAN
+                    self.store.update(pif, {"VLAN_master_of": vlan_ref})
 
     def storage(self) -> None:
         c = self.c
