@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         disks,
         install,
         metrics,
+        networks,
         ops,
         pool,
         profiling,
@@ -241,6 +242,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "prefix")
     storage.add_probe(srs, _leaf)
     ops.add_verbs(srs, "sr", _leaf)
+    nw = sub.add_parser("network", help="networks")
+    nws = nw.add_subparsers(dest="network_command", metavar="ACTION", required=True)
+    _leaf(nws, "list", networks.cmd_network_list,
+          "list networks: NICs, VLANs, bonds, internal; MTU and VMs attached")
+    ops.add_verbs(nws, "network", _leaf)
+    for noun, what in (("vlan", "VLANs (tagged networks on a NIC or a bond)"),
+                       ("bond", "bonds (NICs joined into one link)")):
+        g = sub.add_parser(noun, help=what)
+        ops.add_verbs(g.add_subparsers(dest=f"{noun}_command", metavar="ACTION",
+                                       required=True), noun, _leaf)
     vd = sub.add_parser("vdi", help="virtual disks")
     vds = vd.add_subparsers(dest="vdi_command", metavar="ACTION", required=True)
     vl = _leaf(vds, "list", disks.cmd_vdi_list, "list disks")

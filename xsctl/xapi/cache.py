@@ -31,6 +31,7 @@ Record = dict[str, Any]
 CLASSES = [
     "pool", "host", "host_metrics", "VM", "VM_metrics", "VM_guest_metrics", "VBD", "VDI",
     "SR", "PBD", "SM", "network", "VIF", "PIF", "task", "message", "console",
+    "VLAN", "Bond",
 ]
 EVENT_TIMEOUT = 30.0  # seconds an event.from may block, as XenCenter uses
 
