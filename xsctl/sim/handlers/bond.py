@@ -16,7 +16,7 @@ From xapi (xapi-project/xen-api), never copied:
   PIF, else the one with an IP configuration, else the first. The master PIF (device
   ``bondN``, the first free N on the host) takes its MAC (unless one is given), IP
   configuration and management; the members are unplugged and the master plugged; the
-  members' VLANs move onto the master, and the VIFs of VMs running on the host move
+  members' VLANs move onto the master, and the VIFs of VMs resident on the host move
   from the members' networks to the bond's.
 * ``destroy``: the reverse: the configuration and management go back to the primary
   member, the members are plugged again, VLANs and VIFs move down to the primary
@@ -95,12 +95,12 @@ def _move_config(store: Store, src: str, dst: str) -> None:
 
 
 def _move_vifs(store: Store, host: str, networks: set[str], to: str) -> None:
-    """The VIFs of VMs running on ``host`` on ``networks`` move to ``to``
-    (get_local_vifs, Xapi_vif.move_internal)."""
+    """The VIFs of VMs resident on ``host`` (running, paused) on ``networks`` move to
+    ``to`` (get_local_vifs, Xapi_vif.move_internal)."""
     for ref, vif in list(store.all("VIF").items()):
         vm = store.tables["VM"].get(vif["VM"])
-        if (vif["network"] in networks and vm is not None
-                and vm["power_state"] == "Running" and vm["resident_on"] == host):
+        if (vif["network"] in networks and vm is not None and vm["resident_on"] == host
+                and not vm["is_control_domain"]):
             store.update(ref, {"network": to})
 
 
