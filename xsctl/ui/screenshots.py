@@ -23,6 +23,7 @@ from textual.widgets import Input, OptionList, TabbedContent
 from xsctl.ui.app import XsctlApp, create_app
 from xsctl.ui.views.block import BlockView
 from xsctl.ui.views.disks import DisksView
+from xsctl.ui.views.networks import NetworksView
 from xsctl.ui.views.performance import PerformanceView
 from xsctl.ui.views.storage import StorageView
 from xsctl.ui.views.vms import VmsView
@@ -127,6 +128,21 @@ async def _storage(pilot: Pilot[int], name: str) -> StorageView:
 
 async def scene_storage(pilot: Pilot[int]) -> None:
     await _storage(pilot, "NFS storage")
+
+
+async def scene_networks(pilot: Pilot[int]) -> None:
+    """The Networks view, reached as a view without a number key is (the menu, the
+    palette, --view), the cursor on the VLAN so that its PIFs and VMs are beside it."""
+    from xsctl.ui.screens.main import MainScreen
+
+    screen = pilot.app.screen
+    assert isinstance(screen, MainScreen)
+    screen.action_show_view("networks")
+    await _settle(pilot)
+    view = screen.query_one(NetworksView)
+    key = next(k for k, r in view.table.rows.items() if r.cells[0][0].startswith("DMZ"))
+    view.table.move_to(key)
+    await _settle(pilot)
 
 
 async def scene_disks(pilot: Pilot[int]) -> None:
@@ -326,6 +342,7 @@ SCENES: dict[str, tuple[tuple[int, int], Step, float]] = {
     # wider: the table keeps its columns beside the detail pane
     "storage": ((200, 50), scene_storage, 0.05),
     "disks": ((200, 50), scene_disks, 0.05),
+    "networks": ((160, 40), scene_networks, 0.05),
     # "new-sr": the New SR wizard, added with it
     "narrow-80x24": ((80, 24), scene_narrow, 0.05),
     "narrow-80x24-menu": ((80, 24), scene_narrow_menu, 0.05),
