@@ -15,8 +15,9 @@ from tests.conftest import xenapi_session
 from tests.ui.dialogs import answer_text, confirm_plan, fill, pick
 from tests.ui.harness import Ui, in_thread, running, text_of
 from xsctl.sim import Simulator
+from xsctl.ui.commands import XsctlCommands
 from xsctl.ui.modals.confirm import ConfirmPlan
-from xsctl.ui.modals.forms import FieldsForm, PickMany
+from xsctl.ui.modals.forms import FieldsForm, PickMany, PickOne
 from xsctl.ui.views.networks import NetworksView
 from xsctl.ui.widgets.table import VirtualTable
 from xsctl.xapi.client import Client
@@ -245,3 +246,34 @@ async def test_readable_at_80x24(sim: Simulator, client: Client) -> None:
         screen = ui.screen_text()
         assert "DMZ (VLAN 100)" in screen and "VLAN" in screen
         assert "Pool-wide network associated with eth0 (mgmt)" in screen
+
+
+async def test_actions_menu_and_palette_offer_the_new_network(sim: Simulator,
+                                                             client: Client) -> None:
+    """The pool's operations act on no row: the actions menu offers them first, with
+    their keys, and runs them on the pool; the palette has them too."""
+    async with running(sim, client) as ui:
+        await open_networks(ui)
+        await go(ui, ETH1)
+        await ui.press("a")
+        menu: PickOne[str] = await ui.modal(PickOne)
+        firsts = [(c.value, c.detail) for c in menu.choices[:2]]
+        assert firsts == [("network.create", "[n]"), ("bond.create", "[b]")]
+        offered = {c.value: c.reason for c in menu.choices}
+        assert offered["vlan.create"] is None and offered["network.rename"] is None
+        assert offered["network.destroy"] == "it is a NIC's own network: it goes when the NIC does"
+        await pick(ui, "New internal network…")
+        form = await ui.modal(FieldsForm)
+        await fill(ui, form, name="from-the-menu")
+        await ui.press("enter")
+        await ui.until_said("done")
+        net_ref(sim, "from-the-menu")
+        # the palette finds the new bond and opens its NIC picker
+        provider = XsctlCommands(ui.main)
+        hits = [h async for h in provider.search("network: new bond")]
+        assert hits[0].text == "network: new bond…"
+        hits[0].command()
+        picker = await ui.modal(PickMany)
+        assert {c.label for c in picker.choices} == {"eth0", "eth1"}
+        await ui.press("escape")
+        await ui.back_to_main()

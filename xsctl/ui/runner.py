@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -79,9 +79,11 @@ class Runner:
 
     # ------------------------------------------------------------ the actions menu
 
-    async def menu(self, cls: str, refs: list[str]) -> str | None:
-        """Every operation on these objects; those not possible say why. Returns the
-        chosen operation's id."""
+    async def menu(self, cls: str, refs: list[str],
+                   extras: Sequence[tuple[str, str]] = ()) -> str | None:
+        """Every operation on these objects, after ``extras`` (operation id, ref: on
+        an object of their own); those not possible say why. Returns the chosen
+        operation's id."""
         ops = catalogue.operations(cls)
         if not ops:
             return None
@@ -91,6 +93,11 @@ class Runner:
             return None
         cache = self.client.cache
         choices = []
+        for op_id, ref in extras:
+            op = catalogue.get(op_id)
+            obj = op.kind.load(cache, ref)
+            gone = "it is no longer there" if obj is None else catalogue.why_not(op, cache, obj)
+            choices.append(Choice(op.id, op.menu_label, f"[{key_label(op.key)}]", gone))
         for op in ops:
             why: str | None
             if len(objs) > 1 and not op.multi:

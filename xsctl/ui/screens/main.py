@@ -292,11 +292,15 @@ class MainScreen(Screen[None]):
             cls = kind or view.ACTS_ON
             if cls is None:
                 return
-            chosen = await self.runner.menu(cls, refs)
+            extras = [] if kind else view.menu_extras()
+            chosen = await self.runner.menu(cls, refs, extras)
             if chosen is None:
                 return
             op_id = chosen
-            if not kind:
+            also = dict(extras)
+            if op_id in also:  # on its own object, not on the rows
+                refs = [also[op_id]]
+            elif not kind:
                 refs = view.targets() or refs
         if await self.runner.perform(catalogue.get(op_id), refs):
             view.acted()

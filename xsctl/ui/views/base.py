@@ -114,6 +114,11 @@ class View(Vertical):
         """Commands of its own for the palette (its operations are added for it)."""
         return []
 
+    def menu_extras(self) -> list[tuple[str, str]]:
+        """Operations on objects that are not rows, as (operation id, ref), that its
+        actions menu offers before the rows' own (the pool's: a new network)."""
+        return []
+
     def extra_keys(self) -> list[tuple[str, str]]:
         """Keys handled by its widgets (a table's), for the ? help."""
         return []

@@ -38,6 +38,9 @@ COLUMNS = [
     Column("vms", "VMs", width=4, align="right", priority=1),
 ]
 
+# the pool's operations started here: they act on no row (their keys are this view's)
+CREATES = ("network.create", "bond.create")
+
 KIND_HELP = {
     NIC: "a NIC's own network: each host's physical interface",
     VLAN: "tagged traffic on a NIC or a bond",
@@ -55,7 +58,7 @@ class NetworksView(ListingView[DetailPane]):
     KEY = ""
     ORDER = 20
     HELP = "networks, live: NICs, VLANs, bonds, MTU, VMs attached"
-    FOLLOWS = frozenset({"network", "pif", "vlan", "bond", "vif", "host", "pool"})
+    FOLLOWS = frozenset({"network", "pif", "vlan", "bond", "vif", "host"})
     ACTS_ON = "network"
     TABLE = "network-table"
     FILTER = "network-filter"
@@ -71,7 +74,7 @@ class NetworksView(ListingView[DetailPane]):
 
     def __init__(self, client: Any, **kw: Any) -> None:
         super().__init__(client, **kw)
-        self.built = False
+        self.stale = True  # rebuilt when next shown
 
     # ------------------------------------------------------------ the pool's operations
 
@@ -82,9 +85,13 @@ class NetworksView(ListingView[DetailPane]):
         if pool is not None and isinstance(self.screen, MainScreen):
             self.screen.request(op_id, [pool.ref], self.ID, kind="pool")
 
+    def menu_extras(self) -> list[tuple[str, str]]:
+        pool = Pool.of(self.client.cache)
+        return [] if pool is None else [(op_id, pool.ref) for op_id in CREATES]
+
     def palette(self) -> list[PaletteCommand]:
         out = []
-        for op_id in ("network.create", "bond.create"):
+        for op_id in CREATES:
             op = catalogue.get(op_id)
             out.append(PaletteCommand(f"network: {op.menu_label.lower()}", op.help,
                                       partial(self.action_create, op_id)))
@@ -106,12 +113,12 @@ class NetworksView(ListingView[DetailPane]):
                 "dim": Style(dim=True), "accent": Style(color=t.accent)}
 
     def on_show(self) -> None:
-        if not self.built:
+        if self.stale:
             self.rebuild()
 
     def rebuild(self) -> None:
         cache = self.client.cache
-        self.built = True
+        self.stale = False
         self.table.replace_all({ref: self.row(Network.from_record(cache, ref, r))
                                 for ref, r in cache.snapshot("network")})
         self.table.commit()
@@ -147,12 +154,18 @@ class NetworksView(ListingView[DetailPane]):
         return Row(cells, sort, search, dim=net.kind == SYSTEM or net.bonded)
 
     def changed(self, msg: CacheChanged) -> None:
-        """Networks are few: a change to a PIF, VLAN, bond, host or the pool redraws
-        every row; a VIF's or a network's only the networks it touches."""
-        if not self.built:
+        """Networks are few: a change to a PIF, VLAN or bond, or a host come, gone or
+        renamed, redraws every row (at once when shown, else when next shown); a
+        VIF's or a network's only the networks it touches."""
+        if self.stale:
             return
-        if msg.resync or msg.classes & {"pif", "vlan", "bond", "host", "pool"}:
-            self.rebuild()
+        hosts = any(c.cls == "host" and (c.op != "mod" or "name_label" in c.changed_fields())
+                    for c in msg.changes)
+        if msg.resync or hosts or msg.classes & {"pif", "vlan", "bond"}:
+            if self.display:
+                self.rebuild()
+            else:
+                self.stale = True
             return
         nets = msg.refs("network")
         for c in msg.changes:
