@@ -24,6 +24,14 @@ from xsctl.xapi.ops.catalogue import Context, Operation, ParamKind
 # and, for *-param-set, the writable fields of records.ml (VCPUs-max,
 # VCPUs-at-startup, name-label).
 XE_PARAMS: dict[str, set[str]] = {
+    # network-param-set: records.ml network fields name-label, name-description, MTU
+    "network-create": {"name-label", "name-description", "MTU", "bridge", "managed"},
+    "network-param-set": {"uuid", "name-label", "name-description", "MTU"},
+    "network-destroy": {"uuid"},
+    "pool-vlan-create": {"pif-uuid", "vlan", "network-uuid"},
+    "vlan-destroy": {"uuid"},
+    "bond-create": {"network-uuid", "pif-uuids", "mac", "mode", "properties:"},
+    "bond-destroy": {"uuid"},
     "vm-start": {"force", "on", "paused"},
     "vm-shutdown": {"force"},
     "vm-reboot": {"force"},
@@ -98,6 +106,13 @@ XE_PARAMS["vm-param-set"] |= {"is-a-template", "affinity", "other-config:",
 VM_SELECTORS = {"uuid", "vm", "name-label"}
 # (reqd) parameters that must be there
 XE_REQUIRED: dict[str, set[str]] = {
+    "network-create": {"name-label"},
+    "network-param-set": {"uuid"},
+    "network-destroy": {"uuid"},
+    "pool-vlan-create": {"pif-uuid", "vlan", "network-uuid"},
+    "vlan-destroy": {"uuid"},
+    "bond-create": {"network-uuid", "pif-uuids"},
+    "bond-destroy": {"uuid"},
     "vm-snapshot": {"new-name-label"},
     "vm-clone": {"new-name-label"},
     "vm-copy": {"new-name-label"},
@@ -144,7 +159,40 @@ SAMPLES: dict[str, dict[str, Any]] = {
                                                    "serverpath": "/export/backup"}},
     "sr.introduce": {"type": "nfs", "uuid": "0f6ad3f4-3c55-4d3c-9e0a-1b2c3d4e5f60",
                      "device_config": {"server": "10.0.0.5", "serverpath": "/export/backup"}},
+    "vlan.create": {"tag": 300},
 }
+
+
+PICKS: dict[str, int] = {"bond.create": 2}
+
+
+def network_objects(sim: Any) -> None:
+    """What the network operations act on beyond the demo pool's: an internal network
+    to delete, and on each host two more NICs (eth2, eth3: hardware no call makes),
+    bonded, so that a bond can be taken apart while eth0 and eth1 can still be."""
+    from tests.conftest import xenapi_session
+    from xsctl.sim.wire import NULL_REF
+
+    st = sim.store
+    st.create("network", {"name_label": "walk-lab", "bridge": "xapi7", "MTU": 1500,
+                          "other_config": {}, "managed": True})
+    nets = {dev: st.create("network", {"name_label": f"Pool-wide network associated with "
+                                                     f"{dev}", "bridge": f"xenbr{dev[-1]}",
+                                       "MTU": 1500, "other_config": {}, "managed": True})
+            for dev in ("eth2", "eth3")}
+    bond_net = st.create("network", {"name_label": "walk-bond", "bridge": "xapi8",
+                                     "MTU": 1500, "other_config": {}, "managed": True})
+    x = xenapi_session(sim)
+    for host in list(st.all("host")):
+        members = [st.create("PIF", {"device": dev, "network": net, "host": host,
+                                     "MAC": f"02:00:00:00:0{i}:{len(st.all('PIF')):02x}",
+                                     "MTU": 1500, "VLAN": -1, "physical": True,
+                                     "currently_attached": True, "managed": True,
+                                     "ip_configuration_mode": "None",
+                                     "bond_slave_of": NULL_REF, "properties": {"gro": "on"}})
+                   for i, (dev, net) in enumerate(nets.items())]
+        x.xenapi.Bond.create(bond_net, members, "", "active-backup", {})
+    x.xenapi.session.logout()
 
 
 def sample_xva() -> Path:
@@ -207,7 +255,9 @@ def sample(op: Operation, ctx: Context, obj: Any) -> dict[str, Any] | None:
         elif p.kind is ParamKind.FLAG:
             values[p.name] = False
         elif p.kind is ParamKind.PICK_MANY:
-            values[p.name] = frozenset()
+            # the fewest an operation takes (a bond joins two NICs)
+            ok = [c.value for c in catalogue.choices(p, ctx, obj) if c.reason is None]
+            values[p.name] = frozenset(ok[:PICKS.get(op.id, 0)])
         elif p.kind is ParamKind.PICK:
             ok = [c for c in catalogue.choices(p, ctx, obj) if c.reason is None and c.value]
             if not ok:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.catalogue_support import check_xe_line, possible
+from tests.catalogue_support import check_xe_line, network_objects, possible
 from tests.cli.helpers import conn_args, password_file, xsctl
 from tests.conftest import make_sim, wait_for, xenapi_session
 from tests.unit.helpers import connect
@@ -30,6 +30,7 @@ def busy_sim() -> Iterator[Simulator]:
     s = make_sim()
     x = xenapi_session(s)
     try:
+        network_objects(s)
         s.op_time = 30.0
         backup = x.xenapi.VM.get_by_name_label("backup-01")[0]
         x.xenapi.Async.VM.copy(backup, "long-copy", "OpaqueRef:NULL")

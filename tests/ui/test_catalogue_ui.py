@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.catalogue_support import possible
+from tests.catalogue_support import network_objects, possible
 from tests.conftest import wait_for, xenapi_session
 from tests.ui.dialogs import open_wizard, wizard_fill, wizard_page, wizard_pick
 from tests.ui.harness import Ui, running, words_of
@@ -17,6 +17,7 @@ from xsctl.ui.commands import XsctlCommands
 from xsctl.ui.modals.forms import PickOne
 from xsctl.ui.modals.help import HelpScreen
 from xsctl.ui.views.base import View
+from xsctl.ui.views.networks import CREATES, NetworksView
 from xsctl.ui.views.vms import VmsView
 from xsctl.xapi.client import Client
 from xsctl.xapi.ops import catalogue
@@ -24,6 +25,7 @@ from xsctl.xapi.ops import catalogue
 
 async def test_every_operation_is_in_the_menu_the_palette_and_the_keys(
         sim: Simulator, client: Client) -> None:
+    network_objects(sim)
     x = xenapi_session(sim)
     sim.op_time = 600.0  # a long copy: a task to cancel (the walk takes a while)
     x.xenapi.Async.VM.copy(x.xenapi.VM.get_by_name_label("backup-01")[0], "long-copy",
@@ -50,7 +52,10 @@ async def test_every_operation_is_in_the_menu_the_palette_and_the_keys(
                 assert any(b.key == op.key and b.action == f"act('{op.id}')"
                            for b in view.BINDINGS), op.id
                 # the actions menu on that object offers it, enabled
-                await ui.press(view.KEY)
+                if view.KEY:
+                    await ui.press(view.KEY)
+                else:  # from the menu, as a view without a number key is reached
+                    ui.main.action_show_view(view.ID)
                 await ui.until(lambda v=view, r=ref: v.show_object(r),
                                what=f"{name} in {view.LABEL}")
                 await ui.press("a")
@@ -81,10 +86,17 @@ async def test_pool_operations_start_from_their_wizard(sim: Simulator, client: C
     finally:
         x.xenapi.session.logout()
     implicit = [op for op in catalogue.operations() if op.kind.implicit]
-    assert {op.id for op in implicit} == {"sr.create", "sr.introduce", "vm.import"}
+    assert {op.id for op in implicit} == {"sr.create", "sr.introduce", "vm.import",
+                                          "network.create", "bond.create"}
     async with running(sim, client) as ui:
         # vm.import has a key of its own in the VMs view (tests/ui/test_transfer.py)
         assert any(b.key == "I" and b.action == "import_vm" for b in VmsView.BINDINGS)
+        # a new network and a new bond have the Networks view's keys and actions menu
+        # (tests/ui/test_networks_view.py)
+        for op_id in CREATES:
+            op = catalogue.get(op_id)
+            assert any(b.key == op.key and b.action == f"create('{op_id}')"
+                       for b in NetworksView.BINDINGS), op_id
         for op in implicit:
             if op.cli_group == "sr":
                 await _through_the_wizard(ui, op.id, forgotten)
