@@ -463,7 +463,7 @@ declare(
               params=(Param("description", ParamKind.TEXT, "Description",
                             ("--description",), "the new description", required=False,
                             metavar="TEXT", default=lambda ctx, n: n.name_description),)),
-    Operation("vlan.create", NETWORK, "New VLAN on it", "v", "create", "pool-vlan-create",
+    Operation("vlan.create", NETWORK, "Add a VLAN", "v", "create", "pool-vlan-create",
               "given a VLAN", "Create a VLAN on this NIC or bond of every host, on a new "
               "network", vlan_create, when=_vlan_when, group="vlan",
               params=(_TAG, _NAME, _DESC),
