@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.cli.helpers import Run, conn_args, password_file, xsctl
+from tests.conftest import xenapi_session
 from xsctl.sim import Simulator
 
 ETH0 = "Pool-wide network associated with eth0"
@@ -148,3 +149,20 @@ def test_refusals(sim: Simulator, tmp_path: Path, argv: tuple[str, ...], code: i
     assert len(r.err.strip().splitlines()) == 1, r.err
     assert "Traceback" not in r.err
     assert state(sim) == before
+
+
+def test_vlan_skips_a_host_in_maintenance_and_says_so(sim: Simulator, tmp_path: Path) -> None:
+    """xapi_pool.ml create_VLAN_from_PIF makes VLANs on enabled hosts only."""
+    x = xenapi_session(sim)
+    try:
+        host = x.xenapi.host.get_by_name_label("xcp-ng-02")[0]
+        x.xenapi.host.disable(host)
+    finally:
+        x.xenapi.session.logout()
+    plan = cli(sim, tmp_path, "vlan", "create", ETH1, "--tag", "42", "--name", "v42",
+               "--dry-run", "--json").json()[0]
+    assert any(n.startswith("Not on xcp-ng-02, in maintenance now") for n in plan["notes"])
+    assert cli(sim, tmp_path, "vlan", "create", ETH1, "--tag", "42", "--name", "v42").code == 0
+    hosts = {sim.store.get(sim.store.get(v["untagged_PIF"], "PIF")["host"], "host")["name_label"]
+             for v in sim.store.all("VLAN").values() if v["tag"] == 42}
+    assert hosts == {"xcp-ng-01", "xcp-ng-03"}

@@ -200,6 +200,12 @@ def vlan_create(cache: Cache, net: Network, tag: int, name: str,
              xe("pool-vlan-create", pif_uuid=base.uuid, vlan=tag, network_uuid=Var("net")))
     notes = [f"VLAN {tag} on {base.device} of every host that has {net.display_name} "
              f"({some(sorted(hosts, key=str.lower), 4)}); a new network {name} carries it."]
+    # xapi_pool.ml create_VLAN_from_PIF: only the PIFs of enabled hosts get one
+    off = sorted({p.host_name for p in net.pifs
+                  if not (cache.get("host", p.host) or {}).get("enabled", True)}, key=str.lower)
+    if off:
+        notes.append(f"Not on {some(off)}, in maintenance now: xapi makes VLANs on enabled "
+                     "hosts only (add it there later with xe vlan-create).")
     return Plan(title=f"Create VLAN {tag} on {net.display_name}", action="vlan.create",
                 targets=(net.ref,), calls=calls, xe=lines, names=names, notes=tuple(notes))
 
@@ -461,7 +467,8 @@ declare(
     Operation("network.set", NETWORK, "Describe", "e", "set", "network-param-set", "changed",
               "Set the network's description", describe,
               params=(Param("description", ParamKind.TEXT, "Description",
-                            ("--description",), "the new description", required=False,
+                            ("--description",), "the new description (none: cleared)",
+                            required=False,
                             metavar="TEXT", default=lambda ctx, n: n.name_description),)),
     Operation("vlan.create", NETWORK, "Add a VLAN", "v", "create", "pool-vlan-create",
               "given a VLAN", "Create a VLAN on this NIC or bond of every host, on a new "
