@@ -189,6 +189,26 @@ _FRIENDLY: dict[str, Callable[[Sequence[str]], str]] = {
     "IMPORT_INCOMPATIBLE_VERSION": lambda p: "The file comes from a newer xapi than this pool's; nothing was imported",
     "IMPORT_ERROR": lambda p: f"The import failed: {_p(p, 0)}",
     "CLIENT_ERROR": lambda p: "The transfer's connection broke off",
+    # networks: xapi_network.ml, xapi_vlan.ml, xapi_bond.ml, xapi_pif.ml
+    "NETWORK_CONTAINS_VIF": lambda p: "VMs' network interfaces (VIFs) are attached to the network: unplug or move them first",
+    "NETWORK_CONTAINS_PIF": lambda p: "Hosts' interfaces (PIFs) are still on the network: remove its VLANs or bonds first",
+    "CANNOT_DESTROY_SYSTEM_NETWORK": lambda p: "That is xapi's own network; it cannot be deleted",
+    "NETWORK_ALREADY_CONNECTED": lambda p: "The host already reaches that network through another interface",
+    "NETWORK_UNMANAGED": lambda p: "xapi does not manage that network",
+    "VLAN_TAG_INVALID": lambda p: f"VLAN tag {_p(p, 0)} is not possible: tags are 0 to 4094",
+    "PIF_VLAN_EXISTS": lambda p: f"{_p(p, 0)} already has a VLAN with that tag, or is tagged itself",
+    "PIF_IS_VLAN": lambda p: "That interface is a VLAN: VLANs go on a NIC or a bond",
+    "PIF_IS_PHYSICAL": lambda p: "That interface is a NIC, not a VLAN",
+    "CANNOT_ADD_VLAN_TO_BOND_SLAVE": lambda p: "That NIC is in a bond: put the VLAN on the bond",
+    "PIF_UNMANAGED": lambda p: "xapi does not manage that interface",
+    "PIF_IS_MANAGEMENT_INTERFACE": lambda p: "That interface carries the host's management connection",
+    "PIF_ALREADY_BONDED": lambda p: "A chosen NIC is in a bond already",
+    "PIF_BOND_NEEDS_MORE_MEMBERS": lambda p: "A bond needs NICs to join",
+    "PIF_CANNOT_BOND_CROSS_HOST": lambda p: "The NICs of a bond must be on one host",
+    "PIF_BOND_MORE_THAN_ONE_IP": lambda p: "More than one of the NICs has an IP configuration; a bond keeps one",
+    "INCOMPATIBLE_PIF_PROPERTIES": lambda p: "The NICs have different settings (properties); a bond needs them equal",
+    "HA_CANNOT_CHANGE_BOND_STATUS_OF_MGMT_IFACE": lambda p: "HA is on: the management interface's bond cannot change",
+    "PIF_DEVICE_NOT_FOUND": lambda p: "A host has no NIC of that name",
 }
 
 
