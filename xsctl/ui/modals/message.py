@@ -28,14 +28,14 @@ class MessageScreen(Dialog[None]):
     def compose(self) -> ComposeResult:
         m = self.message
         with VerticalScroll(classes="dialog", id="message-box"):
-            yield Label(Text(m.name), classes="dialog-title")
+            yield Label(Text(m.title), classes="dialog-title")
             facts = Table.grid(padding=(0, 2))
             facts.add_column(style="bold", no_wrap=True)
             facts.add_column()
-            facts.add_row("Priority", str(m.priority))
+            facts.add_row("Priority", f"{m.priority} ({m.priority_name})")
             facts.add_row("On", Text(self.about))
-            facts.add_row("When", m.timestamp.astimezone().strftime("%Y-%m-%d %H:%M:%S")
-                          if m.timestamp else "–")
+            facts.add_row("When", m.when)
+            facts.add_row("Kind", Text(m.name))
             facts.add_row("UUID", m.uuid)
             yield Static(facts)
             yield Static(Text(m.body or "(no text)"), classes="message-body")

@@ -179,10 +179,8 @@ def _names(msgs: Sequence[Message]) -> dict[str, str]:
 
 
 def _xe(msgs: Sequence[Message]) -> tuple[str, ...]:
-    lines = [xe("message-destroy", uuid=m.uuid) for m in msgs[:XE_SHOWN]]
-    if len(msgs) > XE_SHOWN:
-        lines.append(f"# ... and the same for the {len(msgs) - XE_SHOWN} others")
-    return tuple(lines)
+    """xe has no destroy_many: a message-destroy each (the first few written out)."""
+    return tuple(xe("message-destroy", uuid=m.uuid) for m in msgs[:XE_SHOWN])
 
 
 def dismiss(cache: Cache, m: Message) -> Plan:
@@ -199,6 +197,9 @@ def dismiss_many(cache: Cache, msgs: list[Message], *, title: str = "",
     kinds = sorted({m.name for m in msgs})
     what = kinds[0] if len(kinds) == 1 else f"{len(kinds)} kinds"
     notes = ["xapi keeps no copy: a dismissed alert is gone for every client"]
+    if len(msgs) > XE_SHOWN:
+        notes.append(f"xe: the same message-destroy for each of the other "
+                     f"{len(msgs) - XE_SHOWN} alerts")
     return Plan(title=title or f"Dismiss {len(msgs)} alerts ({what})", action=action,
                 targets=tuple(m.ref for m in msgs),
                 calls=(Call("message.destroy_many", ([m.ref for m in msgs],)),),
