@@ -26,7 +26,7 @@ def cmd_alert_list(args: argparse.Namespace) -> int:
                 out.append({"uuid": r.get("uuid"), "name": r.get("name"),
                             "priority": m.priority, "priority_name": m.priority_name,
                             "class": r.get("cls"), "obj_uuid": r.get("obj_uuid"),
-                            "object": names.names.get(m.obj_uuid),
+                            "object": names.exact.get(m.obj_uuid),
                             "timestamp": m.timestamp.isoformat() if m.timestamp else None,
                             "body": r.get("body")})
             print_json(out)
@@ -47,7 +47,7 @@ def cmd_alert_show(args: argparse.Namespace) -> int:
         names = ObjectNames(cache)
         if args.json:
             print_json([{**(cache.get("message", m.ref) or {}),
-                         "object": names.names.get(m.obj_uuid)} for m in msgs])
+                         "object": names.exact.get(m.obj_uuid)} for m in msgs])
             return 0
         for i, m in enumerate(msgs):
             if i:

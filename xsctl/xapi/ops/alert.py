@@ -32,9 +32,11 @@ class ObjectNames:
 
     def __init__(self, cache: Cache) -> None:
         self.names: dict[str, str] = {}
+        self.exact: dict[str, str] = {}  # as xapi has them, for --json
         for _, table in ABOUT:
             for _ref, r in cache.snapshot(table):
                 uuid = str(r.get("uuid", ""))
+                self.exact[uuid] = str(r.get("name_label", ""))
                 if table == "vm" and not is_guest(r):
                     # a host's control domain, a template or a snapshot: said so
                     what = ("control domain" if r.get("is_control_domain")
