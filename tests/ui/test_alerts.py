@@ -6,6 +6,7 @@ Pilot on the real app against the simulator."""
 from __future__ import annotations
 
 import unicodedata
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from textual.widgets import Input
@@ -92,6 +93,16 @@ async def test_alerts_are_listed_newest_first_and_follow_the_pool(
         finally:
             await in_thread(lambda: x.xenapi.session.logout())
         assert len(t.rows) == len(sim.store.all("message"))
+
+        # the ages move on with the clock, row by row (the minute tick)
+        started = message_ref(sim, "VM_STARTED")
+        view(ui).now = lambda: datetime.now(UTC)
+        view(ui).tick()
+        assert t.rows[started].cells[0][0] == "10m"
+        view(ui).now = lambda: datetime.now(UTC) + timedelta(hours=1)
+        view(ui).tick()
+        assert t.rows[started].cells[0][0] == "1h 10m"
+        assert t.rows[message_ref(sim, "POOL_MASTER_TRANSITION")].cells[0][0] == "6d 1h"
 
         # a renamed VM renames the rows about it
         await in_thread(lambda: sim.store.update(ui.ref("web-01"), {"name_label": "www-01"}))

@@ -8,6 +8,7 @@ once, then only those a change touched, on the virtual table the VM list uses.""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from rich.console import Group
@@ -80,6 +81,7 @@ class AlertsView(ListingView[DetailPane]):
         self.only_object: str | None = None  # a uuid
         self._styles: dict[int, Style | None] = {}
         self._timer: Timer | None = None
+        self._stamps: dict[str, float | None] = {}  # ref -> when xapi raised it
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="/ to filter by priority, kind, object or text",
@@ -97,7 +99,7 @@ class AlertsView(ListingView[DetailPane]):
         elif self._timer is None:
             self.rebuild()  # the ages moved on while hidden
         if self._timer is None:
-            self._timer = self.set_interval(AGE_EVERY, self.rebuild)
+            self._timer = self.set_interval(AGE_EVERY, self.tick)
 
     def on_hide(self) -> None:
         if self._timer is not None:
@@ -105,13 +107,14 @@ class AlertsView(ListingView[DetailPane]):
             self._timer = None
 
     def rebuild(self) -> None:
-        """Every row from the cache (first shown, a resync, a renamed object, the
-        ages once a minute)."""
+        """Every row from the cache (first shown again, a resync, a renamed
+        object)."""
         cache = self.client.cache
         t = self.app.current_theme
         self._styles = {1: Style(color=t.error, bold=True), 2: Style(color=t.error),
                         3: Style(color=t.warning), 4: Style(color=t.success), 5: None}
         self.names = ObjectNames(cache)
+        self._stamps = {}
         with cache.long_lived():
             self.table.replace_all({ref: self.row(Message.from_record(ref, r))
                                     for ref, r in cache.snapshot("message")})
@@ -119,10 +122,29 @@ class AlertsView(ListingView[DetailPane]):
         self.update_status()
         self.update_detail()
 
+    def tick(self) -> None:
+        """The ages, a minute on: only the rows whose age reads differently now (those
+        of the last hours; a 3-day-old alert's changes once an hour), not every row
+        again (0.6 s at 10,000 alerts, once a minute)."""
+        now = self.now().timestamp()
+        table = self.table
+        changed = False
+        for ref, stamp in self._stamps.items():
+            row = table.rows.get(ref)
+            if row is None or stamp is None:
+                continue
+            when = human_age(now - stamp)
+            if row.cells[0][0] != when:
+                table.upsert(ref, replace(row, cells=((when, None), *row.cells[1:])))
+                changed = True
+        if changed:
+            table.commit()
+
     def row(self, m: Message) -> Row:
         assert self.names is not None
         now = self.now().timestamp()
         stamp = m.timestamp.timestamp() if m.timestamp else 0.0
+        self._stamps[m.ref] = stamp if m.timestamp else None
         on = self.names.name(m)
         prio = m.priority_short
         cells = (
@@ -163,6 +185,7 @@ class AlertsView(ListingView[DetailPane]):
                 continue
             if c.new is None:
                 table.remove_row(c.ref)
+                self._stamps.pop(c.ref, None)
             else:
                 table.upsert(c.ref, self.row(Message.from_record(c.ref, c.new)))
         table.commit()
