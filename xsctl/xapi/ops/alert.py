@@ -160,7 +160,8 @@ def _load(cache: Cache, ref: str) -> Message | None:
 
 
 def _members(cache: Cache) -> Iterable[tuple[str, str]]:
-    return [(ref, str(r.get("name", ""))) for ref, r in cache.snapshot("message")]
+    """Each alert by the name the palette and the menus give it (its title)."""
+    return [(ref, Message.from_record(ref, r).title) for ref, r in cache.snapshot("message")]
 
 
 def _explain(m: Any, op: str) -> XsctlError | None:
