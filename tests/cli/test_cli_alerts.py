@@ -184,3 +184,11 @@ def test_hostile_text_prints_clean(sim: Simulator, run: Alert) -> None:
     evil = next(m for m in data if m["uuid"] == uuid)
     assert evil["body"] == "body\x9b2J [b]x[/b]\nline two"  # exact in JSON
     assert evil["object"] == "evil\x1b]0;PWNED\x07"
+
+
+def test_read_only_refuses_dismissing(sim: Simulator, run: Alert) -> None:
+    before = names(sim)
+    for argv in (("dismiss", uuid_of(sim, "VM_CRASHED")), ("dismiss", "--all", "--yes")):
+        r = run(*argv, "--read-only")
+        assert r.code == 1 and "read-only" in r.err, (argv, r.err)
+    assert names(sim) == before

@@ -177,6 +177,15 @@ async def test_read_one_whole(sim: Simulator, client: Client) -> None:
         assert dialog.message.ref == ref
         await ui.press("escape")
         await ui.back_to_main()
+        assert ref in sim.store.all("message")
+        # read, then dismissed from there: through its plan
+        await ui.press("enter")
+        await ui.modal(MessageScreen)
+        assert "x dismisses it" in ui.screen_text()
+        await ui.press("x")
+        await ui.modal(ConfirmPlan)
+        await ui.press("y")
+        await ui.until(lambda: ref not in sim.store.all("message"), what="dismissed")
 
 
 async def test_dismiss_one_after_its_plan(sim: Simulator, client: Client) -> None:

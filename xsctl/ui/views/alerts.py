@@ -21,7 +21,7 @@ from textual.containers import Horizontal
 from textual.timer import Timer
 from textual.widgets import Input, Label
 
-from xsctl.ui.messages import CacheChanged
+from xsctl.ui.messages import ActionRequested, CacheChanged
 from xsctl.ui.modals.message import MessageScreen
 from xsctl.ui.views.listing import DetailPane, ListingView, kv, listing_keys
 from xsctl.ui.widgets.table import Column, Row, VirtualTable
@@ -44,6 +44,7 @@ THRESHOLDS = (1, 2, 3, 4, 5)
 CLASSES = tuple(cls for cls, _ in ABOUT)  # what c steps through
 AGE_EVERY = 60.0  # seconds between refreshes of the ages while the view is shown
 NAMED = frozenset(table for _, table in ABOUT)  # the classes whose names rows show
+DISMISS = "alert.dismiss"
 
 
 class AlertsView(ListingView[DetailPane]):
@@ -70,7 +71,7 @@ class AlertsView(ListingView[DetailPane]):
          Binding("w", "object", "This object", id="alerts.object", show=False,
                  tooltip="Only the alerts about the object of the one under the cursor"),
          Binding("a", "actions", "Actions", id="alerts.actions",
-                 tooltip="Every action for the marked alerts")],
+                 tooltip="Every action for the marked alerts, or the one under the cursor")],
         clears="the priority, class and object, then the marks")
 
     def __init__(self, client: Any, **kw: Any) -> None:
@@ -289,5 +290,11 @@ class AlertsView(ListingView[DetailPane]):
     @on(VirtualTable.Activated, "#alert-table")
     def _activated(self, event: VirtualTable.Activated) -> None:
         m = Message.get(self.client.cache, event.key)
-        if m is not None:
-            self.app.push_screen(MessageScreen(m, self.about(m)))
+        if m is None:
+            return
+
+        def read(dismiss: bool | None) -> None:
+            if dismiss:  # read, then dismissed: through its plan, as x in the table
+                self.post_message(ActionRequested(DISMISS, [m.ref], self.ID))
+
+        self.app.push_screen(MessageScreen(m, self.about(m), dismissable=True), read)

@@ -224,7 +224,8 @@ def _dismiss_selection(cache: Cache, msgs: list[Message]) -> Plan:
 
 declare(
     Operation("alert.dismiss", MESSAGE, "Dismiss", "x", "dismiss", "message-destroy",
-              "dismissed", "Dismiss the alert: xapi deletes the message", dismiss,
+              "dismissed", "Dismiss the alert (the marked ones in one call): xapi deletes "
+              "the message", dismiss,
               multi=True, impact=Impact.DESTRUCTIVE, footer=True, group="alert",
               plan_many=_dismiss_selection),
     Operation("alert.dismiss-kind", MESSAGE, "Dismiss all of this kind", "X", "dismiss",
