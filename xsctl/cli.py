@@ -96,6 +96,7 @@ def _leaf(sub: Any, name: str, fn: Command, help: str, *, dry_run: bool = False,
 def build_parser() -> argparse.ArgumentParser:
     from xsctl.commands import (
         admin,
+        alerts,
         block,
         disks,
         install,
@@ -107,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         storage,
         vm,
     )
+    from xsctl.xapi.ops.alert import MESSAGE
 
     p = argparse.ArgumentParser(
         prog="xsctl",
@@ -276,6 +278,14 @@ def build_parser() -> argparse.ArgumentParser:
     tl = _leaf(ts, "list", pool.cmd_task_list, "list pending tasks")
     tl.add_argument("--all", action="store_true", help="include finished tasks")
     ops.add_verbs(ts, "task", _leaf)
+
+    al = sub.add_parser("alert", help="alerts (xapi messages): list, read, dismiss")
+    als = al.add_subparsers(dest="alert_command", metavar="ACTION", required=True)
+    all_ = _leaf(als, "list", alerts.cmd_alert_list, "list alerts, newest first")
+    ops.add_selectors(all_, MESSAGE)
+    ash = _leaf(als, "show", alerts.cmd_alert_show, "read alerts whole, with their text")
+    ash.add_argument("alert", nargs="+", metavar="ALERT", help=MESSAGE.spec_help)
+    ops.add_verbs(als, "alert", _leaf)
 
     vb = sub.add_parser("vbd", help="a VM's block devices (the words of xe vbd-*)")
     vbs = vb.add_subparsers(dest="vbd_command", metavar="ACTION", required=True)

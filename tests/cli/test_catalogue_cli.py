@@ -31,7 +31,9 @@ def busy_sim() -> Iterator[Simulator]:
     x = xenapi_session(s)
     try:
         network_objects(s)
-        s.op_time = 30.0
+        # long enough to outlast the walk on a loaded machine (30 s did not: the copy
+        # ended before task.cancel, the last operation, was reached)
+        s.op_time = 600.0
         backup = x.xenapi.VM.get_by_name_label("backup-01")[0]
         x.xenapi.Async.VM.copy(backup, "long-copy", "OpaqueRef:NULL")
         wait_for(lambda: any(t["status"] == "pending" and "cancel" in t["allowed_operations"]

@@ -22,7 +22,7 @@ from textual.notifications import Notification, Notify
 from textual.pilot import Pilot
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Input
+from textual.widgets import Input, OptionList
 
 from xsctl.sim import Simulator
 from xsctl.ui.app import XsctlApp, create_app
@@ -190,6 +190,21 @@ class Ui:
     @property
     def table(self) -> VirtualTable:
         return self.main.query_one("#vm-table", VirtualTable)
+
+    async def open_view(self, vid: str) -> None:
+        """Show a view as a user does: its number key, or, for a view without one,
+        its entry in the menu."""
+        main = self.main
+        cls = next(c for c in main.view_classes if vid == c.ID)
+        if cls.KEY:
+            await self.press(cls.KEY)
+        else:
+            main.open_menu()
+            await self.handled()
+            main.query_one("#menu", OptionList).highlighted = [
+                c.ID for c in main.view_classes].index(vid)
+            await self.press("enter")
+        await self.until(lambda: main.current_view == vid, what=f"the {vid} view")
 
     async def open_vms(self) -> VirtualTable:
         await self.press("2")

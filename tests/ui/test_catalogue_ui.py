@@ -52,10 +52,7 @@ async def test_every_operation_is_in_the_menu_the_palette_and_the_keys(
                 assert any(b.key == op.key and b.action == f"act('{op.id}')"
                            for b in view.BINDINGS), op.id
                 # the actions menu on that object offers it, enabled
-                if view.KEY:
-                    await ui.press(view.KEY)
-                else:  # from the menu, as a view without a number key is reached
-                    ui.main.action_show_view(view.ID)
+                await ui.open_view(view.ID)
                 await ui.until(lambda v=view, r=ref: v.show_object(r),
                                what=f"{name} in {view.LABEL}")
                 await ui.press("a")

@@ -57,14 +57,14 @@ async def hostile(ui: Ui, sim: Simulator) -> str:
 async def test_escape_codes_never_reach_the_screen(sim: Simulator, client: Client) -> None:
     async with running(sim, client, size=(160, 50)) as ui:
         ref = await hostile(ui, sim)
-        await ui.until(lambda: "EVIL_ALERT" in ui.screen_text(), what="the alert shown")
+        await ui.until(lambda: "Evil alert" in ui.screen_text(), what="the alert shown")
         text = screen(ui)  # Status: the alert's first line, the VM named in "On"
         assert "first line0;retitled" in text
         # the alert read whole
         status = ui.main.query_one(StatusView)
         alerts = status.query_one("#status-alerts")
         alerts.focus()
-        key = next(k for k, r in alerts.rows.items() if r.cells[2][0] == "EVIL_ALERT")
+        key = next(k for k, r in alerts.rows.items() if r.cells[2][0] == "Evil alert")
         alerts.move_to(key)
         await ui.press("enter")
         await ui.modal(MessageScreen)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from xsctl.commands import block
@@ -53,6 +54,15 @@ def add_verbs(sub: Any, group: str, leaf: AddLeaf) -> None:
                            help=f"name, UUID or unique UUID prefix of the {kind.parent.noun}")
             p.add_argument("targets", metavar=kind.noun.upper(),
                            help=kind.spec_help or f"the {kind.noun}")
+        elif kind.select is not None and multi:
+            # named one by one, or chosen by filters with --all
+            p.add_argument("targets", nargs="*", metavar=kind.noun.upper(),
+                           help=(kind.spec_help or f"name, UUID or unique UUID prefix of "
+                                 f"the {kind.noun}") + "; or --all")
+            p.add_argument("--all", dest="select_all", action="store_true",
+                           help=f"every {kind.noun} the filters below keep (every one, "
+                           "without a filter); typing their count confirms it")
+            add_selectors(p, kind)
         else:
             p.add_argument("targets", nargs="+" if multi else None, metavar=kind.cls.upper(),
                            help=f"name, UUID or unique UUID prefix of the {kind.noun}"
@@ -91,6 +101,37 @@ def add_verbs(sub: Any, group: str, leaf: AddLeaf) -> None:
             p.add_argument("--yes", action="store_true",
                            help="do not ask: confirm what would be asked on a terminal")
         p.set_defaults(operations=[op.id for op in variants])
+
+
+def add_selectors(p: argparse.ArgumentParser, kind: catalogue.Kind) -> None:
+    """The options that choose ``kind`` objects by filters (``--priority 5``)."""
+    for prm in kind.selectors:
+        p.add_argument(*prm.flags, dest=f"select_{prm.name}", metavar=prm.metavar or "X",
+                       help=prm.help)
+
+
+def selector_values(kind: catalogue.Kind, args: argparse.Namespace) -> dict[str, Any]:
+    return {prm.name: getattr(args, f"select_{prm.name}", None) for prm in kind.selectors}
+
+
+def _selected(op: Operation, args: argparse.Namespace, client: Client) -> list[str] | None:
+    """The refs ``--all`` and the filters choose (None: objects named one by one)."""
+    kind = op.kind
+    if kind.select is None or not hasattr(args, "select_all"):
+        return None
+    given = [prm.flags[0] for prm in kind.selectors
+             if getattr(args, f"select_{prm.name}", None) is not None]
+    if not args.select_all:
+        if given:
+            raise UsageError(f"{given[0]} chooses {kind.nouns} with --all")
+        if not args.targets:
+            raise UsageError(f"name the {kind.nouns} to {op.verb}, or give --all")
+        return None
+    if args.targets:
+        raise UsageError(f"name the {kind.nouns} or give --all, not both")
+    if op.plan_many is None:
+        raise UsageError(f"--all does not go with {op.flag or op.verb}")
+    return kind.select(client.cache, selector_values(kind, args))
 
 
 def _variant(args: argparse.Namespace) -> Operation:
@@ -186,7 +227,57 @@ def run_verb(args: argparse.Namespace) -> int:
     if op.kind.implicit:
         specs = [op.kind.noun]
     with open_client(args, op.kind.classes) as client:
+        chosen = _selected(op, args, client)
+        if chosen is not None:
+            if not chosen:
+                warn(f"no {op.kind.noun} matches: nothing to {op.verb}")
+                if args.json:
+                    print_json([])
+                return 0
+            return run_batch(args, client, op, chosen, chosen=True)
+        if op.plan_many is not None and len(specs) > 1:
+            return run_batch(args, client, op, specs)
         return run_plans(args, client, op, specs)
+
+
+def run_batch(args: argparse.Namespace, client: Client, op: Operation,
+              specs: Sequence[str], chosen: bool = False) -> int:
+    """One plan for every named object (an operation with ``plan_many``): what cannot
+    be resolved is reported and the rest go ahead, as with one plan each. ``chosen``
+    by filters rather than named, their count must be typed to confirm."""
+    ctx = client.context()
+    objs: list[Any] = []
+    failures = 0
+    for spec in specs:
+        try:
+            obj = op.kind.load(ctx.cache, resolve_target(op.kind, ctx, spec, args))
+            if obj is None:
+                raise UsageError(f"no {op.kind.noun} {spec!r}")
+            objs.append(obj)
+        except XsctlError as e:
+            failures += 1
+            warn(f"{spec}: {e}")
+    if not objs:
+        return 1 if failures else 0
+    plan = catalogue.prepare_many(op, ctx, objs, _values(op, ctx, objs[0], args))
+    if chosen and len(objs) > 1:
+        plan = replace(plan, confirm_text=str(len(objs)))
+    if args.dry_run:
+        if args.json:
+            print_json([plan.as_dict()])
+        else:
+            say(plan.describe() + "\n")
+        return 1 if failures else 0
+    if not _confirmed(plan, args):
+        raise UsageError("not confirmed; nothing was done")
+    client.run(plan)
+    what = f"{len(objs)} {op.kind.nouns if len(objs) > 1 else op.kind.noun}"
+    if args.json:
+        print_json([{op.kind.cls: op.kind.name(o), "uuid": getattr(o, "uuid", ""),
+                     "ok": True} for o in objs])
+    else:
+        say(f"{what}: {op.done}")
+    return 1 if failures else 0
 
 
 def run_plans(args: argparse.Namespace, client: Client, op: Operation,

@@ -665,6 +665,24 @@ class Builder:
             ("VM_SNAPSHOTTED", 5, "VM", uuid_of.get("db-01", ""), 3600 * 20, "VM 'db-01' snapshotted."),
             ("ALARM", 3, "SR", self.store.get(self.nfs, "SR")["uuid"], 5400,
              'value: 0.812000\nconfig:\n<variable>\n\t<name value="physical_utilisation"/>\n\t<alarm_trigger_level value="0.8"/>\n</variable>\n'),
+            # a realistic mix of the rest, as a pool's day leaves them (bodies in
+            # xapi's words: ocaml/xapi/xapi_vm_lifecycle.ml, xapi_pif.ml, ...)
+            ("VM_SHUTDOWN", 5, "VM", uuid_of.get("backup-01", ""), 3600 * 5,
+             "VM 'backup-01' shutdown."),
+            ("VM_REBOOTED", 5, "VM", uuid_of.get("win-rds-01", ""), 3600 * 9,
+             "VM 'win-rds-01' rebooted."),
+            ("VM_SUSPENDED", 5, "VM", uuid_of.get("k8s-node-03", ""), 3600 * 26,
+             "VM 'k8s-node-03' suspended."),
+            ("VM_PAUSED", 5, "VM", uuid_of.get("ci-runner-02", ""), 3600 * 30,
+             "VM 'ci-runner-02' paused."),
+            ("BOND_STATUS_CHANGED", 3, "Host", h[1]["uuid"], 86400 * 3,
+             "The status of the eth0+eth1 bond changed: 1/2 up"),
+            ("MULTIPATH_PERIODIC_ALERT", 3, "Host", h[-1]["uuid"], 86400 * 4,
+             f"Unhealthy paths:\n[20261129T08:02:11Z] host={h[-1]['uuid']}; "
+             f"host-name={h[-1]['name_label']}; pbd=8a1c0d3e; scsi_id=3600a0980383030; "
+             "current=1; max=2"),
+            ("POOL_MASTER_TRANSITION", 4, "Host", h[0]["uuid"], 86400 * 6,
+             f"The host '{h[0]['name_label']}' is now the pool master."),
         ]
         for name, prio, cls, uuid, ago, body in msgs:
             if uuid:

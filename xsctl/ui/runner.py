@@ -151,11 +151,18 @@ class Runner:
                 return False
             values = asked
         plans: list[Plan] = []
-        for o in ok:
+        if op.plan_many is not None and len(ok) > 1:
+            # one plan for them all (thousands of alerts: one call, one worker)
             try:
-                plans.append(catalogue.prepare(op, ctx, o, values))
+                plans.append(catalogue.prepare_many(op, ctx, ok, values))
             except XsctlError as e:
-                refused.add(kind.name(o), e)
+                refused.add(f"{len(ok)} {kind.nouns}", e)
+        else:
+            for o in ok:
+                try:
+                    plans.append(catalogue.prepare(op, ctx, o, values))
+                except XsctlError as e:
+                    refused.add(kind.name(o), e)
         if not plans:
             if len(objs) == 1:
                 error(self.app, f"Cannot {op.label.lower()} {kind.name(objs[0])}",

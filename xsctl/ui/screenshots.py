@@ -306,6 +306,21 @@ async def scene_profiling(pilot: Pilot[int]) -> None:
     await _settle(pilot)
 
 
+async def scene_alerts(pilot: Pilot[int]) -> None:
+    from xsctl.ui.screens.main import MainScreen
+    from xsctl.ui.views.alerts import AlertsView
+
+    await _settle(pilot)
+    screen = pilot.app.screen
+    assert isinstance(screen, MainScreen)
+    screen.action_show_view("alerts")  # from the menu: no number key is left for it
+    await _settle(pilot)
+    view = screen.query_one(AlertsView)
+    key = next(k for k, r in view.table.rows.items() if r.cells[4][0] == "Alarm: cpu_usage")
+    view.table.move_to(key)
+    await _settle(pilot)
+
+
 # the scenes of the Profiling view, which the profile must allow (the demo's does)
 PROFILING = frozenset({"profiling", "profiling-80x24"})
 
@@ -355,6 +370,7 @@ SCENES: dict[str, tuple[tuple[int, int], Step, float]] = {
     "snapshots": ((120, 30), scene_snapshots, 0.05),
     "block": ((140, 36), scene_block, 0.05),
     "attach": ((100, 36), scene_attach, 0.05),
+    "alerts": ((160, 36), scene_alerts, 0.05),
     "vm-disks": ((120, 30), scene_vm_disks, 0.05),
     "profiling": ((160, 45), scene_profiling, 0.05),
     "profiling-80x24": ((80, 24), scene_profiling, 0.05),

@@ -615,6 +615,34 @@ class Task:
         return self.status in ("pending", "cancelling")
 
 
+# What each priority means, in the words of xapi (ocaml/xapi-consts/api_messages.ml)
+# and XenCenter (XenModel/Alerts/Types/Alert.cs AlertPriority): 1 is the most severe.
+ALERT_PRIORITIES = {
+    1: "Data-loss imminent",
+    2: "Service-loss imminent",
+    3: "Service degraded",
+    4: "Service recovered",
+    5: "Informational",
+}
+
+
+# the same in a word or two, as a column at 80 columns holds it
+ALERT_PRIORITIES_SHORT = {1: "data loss", 2: "service loss", 3: "degraded", 4: "recovered",
+                          5: "info"}
+
+
+def priority_name(priority: int) -> str:
+    """``Service degraded``; a priority outside 1 to 5 (older hosts, a client's own
+    message.create) as XenCenter has it: unknown."""
+    return ALERT_PRIORITIES.get(priority, "Unknown")
+
+
+_ACRONYMS = frozenset({"VM", "VMS", "SR", "HA", "PBD", "PIF", "VDI", "VBD", "VIF", "NIC",
+                       "CPU", "GPU", "VGPU", "PCI", "USB", "PVS", "VMPP", "VMSS", "SSL",
+                       "TLS", "NTP", "IP", "HCL", "XAPI", "TPM", "VTPM", "MTU", "RPU"})
+_ALARM_VARIABLE = re.compile(r'<name value="([^"]*)"')
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     ref: str
@@ -638,6 +666,46 @@ class Message:
             timestamp=parse_time(r.get("timestamp")),
             body=printable(str(r.get("body") or ""), multiline=True),
         )
+
+    @classmethod
+    def get(cls, cache: Cache, ref: str) -> Message | None:
+        r = cache.get("message", ref)
+        return None if r is None else cls.from_record(ref, r)
+
+    @property
+    def priority_name(self) -> str:
+        return priority_name(self.priority)
+
+    @property
+    def priority_short(self) -> str:
+        """``2 service loss``: the number and a word or two."""
+        return f"{self.priority} {ALERT_PRIORITIES_SHORT.get(self.priority, 'unknown')}"
+
+    @property
+    def when(self) -> str:
+        """When xapi raised it, in UTC as xapi keeps it (every reader sees the same)."""
+        return self.timestamp.strftime("%Y-%m-%d %H:%M:%S UTC") if self.timestamp else "–"
+
+    @property
+    def title(self) -> str:
+        """What happened, in words: ``VM crashed`` for VM_CRASHED; an alarm names the
+        variable it watches (``Alarm: cpu_usage``), which xapi writes in its body
+        (ocaml/xcp-rrdd alarms: ``<name value="cpu_usage"/>``)."""
+        if self.name == "ALARM":
+            m = _ALARM_VARIABLE.search(self.body)
+            if m:
+                return f"Alarm: {m.group(1)}"
+        words = [w if w in _ACRONYMS else w.lower() for w in self.name.split("_") if w]
+        text = " ".join(words)
+        return text[:1].upper() + text[1:]
+
+    @property
+    def first_line(self) -> str:
+        """The body's first line that says something."""
+        for line in self.body.splitlines():
+            if line.strip():
+                return line.strip()
+        return ""
 
 
 @dataclass(frozen=True, slots=True)

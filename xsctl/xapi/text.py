@@ -78,3 +78,11 @@ def human_duration(seconds: float, *, seconds_shown: bool = False) -> str:
     if h:
         return f"{h}h {m}m"
     return f"{m}m"
+
+
+def human_age(seconds: float | None) -> str:
+    """How long ago: ``now``, ``7m``, ``3h 5m``, ``2d 4h``; a host clock a little
+    ahead of ours gives a negative age, shown as ``now``, not ``-``."""
+    if seconds is None:
+        return "–"
+    return "now" if seconds < 60 else human_duration(seconds)

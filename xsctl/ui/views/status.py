@@ -26,7 +26,8 @@ from xsctl.ui.widgets.table import Column, Row, VirtualTable
 from xsctl.xapi import models
 from xsctl.xapi.metrics import HostLoad, Interest, MetricsUpdate
 from xsctl.xapi.models import Pool, human_bytes, human_duration, is_guest, is_template
-from xsctl.xapi.text import printable
+from xsctl.xapi.ops.alert import ObjectNames
+from xsctl.xapi.text import human_age
 
 
 def used_of(used: int, total: int) -> str:
@@ -35,8 +36,6 @@ def used_of(used: int, total: int) -> str:
     unit = b.rsplit(" ", 1)[-1]
     return f"{a.rsplit(' ', 1)[0]}/{b}" if a.endswith(" " + unit) else f"{a}/{b}"
 
-
-PRIORITY = {1: "critical", 2: "major", 3: "warning", 4: "minor", 5: "info"}
 
 HOST_COLUMNS = [
     Column("name", "Host", min_width=9, ratio=2),
@@ -58,7 +57,7 @@ SR_COLUMNS = [
 ]
 ALERT_COLUMNS = [
     Column("when", "When", width=8),
-    Column("priority", "Priority", width=8),
+    Column("priority", "Priority", width=14),
     Column("name", "Alert", min_width=12, ratio=2),
     Column("message", "Message", min_width=12, ratio=4, priority=1),
     Column("on", "On", min_width=10, ratio=2, priority=2),
@@ -159,10 +158,10 @@ class StatusView(View):
 
     @on(VirtualTable.Activated, "#status-alerts")
     def _read_alert(self, event: VirtualTable.Activated) -> None:
-        r = self.client.cache.get("message", event.key)
-        if r is not None:
-            m = models.Message.from_record(event.key, r)
-            self.app.push_screen(MessageScreen(m, self._object_name(m.obj_uuid)))
+        m = models.Message.get(self.client.cache, event.key)
+        if m is not None:
+            self.app.push_screen(MessageScreen(m, f"{m.cls} "
+                                               f"{ObjectNames(self.client.cache).name(m)}"))
 
     # ------------------------------------------------------------ rendering
 
@@ -281,40 +280,25 @@ class StatusView(View):
         table.replace_all(rows)
         table.commit()
 
-    def _object_name(self, uuid: str) -> str:
-        cache = self.client.cache
-        for cls in ("vm", "host", "sr", "pool"):
-            for r in cache.all(cls).values():
-                if r.get("uuid") == uuid:
-                    return f"{cls.upper() if cls != 'pool' else 'pool'} " + printable(
-                        str(r.get("name_label", "")))
-        return uuid[:8]
-
     def refresh_alerts(self) -> None:
         cache = self.client.cache
-        by_uuid: dict[str, str] = {}
-        for cls in ("vm", "host", "sr", "pool"):
-            for r in cache.all(cls).values():
-                by_uuid[str(r.get("uuid", ""))] = str(r.get("name_label", ""))
+        names = ObjectNames(cache)
         table = self.query_one("#status-alerts", VirtualTable)
         st = self._styles()
         now = self.now()
         rows: dict[str, Row] = {}
         for m in models.messages(cache)[:MAX_ALERTS]:
-            ago = (now - m.timestamp).total_seconds() if m.timestamp else None
-            # a host clock a little ahead of ours gives a negative age: not "- ago"
-            when = "–" if ago is None else "now" if ago < 60 else human_duration(ago)
-            prio = PRIORITY.get(m.priority, str(m.priority))
-            first = m.body.strip().splitlines()[0] if m.body.strip() else ""
+            when = human_age((now - m.timestamp).total_seconds() if m.timestamp else None)
+            first = m.first_line
             cells = (
                 (when, None),
-                (prio, st["bad"] if m.priority <= 2 else None),
-                (m.name, None),
+                (m.priority_short, st["bad"] if m.priority <= 2 else None),
+                (m.title, None),
                 (first, None),
-                (f"{m.cls} {printable(by_uuid.get(m.obj_uuid, m.obj_uuid[:8]))}", None),
+                (f"{m.cls} {names.name(m)}", None),
             )
             stamp = -(m.timestamp.timestamp() if m.timestamp else 0)
-            rows[m.ref] = Row(cells, (stamp, m.priority, m.name, first, m.cls),
-                              f"{m.name} {first}".lower())
+            rows[m.ref] = Row(cells, (stamp, m.priority, m.title, first, m.cls),
+                              f"{m.name} {m.title} {first}".lower())
         table.replace_all(rows)
         table.commit()

@@ -17,6 +17,9 @@ from xsctl.xapi.tasks import wait_task
 log = logging.getLogger(__name__)
 
 
+LIST_SHOWN = 5  # a list argument longer than this is shown by its first items
+
+
 @dataclass(frozen=True, slots=True)
 class Result:
     """Placeholder for the result of an earlier call of the same plan."""
@@ -66,6 +69,10 @@ class Call:
                     f"{k}: {'********' if str(k).endswith('password') else one(v)}"
                     for k, v in a.items()) + "}"
             if isinstance(a, (list, tuple)):
+                # thousands of alerts dismissed at once: the first few, and the count
+                if len(a) > LIST_SHOWN:
+                    return ("[" + ", ".join(one(x) for x in a[:LIST_SHOWN])
+                            + f", … {len(a)} in all]")
                 return "[" + ", ".join(one(x) for x in a) + "]"
             return str(a)
 

@@ -189,6 +189,11 @@ class Kind:
     parent: Kind | None = None
     resolve_in: Callable[[Cache, str, str], str] | None = None
     spec_help: str = ""  # how the CLI names one (``1, xvdb, or its disk's name``)
+    # objects chosen by filters rather than named one by one (``alert dismiss --all
+    # --priority 5``): the filters (each a TEXT parameter, given as an option) and
+    # what they select, as refs
+    selectors: tuple[Param, ...] = ()
+    select: Callable[[Cache, Mapping[str, Any]], list[str]] | None = None
 
 
 Planner = Callable[..., Plan]
@@ -221,6 +226,9 @@ class Operation:
     # further places the CLI offers it, as "GROUP VERB": ``xsctl snapshot create VM``
     # is ``xsctl vm snapshot VM`` in xe's other words (vm-snapshot, snapshot-*)
     also: tuple[str, ...] = ()
+    # one plan for several objects at once (``message.destroy_many``), where a plan
+    # each would make thousands of calls: plan_many(cache, [obj, ...], **params)
+    plan_many: Planner | None = None
 
     @property
     def menu_label(self) -> str:
@@ -386,6 +394,20 @@ def prepare(op: Operation, ctx: Context, obj: Any, values: Mapping[str, Any]) ->
                 raise Refused(f"{p.label} cannot change: {why}")
         check_choice(op, p, ctx, obj, values[p.name])
     return op.plan(ctx.cache, obj, **{p.name: values[p.name] for p in op.params})
+
+
+def prepare_many(op: Operation, ctx: Context, objs: Sequence[Any],
+                 values: Mapping[str, Any]) -> Plan:
+    """One plan for ``objs`` (an operation with ``plan_many``), each gated first; the
+    first refusal is raised. Sends nothing."""
+    assert op.plan_many is not None
+    for obj in objs:
+        err = gate(op, ctx.cache, obj)
+        if err is not None:
+            raise err
+        for p in op.params:
+            check_choice(op, p, ctx, obj, values.get(p.name))
+    return op.plan_many(ctx.cache, list(objs), **{p.name: values[p.name] for p in op.params})
 
 
 def defaults(op: Operation, ctx: Context, obj: Any) -> dict[str, Any]:
