@@ -20,8 +20,18 @@ from xsctl.xapi.cache import Cache
 from xsctl.xapi.errors import XapiError, XsctlError
 from xsctl.xapi.models import NULL, Host, Pool, Vm, human_bytes, sr_display_name
 from xsctl.xapi.ops.base import Call, Plan, Undo, xe
-from xsctl.xapi.ops.catalogue import Impact, Kind, Operation, Refused, declare
-from xsctl.xapi.ops.resolve import resolve_host
+from xsctl.xapi.ops.catalogue import (
+    Choice,
+    Context,
+    Impact,
+    Kind,
+    Operation,
+    Param,
+    ParamKind,
+    Refused,
+    declare,
+)
+from xsctl.xapi.ops.resolve import resolve_host, resolve_vm
 from xsctl.xapi.text import MiB, printable
 
 
@@ -108,8 +118,7 @@ class Evacuation:
     def refusal(self) -> str:
         """One line: every VM that cannot move, with its reason."""
         parts = [f"{self.names[vm]} ({why})" for vm, why in self._sorted(self.blocked)]
-        return ("it has VMs that cannot move: " + "; ".join(parts)
-                + ". Shut them down or move them first")
+        return "it has VMs that cannot move: " + "; ".join(parts)
 
     def move_lines(self) -> list[str]:
         return [f"{self.names[vm]} → {self.names[h]}" for vm, h in self._sorted(self.moves)]
@@ -332,21 +341,79 @@ def _master_note(cache: Cache, host: Host) -> tuple[str, ...]:
             "until it is back, and xsctl reconnects then.",)
 
 
-def _evacuation_steps(cache: Cache, host: Host) -> tuple[Evacuation, list[Call], list[str],
-                                                          list[str]]:
-    """assert_can_evacuate, then evacuate; refused here, before any call, when a VM
-    cannot move. Returns the calls, their xe lines and the notes listing the moves."""
+def _shutdown_call(vm: Vm) -> tuple[Call, str]:
+    """A clean shutdown where the guest allows one, else a forced one (a paused VM)."""
+    if "clean_shutdown" in vm.allowed_operations:
+        return Call("VM.clean_shutdown", (vm.ref,), True), xe("vm-shutdown", uuid=vm.uuid)
+    return (Call("VM.hard_shutdown", (vm.ref,), True),
+            xe("vm-shutdown", uuid=vm.uuid, force=True))
+
+
+def _evacuation_steps(cache: Cache, host: Host, shut_down: frozenset[str],
+                      disable: bool) -> tuple[Evacuation, list[Call], list[str], list[str],
+                                              list[str]]:
+    """The calls that empty the host: (disable,) assert_can_evacuate, evacuate, with the
+    VMs that cannot move shut down first where the user marked them; refused here,
+    before any call, when one that cannot move is not marked. Returns the calls, their
+    xe lines, the notes listing the moves and the warnings."""
     ev = evacuation(cache, host)
-    if not ev.possible:
-        raise Refused(ev.refusal())
-    calls = [Call("host.assert_can_evacuate", (host.ref,)),
-             Call("host.evacuate", (host.ref,), True)]
-    lines = [xe("host-evacuate", uuid=host.uuid)]
+    left = {vm: why for vm, why in ev.blocked.items() if vm not in shut_down}
+    if left:
+        ev.blocked = left
+        raise Refused(ev.refusal() + " (or mark them to shut down: --shut-down VM)")
+    calls: list[Call] = []
+    lines: list[str] = []
+    check = Call("host.assert_can_evacuate", (host.ref,))
+    if not shut_down:
+        calls.append(check)  # xapi's own verdict before anything changes
+    if disable:
+        calls.append(_disable_call(host))
+        lines.append(xe("host-disable", uuid=host.uuid))
+    stopped = sorted((v for v in guests(cache, host) if v.ref in shut_down),
+                     key=lambda v: v.name_label.lower())
+    for vm in stopped:
+        call, line = _shutdown_call(vm)
+        calls.append(call)
+        lines.append(line)
+    if shut_down:
+        calls.append(check)
+    calls.append(Call("host.evacuate", (host.ref,), True))
+    lines.append(xe("host-evacuate", uuid=host.uuid))
     notes = []
     if ev.moves:
         notes.append("Live-migrated (where xapi's rule puts them now): "
                      + "; ".join(ev.move_lines()) + ".")
-    return ev, calls, lines, notes
+    warnings = []
+    if stopped:
+        warnings.append("Shut down, as they cannot move: "
+                        + ", ".join(printable(v.name_label) for v in stopped) + ".")
+    return ev, calls, lines, notes, warnings
+
+
+def _blocked_choices(ctx: Context, host: Any) -> list[Choice]:
+    """The VMs that cannot move off the host, each with why; one that cannot be shut
+    down either says so."""
+    ev = evacuation(ctx.cache, host)
+    out = []
+    for vm, why in sorted(ev.blocked.items(), key=lambda kv: ev.names[kv[0]].lower()):
+        v = Vm.get(ctx.cache, vm)
+        stoppable = v is not None and bool({"clean_shutdown", "hard_shutdown"}
+                                           & v.allowed_operations)
+        out.append(Choice(vm, ev.names[vm], why,
+                          None if stoppable else "it cannot be shut down now"))
+    return out
+
+
+def _resolve_blocked(ctx: Context, host: Any, text: str) -> str:
+    return resolve_vm(ctx.cache, text)
+
+
+SHUT_DOWN = Param(
+    "shut_down", ParamKind.PICK_MANY, "VMs to shut down", ("--shut-down",),
+    "shut down this VM first: one that cannot move off the host (repeatable)",
+    required=False, choices=_blocked_choices, resolve=_resolve_blocked, metavar="VM",
+    note="These VMs cannot move off the host, each for the reason beside it. Mark those "
+         "to shut down first (the others must be moved or stopped by hand).")
 
 
 def _disable_call(host: Host) -> Call:
@@ -355,24 +422,19 @@ def _disable_call(host: Host) -> Call:
                           (Call("host.enable", (host.ref,)),)))
 
 
-def enter_maintenance(cache: Cache, host: Host) -> Plan:
+def enter_maintenance(cache: Cache, host: Host, shut_down: frozenset[str]) -> Plan:
     why = _maintenance_when(cache, host)
     if why is not None:
         raise Refused(why)
-    ev, ecalls, elines, notes = _evacuation_steps(cache, host)
-    calls: list[Call] = [ecalls[0]]
-    lines: list[str] = []
-    if host.enabled:
-        calls.append(_disable_call(host))
-        lines.append(xe("host-disable", uuid=host.uuid))
-    calls.append(ecalls[1])
-    lines += elines
+    ev, calls, lines, notes, warnings = _evacuation_steps(cache, host, shut_down,
+                                                          host.enabled)
     if not ev.moves:
-        notes.append("No VM runs on it: nothing moves.")
+        notes.append("No VM moves.")
     notes.append("No new VM starts on it until it leaves maintenance mode (enable).")
     return Plan(title=f"Enter maintenance mode on {printable(host.name_label)}",
                 action="host.enter_maintenance", targets=(host.ref,), calls=tuple(calls),
-                xe=tuple(lines), names=_names(cache, host, ev), notes=tuple(notes))
+                xe=tuple(lines), names=_names(cache, host, ev), notes=tuple(notes),
+                warnings=tuple(warnings))
 
 
 def enable(cache: Cache, host: Host) -> Plan:
@@ -405,70 +467,79 @@ def disable(cache: Cache, host: Host) -> Plan:
                 notes=tuple(notes))
 
 
-def evacuate(cache: Cache, host: Host) -> Plan:
+def evacuate(cache: Cache, host: Host, shut_down: frozenset[str]) -> Plan:
     why = _evacuate_when(cache, host)
     if why is not None:
         raise Refused(why)
     err = explain(host, "evacuate")
     if err is not None:
         raise err
-    ev, calls, lines, notes = _evacuation_steps(cache, host)
+    ev, calls, lines, notes, warnings = _evacuation_steps(cache, host, shut_down, False)
     if host.enabled:
         notes.append("The host stays enabled: VMs may start there again (enter maintenance "
                      "mode to keep it empty).")
     return Plan(title=f"Evacuate {printable(host.name_label)}", action="host.evacuate",
                 targets=(host.ref,), calls=tuple(calls), xe=tuple(lines),
-                names=_names(cache, host, ev), notes=tuple(notes))
+                names=_names(cache, host, ev), notes=tuple(notes), warnings=tuple(warnings))
 
 
-def _power(op: str, verb: str, first: bool) -> Any:
+def _plan_power(cache: Cache, host: Host, op: str, verb: str, first: bool,
+                shut_down: frozenset[str]) -> Plan:
     """Reboot or shut down (``first``: evacuate first). xapi needs the host disabled
     (HOST_NOT_DISABLED), so the plan disables it."""
+    why = _power_when(cache, host)
+    if why is not None:
+        raise Refused(why)
+    running = guests(cache, host)
+    name = printable(host.name_label)
+    names = _names(cache, host)
+    if running and not first:
+        shown = sorted(printable(v.name_label) for v in running)
+        some = ", ".join(shown[:3]) + (f" and {len(shown) - 3} more" if len(shown) > 3
+                                       else "")
+        raise Refused(f"it runs {len(running)} VM{'s' if len(running) != 1 else ''} "
+                      f"({some}): evacuate it first ('Evacuate, then {verb.lower()}', "
+                      "--evacuate)")
+    calls: list[Call] = []
+    lines: list[str] = []
+    notes: list[str] = []
+    warnings: list[str] = []
+    if running:
+        ev, calls, lines, notes, warnings = _evacuation_steps(cache, host, shut_down,
+                                                              host.enabled)
+        names.update(ev.names)
+    elif host.enabled:
+        calls.append(_disable_call(host))
+        lines.append(xe("host-disable", uuid=host.uuid))
+    calls.append(Call(f"host.{op}", (host.ref,)))
+    lines.append(xe(f"host-{op}", uuid=host.uuid))
+    if op == "reboot":
+        notes.append(f"{name} comes back enabled; the VMs moved off it stay where they are.")
+    else:
+        notes.append(f"{name} stays off until it is powered on"
+                     + (f" ({host.power_on_mode})." if host.power_on_mode else
+                        " by hand: it has no power-on mode."))
+    notes += _master_note(cache, host)
+    return Plan(title=f"{verb} {name}" + (" after evacuating it" if running else ""),
+                action=f"host.{op}" + ("_evacuated" if first else ""),
+                targets=(host.ref,), calls=tuple(calls), xe=tuple(lines), names=names,
+                disruptive=True, notes=tuple(notes), warnings=tuple(warnings))
 
-    def plan(cache: Cache, host: Host) -> Plan:
-        why = _power_when(cache, host)
-        if why is not None:
-            raise Refused(why)
-        running = guests(cache, host)
-        name = printable(host.name_label)
-        calls: list[Call] = []
-        lines: list[str] = []
-        notes: list[str] = []
-        names = _names(cache, host)
-        if running and not first:
-            shown = sorted(printable(v.name_label) for v in running)
-            some = ", ".join(shown[:3]) + (f" and {len(shown) - 3} more" if len(shown) > 3
-                                           else "")
-            raise Refused(f"it runs {len(running)} VM{'s' if len(running) != 1 else ''} "
-                          f"({some}): evacuate it first ('Evacuate, then {verb.lower()}', "
-                          "--evacuate)")
-        if running:
-            ev, ecalls, elines, enotes = _evacuation_steps(cache, host)
-            names.update(ev.names)
-            calls.append(ecalls[0])
-        if host.enabled:
-            calls.append(_disable_call(host))
-            lines.append(xe("host-disable", uuid=host.uuid))
-        if running:
-            calls.append(ecalls[1])
-            lines += elines
-            notes += enotes
-        calls.append(Call(f"host.{op}", (host.ref,)))
-        lines.append(xe(f"host-{op}", uuid=host.uuid))
-        if op == "reboot":
-            notes.append(f"{name} comes back enabled; the VMs moved off it stay where "
-                         "they are.")
-        else:
-            notes.append(f"{name} stays off until it is powered on"
-                         + (f" ({host.power_on_mode})." if host.power_on_mode else
-                            " by hand: it has no power-on mode."))
-        notes += _master_note(cache, host)
-        return Plan(title=f"{verb} {name}" + (" after evacuating it" if running else ""),
-                    action=f"host.{op}" + ("_evacuated" if first else ""),
-                    targets=(host.ref,), calls=tuple(calls), xe=tuple(lines), names=names,
-                    disruptive=True, notes=tuple(notes))
 
-    return plan
+def reboot(cache: Cache, host: Host) -> Plan:
+    return _plan_power(cache, host, "reboot", "Reboot", False, frozenset())
+
+
+def reboot_evacuated(cache: Cache, host: Host, shut_down: frozenset[str]) -> Plan:
+    return _plan_power(cache, host, "reboot", "Reboot", True, shut_down)
+
+
+def shutdown(cache: Cache, host: Host) -> Plan:
+    return _plan_power(cache, host, "shutdown", "Shut down", False, frozenset())
+
+
+def shutdown_evacuated(cache: Cache, host: Host, shut_down: frozenset[str]) -> Plan:
+    return _plan_power(cache, host, "shutdown", "Shut down", True, shut_down)
 
 
 def power_on(cache: Cache, host: Host) -> Plan:
@@ -488,7 +559,8 @@ declare(
     Operation("host.enter_maintenance", HOST, "Enter maintenance mode", "m",
               "enter-maintenance", "host-evacuate", "is in maintenance mode",
               "Disable it, then live-migrate every VM off it", enter_maintenance,
-              when=_maintenance_when, impact=Impact.DISRUPTIVE, footer=True),
+              when=_maintenance_when, impact=Impact.DISRUPTIVE, footer=True,
+              params=(SHUT_DOWN,)),
     Operation("host.enable", HOST, "Exit maintenance mode (enable)", "e", "enable",
               "host-enable", "enabled",
               "Enable it: VMs may start and migrate there again", enable,
@@ -498,23 +570,21 @@ declare(
               disable, when=_disable_when),
     Operation("host.evacuate", HOST, "Evacuate", "E", "evacuate", "host-evacuate",
               "evacuated", "Live-migrate every VM off it (it stays enabled)", evacuate,
-              when=_evacuate_when, impact=Impact.DISRUPTIVE),
+              when=_evacuate_when, impact=Impact.DISRUPTIVE, params=(SHUT_DOWN,)),
     Operation("host.reboot", HOST, "Reboot", "b", "reboot", "host-reboot",
-              "is rebooting", "Reboot it (refused while VMs run on it)", _power("reboot",
-                                                                                 "Reboot", False),
+              "is rebooting", "Reboot it (refused while VMs run on it)", reboot,
               when=_power_when, impact=Impact.DISRUPTIVE),
     Operation("host.reboot_evacuated", HOST, "Evacuate, then reboot", "B", "reboot",
               "host-reboot", "is rebooting", "Evacuate it, then reboot it",
-              _power("reboot", "Reboot", True), when=_power_when,
-              impact=Impact.DISRUPTIVE, flag="--evacuate"),
+              reboot_evacuated, when=_power_when, impact=Impact.DISRUPTIVE,
+              flag="--evacuate", params=(SHUT_DOWN,)),
     Operation("host.shutdown", HOST, "Shut down", "t", "shutdown", "host-shutdown",
               "is shutting down", "Shut it down (refused while VMs run on it)",
-              _power("shutdown", "Shut down", False), when=_power_when,
-              impact=Impact.DISRUPTIVE),
+              shutdown, when=_power_when, impact=Impact.DISRUPTIVE),
     Operation("host.shutdown_evacuated", HOST, "Evacuate, then shut down", "T", "shutdown",
               "host-shutdown", "is shutting down", "Evacuate it, then shut it down",
-              _power("shutdown", "Shut down", True), when=_power_when,
-              impact=Impact.DISRUPTIVE, flag="--evacuate"),
+              shutdown_evacuated, when=_power_when, impact=Impact.DISRUPTIVE,
+              flag="--evacuate", params=(SHUT_DOWN,)),
     Operation("host.power_on", HOST, "Power on", "s", "power-on", "host-power-on",
               "is powered on", "Power it on, as its power-on mode allows (wake-on-LAN, "
               "iLO, DRAC, IPMI)", power_on, when=_power_on_when),
