@@ -32,7 +32,7 @@ from xsctl.xapi.ops.catalogue import (
     declare,
 )
 from xsctl.xapi.ops.resolve import resolve_host, resolve_vm
-from xsctl.xapi.text import MiB, printable
+from xsctl.xapi.text import printable
 
 
 def _members(cache: Cache) -> Iterable[tuple[str, str]]:
@@ -163,11 +163,11 @@ def host_free_memory(cache: Cache, host: Host) -> int:
 
 def vm_need(r: dict[str, Any]) -> int:
     """xapi_ha_vm_failover.ml vm_memory: Static_max for PVH guests, Dynamic_min for
-    the others, rounded up to a MiB, plus the VM's overhead."""
+    the others, plus the VM's overhead."""
     dtype = str(r.get("domain_type", ""))
     policy = _int(r.get("memory_static_max") if dtype in ("pvh", "pv_in_pvh")
                   else r.get("memory_dynamic_min"))
-    return -(-policy // MiB) * MiB + _int(r.get("memory_overhead"))
+    return policy + _int(r.get("memory_overhead"))
 
 
 def _boot_blocker(cache: Cache, vm: Vm, target: str, names: dict[str, str]) -> str | None:
