@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.catalogue_support import check_xe_line, possible
+from tests.catalogue_support import check_xe_line, every_host_state, possible
 from tests.cli.helpers import conn_args, password_file, xsctl
 from tests.conftest import make_sim, wait_for, xenapi_session
 from tests.unit.helpers import connect
@@ -26,10 +26,12 @@ OPS = catalogue.operations()
 
 @pytest.fixture(scope="module")
 def busy_sim() -> Iterator[Simulator]:
-    """The demo pool with a long copy running, so that a task can be cancelled."""
-    s = make_sim()
+    """The demo pool with a long copy running, so that a task can be cancelled, on
+    four hosts, one of them off and one empty in maintenance mode."""
+    s = make_sim(hosts=4)
     x = xenapi_session(s)
     try:
+        every_host_state(x.xenapi)
         s.op_time = 30.0
         backup = x.xenapi.VM.get_by_name_label("backup-01")[0]
         x.xenapi.Async.VM.copy(backup, "long-copy", "OpaqueRef:NULL")

@@ -132,7 +132,10 @@ class HostsView(ListingView[DetailPane]):
                         f"sorted by {col} · m: maintenance · a: actions")
 
     def show_related(self, ref: str) -> None:
-        """The Status view's host row: this host under the cursor."""
+        """The Status view's host row: this host under the cursor (the rows are
+        built first when the view was never shown)."""
+        if not self.built:
+            self.rebuild()
         self.show_object(ref)
 
     # ------------------------------------------------------------ detail

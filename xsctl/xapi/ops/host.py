@@ -315,6 +315,24 @@ def _power_when(cache: Cache, host: Any) -> str | None:
     return _live(host) or _going_down(host)
 
 
+def _runs_vms(cache: Cache, host: Host, verb: str) -> str | None:
+    running = guests(cache, host)
+    if not running:
+        return None
+    shown = sorted(printable(v.name_label) for v in running)
+    some = ", ".join(shown[:3]) + (f" and {len(shown) - 3} more" if len(shown) > 3 else "")
+    return (f"it runs {len(running)} VM{'s' if len(running) != 1 else ''} ({some}): "
+            f"evacuate it first ('Evacuate, then {verb}', --evacuate)")
+
+
+def _reboot_when(cache: Cache, host: Any) -> str | None:
+    return _power_when(cache, host) or _runs_vms(cache, host, "reboot")
+
+
+def _shutdown_when(cache: Cache, host: Any) -> str | None:
+    return _power_when(cache, host) or _runs_vms(cache, host, "shut down")
+
+
 def _power_on_when(cache: Cache, host: Any) -> str | None:
     if host.live:
         return "it is running"
@@ -494,12 +512,7 @@ def _plan_power(cache: Cache, host: Host, op: str, verb: str, first: bool,
     name = printable(host.name_label)
     names = _names(cache, host)
     if running and not first:
-        shown = sorted(printable(v.name_label) for v in running)
-        some = ", ".join(shown[:3]) + (f" and {len(shown) - 3} more" if len(shown) > 3
-                                       else "")
-        raise Refused(f"it runs {len(running)} VM{'s' if len(running) != 1 else ''} "
-                      f"({some}): evacuate it first ('Evacuate, then {verb.lower()}', "
-                      "--evacuate)")
+        raise Refused(_runs_vms(cache, host, verb.lower()) or "")
     calls: list[Call] = []
     lines: list[str] = []
     notes: list[str] = []
@@ -573,14 +586,14 @@ declare(
               when=_evacuate_when, impact=Impact.DISRUPTIVE, params=(SHUT_DOWN,)),
     Operation("host.reboot", HOST, "Reboot", "b", "reboot", "host-reboot",
               "is rebooting", "Reboot it (refused while VMs run on it)", reboot,
-              when=_power_when, impact=Impact.DISRUPTIVE),
+              when=_reboot_when, impact=Impact.DISRUPTIVE),
     Operation("host.reboot_evacuated", HOST, "Evacuate, then reboot", "B", "reboot",
               "host-reboot", "is rebooting", "Evacuate it, then reboot it",
               reboot_evacuated, when=_power_when, impact=Impact.DISRUPTIVE,
               flag="--evacuate", params=(SHUT_DOWN,)),
     Operation("host.shutdown", HOST, "Shut down", "t", "shutdown", "host-shutdown",
               "is shutting down", "Shut it down (refused while VMs run on it)",
-              shutdown, when=_power_when, impact=Impact.DISRUPTIVE),
+              shutdown, when=_shutdown_when, impact=Impact.DISRUPTIVE),
     Operation("host.shutdown_evacuated", HOST, "Evacuate, then shut down", "T", "shutdown",
               "host-shutdown", "is shutting down", "Evacuate it, then shut it down",
               shutdown_evacuated, when=_power_when, impact=Impact.DISRUPTIVE,
