@@ -192,7 +192,7 @@ async def test_power_on_where_the_power_on_mode_allows(sim: Simulator, client: C
             await ui.press("s")
             said = await ui.until(lambda: len(ui.said("Cannot power on", "error")) == 2
                                   and ui.said("Cannot power on", "error"), what="a refusal")
-            assert "power-on mode is not set" in said[-1].message
+            assert "it has no power-on mode set" in said[-1].message
             await in_thread(lambda: x.xenapi.host.set_power_on_mode(host, "wake-on-lan", {}))
             await ui.until(lambda: (client.cache.get("host", host) or {}).get("power_on_mode"),
                            what="the power-on mode in the cache")

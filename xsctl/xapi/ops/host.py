@@ -337,7 +337,7 @@ def _power_on_when(cache: Cache, host: Any) -> str | None:
     if host.live:
         return "it is running"
     if not host.power_on_mode:
-        return ("its power-on mode is not set, so xapi cannot wake it "
+        return ("it has no power-on mode set, so xapi cannot wake it "
                 "(xe host-set-power-on-mode)")
     return None
 
