@@ -120,8 +120,15 @@ class HostsView(ListingView[DetailPane]):
         return Row(cells, sort, search, dim=not h.live)
 
     def changed(self, msg: CacheChanged) -> None:
-        if self.built:
+        """A pool has a few hosts: every row again, but only while shown (hidden, it
+        is rebuilt when next shown), so that a 10,000-VM pool's drift costs nothing
+        here."""
+        if not self.built:
+            return
+        if self.display:
             self.rebuild()
+        else:
+            self.built = False
 
     def update_status(self) -> None:
         t = self.table
