@@ -32,7 +32,7 @@ def busy_sim() -> Iterator[Simulator]:
     x = xenapi_session(s)
     try:
         every_host_state(x.xenapi)
-        s.op_time = 30.0
+        s.op_time = 600.0  # outlasts the module, however loaded the machine
         backup = x.xenapi.VM.get_by_name_label("backup-01")[0]
         x.xenapi.Async.VM.copy(backup, "long-copy", "OpaqueRef:NULL")
         wait_for(lambda: any(t["status"] == "pending" and "cancel" in t["allowed_operations"]
