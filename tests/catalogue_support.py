@@ -99,6 +99,14 @@ XE_PARAMS: dict[str, set[str]] = {
     "vm-import": {"filename", "preserve", "sr-uuid", "force", "host-username",
                   "host-password", "type", "remote-config", "dry-run", "metadata", "url",
                   "vdi:"},
+    # Host_selectors (uuid, ...); host-disable's auto-enable and host-evacuate's
+    # network-uuid and batch-size, which no plan uses
+    "host-disable": {"uuid", "auto-enable"},
+    "host-enable": {"uuid"},
+    "host-evacuate": {"uuid", "network-uuid", "batch-size"},
+    "host-reboot": {"uuid"},
+    "host-shutdown": {"uuid"},
+    "host-power-on": {"uuid"},
 }
 # records.ml vm_record: the writable fields vm-param-set takes beyond XE_PARAMS, and
 # the map fields it takes as FIELD:KEY=VALUE
@@ -243,6 +251,31 @@ def check_xe_line(line: str) -> None:
     assert not missing, f"xe {cmd} needs {missing} ({line!r})"
 
 
+def every_host_state(x: Any) -> None:
+    """Bring a pool of four hosts (``make_sim(hosts=4)``) to where every host
+    operation has a host to act on: the fourth powered off, with a power-on mode to
+    wake it by; the second empty and in maintenance mode (enable, reboot, shut down);
+    the first and third as the demo has them (disable, maintenance, evacuation; the
+    paused VM stays on the third), with the VMs moved off the others (migrate still
+    has a target)."""
+    from tests.conftest import wait_for
+
+    hosts = sorted(x.host.get_all_records().items(), key=lambda kv: kv[1]["name_label"])
+    assert len(hosts) == 4, "every_host_state needs a pool of four hosts"
+    off, empty = hosts[3][0], hosts[1][0]
+    for h in (off, empty):
+        x.host.disable(h)
+    for h in (off, empty):
+        for vm in x.host.get_vms_which_prevent_evacuation(h):
+            x.VM.hard_shutdown(vm)
+        x.host.evacuate(h)
+    x.host.set_power_on_mode(off, "wake-on-lan", {})
+    x.host.shutdown(off)
+    metrics = x.host.get_metrics(off)
+    wait_for(lambda: not x.host_metrics.get_live(metrics)
+             and not x.host.get_current_operations(off))
+
+
 def context(cache: Cache) -> Context:
     return Context(cache, datetime(2026, 11, 25, 9, 30, tzinfo=UTC))
 
@@ -291,7 +324,11 @@ def possible(op: Operation, cache: Cache) -> tuple[str, Any, dict[str, Any]] | N
         # a form's sizes start at the current ones, which a resize refuses: grown
         grown = {k: v * 2 if next(p for p in op.params if p.name == k).kind
                  is ParamKind.SIZE else v for k, v in values.items()}
-        for tried in (values, grown):
+        # the VMs that cannot move off a host: every one it offers, marked
+        marked = {p.name: frozenset(c.value for c in catalogue.choices(p, ctx, obj)
+                                    if c.reason is None)
+                  for p in op.params if p.kind is ParamKind.PICK_MANY and not p.required}
+        for tried in (values, grown, {**values, **marked}):
             try:
                 catalogue.prepare(op, ctx, obj, tried)
             except Exception:

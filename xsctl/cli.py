@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         alerts,
         block,
         disks,
+        hosts,
         install,
         metrics,
         networks,
@@ -233,7 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
     # --- pool objects
     h = sub.add_parser("host", help="hosts")
     hs = h.add_subparsers(dest="host_command", metavar="ACTION", required=True)
-    _leaf(hs, "list", pool.cmd_host_list, "list the pool's hosts")
+    _leaf(hs, "list", hosts.cmd_host_list, "list the pool's hosts")
+    hsh = _leaf(hs, "show", hosts.cmd_host_show,
+                "show hosts in detail: CPUs, memory, VMs, NICs, management interface")
+    hsh.add_argument("host", nargs="+", metavar="HOST",
+                     help="name, address, UUID or unique UUID prefix")
+    ops.add_verbs(hs, "host", _leaf)
     metrics.add_metrics(sub, _leaf)
     sr = sub.add_parser("sr", help="storage repositories")
     srs = sr.add_subparsers(dest="sr_command", metavar="ACTION", required=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.catalogue_support import check_xe_line, network_objects, possible
+from tests.catalogue_support import check_xe_line, every_host_state, network_objects, possible
 from tests.cli.helpers import conn_args, password_file, xsctl
 from tests.conftest import make_sim, wait_for, xenapi_session
 from tests.unit.helpers import connect
@@ -26,14 +26,14 @@ OPS = catalogue.operations()
 
 @pytest.fixture(scope="module")
 def busy_sim() -> Iterator[Simulator]:
-    """The demo pool with a long copy running, so that a task can be cancelled."""
-    s = make_sim()
+    """The demo pool with a long copy running, so that a task can be cancelled, on
+    four hosts, one of them off and one empty in maintenance mode."""
+    s = make_sim(hosts=4)
     x = xenapi_session(s)
     try:
         network_objects(s)
-        # long enough to outlast the walk on a loaded machine (30 s did not: the copy
-        # ended before task.cancel, the last operation, was reached)
-        s.op_time = 600.0
+        every_host_state(x.xenapi)
+        s.op_time = 600.0  # outlasts the module, however loaded the machine
         backup = x.xenapi.VM.get_by_name_label("backup-01")[0]
         x.xenapi.Async.VM.copy(backup, "long-copy", "OpaqueRef:NULL")
         wait_for(lambda: any(t["status"] == "pending" and "cancel" in t["allowed_operations"]

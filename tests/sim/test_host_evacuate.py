@@ -117,3 +117,84 @@ def test_not_enough_free_memory(sim: Simulator, xapi: Any) -> None:
     for vm, detail in plan.items():
         if detail[0] == "HOST_NOT_ENOUGH_FREE_MEMORY":
             assert detail == ["HOST_NOT_ENOUGH_FREE_MEMORY", vm]
+
+
+def _leave_free(sim: Simulator, x: Any, hosts: list[tuple[str, Any]], free: list[int]) -> None:
+    """Shrink each host's memory so that compute_free_memory says ``free``."""
+    for (h, rec), want in zip(hosts, free, strict=True):
+        now = int(x.xenapi.host.compute_free_memory(h))
+        total = int(x.xenapi.host_metrics.get_memory_total(rec["metrics"]))
+        with sim.store.lock:
+            sim.store.update(rec["metrics"], {"memory_total": total - now + want})
+
+
+def _vm(x: Any, name: str) -> str:
+    return str(x.VM.get_by_name_label(name)[0])
+
+
+def test_a_vm_that_cannot_migrate_still_takes_its_room(sim: Simulator, xapi: Any) -> None:
+    """xapi_host.ml compute_evacuation_plan_no_wlb bin-packs every VM that passed the
+    boot checks, also one whose pool_migrate check failed: a paused VM takes room
+    another VM then lacks (HOST_NOT_ENOUGH_FREE_MEMORY), and keeps its own error."""
+    x = xapi.xenapi
+    hosts = hosts_by_address(xapi)
+    source = next(h for h, r in hosts if r["name_label"] == "xcp-ng-02")
+    others = [(h, r) for h, r in hosts if h != source]
+    db = _vm(x, "db-01")  # 16 GiB, the biggest on xcp-ng-02
+    x.VM.pause(db)
+    db_rec = x.VM.get_record(db)
+    need = int(db_rec["memory_dynamic_min"]) + int(db_rec["memory_overhead"])
+    _leave_free(sim, xapi, others, [need + GiB, GiB // 2])
+    plan = x.host.get_vms_which_prevent_evacuation(source)
+    assert plan[db][0] == "VM_BAD_POWER_STATE"
+    k8s = _vm(x, "k8s-node-01")
+    assert plan[k8s] == ["HOST_NOT_ENOUGH_FREE_MEMORY", k8s]
+
+
+def test_memory_shortage_replaces_a_migrate_error(sim: Simulator, xapi: Any) -> None:
+    """A VM the bin-packing leaves out gets HOST_NOT_ENOUGH_FREE_MEMORY, replacing the
+    pool_migrate error it had (Hashtbl.replace)."""
+    x = xapi.xenapi
+    hosts = hosts_by_address(xapi)
+    source = next(h for h, r in hosts if r["name_label"] == "xcp-ng-02")
+    db = _vm(x, "db-01")
+    x.VM.pause(db)
+    _leave_free(sim, xapi, [(h, r) for h, r in hosts if h != source], [GiB // 2, GiB // 2])
+    assert x.host.get_vms_which_prevent_evacuation(source)[db] == [
+        "HOST_NOT_ENOUGH_FREE_MEMORY", db]
+
+
+def test_a_pvh_guest_is_packed_at_its_static_max(sim: Simulator, xapi: Any) -> None:
+    """xapi_ha_vm_failover.ml vm_memory: a PVH guest counts memory_static_max, not its
+    dynamic_min, when the evacuation is planned."""
+    x = xapi.xenapi
+    hosts = hosts_by_address(xapi)
+    source = next(h for h, r in hosts if r["name_label"] == "xcp-ng-02")
+    k8s = _vm(x, "k8s-node-01")
+    rec = x.VM.get_record(k8s)
+    assert rec["domain_type"] == "pvh"
+    with sim.store.lock:
+        sim.store.update(k8s, {"memory_dynamic_min": int(rec["memory_static_max"]) // 2})
+    # room for its dynamic_min, not for its static_max; the other VMs find no room
+    half = int(rec["memory_static_max"]) // 2 + int(rec["memory_overhead"])
+    _leave_free(sim, xapi, [(h, r) for h, r in hosts if h != source], [half + GiB // 4, 0])
+    assert x.host.get_vms_which_prevent_evacuation(source)[k8s] == [
+        "HOST_NOT_ENOUGH_FREE_MEMORY", k8s]
+
+
+def test_ha_protects_only_vms_that_always_run(sim: Simulator, xapi: Any) -> None:
+    """Helpers.vm_should_always_run: with HA on, a VM is protected only with
+    ha_always_run and restart priority "restart"; the others cannot be evacuated
+    (HOST_EVACUATE_VM_NOT_HA_PROTECTED)."""
+    x = xapi.xenapi
+    hosts = hosts_by_address(xapi)
+    source = next(h for h, r in hosts if r["name_label"] == "xcp-ng-01")
+    web, cache = _vm(x, "web-01"), _vm(x, "cache-01")
+    with sim.store.lock:
+        pool = next(iter(sim.store.all("pool")))
+        sim.store.update(pool, {"ha_enabled": True})
+        sim.store.update(web, {"ha_restart_priority": "restart", "ha_always_run": True})
+        sim.store.update(cache, {"ha_restart_priority": "restart", "ha_always_run": False})
+    plan = x.host.get_vms_which_prevent_evacuation(source)
+    assert web not in plan
+    assert plan[cache] == ["HOST_EVACUATE_VM_NOT_HA_PROTECTED", cache]

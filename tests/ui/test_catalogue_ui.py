@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.catalogue_support import network_objects, possible
-from tests.conftest import wait_for, xenapi_session
+import pytest
+
+from tests.catalogue_support import every_host_state, network_objects, possible
+from tests.conftest import make_sim, wait_for, xenapi_session
 from tests.ui.dialogs import open_wizard, wizard_fill, wizard_page, wizard_pick
 from tests.ui.harness import Ui, running, words_of
+from tests.unit.helpers import connect
 from xsctl.sim import Simulator
 from xsctl.ui.commands import XsctlCommands
 from xsctl.ui.modals.forms import PickOne
@@ -23,10 +26,14 @@ from xsctl.xapi.client import Client
 from xsctl.xapi.ops import catalogue
 
 
-async def test_every_operation_is_in_the_menu_the_palette_and_the_keys(
-        sim: Simulator, client: Client) -> None:
+# walks every operation of every kind (over a hundred) through keys, menu and palette
+@pytest.mark.timeout(600)
+async def test_every_operation_is_in_the_menu_the_palette_and_the_keys() -> None:
+    sim = make_sim(hosts=4)  # one host off, one empty in maintenance mode
     network_objects(sim)
     x = xenapi_session(sim)
+    every_host_state(x.xenapi)
+    client = connect(sim)
     sim.op_time = 600.0  # a long copy: a task to cancel (the walk takes a while)
     x.xenapi.Async.VM.copy(x.xenapi.VM.get_by_name_label("backup-01")[0], "long-copy",
                            "OpaqueRef:NULL")
@@ -74,6 +81,8 @@ async def test_every_operation_is_in_the_menu_the_palette_and_the_keys(
     finally:
         sim.op_time = 0.05
         x.xenapi.session.logout()
+        client.close()
+        sim.stop()
 
 
 async def test_pool_operations_start_from_their_wizard(sim: Simulator, client: Client) -> None:

@@ -1,46 +1,12 @@
-"""``xsctl host list``, ``task list``."""
+"""``xsctl task list``."""
 
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
 
 from xsctl.commands.connect import open_client
 from xsctl.commands.output import print_json, print_table
 from xsctl.xapi import models
-from xsctl.xapi.models import human_bytes, human_duration
-
-
-def cmd_host_list(args: argparse.Namespace) -> int:
-    with open_client(args, ["pool", "host", "host_metrics", "VM"]) as client:
-        cache = client.cache
-        hosts = models.hosts(cache)
-
-        def guests(h: models.Host) -> int:
-            return sum(1 for r in h.resident_VMs
-                       if not (cache.get("vm", r) or {}).get("is_control_domain"))
-
-        if args.json:
-            print_json([
-                {"uuid": h.uuid, "name_label": h.name_label, "address": h.address,
-                 "enabled": h.enabled, "master": h.is_master,
-                 "memory_total": h.memory_total, "memory_free": h.memory_free,
-                 "cpu_count": h.cpu_count, "software_version": h.product,
-                 "resident_VMs": guests(h)}
-                for h in hosts
-            ])
-            return 0
-        now = datetime.now(UTC)
-        print_table(
-            ["name", "address", "role", "state", "memory used", "cpus", "vms", "uptime", "version"],
-            [[h.name_label, h.address, "master" if h.is_master else "member",
-              "enabled" if h.enabled else "maintenance",
-              f"{human_bytes(h.memory_used)}/{human_bytes(h.memory_total)}", h.cpu_count,
-              guests(h),
-              human_duration((now - h.boot_time).total_seconds()) if h.boot_time else "-",
-              h.product] for h in hosts],
-        )
-        return 0
 
 
 def cmd_task_list(args: argparse.Namespace) -> int:

@@ -155,6 +155,40 @@ async def scene_disks(pilot: Pilot[int]) -> None:
     await _settle(pilot)
 
 
+async def _hosts(pilot: Pilot[int], name: str) -> None:
+    """The Hosts view (reached from the menu: it has no number key), on ``name``."""
+    from xsctl.ui.screens.main import MainScreen
+    from xsctl.ui.views.hosts import HostsView
+
+    screen = pilot.app.screen
+    assert isinstance(screen, MainScreen)
+    screen.action_show_view("hosts")
+    await _settle(pilot)
+    view = screen.query_one(HostsView)
+    key = next(k for k, r in view.table.rows.items() if r.cells[0][0] == name)
+    view.table.move_to(key)
+    await _settle(pilot)
+
+
+async def scene_hosts(pilot: Pilot[int]) -> None:
+    await _hosts(pilot, "xcp-ng-01")
+
+
+async def scene_hosts_maintenance(pilot: Pilot[int]) -> None:
+    """Entering maintenance mode: dns-02 cannot move (its disk is local), marked to
+    shut down; the plan says where the others go."""
+    from xsctl.ui.modals.confirm import ConfirmPlan
+    from xsctl.ui.modals.forms import PickMany
+
+    await _hosts(pilot, "xcp-ng-01")
+    await pilot.press("m")
+    await _until(pilot, lambda: isinstance(pilot.app.screen, PickMany))
+    await pilot.pause()
+    await pilot.press("space", "tab", "enter")
+    await _until(pilot, lambda: isinstance(pilot.app.screen, ConfirmPlan))
+    await pilot.pause()
+
+
 async def scene_narrow(pilot: Pilot[int]) -> None:
     await _vm(pilot, "web-01")
 
@@ -357,6 +391,8 @@ SCENES: dict[str, tuple[tuple[int, int], Step, float]] = {
     # wider: the table keeps its columns beside the detail pane
     "storage": ((200, 50), scene_storage, 0.05),
     "disks": ((200, 50), scene_disks, 0.05),
+    "hosts": ((200, 50), scene_hosts, 0.05),
+    "hosts-maintenance": ((100, 36), scene_hosts_maintenance, 0.05),
     "networks": ((160, 40), scene_networks, 0.05),
     # "new-sr": the New SR wizard, added with it
     "narrow-80x24": ((80, 24), scene_narrow, 0.05),

@@ -30,7 +30,7 @@ Record = dict[str, Any]
 # Classes the UI and the operations read (xapi's names; event.from lower-cases them).
 CLASSES = [
     "pool", "host", "host_metrics", "VM", "VM_metrics", "VM_guest_metrics", "VBD", "VDI",
-    "SR", "PBD", "SM", "network", "VIF", "PIF", "task", "message", "console",
+    "SR", "PBD", "SM", "network", "VIF", "PIF", "PIF_metrics", "task", "message", "console",
     "VLAN", "Bond",
 ]
 EVENT_TIMEOUT = 30.0  # seconds an event.from may block, as XenCenter uses

@@ -129,6 +129,16 @@ _FRIENDLY: dict[str, Callable[[Sequence[str]], str]] = {
     "NO_HOSTS_AVAILABLE": lambda p: "No host in the pool can run this VM now (memory, storage or maintenance)",
     "HOST_DISABLED": lambda p: "That host is disabled (maintenance mode)",
     "HOST_OFFLINE": lambda p: "That host is offline",
+    # xapi_host_helpers.ml valid_operations, xapi_host.ml
+    "HOST_NOT_DISABLED": lambda p: "The host must be disabled (in maintenance mode) first",
+    "HOST_NOT_LIVE": lambda p: "The host is not running",
+    "HOST_IS_LIVE": lambda p: "The host is running already",
+    "HOST_POWER_ON_MODE_DISABLED": lambda p: "The host has no power-on mode: xapi cannot wake it",
+    "HOST_DISABLED_UNTIL_REBOOT": lambda p: "The host stays disabled until it has rebooted",
+    "HOST_EVACUATE_VM_NOT_HA_PROTECTED": lambda p: "HA is on and the VM is not protected: xapi moves only protected VMs off a host",
+    # assert_can_evacuate: "code,params|code,params|..." for each VM that cannot move
+    "CANNOT_EVACUATE_HOST": lambda p: "Some VMs cannot leave the host ("
+    + ", ".join(sorted({e.split(",")[0] for e in _p(p, 0, "").split("|") if e})) + ")",
     "MEMORY_CONSTRAINT_VIOLATION": lambda p: "The memory settings break xapi's rules (static min <= dynamic min <= dynamic max <= static max)",
     "MEMORY_CONSTRAINT_VIOLATION_ORDER": lambda p: "Memory must satisfy static min <= dynamic min <= dynamic max <= static max",
     "MEMORY_CONSTRAINT_VIOLATION_MAXPIN": lambda p: f"Dynamic memory must equal static max here ({_p(p, 0)})",

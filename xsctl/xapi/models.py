@@ -305,6 +305,11 @@ class Host:
     resident_VMs: tuple[str, ...]
     allowed_operations: frozenset[str]
     PBDs: tuple[str, ...]
+    current_operations: Mapping[str, str]
+    power_on_mode: str
+    memory_overhead: int
+    control_domain: str
+    PIFs: tuple[str, ...]
 
     @classmethod
     def from_record(cls, cache: Cache, ref: str, r: Record) -> Host:
@@ -332,6 +337,11 @@ class Host:
             resident_VMs=tuple(r.get("resident_VMs") or ()),
             allowed_operations=frozenset(r.get("allowed_operations") or ()),
             PBDs=tuple(r.get("PBDs") or ()),
+            current_operations=dict(r.get("current_operations") or {}),
+            power_on_mode=_text(r.get("power_on_mode")),
+            memory_overhead=as_int(r.get("memory_overhead")),
+            control_domain=str(r.get("control_domain", NULL)),
+            PIFs=tuple(r.get("PIFs") or ()),
         )
 
     @classmethod

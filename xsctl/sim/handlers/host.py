@@ -41,7 +41,7 @@ from xsctl.sim.errors import XapiFailure, internal_error
 from xsctl.sim.handlers import TICKS
 from xsctl.sim.handlers.vm_devices import force_state_reset
 from xsctl.sim.handlers.vm_lifecycle import operation_error
-from xsctl.sim.handlers.vm_memory import host_free_memory, refresh_host_memory
+from xsctl.sim.handlers.vm_memory import domain_type, host_free_memory, refresh_host_memory
 from xsctl.sim.handlers.vm_placement import assert_can_boot_here, host_live
 from xsctl.sim.store import Store, allowed_ops, now_datetime
 from xsctl.sim.wire import NULL_REF, DateTime, Row
@@ -138,8 +138,11 @@ def compute_free_memory(store: Store, host: str) -> int:
 
 
 def _vm_need(row: Row) -> int:
-    """Memory_check.vm_compute_used_memory, Dynamic_min policy."""
-    return int(row["memory_dynamic_min"]) + int(row["memory_overhead"])
+    """Xapi_ha_vm_failover.vm_memory: what a VM needs on its evacuation target, by the
+    policy of its domain type (Static_max for PVH guests, Dynamic_min for the others)."""
+    policy = (row["memory_static_max"] if domain_type(row) in ("pvh", "pv_in_pvh")
+              else row["memory_dynamic_min"])
+    return int(policy) + int(row["memory_overhead"])
 
 
 # ---------------------------------------------------------------- evacuation
@@ -170,7 +173,8 @@ def evacuation_plan(store: Store, host: str) -> Plan:
         protected = []
         for vm in vms:
             row = store.get(vm, "VM")
-            if row["ha_restart_priority"] == "restart":
+            # Helpers.vm_should_always_run
+            if row["ha_always_run"] and row["ha_restart_priority"] == "restart":
                 protected.append(vm)
             else:
                 plans[vm] = ("error", ["HOST_EVACUATE_VM_NOT_HA_PROTECTED", vm])
@@ -188,12 +192,14 @@ def evacuation_plan(store: Store, host: str) -> Plan:
         err = operation_error(store, vm, "pool_migrate")
         if err is not None:
             plans[vm] = ("error", [err.code, *err.params])
-    # bin-pack by memory (Xapi_ha_vm_failover.compute_evacuation_plan): biggest first,
-    # onto the target with the most room
+    # bin-pack by memory (Xapi_ha_vm_failover.compute_evacuation_plan,
+    # Binpack.biggest_fit_decreasing): biggest first, onto the target with the most
+    # room. Every VM that passed the boot checks is packed, also one whose pool_migrate
+    # check failed (it keeps that error, but takes its room); one left out gets
+    # HOST_NOT_ENOUGH_FREE_MEMORY in place of any earlier error.
     free = {t: compute_free_memory(store, t) for t in targets}
     placed: dict[str, str] = {}
-    candidates = [vm for vm in migratable if vm not in plans]
-    for vm in sorted(candidates, key=lambda v: _vm_need(store.get(v, "VM")), reverse=True):
+    for vm in sorted(migratable, key=lambda v: _vm_need(store.get(v, "VM")), reverse=True):
         need = _vm_need(store.get(vm, "VM"))
         best = max(targets, key=lambda t: free[t])
         if free[best] >= need:

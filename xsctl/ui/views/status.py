@@ -18,7 +18,7 @@ from textual.containers import VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Label, Static
 
-from xsctl.ui.messages import CacheChanged, MetricsUpdated
+from xsctl.ui.messages import CacheChanged, MetricsUpdated, ViewRequested
 from xsctl.ui.modals.message import MessageScreen
 from xsctl.ui.views.base import View
 from xsctl.ui.widgets.bars import bar_text, usage_style
@@ -86,7 +86,7 @@ class StatusView(View):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="status-scroll"):
             yield Static(id="status-pool")
-            yield Label("Hosts", classes="section")
+            yield Label("Hosts (enter opens one in the Hosts view)", classes="section")
             yield VirtualTable(HOST_COLUMNS, empty_text="No hosts", id="status-hosts")
             yield Label("Virtual machines", classes="section")
             yield Static(id="status-vms")
@@ -155,6 +155,10 @@ class StatusView(View):
                 if load is not None:
                     self.load[uuid] = load
         self.refresh_hosts()
+
+    @on(VirtualTable.Activated, "#status-hosts")
+    def _open_host(self, event: VirtualTable.Activated) -> None:
+        self.post_message(ViewRequested("hosts", event.key))
 
     @on(VirtualTable.Activated, "#status-alerts")
     def _read_alert(self, event: VirtualTable.Activated) -> None:
