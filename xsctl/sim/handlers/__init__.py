@@ -23,6 +23,7 @@ from xsctl.sim.handlers import (  # noqa: E402
     message,
     network,
     pbd,
+    pif,
     pool,
     session,
     sm,
@@ -41,7 +42,8 @@ from xsctl.sim.handlers import (  # noqa: E402
 )
 
 __all__ = [
-    "TICKS", "event", "host", "message", "metrics_tick", "network", "pbd", "pool", "session",
+    "TICKS", "event", "host", "message", "metrics_tick", "network", "pbd", "pif", "pool",
+    "session",
     "sm", "sr", "storage", "task", "vbd", "vdi", "vm", "vm_clone", "vm_devices", "vm_guest",
     "vm_lifecycle", "vm_memory", "vm_placement",
 ]
