@@ -18,14 +18,16 @@ from textual.containers import VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Label, Static
 
-from xsctl.ui.messages import CacheChanged, MetricsUpdated
+from xsctl.ui.messages import ActionRequested, CacheChanged, MetricsUpdated
 from xsctl.ui.modals.message import MessageScreen
 from xsctl.ui.views.base import View
 from xsctl.ui.widgets.bars import bar_text, usage_style
 from xsctl.ui.widgets.table import Column, Row, VirtualTable
 from xsctl.xapi import models
+from xsctl.xapi.host_settings import pool_settings
 from xsctl.xapi.metrics import HostLoad, Interest, MetricsUpdate
 from xsctl.xapi.models import Pool, human_bytes, human_duration, is_guest, is_template
+from xsctl.xapi.ops import catalogue
 from xsctl.xapi.text import printable
 
 
@@ -64,6 +66,9 @@ ALERT_COLUMNS = [
     Column("on", "On", min_width=10, ratio=2, priority=2),
 ]
 MAX_ALERTS = 50
+# xsconsole's "Resource Pool": the pool's name here, a new master from the hosts table
+_RENAME = catalogue.get("pool.rename")
+_MASTER = catalogue.get("host.designate_master")
 
 
 class StatusView(View):
@@ -75,6 +80,10 @@ class StatusView(View):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Menu", show=False, id="status.back"),
+        Binding(_RENAME.key, "rename_pool", _RENAME.label, id="status.rename-pool",
+                tooltip=_RENAME.help),
+        Binding(_MASTER.key, "new_master", "New master", id="status.new-master",
+                tooltip="Make the host under the cursor of the hosts table the pool master"),
     ]
 
     def __init__(self, client: Any, **kw: Any) -> None:
@@ -157,6 +166,16 @@ class StatusView(View):
                     self.load[uuid] = load
         self.refresh_hosts()
 
+    def action_rename_pool(self) -> None:
+        pool = Pool.of(self.client.cache)
+        if pool is not None:
+            self.post_message(ActionRequested(_RENAME.id, [pool.ref], self.ID))
+
+    def action_new_master(self) -> None:
+        refs = self.query_one("#status-hosts", VirtualTable).targets()
+        if refs:
+            self.post_message(ActionRequested(_MASTER.id, refs[:1], self.ID))
+
     @on(VirtualTable.Activated, "#status-alerts")
     def _read_alert(self, event: VirtualTable.Activated) -> None:
         r = self.client.cache.get("message", event.key)
@@ -204,8 +223,10 @@ class StatusView(View):
         t = Table.grid(padding=(0, 2))
         t.add_column(style="bold", no_wrap=True)
         t.add_column()
-        t.add_row("Pool", Text(pool.name_label if pool else "–"))
+        facts = {f.key: f.value for f in pool_settings(cache)}
+        t.add_row("Pool", Text(facts.get("name_label", "–")))
         t.add_row("Master", Text(f"{master.name_label} ({master.address})" if master else "–"))
+        t.add_row("HA", Text(facts.get("ha_enabled", "–")))
         ep = conn.endpoint
         how = ("xapi's Unix socket" if ep.scheme == "unix" else
                "TLS, CA-verified" if conn.trust.ca_file else

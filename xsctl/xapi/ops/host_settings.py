@@ -78,15 +78,15 @@ def _dns_when(cache: Cache, host: Any) -> str | None:
     if mgmt is None:
         return "it has no management interface"
     if mgmt[1].get("ip_configuration_mode") != "Static":
-        return ("its management interface uses DHCP, which gives the DNS servers: "
-                "give it a static address to choose them")
+        return ("it takes its management address from DHCP, which gives the DNS "
+                "servers: give it a static address to choose them")
     return None
 
 
 def set_dns(cache: Cache, host: Host, dns: str) -> Plan:
     why = _dns_when(cache, host)
     if why is not None:
-        raise Refused(f"it {why[3:]}" if why.startswith("its") else why)
+        raise Refused(why)
     servers = check_servers("DNS servers", dns)
     if not servers:
         raise UsageError("DNS servers: give one address at least")
