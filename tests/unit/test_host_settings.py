@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from tests.conftest import wait_for
 from tests.unit.helpers import connect
 from xsctl.sim import Simulator
+from xsctl.xapi.errors import UsageError
 from xsctl.xapi.host_settings import pool_settings, settings
 from xsctl.xapi.ops import catalogue
 from xsctl.xapi.ops.catalogue import Context
@@ -73,3 +76,33 @@ def test_the_client_follows_the_management_interface(sim: Simulator) -> None:
         assert c.conn.call("host.get_address", sim.master_ref()) == "127.0.0.9"
         assert sim.live_sessions() == 1
     assert sim.live_sessions() == 0
+
+
+def test_ntp_and_timezone_use_the_api_where_the_host_has_it(sim: Simulator) -> None:
+    """A later xapi sends host.ntp_mode, ntp_custom_servers and timezone (the fields
+    of host.set_ntp_custom_servers and host.set_timezone): the settings show them and
+    the plans use those calls. The simulator is 24.19, so the record arrives as such
+    an xapi's event would."""
+    with connect(sim) as c:
+        host = resolve_host(c.cache, "xcp-ng-02")
+        ctx = Context(c.cache, datetime.now(UTC))
+        ntp, tz = catalogue.get("host.set_ntp"), catalogue.get("host.set_timezone")
+        obj = ntp.kind.load(c.cache, host)
+        assert catalogue.why_not(ntp, c.cache, obj) is not None
+        record = {**c.cache.get("host", host), "ntp_mode": "Factory",
+                  "ntp_custom_servers": [], "timezone": "UTC"}
+        c.cache.apply([{"class": "host", "ref": host, "operation": "mod", "snapshot": record}])
+        got = {s.key: s.value for s in settings(c.cache, host)}
+        assert (got["ntp"], got["timezone"]) == ("Factory", "UTC")
+        obj = ntp.kind.load(c.cache, host)
+        plan = catalogue.prepare(ntp, ctx, obj, {"ntp": "0.pool.ntp.org, 10.0.0.5"})
+        assert plan.steps() == [
+            "host.set_ntp_custom_servers(xcp-ng-02, ['0.pool.ntp.org', '10.0.0.5'])",
+            "host.set_ntp_mode(xcp-ng-02, 'Custom')"]
+        assert plan.xe[0].endswith("ntp-custom-servers=0.pool.ntp.org,10.0.0.5")
+        plan = catalogue.prepare(tz, ctx, obj, {"timezone": "Europe/London"})
+        assert plan.steps() == ["host.set_timezone(xcp-ng-02, 'Europe/London')"]
+        assert plan.xe[0].endswith("timezone=Europe/London")
+        for bad in ("../etc/passwd", "Europe London", ""):
+            with pytest.raises(UsageError, match=r"^Timezone: "):
+                catalogue.prepare(tz, ctx, obj, {"timezone": bad})

@@ -142,7 +142,8 @@ class StatusView(View):
                 self._stale = True
             return
         classes = msg.classes
-        if "pool" in classes:
+        if classes & {"pool", "host"}:
+            # the master's name and address are the host's
             self.refresh_pool()
         if classes & {"pool", "host", "host_metrics"}:
             self.refresh_hosts()

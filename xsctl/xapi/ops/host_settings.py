@@ -148,7 +148,7 @@ def set_timezone(cache: Cache, host: Host, timezone: str) -> Plan:
     return Plan(
         title=f"Set the timezone of {host.name_label} to {tz}", action="host.set_timezone",
         targets=(host.ref,), calls=(Call("host.set_timezone", (host.ref, tz)),),
-        xe=(xe("host-set-timezone", uuid=host.uuid, value=tz),), names=_names(cache, host))
+        xe=(xe("host-param-set", uuid=host.uuid, timezone=tz),), names=_names(cache, host))
 
 
 # ------------------------------------------------------------------ management interface
@@ -321,7 +321,7 @@ declare(
     Operation("host.set_ntp", HOST, "NTP servers", "K", "set", "host-param-set",
               "has new NTP servers", "Set the NTP servers the host's clock follows",
               set_ntp, when=_ntp_when, impact=Impact.DISRUPTIVE, via="ntp", params=(_NTP,)),
-    Operation("host.set_timezone", HOST, "Timezone", "Z", "set", "host-set-timezone",
+    Operation("host.set_timezone", HOST, "Timezone", "Z", "set", "host-param-set",
               "has a new timezone", "Set the host's timezone", set_timezone,
               when=_timezone_when, impact=Impact.DISRUPTIVE, via="timezone", params=(_TZ,)),
     Operation("host.management", HOST, "Management interface", "I", "set",
