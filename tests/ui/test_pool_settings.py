@@ -118,11 +118,21 @@ async def test_management_interface_moves_and_the_app_follows_it(sim: Simulator,
         assert "this connection moves with it" in shown
         await confirm_plan(ui)
         await ui.until(lambda: sim.master_address() == "127.0.0.9", what="the move")
-        await ui.until(lambda: "https://127.0.0.9:" in pool_text(ui), timeout=15,
-                       what="the connection at the new address")
-        await ui.until(lambda: "xcp-ng-01 (127.0.0.9)" in pool_text(ui), timeout=15,
-                       what="the master's new address")
+        # the master's new address (a host event redraws the pool part), and the
+        # connection there
+        await ui.until(lambda: "xcp-ng-01 (127.0.0.9)" in pool_text(ui)
+                       and "https://127.0.0.9:" in pool_text(ui),
+                       what="the master's new address and the connection there")
         sim.store.update(next(iter(sim.store.all("pool"))), {"name_label": "moved"})
         await ui.until(lambda: "Pool         moved" in pool_text(ui), timeout=15,
                        what="a change seen at the new address")
         assert not ui.errors()
+
+
+async def test_the_master_line_follows_its_host(sim: Simulator, client: Client) -> None:
+    """The master's name and address are the host's: a change to the host alone
+    redraws the pool part."""
+    async with running(sim, client, size=(120, 50)) as ui:
+        sim.store.update(sim.master_ref(), {"name_label": "lab-master"})
+        await ui.until(lambda: "Master       lab-master (127.0.0.1)" in pool_text(ui),
+                       what="the master's new name")
