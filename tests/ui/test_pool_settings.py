@@ -25,10 +25,10 @@ def pool_row(sim: Simulator) -> dict[str, object]:
     return dict(next(iter(sim.store.all("pool").values())))
 
 
-async def test_r_renames_the_pool_from_the_status_view(sim: Simulator, client: Client) -> None:
+async def test_R_renames_the_pool_from_the_status_view(sim: Simulator, client: Client) -> None:
     async with running(sim, client, size=(120, 50)) as ui:
         assert "HA           off" in pool_text(ui)
-        await ui.press("1", "r")
+        await ui.press("1", "R")
         form: FieldsForm = await ui.modal(FieldsForm)
         assert form.query_one("#f-name", Input).value == "Demo pool"
         assert form.query_one("#f-description", Input).value == "Simulated XCP-ng pool"

@@ -189,6 +189,15 @@ _FRIENDLY: dict[str, Callable[[Sequence[str]], str]] = {
     "IMPORT_INCOMPATIBLE_VERSION": lambda p: "The file comes from a newer xapi than this pool's; nothing was imported",
     "IMPORT_ERROR": lambda p: f"The import failed: {_p(p, 0)}",
     "CLIENT_ERROR": lambda p: "The transfer's connection broke off",
+    # host and PIF settings (xapi_host.ml, xapi_pif.ml, xapi_pool.ml)
+    "HOST_NAME_INVALID": lambda p: f"That hostname is not valid: {_p(p, 0)}",
+    "INVALID_IP_ADDRESS_SPECIFIED": lambda p: f"The {_p(p, 0)} is not a valid IP address",
+    "PIF_IS_MANAGEMENT_IFACE": lambda p: "That interface is the management interface: it needs an IP configuration",
+    "PIF_HAS_NO_NETWORK_CONFIGURATION": lambda p: "That interface has no IP configuration: give it one first",
+    "PIF_UNMANAGED": lambda p: "That interface is not managed by xapi",
+    "CANNOT_PLUG_BOND_SLAVE": lambda p: "That interface is part of a bond: use the bond",
+    "HA_IS_ENABLED": lambda p: "HA is on: disable HA first",
+    "REDO_LOG_IS_ENABLED": lambda p: "The pool's redo log is on: disable it first",
 }
 
 

@@ -26,10 +26,9 @@ from xsctl.xapi.errors import UsageError
 from xsctl.xapi.models import NULL, Host, Pool
 from xsctl.xapi.text import printable
 
-NO_NTP_API = ("this host's xapi has no API for NTP servers (host.set_ntp_custom_servers "
-              "came after xapi 24.19): set them in dom0 (xsconsole, or chrony.conf)")
-NO_TIMEZONE_API = ("this host's xapi has no API for the timezone (host.set_timezone came "
-                   "after xapi 24.19): set it in dom0 (xsconsole, or timedatectl)")
+# short: beside a disabled entry of an 80-column menu (the reason is in the docstring)
+NO_NTP_API = "this xapi has no NTP API: set them with xsconsole in dom0"
+NO_TIMEZONE_API = "this xapi has no timezone API: set it with xsconsole in dom0"
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,9 +66,9 @@ ALERT_COLUMNS = [
     Column("on", "On", min_width=10, ratio=2, priority=2),
 ]
 MAX_ALERTS = 50
-# xsconsole's "Resource Pool": the pool's name here, a new master from the hosts table
+# xsconsole's "Resource Pool": the pool's name here; a new master, and every other
+# host operation, from the hosts table
 _RENAME = catalogue.get("pool.rename")
-_MASTER = catalogue.get("host.designate_master")
 
 
 class StatusView(View):
@@ -77,13 +77,12 @@ class StatusView(View):
     KEY = "1"
     HELP = "the pool at a glance: hosts, VMs, storage, alerts, the connection"
     FOLLOWS = frozenset({"pool", "host", "host_metrics", "vm", "sr", "pbd", "message"})
+    ACTS_ON = "host"  # the hosts table: a at the host under its cursor, and each key
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Menu", show=False, id="status.back"),
         Binding(_RENAME.key, "rename_pool", _RENAME.label, id="status.rename-pool",
                 tooltip=_RENAME.help),
-        Binding(_MASTER.key, "new_master", "New master", id="status.new-master",
-                tooltip="Make the host under the cursor of the hosts table the pool master"),
     ]
 
     def __init__(self, client: Any, **kw: Any) -> None:
@@ -172,10 +171,17 @@ class StatusView(View):
         if pool is not None:
             self.post_message(ActionRequested(_RENAME.id, [pool.ref], self.ID))
 
-    def action_new_master(self) -> None:
-        refs = self.query_one("#status-hosts", VirtualTable).targets()
-        if refs:
-            self.post_message(ActionRequested(_MASTER.id, refs[:1], self.ID))
+    def targets(self) -> list[str]:
+        """The host under the hosts table's cursor (or the marked ones): what the host
+        operations' keys and the actions menu act on."""
+        return self.query_one("#status-hosts", VirtualTable).targets()
+
+    def show_object(self, ref: str) -> bool:
+        table = self.query_one("#status-hosts", VirtualTable)
+        if ref not in table.rows:
+            return False
+        table.move_to(ref)
+        return True
 
     @on(VirtualTable.Activated, "#status-alerts")
     def _read_alert(self, event: VirtualTable.Activated) -> None:

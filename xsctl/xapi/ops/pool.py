@@ -55,7 +55,8 @@ def rename(cache: Cache, pool: Pool, name: str, description: str | None) -> Plan
 
 
 declare(
-    Operation("pool.rename", POOL, "Rename the pool", "r", "set", "pool-param-set",
+    # R: a key of the host kind's space kept for it (the Status view has both)
+    Operation("pool.rename", POOL, "Rename the pool", "R", "set", "pool-param-set",
               "renamed", "Set the pool's name (and description)", rename,
               params=(Param("name", ParamKind.TEXT, "Name", ("--name", "--name-label"),
                             "the pool's new name", default=lambda c, p: p.name_label,
