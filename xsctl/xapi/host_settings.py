@@ -27,8 +27,8 @@ from xsctl.xapi.models import NULL, Host, Pool
 from xsctl.xapi.text import printable
 
 # short: beside a disabled entry of an 80-column menu (the reason is in the docstring)
-NO_NTP_API = "this xapi has no NTP API: set them with xsconsole in dom0"
-NO_TIMEZONE_API = "this xapi has no timezone API: set it with xsconsole in dom0"
+NO_NTP_API = "no NTP API in this xapi: use xsconsole"
+NO_TIMEZONE_API = "no timezone API in this xapi: use xsconsole"
 
 
 @dataclass(frozen=True, slots=True)
