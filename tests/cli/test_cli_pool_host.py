@@ -137,3 +137,21 @@ def test_management_interface_moves_and_the_cli_follows(sim: Simulator,
     assert r.code == 0, r.err
     assert r.json()["management"].startswith("eth1 (") and "127.0.0.9/255.0.0.0" in \
         r.json()["management"]
+
+
+def test_management_interface_to_dhcp_and_the_cli_follows(sim: Simulator,
+                                                          tmp_path: Path) -> None:
+    argv = ["host", "set", "xcp-ng-01", "--pif", "eth1", "--mode", "dhcp"]
+    plan = cli(sim, tmp_path, *argv, "--dry-run", "--json").json()[0]
+    assert plan["calls"] == ["PIF.reconfigure_ip(eth1, 'DHCP', '', '', '', '')",
+                             "PIF.get_IP(eth1)", "host.management_reconfigure(eth1)"]
+    assert plan["xe"][0].endswith("mode=dhcp")
+    assert "at the address DHCP gives" in plan["warnings"][0]
+    done = cli(sim, tmp_path, *argv)
+    assert done.code == 0, done.err
+    new = sim.master_address()
+    assert new != "127.0.0.1" and new.startswith("127.")  # the simulated lease
+    r = xsctl("--url", sim.url_for(new), "--password-file", str(password_file(sim, tmp_path)),
+              "host", "settings", "xcp-ng-01", "--json")
+    assert r.code == 0 and r.json()["management"].startswith("eth1 (") and \
+        f"DHCP ({new})" in r.json()["management"]

@@ -106,3 +106,17 @@ def test_ntp_and_timezone_use_the_api_where_the_host_has_it(sim: Simulator) -> N
         for bad in ("../etc/passwd", "Europe London", ""):
             with pytest.raises(UsageError, match=r"^Timezone: "):
                 catalogue.prepare(tz, ctx, obj, {"timezone": bad})
+
+
+def test_the_client_follows_a_management_interface_on_dhcp(sim: Simulator) -> None:
+    with connect(sim) as c:
+        c.cache.start()
+        eth1 = next(r for r, p in sim.store.all("PIF").items()
+                    if p["host"] == sim.master_ref() and p["device"] == "eth1")
+        _run(c, "host.management", "xcp-ng-01", pif=eth1, mode="DHCP", ip=None,
+             netmask=None, gateway=None)
+        lease = sim.store.get(eth1, "PIF")["IP"]
+        assert sim.master_address() == lease and c.conn.endpoint.host == lease
+        vm = _vm(sim, "web-staging")
+        sim.store.update(vm, {"name_label": "after-dhcp"})
+        wait_for(lambda: c.cache.get("vm", vm)["name_label"] == "after-dhcp", timeout=15)

@@ -46,12 +46,18 @@ def _pool(store: Store) -> Row:
 
 def _dhcp_lease(store: Store, pif: str, row: Row) -> dict[str, str]:
     """What the simulated DHCP server hands out: the address the interface already
-    has (a lease is renewed), else one of 10.0.0.100 onwards by the PIF's place."""
+    has (a lease is renewed), else one by the PIF's place: on loopback where the
+    simulated hosts listen there (so a host moved to it can still be reached), else
+    from 10.0.0.100 on."""
     if row["IP"]:
-        ip = str(row["IP"])
-    else:
-        ip = f"10.0.0.{100 + sorted(store.all('PIF')).index(pif) % 150}"
-    return {"IP": ip, "netmask": "255.255.255.0", "gateway": "10.0.0.1", "DNS": "10.0.0.1"}
+        return {"IP": str(row["IP"]), "netmask": str(row["netmask"] or "255.255.255.0"),
+                "gateway": str(row["gateway"]), "DNS": str(row["DNS"])}
+    n = 100 + sorted(store.all("PIF")).index(pif) % 150
+    host = store.tables["host"].get(row["host"])
+    if host is not None and str(host["address"]).startswith("127."):
+        return {"IP": f"127.0.0.{n}", "netmask": "255.0.0.0", "gateway": "", "DNS": ""}
+    return {"IP": f"10.0.0.{n}", "netmask": "255.255.255.0", "gateway": "10.0.0.1",
+            "DNS": "10.0.0.1"}
 
 
 @api("PIF.reconfigure_ip")

@@ -226,6 +226,9 @@ def management(cache: Cache, host: Host, pif: str, mode: str, ip: str | None,
     lines = [line]
     moving = current is None or current[0] != pif
     if moving:
+        if mode == "DHCP":
+            # the address the lease gave, read while the old address still answers
+            calls.append(Call("PIF.get_IP", (pif,)))
         calls.append(Call("host.management_reconfigure", (pif,)))
         lines.append(xe("host-management-reconfigure", pif_uuid=p.get("uuid", "")))
     changes_address = moving or address != str(p.get("IP", "")) or mode == "DHCP"
@@ -246,12 +249,15 @@ def management(cache: Cache, host: Host, pif: str, mode: str, ip: str | None,
         again from the cache's next event)."""
         if not here:
             return
-        target = address
+        target = address or (str(results[1]) if moving and mode == "DHCP" else "")
         if not target:
+            # the management PIF itself went to DHCP: its address went with the call
+            # that set it; read where it is now, or leave it to the connection's own
+            # recovery (the pool's members name the master)
             try:
                 target = str(conn.call("PIF.get_IP", pif))
             except XsctlError:
-                return  # the connection's own recovery finds the master again
+                return
         if target:
             conn.follow_address(target)
 
