@@ -43,10 +43,18 @@ class Setting:
 # ------------------------------------------------------------------ reading
 
 
+def vlan_of(pif: Record) -> int:
+    """The PIF's VLAN tag, -1 for none (an int64 arrives as a string)."""
+    try:
+        return int(pif.get("VLAN", -1))
+    except (TypeError, ValueError):
+        return -1
+
+
 def pifs_of(cache: Cache, host: str) -> list[tuple[str, Record]]:
     """The host's PIFs, by device then VLAN (eth0 before eth0.100)."""
     out = [(r, p) for r, p in cache.snapshot("pif") if p.get("host") == host]
-    out.sort(key=lambda rp: (str(rp[1].get("device", "")), int(rp[1].get("VLAN", -1) or -1)))
+    out.sort(key=lambda rp: (str(rp[1].get("device", "")), vlan_of(rp[1])))
     return out
 
 
@@ -57,7 +65,7 @@ def management_pif(cache: Cache, host: str) -> tuple[str, Record] | None:
 def pif_name(cache: Cache, pif: Record) -> str:
     """``eth0``, ``eth0 VLAN 100``, with its network's name where it has one."""
     name = printable(str(pif.get("device", "")))
-    vlan = int(pif.get("VLAN", -1) or -1)
+    vlan = vlan_of(pif)
     if vlan >= 0:
         name += f" VLAN {vlan}"
     net = cache.get("network", str(pif.get("network", NULL)))

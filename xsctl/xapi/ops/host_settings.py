@@ -27,6 +27,7 @@ from xsctl.xapi.host_settings import (
     management_pif,
     pif_name,
     pifs_of,
+    vlan_of,
 )
 from xsctl.xapi.models import NULL, Host, Pool
 from xsctl.xapi.ops.base import Call, Plan, xe
@@ -42,6 +43,7 @@ from xsctl.xapi.ops.catalogue import (
 )
 from xsctl.xapi.ops.host import HOST
 from xsctl.xapi.session import Connection
+from xsctl.xapi.text import printable
 
 
 def _record(cache: Cache, host: Host) -> Record:
@@ -51,8 +53,8 @@ def _record(cache: Cache, host: Host) -> Record:
 def _names(cache: Cache, host: Host) -> dict[str, str]:
     names = {host.ref: host.name_label or host.address}
     for ref, p in pifs_of(cache, host.ref):
-        names[ref] = f"{p.get('device', '')}" + (
-            f".{p['VLAN']}" if int(p.get("VLAN", -1) or -1) >= 0 else "")
+        vlan = vlan_of(p)
+        names[ref] = printable(str(p.get("device", ""))) + (f".{vlan}" if vlan >= 0 else "")
     return names
 
 
@@ -172,7 +174,7 @@ def _resolve_pif(ctx: Context, host: Any, text: str) -> str:
     t = text.strip()
     device, _, vlan = t.partition(".")
     for ref, p in pifs_of(ctx.cache, host.ref):
-        v = int(p.get("VLAN", -1) or -1)
+        v = vlan_of(p)
         if p.get("uuid") == t or (p.get("device") == device
                                   and (str(v) == vlan if vlan else v < 0)):
             return ref
