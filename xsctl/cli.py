@@ -239,7 +239,14 @@ def build_parser() -> argparse.ArgumentParser:
                 "show hosts in detail: CPUs, memory, VMs, NICs, management interface")
     hsh.add_argument("host", nargs="+", metavar="HOST",
                      help="name, address, UUID or unique UUID prefix")
+    hst = _leaf(hs, "settings", pool.cmd_host_settings,
+                "show a host's hostname, management interface, DNS, NTP and timezone")
+    hst.add_argument("host", metavar="HOST", help="name, UUID, address or hostname")
     ops.add_verbs(hs, "host", _leaf)
+    pl = sub.add_parser("pool", help="the pool: its name, master, default SR and HA")
+    pls = pl.add_subparsers(dest="pool_command", metavar="ACTION", required=True)
+    _leaf(pls, "show", pool.cmd_pool_show, "show the pool's name, master, default SR and HA")
+    ops.add_verbs(pls, "pool", _leaf)
     metrics.add_metrics(sub, _leaf)
     sr = sub.add_parser("sr", help="storage repositories")
     srs = sr.add_subparsers(dest="sr_command", metavar="ACTION", required=True)

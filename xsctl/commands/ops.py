@@ -136,6 +136,15 @@ def _selected(op: Operation, args: argparse.Namespace, client: Client) -> list[s
 
 def _variant(args: argparse.Namespace) -> Operation:
     variants = [catalogue.get(i) for i in args.operations]
+    if all(op.via for op in variants) and len(variants) > 1:
+        # one verb, one setting at a time (``host set --hostname`` or ``--dns``): each
+        # is a plan of its own, and none is the plain variant
+        flags = [next(p for p in op.params if p.name == op.via).flags[0] for op in variants]
+        given = [f for op, f in zip(variants, flags, strict=True)
+                 if getattr(args, op.via or "", None) is not None]
+        if len(given) != 1:
+            raise UsageError(f"{variants[0].verb}: give one of {', '.join(flags)}"
+                             + (f" (not {' and '.join(given)} together)" if given else ""))
     for op in variants[1:]:
         if op.flag and getattr(args, flag_dest(op.flag), False):
             return op

@@ -451,6 +451,39 @@ class Simulator:
             for lst in lsts:
                 lst.server.drop_all()
 
+    def move_host(self, host_ref: str, address: str) -> None:
+        """The host's management interface now has ``address`` (PIF.reconfigure_ip,
+        host.management_reconfigure): host.address follows it and xapi listens there
+        (xapi_mgmt_iface.ml on_dom0_networking_change). Done just after the call has
+        answered, as the old address goes away under it; an address this machine
+        cannot serve leaves the host unreachable, as a wrong one does a real host."""
+        with self.store.lock:
+            if self.store.get(host_ref, "host")["address"] == address:
+                return
+            self.store.update(host_ref, {"address": address})
+
+        def move() -> None:
+            time.sleep(0.05)  # let the answer reach the client first
+            if not self._started or self.stopping:
+                return
+            old = [lst for lst in self.listeners.get(host_ref, [])
+                   if isinstance(lst.server.server_address, tuple)
+                   and lst.server.server_address[1] == self.port]
+            for lst in old:
+                lst.stop()
+                self.listeners[host_ref].remove(lst)
+            tls_ctx = self.certs[host_ref].context() if self.tls else None
+            try:
+                lst = make_tcp(self, host_ref, (address, self.port), tls_ctx)
+            except OSError:
+                return
+            lst.start()
+            self.listeners.setdefault(host_ref, []).append(lst)
+
+        t = threading.Thread(target=move, daemon=True, name="management interface move")
+        t.start()
+        self.track_thread(t)
+
     def control(self, action: str, args: Any) -> Any:
         """The /sim/control endpoint (and ``xsctl sim-control``); a bad action or
         argument raises ControlError and changes nothing."""

@@ -219,6 +219,14 @@ _FRIENDLY: dict[str, Callable[[Sequence[str]], str]] = {
     "INCOMPATIBLE_PIF_PROPERTIES": lambda p: "The NICs have different settings (properties); a bond needs them equal",
     "HA_CANNOT_CHANGE_BOND_STATUS_OF_MGMT_IFACE": lambda p: "HA is on: the management interface's bond cannot change",
     "PIF_DEVICE_NOT_FOUND": lambda p: "A host has no NIC of that name",
+    # host and PIF settings (xapi_host.ml, xapi_pif.ml, xapi_pool.ml)
+    "HOST_NAME_INVALID": lambda p: f"That hostname is not valid: {_p(p, 0)}",
+    "INVALID_IP_ADDRESS_SPECIFIED": lambda p: f"The {_p(p, 0)} is not a valid IP address",
+    "PIF_IS_MANAGEMENT_IFACE": lambda p: "That interface is the management interface: it needs an IP configuration",
+    "PIF_HAS_NO_NETWORK_CONFIGURATION": lambda p: "That interface has no IP configuration: give it one first",
+    "CANNOT_PLUG_BOND_SLAVE": lambda p: "That interface is part of a bond: use the bond",
+    "HA_IS_ENABLED": lambda p: "HA is on: disable HA first",
+    "REDO_LOG_IS_ENABLED": lambda p: "The pool's redo log is on: disable it first",
 }
 
 

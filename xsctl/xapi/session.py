@@ -469,6 +469,26 @@ class Connection:
                 fn()
         self._learn_members()
 
+    def follow_address(self, address: str) -> None:
+        """The host we talk to answers at ``address`` now (its management interface
+        moved: PIF.reconfigure_ip, host.management_reconfigure). Its certificate is the
+        one already trusted, so it is pinned there too; then log in there, retrying
+        while the host brings the interface up (xapi itself tolerates the connection
+        loss for 30 s: message_forwarding.ml management_reconfigure)."""
+        old = self.endpoint
+        if old.scheme == "unix" or address == old.host:
+            return
+        fp = self.fingerprint
+        if fp and old.scheme == "https":
+            with contextlib.suppress(UsageError):
+                self.trust.learn(address, old.port, normalize_fingerprint(fp),
+                                 f"management-moved-from={old.host}")
+        # a login under way in another thread (the event feed's) reads it at its next try
+        self.endpoint = old.at(address)
+        self.members = [address, *(m for m in self.members if m not in (address, old.host))]
+        self._recover(self.generation, f"management interface moved to {address}")
+        self._learn_members()
+
     def abort_calls(self, thread: int | None = None) -> None:
         """Interrupt calls blocked in another thread (e.g. an event.from long-poll),
         or in all threads."""

@@ -24,6 +24,7 @@ from xsctl.sim.handlers import (  # noqa: E402
     message,
     network,
     pbd,
+    pif,
     pool,
     session,
     sm,
@@ -43,7 +44,8 @@ from xsctl.sim.handlers import (  # noqa: E402
 )
 
 __all__ = [
-    "TICKS", "bond", "event", "host", "message", "metrics_tick", "network", "pbd", "pool", "session",
-    "sm", "sr", "storage", "task", "vbd", "vdi", "vlan", "vm", "vm_clone", "vm_devices", "vm_guest",
+    "TICKS", "bond", "event", "host", "message", "metrics_tick", "network", "pbd", "pif", "pool",
+    "session", "sm", "sr", "storage", "task", "vbd", "vdi", "vlan", "vm", "vm_clone", "vm_devices",
+    "vm_guest",
     "vm_lifecycle", "vm_memory", "vm_placement",
 ]

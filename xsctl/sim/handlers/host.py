@@ -20,6 +20,10 @@ Written from xapi's code (xapi-project/xen-api), never copied:
   the rest), ``get_servertime``/``get_server_localtime``, ``get_server_certificate``.
 * ``ocaml/xapi/memory_check.ml``: ``compute_free_memory`` is the host's total less its
   own overhead and each resident or scheduled VM's dynamic_min plus overhead.
+* ``xapi_host.ml`` ``set_hostname_live`` (``HOST_NAME_INVALID [reason]``, refused
+  under AD authentication; a default dom0 name follows) and ``management_reconfigure``
+  (``HA_IS_ENABLED``; the PIF must be usable for management, ``xapi_pif.ml
+  assert_usable_for_management``; the host's address moves to the PIF's).
 
 The control domain is never migrated or shut down by these. A TICK keeps
 host_cpu.utilisation and host_metrics (memory_free, last_updated) moving, with the
@@ -546,3 +550,93 @@ def drift(sim: Simulator, now: float | None = None) -> None:
 
 
 TICKS.append(drift)
+
+
+# ------------------------------------------------------------ hostname, management interface
+# xapi_host.ml set_hostname_live, management_reconfigure, get_management_interface
+
+
+def _hostname_error(hostname: str) -> str | None:
+    """xapi_host.ml set_hostname_live's checks, as its HOST_NAME_INVALID reasons:
+    letters, digits, dots and hyphens, not starting or ending with a hyphen."""
+    if not hostname:
+        return "hostname empty"
+    if len(hostname) > 255:
+        return "hostname is too long"
+    ok = all(c.isascii() and (c.isalnum() or c in "-.") for c in hostname)
+    if not ok or hostname[0] == "-" or hostname[-1] == "-":
+        return "hostname contains invalid characters"
+    return None
+
+
+@api("host.set_hostname_live")
+def set_hostname_live(ctx: Context, host: str, hostname: str) -> None:
+    store = ctx.store
+    with ctx.lock:
+        row = store.get(host, "host")
+        if row["external_auth_type"] == "AD":
+            # the AD plugin cannot follow a hostname change
+            raise XapiFailure("AUTH_ALREADY_ENABLED", row["external_auth_type"],
+                              row["external_auth_service_name"])
+        why = _hostname_error(hostname)
+        if why is not None:
+            raise XapiFailure("HOST_NAME_INVALID", why)
+        store.update(host, {"hostname": hostname})
+        # helpers.ml update_domain_zero_name: a default dom0 name follows the hostname
+        stem = "Control domain on host: "
+        dom0 = store.tables["VM"].get(row["control_domain"])
+        if dom0 is not None and str(dom0["name_label"]).startswith(stem):
+            store.update(row["control_domain"], {"name_label": stem + hostname})
+
+
+def _management_pif(store: Store, host: str) -> str | None:
+    return next((r for r, p in store.all("PIF").items()
+                 if p["host"] == host and p["management"]), None)
+
+
+@api("host.get_management_interface")
+def get_management_interface(ctx: Context, host: str) -> str:
+    with ctx.lock:
+        ctx.store.get(host, "host")
+        pif = _management_pif(ctx.store, host)
+    if pif is None:
+        raise internal_error("Not_found")
+    return pif
+
+
+@api("host.management_reconfigure")
+def management_reconfigure(ctx: Context, pif: str) -> None:
+    """Move the host's management interface to ``pif``: its address becomes the
+    host's, and the connection moves with it (message_forwarding.ml tolerates the
+    connection loss)."""
+    store = ctx.store
+    with ctx.lock:
+        row = store.get(pif, "PIF")
+        pool = next(iter(store.all("pool").values()))
+        if pool["ha_enabled"]:
+            raise XapiFailure("HA_IS_ENABLED")
+        host = str(row["host"])
+        if row["managed"]:
+            # xapi_pif.ml assert_usable_for_management
+            if row["bond_slave_of"] != NULL_REF:
+                raise XapiFailure("CANNOT_PLUG_BOND_SLAVE", pif)
+            if row["primary_address_type"] == "IPv4" and row["ip_configuration_mode"] == "None":
+                raise XapiFailure("PIF_HAS_NO_NETWORK_CONFIGURATION", pif)
+            if row["primary_address_type"] == "IPv6" and row["ipv6_configuration_mode"] == "None":
+                raise XapiFailure("PIF_HAS_NO_V6_NETWORK_CONFIGURATION", pif)
+            current = _management_pif(store, host)
+            if current is not None and (store.get(current, "PIF")["primary_address_type"]
+                                        != row["primary_address_type"]):
+                raise XapiFailure("PIF_INCOMPATIBLE_PRIMARY_ADDRESS_TYPE")
+        if row["management"]:
+            return  # already the management PIF: nothing to do
+        # Xapi_network.attach_internal, then update_management_flags
+        for ref, p in store.all("PIF").items():
+            if p["host"] == host and p["management"]:
+                store.update(ref, {"management": False, "disallow_unplug": False})
+        changes: dict[str, object] = {"management": True, "disallow_unplug": True,
+                                      "currently_attached": True}
+        store.update(pif, changes)
+        address = str(row["IP"])
+    if address:
+        ctx.sim.move_host(host, address)

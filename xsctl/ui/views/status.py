@@ -18,14 +18,16 @@ from textual.containers import VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Label, Static
 
-from xsctl.ui.messages import CacheChanged, MetricsUpdated, ViewRequested
+from xsctl.ui.messages import ActionRequested, CacheChanged, MetricsUpdated, ViewRequested
 from xsctl.ui.modals.message import MessageScreen
 from xsctl.ui.views.base import View
 from xsctl.ui.widgets.bars import bar_text, usage_style
 from xsctl.ui.widgets.table import Column, Row, VirtualTable
 from xsctl.xapi import models
+from xsctl.xapi.host_settings import pool_settings
 from xsctl.xapi.metrics import HostLoad, Interest, MetricsUpdate
 from xsctl.xapi.models import Pool, human_bytes, human_duration, is_guest, is_template
+from xsctl.xapi.ops import catalogue
 from xsctl.xapi.ops.alert import ObjectNames
 from xsctl.xapi.text import human_age
 
@@ -63,6 +65,9 @@ ALERT_COLUMNS = [
     Column("on", "On", min_width=10, ratio=2, priority=2),
 ]
 MAX_ALERTS = 50
+# xsconsole's "Resource Pool": the pool's name here; a new master, and every other
+# host operation, from the hosts table
+_RENAME = catalogue.get("pool.rename")
 
 
 class StatusView(View):
@@ -71,9 +76,12 @@ class StatusView(View):
     KEY = "1"
     HELP = "the pool at a glance: hosts, VMs, storage, alerts, the connection"
     FOLLOWS = frozenset({"pool", "host", "host_metrics", "vm", "sr", "pbd", "message"})
+    ACTS_ON = "host"  # the hosts table: a at the host under its cursor, and each key
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Menu", show=False, id="status.back"),
+        Binding(_RENAME.key, "rename_pool", _RENAME.label, id="status.rename-pool",
+                tooltip=_RENAME.help),
     ]
 
     def __init__(self, client: Any, **kw: Any) -> None:
@@ -132,7 +140,8 @@ class StatusView(View):
                 self._stale = True
             return
         classes = msg.classes
-        if "pool" in classes:
+        if classes & {"pool", "host"}:
+            # the master's name and address are the host's
             self.refresh_pool()
         if classes & {"pool", "host", "host_metrics"}:
             self.refresh_hosts()
@@ -159,6 +168,23 @@ class StatusView(View):
     @on(VirtualTable.Activated, "#status-hosts")
     def _open_host(self, event: VirtualTable.Activated) -> None:
         self.post_message(ViewRequested("hosts", event.key))
+
+    def action_rename_pool(self) -> None:
+        pool = Pool.of(self.client.cache)
+        if pool is not None:
+            self.post_message(ActionRequested(_RENAME.id, [pool.ref], self.ID))
+
+    def targets(self) -> list[str]:
+        """The host under the hosts table's cursor (or the marked ones): what the host
+        operations' keys and the actions menu act on."""
+        return self.query_one("#status-hosts", VirtualTable).targets()
+
+    def show_object(self, ref: str) -> bool:
+        table = self.query_one("#status-hosts", VirtualTable)
+        if ref not in table.rows:
+            return False
+        table.move_to(ref)
+        return True
 
     @on(VirtualTable.Activated, "#status-alerts")
     def _read_alert(self, event: VirtualTable.Activated) -> None:
@@ -207,8 +233,10 @@ class StatusView(View):
         t = Table.grid(padding=(0, 2))
         t.add_column(style="bold", no_wrap=True)
         t.add_column()
-        t.add_row("Pool", Text(pool.name_label if pool else "–"))
+        facts = {f.key: f.value for f in pool_settings(cache)}
+        t.add_row("Pool", Text(facts.get("name_label", "–")))
         t.add_row("Master", Text(f"{master.name_label} ({master.address})" if master else "–"))
+        t.add_row("HA", Text(facts.get("ha_enabled", "–")))
         ep = conn.endpoint
         how = ("xapi's Unix socket" if ep.scheme == "unix" else
                "TLS, CA-verified" if conn.trust.ca_file else

@@ -131,6 +131,9 @@ class Plan:
     confirm_text: str | None = None  # what the user must type to confirm
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()  # likely a mistake: asked about even when harmless
+    # run once the calls have: the connection follows what they moved (a host's
+    # management interface); given the connection and the calls' results
+    then: Callable[[Connection, list[Any]], None] | None = None
 
     @property
     def needs_confirmation(self) -> bool:
@@ -311,6 +314,8 @@ def run(
             raise _roll_back(conn, plan, i, e, done, results, one, keep_on_failure) from e
         if not call.use_async and progress is not None:
             progress(i, 1.0)
+    if plan.then is not None:
+        plan.then(conn, results)
     return results
 
 

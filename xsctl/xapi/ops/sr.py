@@ -424,7 +424,7 @@ declare(
     Operation("sr.set_default", SR, "Make it the pool default", "D", "set-default",
               "pool-param-set", "made the pool default",
               "Make it the pool's default SR, for new disks, suspend images and crash "
-              "dumps", set_default, when=_default_when),
+              "dumps", set_default, when=_default_when, also=("pool set-default-sr",)),
     Operation("sr.plug", SR, "Reattach / repair", "p", "plug", "pbd-plug", "plugged",
               "Plug it on every host that should see it: reattaches a detached SR, "
               "repairs one plugged on some hosts only", plug, when=_plug_when),
