@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     from xsctl.commands import (
         admin,
         block,
+        console,
         disks,
         install,
         metrics,
@@ -272,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # --- commands of their own, in xm's and xe's words (block-attach, cd-insert, ...)
     ops.add_verbs(sub, "", _leaf)
+    console.add_console(sub, _leaf)
     bl = _leaf(sub, "block-list", block.cmd_block_list,
                "list a VM's block devices: position, disk, SR, mode, plugged")
     bl.add_argument("vm", metavar="VM", help="name, UUID or unique UUID prefix (or dom0, "

@@ -40,5 +40,5 @@ HOST = Kind(
     name=lambda h: h.name_label or h.hostname or h.address, members=_members,
     explain=_explain,
     classes=("pool", "host", "host_metrics", "VM", "VM_metrics", "PIF", "PIF_metrics",
-             "network", "SR", "PBD"),
+             "network", "SR", "PBD", "console"),
 )
