@@ -132,7 +132,7 @@ def rfb_full_update(sock: socket.socket, width: int, height: int) -> tuple[int, 
     (n,) = struct.unpack(">H", head[2:4])
     got = 0
     for _ in range(n):
-        x, y, w, h, enc = struct.unpack(">HHHHi", f.read(12))
+        _x, _y, w, h, enc = struct.unpack(">HHHHi", f.read(12))
         assert enc == 0, enc
         data = f.read(w * h * 4)
         got += len(data)

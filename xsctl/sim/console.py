@@ -54,6 +54,14 @@ class _Failure(Exception):
         self.text = text
 
 
+def _escape(text: str) -> str:
+    """http_svr.ml escape, applied to the exception's text in a 500 page."""
+    for a, b in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ("'", "&apos;"),
+                 ('"', "&quot;")):
+        text = text.replace(a, b)
+    return text
+
+
 # ---------------------------------------------------------------- records
 
 
@@ -115,7 +123,7 @@ def console_handler(handler: Handler, query: hc.Query) -> None:
                 console = _console_of_request(store, query)
                 vm, protocol = _check_running_here(store, console, handler.server.host_ref)
         except _Failure as f:
-            hc.internal_error(handler, hc.html_escape(f.text))
+            hc.internal_error(handler, _escape(f.text))
             return
         hc.write_raw(handler, ["HTTP/1.1 200 OK", "Connection: keep-alive", hc.CACHE])
         handler.close_connection = True  # console.ml: req.close <- true
