@@ -232,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     h = sub.add_parser("host", help="hosts")
     hs = h.add_subparsers(dest="host_command", metavar="ACTION", required=True)
     _leaf(hs, "list", pool.cmd_host_list, "list the pool's hosts")
+    ops.add_verbs(hs, "host", _leaf)
     metrics.add_metrics(sub, _leaf)
     sr = sub.add_parser("sr", help="storage repositories")
     srs = sr.add_subparsers(dest="sr_command", metavar="ACTION", required=True)

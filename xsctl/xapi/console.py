@@ -119,7 +119,7 @@ def why_not(cache: Cache, vm: str, protocol: str) -> str | None:
         return None
     if protocol == "vt100":
         if str(row.get("domain_type", "")) == "hvm":
-            return ("it has no text console (an HVM guest has a graphical one: O in the "
+            return ("it has no text console (an HVM guest has a graphical one: V in the "
                     "app, --vnc here)")
         return "it has no text console"
     return "it has no graphical console"
@@ -367,6 +367,7 @@ class Tunnel:
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self.connections = 0  # how many viewer connections were carried
+        self.errors: list[XsctlError] = []  # why connections could not be carried
         self._thread = threading.Thread(target=self._accept, daemon=True,
                                         name=f"console tunnel {self.port}")
 
@@ -397,6 +398,7 @@ class Tunnel:
             stream = self.opener()
         except XsctlError as e:
             log.info("console tunnel: %s", e)
+            self.errors.append(e)
             if self.on_error is not None:
                 self.on_error(e)
             self._close(client)

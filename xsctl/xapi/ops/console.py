@@ -21,6 +21,9 @@ from xsctl.xapi.ops.vm import VM
 
 PROTOCOLS = {"vt100": "Text console", "rfb": "Graphical console"}
 
+# The keys: L (a login on the text console) and V (VNC). o and O sort the tables
+# (the table has the focus, so its keys win over a view's).
+
 _PORT = Param(
     "port", ParamKind.COUNT, "Local port", ("--port",),
     "the local port the VNC viewer connects to, on 127.0.0.1 only (default: a free one)",
@@ -71,7 +74,7 @@ def console_plan(cache: Cache, vm: str, name: str, protocol: str, target: str,
         line = xe("console", uuid=uuid)
         notes = (f"{console.ESCAPE_NAME} ends the console and brings xsctl back.",)
     else:
-        line = xe("console-list", vm_uuid=uuid, protocol="rfb")
+        line = xe("console-list", vm_uuid=uuid, protocol="RFB")
         notes = ("The tunnel listens on 127.0.0.1 only; each VNC connection to it is a "
                  "connection to xapi's /console.",)
     return Plan(
@@ -113,22 +116,22 @@ _VNC_HELP = ("Open the graphical console: a local port on loopback, tunnelled to
 
 CONSOLE_OPS = (
     Operation(
-        id="vm.console", kind=VM, label="Text console", key="o", verb="console", xe="console",
+        id="vm.console", kind=VM, label="Open text console", key="L", verb="console", xe="console",
         done="console closed", help=_TEXT_HELP, plan=_plan_vm_text, when=_vm_why("vt100"),
     ),
     Operation(
-        id="vm.vnc", kind=VM, label="Graphical console", key="O", verb="console",
+        id="vm.vnc", kind=VM, label="Open graphical console", key="V", verb="console",
         xe="console-list", done="console tunnel closed", help=_VNC_HELP, plan=_plan_vm_vnc,
         when=_vm_why("rfb"), flag="--vnc", params=(_PORT,),
     ),
     Operation(
-        id="host.console", kind=HOST, label="Text console", key="o", verb="console",
+        id="host.console", kind=HOST, label="Open text console", key="L", verb="console",
         xe="console", done="console closed",
         help=_TEXT_HELP.replace("the text console", "the control domain's text console"),
         plan=_plan_host_text, when=_host_why("vt100"),
     ),
     Operation(
-        id="host.vnc", kind=HOST, label="Graphical console", key="O", verb="console",
+        id="host.vnc", kind=HOST, label="Open graphical console", key="V", verb="console",
         xe="console-list", done="console tunnel closed",
         help=_VNC_HELP.replace("the graphical console", "the control domain's graphical console"),
         plan=_plan_host_vnc, when=_host_why("rfb"), flag="--vnc", params=(_PORT,),
