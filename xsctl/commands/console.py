@@ -19,6 +19,7 @@ from typing import Any
 
 from xsctl.commands.connect import open_client, target_from_args
 from xsctl.commands.output import print_json, say, warn
+from xsctl.config import vnc_viewer
 from xsctl.xapi import console
 from xsctl.xapi.client import Client
 from xsctl.xapi.errors import UsageError, XsctlError
@@ -124,14 +125,10 @@ def hand_over(args: argparse.Namespace, client: Client, plan: Plan) -> int:
 
 
 def _viewer_setting(args: argparse.Namespace) -> str | None:
-    from xsctl.config import Config
-
     try:
-        name = target_from_args(args).profile
-        prof = Config().profiles.get(name) if name else None
+        return vnc_viewer(target_from_args(args).profile)
     except XsctlError:
         return None
-    return prof.extra.get("vnc_viewer") if prof is not None else None
 
 
 def _tunnel(args: argparse.Namespace, client: Client, info: console.ConsoleInfo, name: str,
