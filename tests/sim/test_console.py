@@ -230,3 +230,17 @@ def test_unix_socket_is_trusted() -> None:
 
 def sim_master(sim: Simulator, x: Any) -> str:
     return str(x.xenapi.pool.get_master(x.xenapi.pool.get_all()[0]))
+
+
+def test_the_stream_ends_with_the_domain(xs: tuple[Simulator, Any]) -> None:
+    """A shut-down VM's console closes, as xapi's proxy ends when the domain's does."""
+    sim, x = xs
+    vm = vm_ref(x, "k8s-node-02")
+    c = consoles(x, vm)["vt100"]
+    addr = urlsplit(c["location"]).hostname
+    s, head, rest = connect(sim, f"ref={c['ref']}&session_id={x._session}", address=addr)
+    with s:
+        read_until(s, rest, b"login: ")
+        wait_task(x, x.xenapi.Async.VM.hard_shutdown(vm))
+        s.settimeout(5)
+        assert s.recv(4096) == b""  # the end of the stream (a timeout would raise)

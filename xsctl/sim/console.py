@@ -130,7 +130,7 @@ def console_handler(handler: Handler, query: hc.Query) -> None:
         # a console stays open while its user is away: no idle timeout here (xapi's
         # is the pool's vm_console_idle_timeout, off by default)
         handler.connection.settimeout(None)
-        stream = _Stream(handler)
+        stream = _Stream(handler, lambda: store.exists(console, "console"))
         with contextlib.suppress(OSError, ValueError, _Hangup):
             if protocol == "vt100":
                 Shell(sim, vm, stream).run()
@@ -147,15 +147,27 @@ class _Stream:
     from the socket itself (the request's reader has nothing buffered: a console
     client sends nothing before the 200), so that select sees what is waiting."""
 
-    def __init__(self, handler: Handler) -> None:
+    POLL = 0.25  # seconds between looks at whether the console is still there
+
+    def __init__(self, handler: Handler, alive: Callable[[], bool]) -> None:
         self.wfile: BinaryIO = handler.wfile  # type: ignore[assignment]
         self.sock: socket.socket = handler.connection
         self.buf = b""
+        # the console record is there while the domain is: when it goes (shut down,
+        # suspended, migrated away), the stream ends, as xapi's proxy does when
+        # the domain's console closes
+        self.alive = alive
+
+    def check(self) -> None:
+        if not self.alive():
+            raise _Hangup
 
     def read1(self) -> bytes:
         if self.buf:
             data, self.buf = self.buf, b""
             return data
+        while not self.ready(self.POLL):
+            self.check()
         data = self.sock.recv(4096)
         if not data:
             raise _Hangup
@@ -163,6 +175,8 @@ class _Stream:
 
     def read(self, n: int) -> bytes:
         while len(self.buf) < n:
+            while not self.ready(self.POLL):
+                self.check()
             data = self.sock.recv(max(4096, n - len(self.buf)))
             if not data:
                 raise _Hangup
@@ -483,6 +497,7 @@ class Rfb:
         s = self.stream
         blink = time.monotonic() + self.BLINK
         while True:
+            s.check()
             wait = max(0.0, blink - time.monotonic())
             if s.ready(wait):
                 self.message(s.read(1)[0])
