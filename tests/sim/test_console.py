@@ -240,6 +240,7 @@ def test_the_stream_ends_with_the_domain(xs: tuple[Simulator, Any]) -> None:
     addr = urlsplit(c["location"]).hostname
     s, head, rest = connect(sim, f"ref={c['ref']}&session_id={x._session}", address=addr)
     with s:
+        assert head.startswith(b"HTTP/1.1 200 OK")
         read_until(s, rest, b"login: ")
         wait_task(x, x.xenapi.Async.VM.hard_shutdown(vm))
         s.settimeout(5)

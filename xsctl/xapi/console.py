@@ -192,7 +192,23 @@ def _answer(status: int, reason: str, body: bytes) -> ConsoleError:
 
 def open_stream(conn: Connection, console: ConsoleInfo, timeout: float = TIMEOUT) -> Stream:
     """``CONNECT /console`` on the host that serves ``console``; the stream once xapi
-    has answered 200, else the reason as a ConsoleError."""
+    has answered 200, else the reason as a ConsoleError. A 401 (the session expired)
+    is tried once more after a call, which logs in again as every call does."""
+    try:
+        return _open_stream(conn, console, timeout)
+    except _Unauthorised:
+        conn.call("pool.get_all")  # SESSION_INVALID there: the connection logs in again
+        try:
+            return _open_stream(conn, console, timeout)
+        except _Unauthorised as e:
+            raise _answer(401, "", b"") from e
+
+
+class _Unauthorised(Exception):
+    pass
+
+
+def _open_stream(conn: Connection, console: ConsoleInfo, timeout: float) -> Stream:
     conn.check_trusted()  # a changed certificate ended the connection: no new socket
     ep = conn.endpoint
     if ep.scheme != "unix" and console.address and console.address != ep.host:
@@ -231,6 +247,8 @@ def open_stream(conn: Connection, console: ConsoleInfo, timeout: float = TIMEOUT
             raise ConnectionFailed(f"{ep.host} answered the console request with "
                                    f"{printable(status_line)[:80]!r}")
         status = int(parts[1])
+        if status == 401:
+            raise _Unauthorised
         if status != 200:
             raise _answer(status, parts[2] if len(parts) > 2 else "", rest)
         sock.settimeout(None)
