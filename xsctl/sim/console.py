@@ -139,7 +139,7 @@ def console_handler(handler: Handler, query: hc.Query) -> None:
 
 
 class _Hangup(Exception):
-    """The client closed the console."""
+    """The stream ends: the client closed it, or the domain's console went."""
 
 
 class _Stream:
