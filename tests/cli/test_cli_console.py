@@ -170,3 +170,36 @@ def test_vnc_starts_the_configured_viewer_and_ends_with_it(shared_sim: Simulator
         assert out.read_text().startswith("Control domain on host: xcp-ng-01 640x400")
     finally:
         run.close()
+
+
+def test_in_dom0_through_the_unix_socket(tmp_path: Path) -> None:
+    """In dom0 the local socket is used (no password): the consoles of the VMs of
+    this host open; another host's VM is refused with where to go instead."""
+    import tempfile
+
+    from tests.conftest import make_sim
+
+    with tempfile.TemporaryDirectory() as d:  # a short path: sockets have a limit
+        path = f"{d}/xapi"
+        sim = make_sim(unix_path=path)
+        try:
+            run = PtyRun.start(xsctl_argv("console", "xcp-ng-01", "--url", f"unix://{path}"))
+            try:
+                run.expect("xcp-ng-01 login: ")
+                run.send(b"root\rx\r")
+                run.expect("[root@xcp-ng-01 ~]# ")
+                run.send(b"hostname\r")
+                assert "xcp-ng-01\r\n" in run.expect("[root@xcp-ng-01 ~]# ")
+                run.send(b"\x1d")
+                assert run.wait() == 0
+            finally:
+                run.close()
+            run = PtyRun.start(xsctl_argv("console", "k8s-node-01", "--url", f"unix://{path}"))
+            try:
+                assert run.wait() == 1
+                assert ("k8s-node-01 runs on 127.0.0.2, which serves its console"
+                        in run.seen.decode())
+            finally:
+                run.close()
+        finally:
+            sim.stop()

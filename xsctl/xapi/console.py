@@ -211,6 +211,13 @@ class _Unauthorised(Exception):
 def _open_stream(conn: Connection, console: ConsoleInfo, timeout: float) -> Stream:
     conn.check_trusted()  # a changed certificate ended the connection: no new socket
     ep = conn.endpoint
+    if ep.scheme == "unix" and console.address:
+        here = conn.call("host.get_address", conn.call("session.get_this_host", conn.session))
+        if here != console.address:
+            raise ConsoleError(
+                f"{console.vm_name or 'the VM'} runs on {console.address}, which serves its "
+                "console; this host's own socket serves only the consoles of the VMs here "
+                f"(connect over https://{console.address} for it)")
     if ep.scheme != "unix" and console.address and console.address != ep.host:
         host = _host_of(conn, console.address)
         if host is None:
