@@ -104,6 +104,9 @@ XE_PARAMS: dict[str, set[str]] = {
     "template-param-set": {"uuid", "name-label", "name-description"},
     "vm-export": {"filename", "compress", "preserve-power-state", "metadata",
                   "include-snapshots", "excluded-device-types"},
+    # cli_operations.ml console: the VM selectors; console-list: records.ml's fields
+    "console": {"uuid", "vm", "name-label"},
+    "console-list": {"uuid", "vm-uuid", "vm-name-label", "protocol", "location", "params"},
     "vm-import": {"filename", "preserve", "sr-uuid", "force", "host-username",
                   "host-password", "type", "remote-config", "dry-run", "metadata", "url",
                   "vdi:"},
@@ -324,6 +327,8 @@ def sample(op: Operation, ctx: Context, obj: Any) -> dict[str, Any] | None:
             values[p.name] = str(sample_xva())  # a file to read: an import's
         elif p.name == "name":
             values[p.name] = "renamed by the walk"
+        elif p.default is None and not p.required:
+            values[p.name] = None  # left out (a console's local port: any free one)
         else:
             assert p.default is not None, (op.id, p.name)
             values[p.name] = p.parse(p.default(ctx, obj))

@@ -98,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         admin,
         alerts,
         block,
+        console,
         disks,
         hosts,
         install,
@@ -306,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # --- commands of their own, in xm's and xe's words (block-attach, cd-insert, ...)
     ops.add_verbs(sub, "", _leaf)
+    console.add_console(sub, _leaf)
     bl = _leaf(sub, "block-list", block.cmd_block_list,
                "list a VM's block devices: position, disk, SR, mode, plugged")
     bl.add_argument("vm", metavar="VM", help="name, UUID or unique UUID prefix (or dom0, "

@@ -20,7 +20,7 @@ from xsctl.paths import (
     log_file,
     state_dir,
 )
-from xsctl.xapi.errors import UsageError
+from xsctl.xapi.errors import UsageError, XsctlError
 
 if TYPE_CHECKING:
     from xsctl.xapi.client import Target
@@ -239,3 +239,15 @@ def local_profile() -> Profile | None:
     if not in_dom0():
         return None
     return Profile(name=LOCAL_PROFILE, url="unix://" + XAPI_SOCKET, user="root")
+
+
+def vnc_viewer(profile: str | None) -> str | None:
+    """The VNC viewer a profile names (``vnc_viewer = "vncviewer {address}"``), or
+    None; a profile file that cannot be read names none."""
+    if not profile:
+        return None
+    try:
+        p = Config().profiles.get(profile)
+    except XsctlError:
+        return None
+    return p.extra.get("vnc_viewer") if p is not None else None

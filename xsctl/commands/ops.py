@@ -20,6 +20,7 @@ from xsctl.xapi.ops import block as block_ops
 from xsctl.xapi.ops import catalogue
 from xsctl.xapi.ops.base import Plan, StepProgress, TransferProgress, outcome, outcome_text
 from xsctl.xapi.ops.catalogue import Context, Operation, Param, ParamKind
+from xsctl.xapi.ops.console import console_step
 from xsctl.xapi.transfer import Progress
 
 AddLeaf = Callable[..., argparse.ArgumentParser]
@@ -328,6 +329,10 @@ def run_plans(args: argparse.Namespace, client: Client, op: Operation,
             else:
                 say(plan.describe() + "\n")
             continue
+        if console_step(plan) is not None:  # the terminal or a tunnel, not calls
+            from xsctl.commands.console import hand_over
+
+            return hand_over(args, client, plan)
         for w in plan.warnings:
             warn(f"warning: {w}")
         if not _confirmed(plan, args):

@@ -1,4 +1,5 @@
-"""HTTP handlers beside RPC (datamodel.ml http_actions): metrics and transfers."""
+"""HTTP handlers beside RPC (datamodel.ml http_actions): metrics, transfers and
+consoles."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ if TYPE_CHECKING:
 
 
 def register(sim: Simulator) -> None:
-    from xsctl.sim import export, rrd, vm_import
+    from xsctl.sim import console, export, rrd, vm_import
 
     rrd.register(sim)
     export.register(sim)
     vm_import.register(sim)
+    console.register(sim)

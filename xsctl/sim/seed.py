@@ -10,6 +10,8 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from xsctl.sim.console import control_domain_consoles
+from xsctl.sim.handlers.vm_devices import create_consoles
 from xsctl.sim.store import Store, datetime_of
 from xsctl.sim.wire import NULL_REF
 
@@ -170,6 +172,7 @@ class Builder:
         self.pifs: dict[tuple[str, str], str] = {}
         self.domid: dict[str, int] = {}
         self.templates: dict[str, str] = {}
+        self.domains: list[tuple[str, str]] = []  # (VM, host) of each running domain
 
     def c(self, _cls: str, **fields: Any) -> str:
         return self.store.create(_cls, fields)
@@ -193,6 +196,7 @@ class Builder:
             self.messages()
             self.orphans()
             self.finish()
+            self.consoles()
         finally:
             store.bulk = False
         store.refresh_allowed()
@@ -305,6 +309,7 @@ class Builder:
                 actions_after_crash="restart",
             )
             self.store.update(host, {"control_domain": dom0})
+            self.domains.append((dom0, host))
         self.c_pool_master()
 
     def c_pool_master(self) -> None:
@@ -559,6 +564,8 @@ class Builder:
                     other_config={}, sm_config={"vdi_type": "vhd"})
                 rec["last_booted_record"] = ""
             vm = self.c("VM", **rec)
+            if running:
+                self.domains.append((vm, host))
             for d, size in enumerate(disks):
                 vdi = self.disk(name, d, size, sr, system=(d == 0))
                 # monitor-01's archive disk is deactivated (unplugged) while it runs
@@ -708,6 +715,15 @@ class Builder:
               virtual_size=size, physical_utilisation=used, type="user", sharable=False,
               read_only=False, managed=True, location=self.store.new_uuid(),
               sm_config={"vdi_type": "vhd"}, other_config={}, on_boot="persist")
+
+    def consoles(self) -> None:
+        """Each domain's consoles (made last: the seeded refs of everything else stay
+        as they were)."""
+        for vm, host in self.domains:
+            if self.store.get(vm, "VM")["is_control_domain"]:
+                control_domain_consoles(self.store, vm, host)
+            else:
+                create_consoles(self.store, vm, host)
 
     def finish(self) -> None:
         store = self.store

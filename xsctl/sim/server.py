@@ -213,6 +213,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
         else:
             self.send(404, b"<html><body><h1>HTTP 404 not found</h1></body></html>", "text/html")
 
+    def do_CONNECT(self) -> None:
+        """``CONNECT /console?...`` (http_svr.ml: a path, not host:port); a path
+        no handler serves is refused as xapi's default callback does (403)."""
+        parts = urlsplit(self.path)
+        self.fault_gate()
+        query = {k: v for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        handler = self.sim.http_connect.get(parts.path)
+        if handler is not None:
+            handler(self, query)
+        else:
+            self.send(403, _FORBIDDEN, "text/html", message="Forbidden", error=True)
+
     def do_PUT(self) -> None:
         parts = urlsplit(self.path)
         self.fault_gate()

@@ -134,6 +134,7 @@ class Simulator:
         self.control_token = secrets.token_hex(16)
         self.http_get: dict[str, HttpHandler] = {}
         self.http_put: dict[str, HttpHandler] = {}
+        self.http_connect: dict[str, HttpHandler] = {}
         self.listeners: dict[str, list[Listener]] = {}
         self._threads: list[threading.Thread] = []
         self._started = False

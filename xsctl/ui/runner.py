@@ -5,24 +5,32 @@ worker thread and reports how it ended. Nothing here knows a particular operatio
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from textual.app import App
+from textual.app import App, SuspendNotSupported
 
+from xsctl.config import vnc_viewer
 from xsctl.ui.messages import PlanFinished, TaskStarted, TransferMoved
 from xsctl.ui.modals.confirm import ConfirmPlan, ConfirmTyped
+from xsctl.ui.modals.console import TunnelDialog
 from xsctl.ui.modals.forms import Field, FieldsForm, PickMany, PickOne
 from xsctl.ui.notify import error, say
 from xsctl.ui.views.base import key_label
 from xsctl.xapi import block
+from xsctl.xapi import console as xc
 from xsctl.xapi.client import Client
 from xsctl.xapi.errors import OutcomeUnknown, XsctlError
 from xsctl.xapi.ops import block as block_ops
 from xsctl.xapi.ops import catalogue
+from xsctl.xapi.ops import console as console_ops
 from xsctl.xapi.ops.base import Plan, Transfer, outcome, outcome_text
 from xsctl.xapi.ops.catalogue import (
     Choice,
@@ -33,6 +41,7 @@ from xsctl.xapi.ops.catalogue import (
     ParamKind,
     Refusals,
 )
+from xsctl.xapi.text import printable
 from xsctl.xapi.transfer import Progress
 
 if TYPE_CHECKING:
@@ -144,6 +153,8 @@ class Runner:
                 error(self.app, f"None of the {len(objs)} {kind.nouns} can {op.label.lower()}",
                       "\n".join(refused.lines()))
             return False
+        if console_ops.is_console(op):  # the terminal or a tunnel, not calls
+            return await self.console(op, ok[0])
         values = catalogue.defaults(op, ctx, ok[0])
         if len(ok) == 1 and len(objs) == 1:
             asked = await self.ask(op, ctx, ok[0])
@@ -308,6 +319,88 @@ class Runner:
                 if not self._running:
                     return
             time.sleep(0.05)
+
+    # ------------------------------------------------------------ consoles
+
+    async def console(self, op: Operation, obj: Any) -> bool:
+        """Open the console ``op`` plans: a text one gets the terminal (the app is
+        suspended until the escape key), a graphical one a tunnel shown in a dialog
+        while it runs."""
+        ctx = self.context()
+        name = op.kind.name(obj)
+        title = f"Cannot open the console of {name}"
+        try:
+            plan = catalogue.prepare(op, ctx, obj, catalogue.defaults(op, ctx, obj))
+        except XsctlError as e:
+            error(self.app, title, catalogue.reason(e))
+            return False
+        refusal = self.client.refused(plan)
+        step = console_ops.console_step(plan)
+        if refusal is not None or step is None:
+            error(self.app, title, str(refusal or "it has no console"))
+            return False
+        info = xc.ConsoleInfo(step.console, step.protocol, step.vm, name, "", step.address)
+        if step.protocol == "rfb":
+            return await self._tunnel(plan.title, info)
+        say(self.app, f"Opening the console of {name}: {xc.ESCAPE_NAME} brings xsctl back…",
+            timeout=3)
+        try:
+            stream = await asyncio.to_thread(xc.open_stream, self.client.conn, info)
+        except XsctlError as e:
+            error(self.app, title, e)
+            return False
+        try:
+            why = self._hand_over(stream, name)
+        except SuspendNotSupported:
+            error(self.app, title, "this terminal cannot be handed over (the app does not "
+                                   "run on a terminal of its own here)")
+            return False
+        finally:
+            stream.close()
+        say(self.app, f"Console of {name}: "
+            + {"closed": "closed by the host", "eof": "the terminal's input ended",
+               "signal": "ended by a signal"}.get(why, "closed"))
+        return True
+
+    def _hand_over(self, stream: xc.Stream, name: str) -> str:
+        """The terminal to the console until the escape key (the event loop waits:
+        the app neither reads nor draws meanwhile)."""
+        with self.app.suspend():
+            tty_in, tty_out = sys.__stdin__, sys.__stdout__
+            assert tty_in is not None and tty_out is not None
+            os.write(tty_out.fileno(), (f"Console of {printable(name)}. Press "
+                                        f"{xc.ESCAPE_NAME} to come back to xsctl.\r\n"
+                                        ).encode("utf-8", "replace"))
+            return xc.attach(stream, tty_in.fileno(), tty_out.fileno())
+
+    async def _tunnel(self, title: str, info: xc.ConsoleInfo) -> bool:
+        conn = self.client.conn
+        tunnel = xc.Tunnel(lambda: xc.open_stream(conn, info)).start()
+        viewer: subprocess.Popen[bytes] | None = None
+        try:
+            profile = self.client.target.profile if self.client.target else None
+            try:
+                command = xc.viewer_command(tunnel.host, tunnel.port, vnc_viewer(profile))
+            except XsctlError as e:
+                command, text = None, str(e)
+            else:
+                text = (f"No VNC viewer found: connect one to {tunnel.host}::{tunnel.port}, "
+                        f"or name one in ${xc.VIEWER_ENV} or the profile's vnc_viewer")
+            if command is not None:
+                try:  # its output would write over the app
+                    viewer = subprocess.Popen(command, stdin=subprocess.DEVNULL,
+                                              stdout=subprocess.DEVNULL,
+                                              stderr=subprocess.DEVNULL,
+                                              start_new_session=True)
+                    text = f"Started {' '.join(command)}"
+                except OSError as e:
+                    text = f"Could not start {command[0]}: {e.strerror or e}"
+            await self.app.push_screen_wait(TunnelDialog(title, tunnel, text))
+        finally:
+            await asyncio.to_thread(tunnel.stop)
+            if viewer is not None and viewer.poll() is None:
+                viewer.terminate()
+        return True
 
     # ------------------------------------------------------------ inspections
 

@@ -115,7 +115,38 @@ class Transfer:
         return f"PUT /import?sr_id={name}&task_id={task} < {self.path} (streamed)"
 
 
-Step = Call | Transfer
+@dataclass(frozen=True, slots=True)
+class Console:
+    """A step that hands a console over (``CONNECT /console``, console.ml): a text
+    one to the terminal, a graphical one to a tunnel on loopback. Not run by
+    :func:`run`: the terminal or the tunnel belongs to the CLI or the app, which
+    open it with xsctl.xapi.console."""
+
+    console: str  # the console's ref
+    protocol: str  # vt100 or rfb
+    vm: str  # the VM (a control domain for a host's console)
+    address: str  # the host that serves it
+    port: int | None = None  # rfb: the local port (None: any free one)
+    use_async = False
+    undo = None
+    otherwise = None
+
+    @property
+    def method(self) -> str:
+        """What a read-only connection judges it by: typing into a console changes
+        things."""
+        return "console"
+
+    def render(self, names: Mapping[str, str]) -> str:
+        req = (f"CONNECT https://{self.address}/console?ref={names.get(self.console, self.console)}"
+               " (session in a cookie)")
+        if self.protocol == "rfb":
+            port = self.port if self.port else "a free port"
+            return f"listen on 127.0.0.1:{port}; for each VNC connection to it: {req}"
+        return f"{req}; the terminal is handed over raw"
+
+
+Step = Call | Transfer | Console
 
 
 @dataclass(frozen=True)
@@ -280,6 +311,9 @@ def run(
         return a
 
     def one(call: Step, i: int, report: Callable[[float], None] | None) -> Any:
+        if isinstance(call, Console):
+            raise XsctlError("a console is opened by xsctl console or the app, not run "
+                             "as a call")
         if isinstance(call, Transfer):
             return _transfer(conn, call, str(fill(call.task)), i, progress, cancel, on_task,
                              rate)

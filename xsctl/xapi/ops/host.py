@@ -93,7 +93,7 @@ HOST = Kind(
     name=lambda h: h.name_label or h.hostname or h.address, members=_members,
     explain=_explain,
     classes=("pool", "host", "host_metrics", "VM", "VM_metrics", "PIF", "PIF_metrics",
-             "network", "SR", "PBD", "VBD", "VDI", "VIF"),
+             "network", "SR", "PBD", "VBD", "VDI", "VIF", "console"),
 )
 
 

@@ -125,7 +125,7 @@ VM = Kind(
     cls="vm", noun="VM", nouns="VMs", resolve=resolve_vm, load=_load,
     name=lambda vm: vm.name_label, members=_members, explain=_explain,
     classes=("pool", "host", "host_metrics", "VM", "VM_metrics", "VM_guest_metrics", "VBD",
-             "VDI", "SR", "PBD", "VIF", "network"),
+             "VDI", "SR", "PBD", "VIF", "network", "console"),
 )
 
 
