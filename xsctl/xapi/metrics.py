@@ -209,6 +209,7 @@ class MetricsFeed:
         # host ref -> what its last answer held (the host's series, the VMs asked for)
         self._asked: dict[str, tuple[bool, frozenset[str] | None]] = {}
         self.requests = 0  # /rrd_updates requests made (the benchmark counts them)
+        self.turns = 0  # the thread's turns, with a request or without (tests count them)
         self.last: MetricsUpdate | None = None
 
     def subscribe(self, fn: Subscriber, interest: Interest | None = None) -> Subscription:
@@ -273,6 +274,7 @@ class MetricsFeed:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self.turns += 1
             want, subs = self._wanted()
             if not subs:
                 with self._lock:
@@ -300,7 +302,9 @@ class MetricsFeed:
 
     def round(self, hosts: bool, vms: frozenset[str] | None,
               back: int = 0) -> MetricsUpdate:
-        """One request per host; what failed is named in ``missing``. A host asked
+        """One request per host that holds something wanted (the hosts' own series,
+        or a VM resident there: a host asked for none of its own answers 500,
+        rrdd's No_RRA_Available); what failed is named in ``missing``. A host asked
         for an object its last answer did not hold is asked for ``back`` seconds
         back (counted from its own last update, whatever our clock says)."""
         got: list[RrdUpdate] = []
@@ -313,14 +317,17 @@ class MetricsFeed:
             address = str(h.get("address", ""))
             if not address:
                 continue
-            filt = self._filter(ref, vms)
+            here = self._here(ref, vms)
+            if not hosts and here is not None and not here:
+                continue  # none of its VMs is wanted
             start = self._since.get(ref, now - int(self.interval * 6))
-            if back > 0 and self._new_to(ref, hosts, vms):
+            if back > 0 and self._new_to(ref, hosts, here):
                 start = -back
+            filt = None if here is None else sorted(here) if here else [self._dom0(ref)]
+            self.requests += 1
             try:
                 u = fetch(self.conn, ref, address, start, interval=int(self.interval),
                           host=hosts, vm_uuids=filt, timeout=min(10.0, self.conn.timeout))
-                self.requests += 1
             except XapiError as e:
                 missing[ref] = e.friendly
                 if e.code == "SESSION_INVALID":
@@ -333,14 +340,14 @@ class MetricsFeed:
                 continue
             if u.end:
                 self._since[ref] = u.end
-            self._asked[ref] = (hosts, vms)
+            self._asked[ref] = (hosts, here)
             if u.rows:
                 times[ref] = u.rows[0][0]
             got.append(u)
         update = merge(got, time.time())
         return MetricsUpdate(update.at, update.values, missing, times, update.recent)
 
-    def _new_to(self, host_ref: str, hosts: bool, vms: frozenset[str] | None) -> bool:
+    def _new_to(self, host_ref: str, hosts: bool, here: frozenset[str] | None) -> bool:
         """Whether the host is asked for something its last answer did not hold."""
         asked = self._asked.get(host_ref)
         if asked is None:
@@ -350,21 +357,26 @@ class MetricsFeed:
             return True
         if had_vms is None:
             return False
-        return vms is None or not vms <= had_vms
+        return here is None or not here <= had_vms
 
-    def _filter(self, host_ref: str, vms: frozenset[str] | None) -> list[str] | None:
+    def _here(self, host_ref: str, vms: frozenset[str] | None) -> frozenset[str] | None:
+        """The wanted VMs resident on the host (None: every VM it holds)."""
         if vms is None:
-            return None  # every VM the host holds
-        if vms:
-            return sorted(vms)
-        # no VM wanted: xapi has no "hosts only" switch, but its vm_uuid filter keeps
-        # only the VMs named, so name the host's own control domain (its series, dom0's
-        # load, are small and useful)
-        for r in (self.cache.get("vm", v) for v in
-                  (self.cache.get("host", host_ref) or {}).get("resident_VMs") or ()):
-            if r and r.get("is_control_domain"):
-                return [str(r.get("uuid", ""))]
-        return ["00000000-0000-0000-0000-000000000000"]
+            return None
+        if not vms:
+            return frozenset()
+        out = set()
+        for v in (self.cache.get("host", host_ref) or {}).get("resident_VMs") or ():
+            r = self.cache.get("vm", v)
+            if r is not None and r.get("uuid") in vms:
+                out.add(str(r["uuid"]))
+        return frozenset(out)
+
+    def _dom0(self, host_ref: str) -> str:
+        """No VM wanted: xapi has no "hosts only" switch, but its vm_uuid filter keeps
+        only the VMs named, so the host's own control domain is named (its series,
+        dom0's load, are small and useful)."""
+        return _dom0_of(self.cache, host_ref)
 
 
 # ---------------------------------------------------------------- history

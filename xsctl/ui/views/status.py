@@ -45,8 +45,9 @@ HOST_COLUMNS = [
     Column("state", "State", width=11),
     Column("cpu", "CPU", width=4, align="right"),
     # the last 5 minutes of CPU, 0 to 100 % (perf.CpuTrail); at 80 columns the
-    # uptime makes room for it
-    Column("trail", "Last 5 min", width=TRAIL_CELLS, priority=1, sortable=False),
+    # uptime makes room for it; it gives way to the hosts' names
+    Column("trail", "Last 5 min", width=TRAIL_CELLS, priority=1, sortable=False,
+           yields=True),
     Column("memory", "Memory", min_width=23, ratio=2),
     Column("vms", "VMs", width=4, align="right"),
     Column("uptime", "Uptime", width=7, priority=2),

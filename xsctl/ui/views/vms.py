@@ -39,12 +39,13 @@ COLUMNS = [
     Column("host", "Host", min_width=9, ratio=2, priority=2),
     Column("vcpus", "vCPU", width=4, align="right"),
     Column("memory", "Memory", width=8, align="right"),
-    # the last 5 minutes of CPU, 0 to 100 %, of the running VMs on screen (perf.CpuTrail);
-    # at 80 columns it takes the OS column's place, the names keep their width
-    Column("cpu", "CPU 5 min", width=TRAIL_CELLS, priority=3, sortable=False),
+    # the last 5 minutes of CPU, 0 to 100 %, of the running VMs on screen (perf.CpuTrail):
+    # dropped after the IP (a tie goes to the later column), and whenever the names
+    # would be cut for it; at 80 columns it takes the OS column's place
+    Column("cpu", "CPU 5 min", width=TRAIL_CELLS, priority=1, sortable=False, yields=True),
     Column("ips", "IP", min_width=13, ratio=2, priority=1),
-    Column("os", "OS", min_width=10, ratio=3, priority=4),
-    Column("tags", "Tags", min_width=8, ratio=2, priority=5),
+    Column("os", "OS", min_width=10, ratio=3, priority=3),
+    Column("tags", "Tags", min_width=8, ratio=2, priority=4),
 ]
 TRAIL = next(i for i, c in enumerate(COLUMNS) if c.key == "cpu")
 LIVE = ("Running", "Paused")  # a domain, so an RRD on its host (xcp-rrdd)

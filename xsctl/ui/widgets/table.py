@@ -42,6 +42,10 @@ class Column:
     # a column of live figures kept for the rows on screen alone (a sparkline): the
     # rows off screen have none to compare, so the table is never sorted by it
     sortable: bool = True
+    # it gives way to the names: where a column that is never dropped (priority 0, the
+    # name) would be cut short of its text, the columns less needed than this one go,
+    # and then, if that is not enough, this one
+    yields: bool = False
 
 
 @dataclass(slots=True)
@@ -276,7 +280,7 @@ class VirtualTable(ScrollView, can_focus=True):
             self.commit()
 
     def sort_by(self, column: int, reverse: bool | None = None) -> None:
-        if not self.columns[column].sortable:
+        if column < len(self.columns) and not self.columns[column].sortable:
             return
         if reverse is None:
             reverse = not self.sort_reverse if column == self.sort_column else False
@@ -391,7 +395,26 @@ class VirtualTable(ScrollView, can_focus=True):
 
     def _layout(self, width: int) -> None:
         cols = self.columns
-        shown = list(range(len(cols)))
+        every = frozenset(range(len(cols)))
+        shown, widths, cut = self._fit_columns(width, every)
+        yielding = frozenset(i for i in shown if cols[i].yields)
+        if yielding and cut:
+            # the names would be cut: first the columns less needed than the yielding
+            # one go, then, if the names are still cut, the yielding one
+            rank = min(cols[i].priority for i in yielding)
+            lesser = frozenset(i for i in shown if cols[i].priority > rank)
+            shown, widths, cut = self._fit_columns(width, every - lesser)
+            if cut:
+                shown, widths, cut = self._fit_columns(width, every - yielding)
+        self._shown = shown
+        self._widths = [widths[i] for i in shown]
+        self._laid_out_for = width
+
+    def _fit_columns(self, width: int, among: frozenset[int]) -> tuple[list[int], dict[int, int], bool]:
+        """The columns of ``among`` that fit, their widths, and whether a column that
+        is never dropped (a name) is cut short of its text."""
+        cols = self.columns
+        shown = sorted(among)
         gap = 1
 
         def gaps(idx: list[int]) -> int:
@@ -447,9 +470,8 @@ class VirtualTable(ScrollView, can_focus=True):
             spare = left
             for i in flex:
                 widths[i] += spare * cols[i].ratio // total
-        self._shown = shown
-        self._widths = [widths[i] for i in shown]
-        self._laid_out_for = width
+        cut = any(widths[i] < min(NATURAL_CAP, want[i]) for i in flex if cols[i].priority == 0)
+        return shown, widths, cut
 
     def on_resize(self, event: events.Resize) -> None:
         self._layout(self.scrollable_content_region.width)
