@@ -19,7 +19,7 @@ from tests.unit.test_metrics import direct
 from xsctl.sim import Simulator
 from xsctl.ui.app import create_app
 from xsctl.ui.views.status import StatusView
-from xsctl.ui.views.vms import TRAIL, VmsView
+from xsctl.ui.views.vms import TRAIL
 from xsctl.ui.widgets.table import VirtualTable
 from xsctl.xapi.client import Client
 

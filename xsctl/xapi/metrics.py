@@ -275,6 +275,10 @@ class MetricsFeed:
     def _run(self) -> None:
         while not self._stop.is_set():
             self.turns += 1
+            # cleared before the subscriptions are read, not after the wait: a wake
+            # (a new subscriber, an interest no longer empty) that comes while this
+            # turn runs ends the next wait at once instead of being lost
+            self._wake.clear()
             want, subs = self._wanted()
             if not subs:
                 with self._lock:
@@ -288,7 +292,6 @@ class MetricsFeed:
                 # subscribed, but nothing shown (a table whose rows on screen are all
                 # halted VMs): no request this turn
                 self._wake.wait(self.interval)
-                self._wake.clear()
                 continue
             update = self.round(want.hosts, want.vms, want.history)
             self.last = update
@@ -298,7 +301,6 @@ class MetricsFeed:
                 except Exception:
                     log.exception("metrics subscriber failed")
             self._wake.wait(self.interval)
-            self._wake.clear()
 
     def round(self, hosts: bool, vms: frozenset[str] | None,
               back: int = 0) -> MetricsUpdate:
