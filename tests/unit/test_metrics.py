@@ -6,9 +6,11 @@ subscriber that shows hosts does not download the VMs' figures."""
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from urllib.parse import urlencode
 
@@ -239,3 +241,26 @@ def test_one_request_per_host_per_round_and_none_while_nothing_is_shown(
         finally:
             sub()
         wait_for(lambda: not feed.running)
+
+
+def test_a_feed_started_again_reads_the_finest_archive() -> None:
+    """Hidden for a quarter of an hour, shown again: the first round is the last
+    minutes at 5 s, not the rows since the old answer (which only the 60 s archive
+    holds, rrd.ml find_best_rras)."""
+    sim = make_sim(drift=False, rrd_time=float((int(time.time()) // 5) * 5))
+    try:
+        with connect(sim) as client:
+            feed = client.metrics
+            feed.interval = 0.1
+            want = Interest(hosts=True, history=300)
+            one_round(feed, want)
+            wait_for(lambda: not feed.running)
+            assert sim.rrd_time is not None
+            sim.rrd_time += 900
+            update = one_round(feed, want)
+            for h in client.cache.all("host").values():
+                times = update.recent[("host", str(h["uuid"]))].times
+                assert len(times) >= 60
+                assert {b - a for a, b in itertools.pairwise(times)} == {5}
+    finally:
+        sim.stop()
