@@ -26,6 +26,8 @@ def normalise(svg: str) -> str:
     svg = re.sub(r"terminal-\d+-", "terminal-ID-", svg)
     svg = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", svg)
     svg = re.sub(r"SHA256:[0-9A-F]{2}(?::[0-9A-F]{2})*(?::[0-9A-F])?…?", "SHA256:FP", svg)
+    # its rest, folded onto the next line at 80 columns
+    svg = re.sub(r"(?<![0-9A-F:])(?:[0-9A-F]{2}:){7,}[0-9A-F]{2}(?![0-9A-F:])", "FP", svg)
     return svg
 
 

@@ -17,7 +17,8 @@ def shown(ui: Ui, widget_id: str) -> str:
 
 
 async def test_status_view_shows_the_pool_and_follows_it(sim: Simulator, client: Client) -> None:
-    async with running(sim, client, size=(120, 50)) as ui:
+    # wide enough for the hosts' addresses beside their CPU sparkline
+    async with running(sim, client, size=(150, 50)) as ui:
         assert ui.main.current_view == "status"
         pool = shown(ui, "#status-pool")
         assert "Demo pool" in pool

@@ -6,9 +6,11 @@ subscriber that shows hosts does not download the VMs' figures."""
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from urllib.parse import urlencode
 
@@ -179,3 +181,86 @@ def test_history_of_a_host_and_of_a_halted_vm(shared_sim: Simulator) -> None:
                       if v["power_state"] == "Halted" and not v["is_a_template"])
         with pytest.raises(XsctlError, match="is not running"):
             history(client.conn, client.cache, "vm", halted, PERIODS["10m"])
+
+
+def test_an_object_new_to_a_host_comes_with_its_last_minutes(quiet_sim: Simulator) -> None:
+    """A sparkline's first round: the objects a host was not asked for before come with
+    ``history`` seconds of rows; those it was come with the rows since its last answer."""
+    sim = quiet_sim
+    with connect(sim) as client:
+        feed = client.metrics
+        vms = {str(r["name_label"]): r for r in client.cache.all("vm").values()}
+        web, db = (str(vms[n]["uuid"]) for n in ("web-01", "db-01"))
+        assert vms["web-01"]["resident_on"] != vms["db-01"]["resident_on"]
+        first = feed.round(False, frozenset({web}), 300)
+        assert len(first.recent[("vm", web)].times) >= 60  # 5 min of 5 s rows
+        assert feed.requests == 1 and not first.missing  # web-01's host alone
+        again = feed.round(False, frozenset({web}), 300)
+        assert len(again.recent.get(("vm", web), first.recent[("vm", web)]).times) < 60
+        more = feed.round(False, frozenset({web, db}), 300)
+        assert len(more.recent[("vm", db)].times) >= 60
+        assert len(more.recent[("vm", web)].times) < 60
+        assert feed.requests == 4  # one request per host per round, whatever is new
+        rows = more.recent[("vm", db)]
+        assert rows.times == sorted(rows.times) and "cpu0" in rows.series
+        # the newest of the rows is the value the round reports
+        assert more.of("vm", db)["cpu0"] == rows.series["cpu0"][-1]
+
+
+def test_one_request_per_host_per_round_and_none_while_nothing_is_shown(
+        quiet_sim: Simulator) -> None:
+    sim = quiet_sim
+    with connect(sim) as client:
+        feed = client.metrics
+        feed.interval = 0.1
+        running = sorted((str(r["uuid"]), str(r["resident_on"]))
+                         for r in client.cache.all("vm").values()
+                         if r["power_state"] == "Running" and not r["is_control_domain"])
+        host_of = dict(running)
+        seen: list[tuple[int, set[str], set[str]]] = []  # requests so far, hosts, VMs
+
+        def take(u: MetricsUpdate) -> None:
+            seen.append((feed.requests, set(u.times) | set(u.missing),
+                         {uuid for kind, uuid in u.recent if kind == "vm"}))
+
+        sub = feed.subscribe(take, Interest(hosts=False, vms=frozenset(), history=300))
+        try:
+            # subscribed, nothing shown: the thread turns and asks nothing
+            wait_for(lambda: feed.turns >= 3)
+            assert feed.requests == 0 and not seen
+            # a table scrolled three times
+            for n in (0, 4, 8):
+                shown = frozenset(u for u, _ in running[n:n + 4])
+                sub.want(Interest(hosts=False, vms=shown, history=300))
+                wait_for(lambda s=shown: seen and seen[-1][2] == s, timeout=20)
+            # each round: one request to each host holding a VM shown, and no other
+            before = 0
+            for requests, hosts, vms in seen:
+                assert requests - before == len(hosts) == len({host_of[v] for v in vms})
+                before = requests
+        finally:
+            sub()
+        wait_for(lambda: not feed.running)
+
+
+def test_a_feed_started_again_reads_the_finest_archive() -> None:
+    """Hidden for a quarter of an hour, shown again: the first round is the last
+    minutes at 5 s, not the rows since the old answer (which only the 60 s archive
+    holds, rrd.ml find_best_rras)."""
+    sim = make_sim(drift=False, rrd_time=float((int(time.time()) // 5) * 5))
+    try:
+        with connect(sim) as client:
+            feed = client.metrics
+            feed.interval = 0.1
+            want = Interest(hosts=True, history=300)
+            one_round(feed, want)
+            wait_for(lambda: not feed.running)
+            assert sim.rrd_time is not None
+            sim.rrd_time += 900
+            update = one_round(feed, want)
+            for h in client.cache.all("host").values():
+                times = update.recent[("host", str(h["uuid"]))].times
+                assert len(times) >= 60
+                assert {b - a for a, b in itertools.pairwise(times)} == {5}
+    finally:
+        sim.stop()

@@ -377,8 +377,27 @@ async def scene_performance_vm(pilot: Pilot[int]) -> None:
     await _graphs(pilot, "vm")
 
 
+async def scene_cpu_vms(pilot: Pilot[int]) -> None:
+    view = await _vm(pilot, "db-01")
+    await _until(pilot, lambda: view.rows is not None and
+                 sum(bool(t) for t in view.rows.trails.values()) >= 10)
+    await _settle(pilot)
+
+
+async def scene_cpu_status(pilot: Pilot[int]) -> None:
+    from xsctl.ui.views.status import StatusView
+
+    view = pilot.app.screen.query_one(StatusView)
+    await _until(pilot, lambda: len(view.trails) == 3 and all(view.trails.values()))
+    await _settle(pilot)
+
+
 # scenes whose figures come from the RRDs: the simulator's RRD clock is fixed at EPOCH
-FIXED_RRD = frozenset({"performance-host", "performance-vm"})
+FIXED_RRD = frozenset({"performance-host", "performance-vm", "cpu-vms-80x24",
+                       "cpu-status-80x24"})
+# and those that show the metrics feed's figures: the feed runs (its rounds bring the
+# same rows again while the RRD clock stands still)
+FEED = frozenset({"cpu-vms-80x24", "cpu-status-80x24"})
 
 
 SCENES: dict[str, tuple[tuple[int, int], Step, float]] = {
@@ -412,6 +431,8 @@ SCENES: dict[str, tuple[tuple[int, int], Step, float]] = {
     "profiling-80x24": ((80, 24), scene_profiling, 0.05),
     "performance-host": ((80, 24), scene_performance_host, 0.05),
     "performance-vm": ((80, 24), scene_performance_vm, 0.05),
+    "cpu-vms-80x24": ((80, 24), scene_cpu_vms, 0.05),
+    "cpu-status-80x24": ((80, 24), scene_cpu_status, 0.05),
 }
 
 
@@ -436,7 +457,7 @@ async def render(scene: str, known_hosts: Path | None = None, live: bool = False
     client = Client.connect(target, sim.password, known=KnownHosts(known))
     try:
         client.load()  # as the connect screen hands it over: the first frame shows the pool
-        app: XsctlApp = create_app(client, metrics=live, clock=lambda: EPOCH)
+        app: XsctlApp = create_app(client, metrics=live or scene in FEED, clock=lambda: EPOCH)
         app.animation_level = "none"  # a tab underline caught mid-slide is not a view
         async with app.run_test(size=size) as pilot:
             await _settle(pilot)

@@ -104,6 +104,15 @@ class HostLoad:
 
 
 @dataclass(frozen=True)
+class Recent:
+    """One object's rows in a round's answer: their times and each data source's
+    values, oldest first."""
+
+    times: list[int]
+    series: dict[str, list[float]]
+
+
+@dataclass(frozen=True)
 class MetricsUpdate:
     """One round: the newest value of each data source, per object."""
 
@@ -111,6 +120,9 @@ class MetricsUpdate:
     values: dict[tuple[str, str], dict[str, float]]  # ("host"|"vm", uuid) -> {ds: v}
     missing: dict[str, str] = field(default_factory=dict)  # host ref -> why none came
     times: dict[str, int] = field(default_factory=dict)  # host ref -> its newest row's time
+    # ("host"|"vm", uuid) -> every row of the answers, not only the newest: a trail
+    # (perf.CpuTrail) takes them all, the back history of a first round too
+    recent: dict[tuple[str, str], Recent] = field(default_factory=dict)
 
     def of(self, kind: str, uuid: str) -> dict[str, float]:
         return self.values.get((kind, uuid), {})
@@ -132,22 +144,52 @@ class MetricsUpdate:
 
 def merge(updates: Iterable[RrdUpdate], at: float) -> MetricsUpdate:
     values: dict[tuple[str, str], dict[str, float]] = {}
+    recent: dict[tuple[str, str], Recent] = {}
     for u in updates:
         for (kind, uuid, ds), v in u.latest().items():
             values.setdefault((kind, uuid), {})[ds] = v
-    return MetricsUpdate(at, values)
+        times = u.times()
+        for key, series in u.series().items():
+            recent[key] = Recent(times, series)
+    return MetricsUpdate(at, values, recent=recent)
 
 
 @dataclass(frozen=True)
 class Interest:
     """What a subscriber shows: the hosts' own series, and which VMs' (an empty set:
-    none; None: every VM)."""
+    none; None: every VM). ``history``: the seconds of the past it wants of an object
+    the feed has not asked a host for yet (a sparkline's span), brought by that
+    host's next request instead of the last few rows."""
 
     hosts: bool = True
     vms: frozenset[str] | None = frozenset()
+    history: int = 0
+
+    @property
+    def empty(self) -> bool:
+        return not self.hosts and self.vms is not None and not self.vms
 
 
 Subscriber = Callable[[MetricsUpdate], None]
+
+
+class Subscription:
+    """What :meth:`MetricsFeed.subscribe` returns: called, it ends the subscription;
+    :meth:`want` changes what it shows."""
+
+    def __init__(self, feed: MetricsFeed, sid: int) -> None:
+        self._feed = feed
+        self._sid = sid
+
+    def __call__(self) -> None:
+        self._feed._unsubscribe(self._sid)
+
+    def want(self, interest: Interest) -> None:
+        """Another interest (the rows a table shows after a scroll), from the next
+        round on: no request is made for it now, so that scrolling through a big pool
+        still costs one request per host per interval. Only an interest that was
+        empty (nothing on screen yet) is fetched at once, as a new subscriber is."""
+        self._feed._want(self._sid, interest)
 
 
 class MetricsFeed:
@@ -164,12 +206,16 @@ class MetricsFeed:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._since: dict[str, int] = {}  # host ref -> the end of its last answer
+        # host ref -> what its last answer held (the host's series, the VMs asked for)
+        self._asked: dict[str, tuple[bool, frozenset[str] | None]] = {}
         self.requests = 0  # /rrd_updates requests made (the benchmark counts them)
+        self.turns = 0  # the thread's turns, with a request or without (tests count them)
         self.last: MetricsUpdate | None = None
 
-    def subscribe(self, fn: Subscriber, interest: Interest | None = None) -> Callable[[], None]:
+    def subscribe(self, fn: Subscriber, interest: Interest | None = None) -> Subscription:
         """Call ``fn`` with each round (from the feed's thread) until the returned
-        function is called. The first subscriber starts the thread."""
+        subscription is called. The first subscriber starts the thread. A round in
+        which no subscriber wants anything makes no request and calls no one."""
         with self._lock:
             self._ids += 1
             sid = self._ids
@@ -181,14 +227,22 @@ class MetricsFeed:
                 self._thread.start()
             else:
                 self._wake.set()  # a new interest: fetch now, not at the next turn
+        return Subscription(self, sid)
 
-        def unsubscribe() -> None:
-            with self._lock:
-                self._subs.pop(sid, None)
-                if not self._subs:
+    def _unsubscribe(self, sid: int) -> None:
+        with self._lock:
+            self._subs.pop(sid, None)
+            if not self._subs:
+                self._wake.set()
+
+    def _want(self, sid: int, interest: Interest) -> None:
+        with self._lock:
+            if sid in self._subs:
+                fn, before = self._subs[sid]
+                self._subs[sid] = (fn, interest)
+                if before.empty and not interest.empty:
+                    # shown at last (a table laid out after it subscribed): fetch now
                     self._wake.set()
-
-        return unsubscribe
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
@@ -201,9 +255,10 @@ class MetricsFeed:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def _wanted(self) -> tuple[bool, frozenset[str] | None, list[Subscriber]]:
+    def _wanted(self) -> tuple[Interest, list[Subscriber]]:
         with self._lock:
-            subs = list(self._subs.values())
+            subs = [(fn, i) for fn, i in self._subs.values() if not i.empty]
+            anyone = bool(self._subs)
         hosts = any(i.hosts for _, i in subs)
         vms: frozenset[str] | None = frozenset()
         for _, i in subs:
@@ -212,18 +267,33 @@ class MetricsFeed:
                 break
             assert vms is not None
             vms = vms | i.vms
-        return hosts, vms, [fn for fn, _ in subs]
+        history = max((i.history for _, i in subs), default=0)
+        if not subs and anyone:
+            return Interest(False, frozenset()), []
+        return Interest(hosts, vms, history), [fn for fn, _ in subs]
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            hosts, vms, subs = self._wanted()
+            self.turns += 1
+            # cleared before the subscriptions are read, not after the wait: a wake
+            # (a new subscriber, an interest no longer empty) that comes while this
+            # turn runs ends the next wait at once instead of being lost
+            self._wake.clear()
+            want, subs = self._wanted()
             if not subs:
                 with self._lock:
                     if not self._subs:
+                        # the next subscriber starts afresh: a start kept from long
+                        # ago would select a coarser archive (rrd.ml find_best_rras)
+                        self._since.clear()
+                        self._asked.clear()
                         self._thread = None
                         return
+                # subscribed, but nothing shown (a table whose rows on screen are all
+                # halted VMs): no request this turn
+                self._wake.wait(self.interval)
                 continue
-            update = self.round(hosts, vms)
+            update = self.round(want.hosts, want.vms, want.history)
             self.last = update
             for fn in subs:
                 try:
@@ -231,10 +301,14 @@ class MetricsFeed:
                 except Exception:
                     log.exception("metrics subscriber failed")
             self._wake.wait(self.interval)
-            self._wake.clear()
 
-    def round(self, hosts: bool, vms: frozenset[str] | None) -> MetricsUpdate:
-        """One request per host; what failed is named in ``missing``."""
+    def round(self, hosts: bool, vms: frozenset[str] | None,
+              back: int = 0) -> MetricsUpdate:
+        """One request per host that holds something wanted (the hosts' own series,
+        or a VM resident there: a host asked for none of its own answers 500,
+        rrdd's No_RRA_Available); what failed is named in ``missing``. A host asked
+        for an object its last answer did not hold is asked for ``back`` seconds
+        back (counted from its own last update, whatever our clock says)."""
         got: list[RrdUpdate] = []
         missing: dict[str, str] = {}
         times: dict[str, int] = {}
@@ -245,12 +319,17 @@ class MetricsFeed:
             address = str(h.get("address", ""))
             if not address:
                 continue
-            filt = self._filter(ref, vms)
+            here = self._here(ref, vms)
+            if not hosts and here is not None and not here:
+                continue  # none of its VMs is wanted
             start = self._since.get(ref, now - int(self.interval * 6))
+            if back > 0 and self._new_to(ref, hosts, here):
+                start = -back
+            filt = None if here is None else sorted(here) if here else [self._dom0(ref)]
+            self.requests += 1
             try:
                 u = fetch(self.conn, ref, address, start, interval=int(self.interval),
                           host=hosts, vm_uuids=filt, timeout=min(10.0, self.conn.timeout))
-                self.requests += 1
             except XapiError as e:
                 missing[ref] = e.friendly
                 if e.code == "SESSION_INVALID":
@@ -263,25 +342,43 @@ class MetricsFeed:
                 continue
             if u.end:
                 self._since[ref] = u.end
+            self._asked[ref] = (hosts, here)
             if u.rows:
                 times[ref] = u.rows[0][0]
             got.append(u)
         update = merge(got, time.time())
-        return MetricsUpdate(update.at, update.values, missing, times)
+        return MetricsUpdate(update.at, update.values, missing, times, update.recent)
 
-    def _filter(self, host_ref: str, vms: frozenset[str] | None) -> list[str] | None:
+    def _new_to(self, host_ref: str, hosts: bool, here: frozenset[str] | None) -> bool:
+        """Whether the host is asked for something its last answer did not hold."""
+        asked = self._asked.get(host_ref)
+        if asked is None:
+            return True
+        had_hosts, had_vms = asked
+        if hosts and not had_hosts:
+            return True
+        if had_vms is None:
+            return False
+        return here is None or not here <= had_vms
+
+    def _here(self, host_ref: str, vms: frozenset[str] | None) -> frozenset[str] | None:
+        """The wanted VMs resident on the host (None: every VM it holds)."""
         if vms is None:
-            return None  # every VM the host holds
-        if vms:
-            return sorted(vms)
-        # no VM wanted: xapi has no "hosts only" switch, but its vm_uuid filter keeps
-        # only the VMs named, so name the host's own control domain (its series, dom0's
-        # load, are small and useful)
-        for r in (self.cache.get("vm", v) for v in
-                  (self.cache.get("host", host_ref) or {}).get("resident_VMs") or ()):
-            if r and r.get("is_control_domain"):
-                return [str(r.get("uuid", ""))]
-        return ["00000000-0000-0000-0000-000000000000"]
+            return None
+        if not vms:
+            return frozenset()
+        out = set()
+        for v in (self.cache.get("host", host_ref) or {}).get("resident_VMs") or ():
+            r = self.cache.get("vm", v)
+            if r is not None and r.get("uuid") in vms:
+                out.add(str(r["uuid"]))
+        return frozenset(out)
+
+    def _dom0(self, host_ref: str) -> str:
+        """No VM wanted: xapi has no "hosts only" switch, but its vm_uuid filter keeps
+        only the VMs named, so the host's own control domain is named (its series,
+        dom0's load, are small and useful)."""
+        return _dom0_of(self.cache, host_ref)
 
 
 # ---------------------------------------------------------------- history

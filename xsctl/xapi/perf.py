@@ -19,6 +19,10 @@ import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from xsctl.xapi.metrics import MetricsUpdate
 
 MIB = 1048576.0
 BLOCKS = "▁▂▃▄▅▆▇█"
@@ -144,15 +148,27 @@ def _cpu_index(name: str) -> int:
     return int(name[3:])
 
 
+def _cores(series: dict[str, list[float]]) -> list[str]:
+    return sorted((k for k in series if re.fullmatch(r"cpu\d+", k)), key=_cpu_index)
+
+
+def cpu_percent(kind: str, series: dict[str, list[float]], n: int) -> list[float] | None:
+    """The CPU % of a host (``cpu_avg``, else the mean of its cores) or a VM (the mean
+    of its vCPUs) at each of the ``n`` times; None when the RRD has no CPU."""
+    if kind == "host" and "cpu_avg" in series:
+        return _scale(series["cpu_avg"], 100.0)
+    cores = _cores(series)
+    if not cores:
+        return None
+    return _scale(_combine([series[k] for k in cores], n, _mean), 100.0)
+
+
 def host_figures(series: dict[str, list[float]], n: int) -> list[Figure]:
-    cores = sorted((k for k in series if re.fullmatch(r"cpu\d+", k)), key=_cpu_index)
+    cores = _cores(series)
     out: list[Figure] = []
-    if "cpu_avg" in series:
-        avg = series["cpu_avg"]
-    else:
-        avg = _combine([series[k] for k in cores], n, _mean)
-    if cores or "cpu_avg" in series:
-        out.append(Figure("cpu", "CPU (average)", "%", _scale(avg, 100.0), 100.0))
+    cpu = cpu_percent("host", series, n)
+    if cpu is not None:
+        out.append(Figure("cpu", "CPU (average)", "%", cpu, 100.0))
     out += [Figure(k, f"CPU {k[3:]}", "%", _scale(series[k], 100.0), 100.0) for k in cores]
     total = series.get("memory_total_kib")
     free = series.get("memory_free_kib")
@@ -175,10 +191,11 @@ def host_figures(series: dict[str, list[float]], n: int) -> list[Figure]:
 
 def vm_figures(series: dict[str, list[float]], n: int) -> list[Figure]:
     out: list[Figure] = []
-    vcpus = _matching(series, r"cpu\d+")
-    if vcpus:
+    vcpus = _cores(series)
+    cpu = cpu_percent("vm", series, n)
+    if cpu is not None:
         out.append(Figure("cpu", f"CPU ({len(vcpus)} vCPU{'s' if len(vcpus) > 1 else ''})",
-                          "%", _scale(_combine(vcpus, n, _mean), 100.0), 100.0))
+                          "%", cpu, 100.0))
     memory = series.get("memory")
     if memory is not None:
         given = [m / MIB for m in memory]
@@ -207,3 +224,68 @@ def vm_figures(series: dict[str, list[float]], n: int) -> list[Figure]:
 
 def figures(kind: str, series: dict[str, list[float]], n: int) -> list[Figure]:
     return host_figures(series, n) if kind == "host" else vm_figures(series, n)
+
+
+# ---------------------------------------------------------------- trails
+
+TRAIL_CELLS = 10  # the sparkline column's width
+TRAIL_SPAN = 300  # seconds it covers: a cell each 30 s, six of xapi's 5 s rows
+
+
+class CpuTrail:
+    """The last few minutes of CPU % of the hosts or VMs a table shows, for its
+    sparkline column, fed by the metrics feed's rounds.
+
+    A cell is the mean of the rows in a fixed 30 s slot of the clock, the newest slot
+    on the right, so a cell keeps its height while the line moves on and the whole
+    line shifts by one cell every 30 s. The scale is 0 to 100 % for every row (one
+    block is 12.5 %), never a row's own lowest and highest: rows are compared at a
+    glance. A slot without a row is blank."""
+
+    def __init__(self, kind: str, span: int = TRAIL_SPAN, cells: int = TRAIL_CELLS) -> None:
+        self.kind = kind
+        self.span = span
+        self.cells = cells
+        self.slot = max(1, span // cells)
+        self.points: dict[str, dict[int, float]] = {}  # uuid -> time -> CPU %
+
+    def take(self, update: MetricsUpdate, keep: frozenset[str]) -> dict[str, str]:
+        """Add the round's rows of the objects in ``keep`` (forgetting the others) and
+        return the sparkline of each object ``keep`` names that has a trail."""
+        for gone in self.points.keys() - keep:
+            del self.points[gone]
+        for (kind, uuid), rec in update.recent.items():
+            if kind != self.kind or uuid not in keep:
+                continue
+            cpu = cpu_percent(kind, rec.series, len(rec.times))
+            if cpu is None:
+                continue
+            pts = self.points.setdefault(uuid, {})
+            for t, v in zip(rec.times, cpu, strict=False):
+                if not math.isnan(v):
+                    pts[t] = v
+            if pts:
+                oldest = max(pts) - self.span
+                for t in [t for t in pts if t <= oldest]:
+                    del pts[t]
+        return {uuid: self.line(uuid) for uuid in self.points}
+
+    def values(self, uuid: str) -> list[float]:
+        """The mean CPU % of each cell, oldest first (NaN: no row in its slot)."""
+        pts = self.points.get(uuid)
+        if not pts:
+            return []
+        end = (max(pts) // self.slot + 1) * self.slot  # the end of the newest slot
+        first = end - self.cells * self.slot
+        sums = [0.0] * self.cells
+        counts = [0] * self.cells
+        for t, v in pts.items():
+            if t >= first:
+                i = (t - first) // self.slot
+                sums[i] += v
+                counts[i] += 1
+        return [s / c if c else math.nan for s, c in zip(sums, counts, strict=True)]
+
+    def line(self, uuid: str) -> str:
+        cells = self.values(uuid)
+        return sparkline(cells, self.cells, 100.0) if cells else ""

@@ -29,7 +29,8 @@ from xsctl.xapi.metrics import HostLoad, Interest, MetricsUpdate
 from xsctl.xapi.models import Pool, human_bytes, human_duration, is_guest, is_template
 from xsctl.xapi.ops import catalogue
 from xsctl.xapi.ops.alert import ObjectNames
-from xsctl.xapi.text import human_age
+from xsctl.xapi.perf import TRAIL_CELLS, TRAIL_SPAN, CpuTrail
+from xsctl.xapi.text import human_age, printable
 
 
 def used_of(used: int, total: int) -> str:
@@ -44,11 +45,15 @@ HOST_COLUMNS = [
     Column("role", "Role", width=6),
     Column("state", "State", width=11),
     Column("cpu", "CPU", width=4, align="right"),
+    # the last 5 minutes of CPU, 0 to 100 % (perf.CpuTrail); at 80 columns the
+    # uptime makes room for it; it gives way to the hosts' names
+    Column("trail", "Last 5 min", width=TRAIL_CELLS, priority=1, sortable=False,
+           yields=True),
     Column("memory", "Memory", min_width=23, ratio=2),
     Column("vms", "VMs", width=4, align="right"),
-    Column("uptime", "Uptime", width=7, priority=1),
-    Column("address", "Address", min_width=11, ratio=1, priority=2),
-    Column("version", "Version", min_width=10, ratio=1, priority=3),
+    Column("uptime", "Uptime", width=7, priority=2),
+    Column("address", "Address", min_width=11, ratio=1, priority=3),
+    Column("version", "Version", min_width=10, ratio=1, priority=4),
 ]
 SR_COLUMNS = [
     Column("name", "Storage", min_width=14, ratio=3),
@@ -90,6 +95,8 @@ class StatusView(View):
         self.counts: Counter[str] = Counter()  # guests by power state, and templates
         self._stale = False  # the cache changed while another view was shown
         self._unsubscribe: Any = None
+        self.trail = CpuTrail("host")
+        self.trails: dict[str, str] = {}  # host uuid -> its CPU sparkline
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="status-scroll"):
@@ -115,7 +122,8 @@ class StatusView(View):
             self.refresh_all()
         if self.metrics and self._unsubscribe is None:
             # the hosts' own series only: not the figures of every VM
-            self._unsubscribe = self.client.metrics.subscribe(self._metrics, Interest(hosts=True))
+            self._unsubscribe = self.client.metrics.subscribe(
+                self._metrics, Interest(hosts=True, history=TRAIL_SPAN))
 
     def _metrics(self, update: MetricsUpdate) -> None:
         """From the feed's thread: posted, handled on the UI thread."""
@@ -125,6 +133,9 @@ class StatusView(View):
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        # shown again, the feed brings the last minutes back: no old line meanwhile
+        self.trail = CpuTrail("host")
+        self.trails = {}
 
     def on_unmount(self) -> None:
         self.on_hide()
@@ -163,6 +174,8 @@ class StatusView(View):
                 load = update.host_load(uuid)
                 if load is not None:
                     self.load[uuid] = load
+        hosts = frozenset(str(r.get("uuid", "")) for r in self.client.cache.all("host").values())
+        self.trails = self.trail.take(update, hosts)
         self.refresh_hosts()
 
     @on(VirtualTable.Activated, "#status-hosts")
@@ -253,7 +266,7 @@ class StatusView(View):
         t = self.app.current_theme
         return {"ok": Style(color=t.success), "warn": Style(color=t.warning),
                 "bad": Style(color=t.error, bold=True), "bold": Style(bold=True),
-                "dim": Style(dim=True)}
+                "dim": Style(dim=True), "trail": Style(color=t.primary)}
 
     def refresh_hosts(self) -> None:
         cache = self.client.cache
@@ -277,6 +290,7 @@ class StatusView(View):
                 ("master" if h.is_master else "member", None),
                 (state if h.live else "offline", None if h.enabled and h.live else st["bad"]),
                 (f"{load.cpu * 100:.0f}%" if load else "–", None if load else st["dim"]),
+                (self.trails.get(h.uuid, "") if h.live else "", st["trail"]),
                 (f"{bar_text(frac, 5)} {frac * 100:3.0f}% {used_of(used, total)}",
                  st[usage_style(frac)]),
                 (str(guests), None),
@@ -285,7 +299,7 @@ class StatusView(View):
                 (h.product, None),
             )
             rows[h.ref] = Row(cells, (h.name_label.lower(), h.is_master, state,
-                                      load.cpu if load else -1.0, frac, guests,
+                                      load.cpu if load else -1.0, 0, frac, guests,
                                       h.boot_time.timestamp() if h.boot_time else 0,
                                       h.address, h.product), h.name_label.lower())
         table.replace_all(rows)

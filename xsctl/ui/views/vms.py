@@ -4,6 +4,7 @@ allowed_operations allows it, with the reason otherwise)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -17,15 +18,17 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label, Static, TabbedContent, TabPane
 
-from xsctl.ui.messages import ActionRequested, CacheChanged, ViewRequested
+from xsctl.ui.messages import ActionRequested, CacheChanged, MetricsUpdated, ViewRequested
 from xsctl.ui.views.base import PaletteCommand
 from xsctl.ui.views.listing import ListingView, listing_keys
 from xsctl.ui.widgets.devices import COLUMNS as COLUMNS_OF_DEVICES
 from xsctl.ui.widgets.devices import DeviceTable, device_row, row_styles
 from xsctl.ui.widgets.table import Column, Row, VirtualTable
 from xsctl.xapi import models
+from xsctl.xapi.metrics import Interest, MetricsUpdate, Subscription
 from xsctl.xapi.models import NULL, Vm, human_bytes, human_duration, is_guest
 from xsctl.xapi.ops import catalogue
+from xsctl.xapi.perf import TRAIL_CELLS, TRAIL_SPAN, CpuTrail
 
 if TYPE_CHECKING:
     from xsctl.xapi.cache import Cache
@@ -36,10 +39,16 @@ COLUMNS = [
     Column("host", "Host", min_width=9, ratio=2, priority=2),
     Column("vcpus", "vCPU", width=4, align="right"),
     Column("memory", "Memory", width=8, align="right"),
+    # the last 5 minutes of CPU, 0 to 100 %, of the running VMs on screen (perf.CpuTrail):
+    # dropped after the IP (a tie goes to the later column), and whenever the names
+    # would be cut for it; at 80 columns it takes the OS column's place
+    Column("cpu", "CPU 5 min", width=TRAIL_CELLS, priority=1, sortable=False, yields=True),
     Column("ips", "IP", min_width=13, ratio=2, priority=1),
     Column("os", "OS", min_width=10, ratio=3, priority=3),
     Column("tags", "Tags", min_width=8, ratio=2, priority=4),
 ]
+TRAIL = next(i for i, c in enumerate(COLUMNS) if c.key == "cpu")
+LIVE = ("Running", "Paused")  # a domain, so an RRD on its host (xcp-rrdd)
 
 # what a row is built from (VmRows.row: the VM, its metrics, its host's name)
 ROW_CLASSES = ("vm", "vm_metrics", "vm_guest_metrics", "host")
@@ -62,6 +71,7 @@ class VmRows:
         self.cache = cache
         self.styles = styles
         self.owner: dict[str, str] = {}  # metrics / guest_metrics ref -> VM ref
+        self.trails: dict[str, str] = {}  # VM uuid -> its CPU sparkline
 
     def row(self, vm: Vm) -> Row:
         st = self.styles
@@ -79,11 +89,12 @@ class VmRows:
             (vm.host_name or "–", None if vm.host_name else st.get("dim")),
             (str(vm.vcpus), None),
             (human_bytes(vm.memory), None),
+            (self.trails.get(vm.uuid, "") if state in LIVE else "", st.get("trail")),
             (", ".join(v4 or vm.ips[:1]) or "–", None),
             (vm.os_version or "–", None),
             (" ".join(vm.tags), st.get("tags")),
         )
-        sort = (vm.name_label.lower(), state, vm.host_name, vm.vcpus, vm.memory,
+        sort = (vm.name_label.lower(), state, vm.host_name, vm.vcpus, vm.memory, 0,
                 tuple(int(p) if p.isdigit() else 0 for p in (v4[0].split(".") if v4 else [])),
                 vm.os_version.lower(), " ".join(vm.tags))
         return Row(cells, sort, vm_search_text(vm), dim=state == "Halted")
@@ -241,6 +252,10 @@ class VmsView(ListingView[VmDetail]):
         self.rows: VmRows | None = None
         self._built = False
         self._built_version = -1  # the cache's version the last rebuild read
+        self.trail = CpuTrail("vm")
+        self._subscription: Subscription | None = None
+        self._on_screen: dict[str, str] = {}  # uuid -> ref of the running VMs on screen
+        self._trail_refs: dict[str, str] = {}  # uuid -> ref of the rows showing a line
 
     def compose(self) -> ComposeResult:
         # always on screen: "/" focuses it at once, so nothing typed right after is lost
@@ -262,6 +277,7 @@ class VmsView(ListingView[VmDetail]):
             "dim": Style(dim=True),
             "tags": Style(color=t.secondary, italic=True),
             "name": Style(bold=True),
+            "trail": Style(color=t.primary),
         }
 
     def on_mount(self) -> None:
@@ -317,8 +333,96 @@ class VmsView(ListingView[VmDetail]):
         if changed:
             table.commit()
             self.update_status()
+            self._watch_window()  # a VM on screen started or stopped
         if msg.classes & {"vm", "vbd", "vdi", "vif", "vm_guest_metrics", "vm_metrics", "network"}:
             self.update_detail()
+
+    # ------------------------------------------------------------ the CPU column
+
+    def on_show(self) -> None:
+        if self.metrics and self._subscription is None:
+            self._subscription = self.client.metrics.subscribe(self._metrics, self._interest())
+
+    def on_hide(self) -> None:
+        if self._subscription is not None:
+            self._subscription()
+            self._subscription = None
+        self.trail = CpuTrail("vm")
+        self._set_trails({})
+
+    def on_unmount(self) -> None:
+        if self._subscription is not None:
+            self._subscription()
+            self._subscription = None
+
+    def apply_detail(self) -> None:
+        super().apply_detail()
+        self._watch_window()  # narrow, the detail hides the table and its rows
+
+    def _interest(self) -> Interest:
+        """The running VMs on screen: the feed asks their hosts for them alone."""
+        cache = self.client.cache
+        on_screen: dict[str, str] = {}
+        for ref in self.table.window():
+            r = cache.get("vm", ref)
+            if r is not None and r.get("power_state") in LIVE:
+                on_screen[str(r.get("uuid", ""))] = ref
+        self._on_screen = on_screen
+        return Interest(hosts=False, vms=frozenset(on_screen), history=TRAIL_SPAN)
+
+    def _watch_window(self) -> None:
+        if self._subscription is None:
+            return
+        before = set(self._on_screen)
+        interest = self._interest()
+        if set(self._on_screen) != before:
+            self._subscription.want(interest)
+            # a row gone off screen keeps no line: back on screen, it would show an
+            # old one until the next round
+            self._set_trails({u: t for u, t in self._trails().items()
+                              if u in self._on_screen})
+
+    @on(VirtualTable.WindowChanged, "#vm-table")
+    def _window_changed(self, event: VirtualTable.WindowChanged) -> None:
+        self._watch_window()
+
+    def _trails(self) -> dict[str, str]:
+        return dict(self.rows.trails) if self.rows is not None else {}
+
+    def _metrics(self, update: MetricsUpdate) -> None:
+        """From the feed's thread: posted, handled on the UI thread."""
+        self.post_message(MetricsUpdated(update))
+
+    def on_metrics_updated(self, msg: MetricsUpdated) -> None:
+        msg.stop()
+        if self._subscription is None:
+            return
+        self._set_trails(self.trail.take(msg.update, frozenset(self._on_screen)))
+
+    def _set_trails(self, trails: dict[str, str]) -> None:
+        """Each VM's line in its row's cell; only the rows whose line changed are
+        replaced (and so drawn again)."""
+        rows = self.rows
+        if rows is None:
+            return
+        old, rows.trails = rows.trails, trails
+        refs = self._trail_refs
+        table = self.table
+        changed = False
+        for uuid in old.keys() | trails.keys():
+            text = trails.get(uuid, "")
+            ref = self._on_screen.get(uuid) or refs.get(uuid)
+            row = table.rows.get(ref) if ref else None
+            if ref is None or row is None or row.cells[TRAIL][0] == text:
+                continue
+            cells = list(row.cells)
+            cells[TRAIL] = (text, cells[TRAIL][1])
+            table.upsert(ref, replace(row, cells=tuple(cells)))
+            changed = True
+        self._trail_refs = {u: r for u in trails
+                            if (r := self._on_screen.get(u) or refs.get(u)) is not None}
+        if changed:
+            table.commit()
 
     def update_status(self) -> None:
         t = self.table
