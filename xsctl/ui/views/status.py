@@ -30,7 +30,7 @@ from xsctl.xapi.models import Pool, human_bytes, human_duration, is_guest, is_te
 from xsctl.xapi.ops import catalogue
 from xsctl.xapi.ops.alert import ObjectNames
 from xsctl.xapi.perf import TRAIL_CELLS, TRAIL_SPAN, CpuTrail
-from xsctl.xapi.text import human_age, printable
+from xsctl.xapi.text import human_age
 
 
 def used_of(used: int, total: int) -> str:
