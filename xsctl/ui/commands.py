@@ -46,9 +46,10 @@ class XsctlCommands(Provider):
         cache = screen.client.cache
         out: list[Entry] = []
         kinds: set[str] = set()
-        for view in screen.views:
+        for view in sorted(screen.views, key=lambda v: not v.HOME):
             # one entry per object: the first view of its kind shows it (the VMs view,
-            # not the Profiling view's xentop, which acts on VMs too)
+            # not the Profiling view's xentop, which acts on VMs too; the Hosts view, not
+            # the Status view's hosts table)
             if view.ACTS_ON is None or view.ACTS_ON in kinds:
                 continue
             kinds.add(view.ACTS_ON)

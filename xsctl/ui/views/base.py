@@ -56,6 +56,9 @@ class View(Vertical):
     HELP: ClassVar[str] = ""  # one line: what it shows
     FOLLOWS: ClassVar[frozenset[str]] = frozenset()  # cache classes it shows
     ACTS_ON: ClassVar[str | None] = None  # the catalogue kind its actions act on
+    # the view that lists the kind's objects (the palette runs their operations there);
+    # False for one that acts on them beside other things (the Status view's hosts)
+    HOME: ClassVar[bool] = True
 
     @classmethod
     def offered(cls, client: Client) -> bool:

@@ -21,6 +21,7 @@ from xsctl.ui.views.listing import DetailPane, ListingView, kv, listing_keys
 from xsctl.ui.widgets.bars import bar_text, usage_style
 from xsctl.ui.widgets.table import Column, Row, VirtualTable
 from xsctl.xapi import hosts as facts
+from xsctl.xapi.host_settings import settings
 from xsctl.xapi.models import Host, human_bytes, human_duration
 from xsctl.xapi.ops import catalogue
 from xsctl.xapi.text import printable
@@ -209,6 +210,11 @@ class HostsView(ListingView[DetailPane]):
                 ("DNS", ", ".join(mgmt.DNS) or "–"),
             ]))
         parts.append(Text(""))
+        # what xsconsole sets beside the interface: the hostname, NTP and timezone
+        shown = {"hostname", "ntp", "timezone"}
+        parts += [Text("Settings", style="bold"),
+                  kv([(st.label, st.value) for st in settings(cache, h.ref) if st.key in shown]),
+                  Text("")]
         can = [op.label for op in catalogue.operations("host")
                if catalogue.why_not(op, cache, h) is None]
         parts += [Text("Can now", style="bold"), Text(", ".join(can) or "nothing")]

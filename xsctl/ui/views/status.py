@@ -82,6 +82,7 @@ class StatusView(View):
     HELP = "the pool at a glance: hosts, VMs, storage, alerts, the connection"
     FOLLOWS = frozenset({"pool", "host", "host_metrics", "vm", "sr", "pbd", "message"})
     ACTS_ON = "host"  # the hosts table: a at the host under its cursor, and each key
+    HOME = False  # the Hosts view lists them
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Menu", show=False, id="status.back"),
