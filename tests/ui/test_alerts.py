@@ -309,6 +309,6 @@ async def test_thousands_of_alerts(sim: Simulator, client: Client) -> None:
         assert len(t.rows) == 3013
         await ui.press("slash")
         await ui.type("shutdown")
-        assert len(t.order) == 1001  # a thousand made here, the backup-01 one seeded
+        assert len(t.order) == 1001  # a thousand made here, the web-staging one seeded
         await ui.press("enter", "escape", "p", "p")
         assert len(t.order) == 2

@@ -229,7 +229,7 @@ async def test_status_at_80x24_is_readable(sim: Simulator, client: Client) -> No
         await ui.until(lambda: scroller.scroll_offset.y > 0, what="scrolled to the alerts")
         alerts = status.query_one("#status-alerts")
         alerts.focus()
-        crashed = next(k for k, r in alerts.rows.items() if r.cells[2][0] == "VM_CRASHED")
+        crashed = next(k for k, r in alerts.rows.items() if r.cells[2][0] == "VM crashed")
         alerts.move_to(crashed)
         await ui.press("enter")
         box = await ui.modal(MessageScreen)

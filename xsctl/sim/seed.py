@@ -674,8 +674,8 @@ class Builder:
              'value: 0.812000\nconfig:\n<variable>\n\t<name value="physical_utilisation"/>\n\t<alarm_trigger_level value="0.8"/>\n</variable>\n'),
             # a realistic mix of the rest, as a pool's day leaves them (bodies in
             # xapi's words: ocaml/xapi/xapi_vm_lifecycle.ml, xapi_pif.ml, ...)
-            ("VM_SHUTDOWN", 5, "VM", uuid_of.get("backup-01", ""), 3600 * 5,
-             "VM 'backup-01' shutdown."),
+            ("VM_SHUTDOWN", 5, "VM", uuid_of.get("web-staging", ""), 3600 * 5,
+             "VM 'web-staging' shutdown."),
             ("VM_REBOOTED", 5, "VM", uuid_of.get("win-rds-01", ""), 3600 * 9,
              "VM 'win-rds-01' rebooted."),
             ("VM_SUSPENDED", 5, "VM", uuid_of.get("k8s-node-03", ""), 3600 * 26,
