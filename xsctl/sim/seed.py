@@ -73,6 +73,19 @@ class OsSpec:
     minor: str
     windows: bool = False
 
+    @property
+    def agent_other(self) -> dict[str, str]:
+        """What its guest agent states in xenstore's control/ (VM_guest_metrics.other,
+        xapi_guest_agent.ml). The Windows management agent also takes a static IP
+        address for a VIF (feature-static-ip-setting, read by xapi_vif.ml
+        configure_ipv4); xe-guest-utilities for Linux does not."""
+        other = {"feature-suspend": "1", "feature-poweroff": "1", "feature-reboot": "1",
+                 "feature-vcpu-hotplug": "1", "has-vendor-device": "1" if self.windows else "0",
+                 "platform-feature-multiprocessor-suspend": "1"}
+        if self.windows:
+            other["feature-static-ip-setting"] = "1"
+        return other
+
 
 OSES = [
     OsSpec("Debian Bookworm 12", "debian", "Debian GNU/Linux 12 (bookworm)", "6.1.0-25-amd64", "12", "7"),
@@ -248,7 +261,9 @@ class Builder:
                       "vendor": "GenuineIntel", "features_pv": "1fc9cbf5-f6f83203-2991cbf5-00000123-00000007-219c07a9-00000000-00000000-00001000-ac000000-00000000-00000000-00000000-00000000-00000000-00000000-00000000-00000000",
                       "features_hvm": "1fcbfbff-f7fa3223-2d93fbff-00000523-00000001-219c07ab-00000000-00000000-00001000-bc000400-00000000-00000000-00000000-00000000-00000000-00000000-00000000-00000000"},
             other_config={"auto_poweron": "false", "memory-ratio-hvm": "0.25", "memory-ratio-pv": "0.25"},
-            restrictions={"restrict_dmc": "false", "restrict_vlan": "false", "restrict_pool_size": "false"},
+            restrictions={"restrict_dmc": "false", "restrict_vlan": "false", "restrict_pool_size": "false",
+                          # XCP-ng restricts nothing (Features.keys_of_features)
+                          "restrict_vif_locking": "false", "restrict_guest_ip_setting": "false"},
             tags=["demo"], migration_compression=False, tls_verification_enabled=True,
         )
         self.pool = pool
@@ -507,9 +522,7 @@ class Builder:
             PV_drivers_version={"major": "9", "minor": "3", "micro": "3", "build": "1"} if os.windows
             else {"major": "8", "minor": "3", "micro": "3", "build": "1"},
             PV_drivers_up_to_date=True, PV_drivers_detected=True, memory={}, disks={},
-            networks=nets, other={"feature-suspend": "1", "feature-poweroff": "1", "feature-reboot": "1",
-                                  "feature-vcpu-hotplug": "1", "has-vendor-device": "1" if os.windows else "0",
-                                  "platform-feature-multiprocessor-suspend": "1"},
+            networks=nets, other=os.agent_other,
             last_updated=self.ago(30), other_config={}, live=True,
             can_use_hotplug_vbd="yes", can_use_hotplug_vif="yes",
         )

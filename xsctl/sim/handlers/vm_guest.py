@@ -130,10 +130,7 @@ def guest_agent_report(sim: Simulator, vm: str, domid: int) -> None:
                                    "micro": "3", "build": "1"},
             "PV_drivers_up_to_date": True, "PV_drivers_detected": True,
             "networks": guest_networks(store, row),
-            "other": {"feature-suspend": "1", "feature-poweroff": "1", "feature-reboot": "1",
-                      "feature-vcpu-hotplug": "1",
-                      "has-vendor-device": "1" if os.windows else "0",
-                      "platform-feature-multiprocessor-suspend": "1"},
+            "other": os.agent_other,
             "live": True, "can_use_hotplug_vbd": "yes", "can_use_hotplug_vif": "yes",
         })
 
