@@ -47,6 +47,7 @@ from typing import Any
 
 from xsctl.sim.dispatch import Context, api
 from xsctl.sim.errors import XapiFailure
+from xsctl.sim.handlers.vm_guest import networks_changed
 from xsctl.sim.handlers.vm_lifecycle import pool_row
 from xsctl.sim.store import Store, allowed_ops
 from xsctl.sim.wire import NULL_REF, Row
@@ -239,6 +240,8 @@ def _vif_operation(ctx: Context, vif: str, op: str, attached: bool) -> None:
         ctx.work(0.5)
         with ctx.lock:
             store.update(vif, {"currently_attached": attached})
+            row = store.get(vif, "VIF")
+            networks_changed(store, row["VM"], row["device"])
     finally:
         with ctx.lock:
             if store.exists(vif, "VIF"):
@@ -373,6 +376,8 @@ def _configure_ip(ctx: Context, self: str, kind: str, mode: str, address: str,
         _assert_static_ip_feature(store, row)
         store.update(self, {f"{kind}_configuration_mode": mode,
                             f"{kind}_addresses": [address], f"{kind}_gateway": gateway})
+        if row["currently_attached"]:  # device_active: xenopsd tells the guest now
+            networks_changed(store, row["VM"], row["device"])
 
 
 @api("VIF.configure_ipv4")
