@@ -43,6 +43,8 @@ LOCKING_MODES = {
 }
 _MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")  # Helpers.is_valid_MAC
 FEATURE = "feature-static-ip-setting"
+# the VM's operations during which xapi plugs and unplugs no VIF
+_BLOCKING_VM_OPS = ("clean_shutdown", "hard_shutdown", "suspend", "pause")
 
 
 # ------------------------------------------------------------------ the VIF kind
@@ -141,10 +143,11 @@ def check_vif(cache: Cache, vif: Any, op: str) -> XsctlError | None:
             return XapiError("DEVICE_ALREADY_DETACHED", [vif.ref])
     else:
         return XapiError("VM_BAD_POWER_STATE", [vif.VM, "running", power.lower()])
-    if vm.busy:
-        return XapiError("OPERATION_NOT_ALLOWED",
-                         [f"Current operation on VM:{vm.ref} is {vm.doing}"],
-                         said=f"{vm.name_label} is {vm.doing}")
+    for busy in vm.current_operations.values():
+        if busy in _BLOCKING_VM_OPS:
+            return XapiError("OPERATION_NOT_ALLOWED",
+                             [f"Current operation on VM:{vm.ref} is {busy}"],
+                             said=f"{vm.name_label} is {vm.doing}")
     err = hotplug_error(cache, vm)
     if err is not None:
         return err
@@ -417,7 +420,7 @@ def _remove_when(cache: Cache, vif: Any) -> str | None:
     if vm.busy:
         return f"{vm.name_label} is {vm.doing}"
     if vif.current_operations:
-        return f"it is being {vif.current_operations[0]}ged"
+        return f"it is busy ({vif.current_operations[0]})"
     if vif.currently_attached and vm.power_state == "Paused":
         return "the VM is paused: unpause it first (xapi keeps a plugged VIF of a paused VM)"
     if vif.currently_attached and vm.power_state == "Running":
