@@ -185,7 +185,6 @@ _FRIENDLY: dict[str, Callable[[Sequence[str]], str]] = {
     "INVALID_DEVICE": lambda p: f"{_p(p, 0)} is not a device position",
     # xapi_vif.ml configure_ipv4/ipv6, xapi_vif_helpers.ml create (Helpers.parse_cidr)
     "INVALID_CIDR_ADDRESS_SPECIFIED": lambda p: f"The {_p(p, 0, 'address')} is not an address with its prefix length (10.0.9.7/24)",
-    "INVALID_IP_ADDRESS_SPECIFIED": lambda p: f"The {_p(p, 0, 'address').replace('_', ' ')} is not a valid IP address",
     "ADDRESS_VIOLATES_LOCKING_CONSTRAINT": lambda p: f"{_p(p, 0)} is not among the addresses this locked VIF allows",
     "MAC_INVALID": lambda p: f"{_p(p, 0)!r} is not a MAC address (six hex pairs)",
     "DEFAULT_SR_NOT_FOUND": lambda p: "The pool has no default storage repository",
