@@ -89,6 +89,14 @@ XE_PARAMS: dict[str, set[str]] = {
                    "copy-bios-strings-from"},
     "vm-cd-add": {"cd-name", "device"},
     "vif-create": {"device", "network-uuid", "vm-uuid", "mac"},
+    "vif-destroy": {"uuid"},
+    "vif-plug": {"uuid"},
+    "vif-unplug": {"uuid", "force"},
+    "vif-configure-ipv4": {"uuid", "mode", "address", "gateway"},
+    "vif-configure-ipv6": {"uuid", "mode", "address", "gateway"},
+    # records.ml vif_record: locking-mode is set through VIF.set_locking_mode
+    "vif-param-set": {"uuid", "locking-mode", "other-config:", "ipv4-allowed",
+                      "ipv6-allowed"},
     "vm-cd-insert": {"cd-name"},
     "vm-cd-eject": set(),
     "vbd-plug": {"uuid", "timeout"},
@@ -160,6 +168,12 @@ XE_REQUIRED: dict[str, set[str]] = {
     "vm-install": {"new-name-label"},
     "vm-cd-add": {"cd-name", "device"},
     "vif-create": {"device", "network-uuid", "vm-uuid"},
+    "vif-destroy": {"uuid"},
+    "vif-plug": {"uuid"},
+    "vif-unplug": {"uuid"},
+    "vif-configure-ipv4": {"uuid", "mode"},
+    "vif-configure-ipv6": {"uuid", "mode"},
+    "vif-param-set": {"uuid"},
     "vm-cd-insert": {"cd-name"},
     "vbd-plug": {"uuid"},
     "vbd-unplug": {"uuid"},
@@ -188,6 +202,10 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "vlan.create": {"tag": 300},
     "host.set_ntp": {"ntp": "0.pool.ntp.org"},
     "host.set_timezone": {"timezone": "Europe/London"},
+    # optional texts left out: the MAC made by xapi, no static address
+    "vm.vif-add": {"mac": None, "ipv4": None, "ipv4_gateway": None},
+    "vif.configure-ipv4": {"address": "10.0.9.7/24", "gateway": "10.0.9.1"},
+    "vif.configure-ipv6": {"address": "2001:db8::7/64", "gateway": ""},
 }
 # Operations on an API later than the simulator's xapi (24.19): no object of the demo
 # pool allows them, and each says why; the walks check that reason instead of a plan

@@ -108,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         pool,
         profiling,
         storage,
+        vifs,
         vm,
     )
     from xsctl.xapi.ops.alert import MESSAGE
@@ -304,6 +305,13 @@ def build_parser() -> argparse.ArgumentParser:
     vb = sub.add_parser("vbd", help="a VM's block devices (the words of xe vbd-*)")
     vbs = vb.add_subparsers(dest="vbd_command", metavar="ACTION", required=True)
     ops.add_verbs(vbs, "vbd", _leaf)
+
+    vf = sub.add_parser("vif", help="a VM's network interfaces (the words of xe vif-*)")
+    vfs = vf.add_subparsers(dest="vif_command", metavar="ACTION", required=True)
+    vfl = _leaf(vfs, "list", vifs.cmd_vif_list,
+                "list VIFs: network, MAC, plugged, locking, the guest's IPs, static IP")
+    vfl.add_argument("vm", nargs="?", metavar="VM", help="only this VM's VIFs")
+    ops.add_verbs(vfs, "vif", _leaf)
 
     # --- commands of their own, in xm's and xe's words (block-attach, cd-insert, ...)
     ops.add_verbs(sub, "", _leaf)

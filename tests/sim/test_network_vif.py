@@ -197,3 +197,132 @@ def test_move(sim: Simulator, xapi: Any, jrpc: JsonRpcClient) -> None:
     halted = first_vif(xapi, vm_ref(xapi, "web-staging"))
     jrpc("VIF.move", halted, elsewhere)
     assert xapi.xenapi.VIF.get_network(halted) == elsewhere
+
+
+# ------------------------------------------------- static IP setting, locking, devices
+
+
+def test_windows_guests_state_static_ip_setting(xapi: Any) -> None:
+    """xapi_guest_agent.ml: control/feature-static-ip-setting lands in the guest
+    metrics' other; the Windows management agent writes it, Linux tools do not."""
+    def other(name: str) -> dict[str, str]:
+        gm = xapi.xenapi.VM.get_guest_metrics(vm_ref(xapi, name))
+        return dict(xapi.xenapi.VM_guest_metrics.get_other(gm))
+
+    assert other("win-ad-01")["feature-static-ip-setting"] == "1"
+    assert "feature-static-ip-setting" not in other("web-01")
+
+
+def test_configure_ipv4_sets_the_static_configuration(xapi: Any, jrpc: JsonRpcClient) -> None:
+    """xapi_vif.ml configure_ipv4: mode, [address] and gateway stored as given."""
+    vif = first_vif(xapi, vm_ref(xapi, "win-ad-01"))
+    jrpc("VIF.configure_ipv4", vif, "Static", "10.0.9.7/24", "10.0.9.1")
+    rec = xapi.xenapi.VIF.get_record(vif)
+    assert (rec["ipv4_configuration_mode"], rec["ipv4_addresses"], rec["ipv4_gateway"]) == (
+        "Static", ["10.0.9.7/24"], "10.0.9.1")
+    # no gateway is fine; a prefix length is read as Scanf's %d, what follows ignored
+    xapi.xenapi.VIF.configure_ipv4(vif, "Static", "10.0.9.8/16x", "")
+    assert xapi.xenapi.VIF.get_ipv4_addresses(vif) == ["10.0.9.8/16x"]
+    # back to none: the address is not checked, and stored as the one given
+    xapi.xenapi.VIF.configure_ipv4(vif, "None", "", "")
+    rec = xapi.xenapi.VIF.get_record(vif)
+    assert (rec["ipv4_configuration_mode"], rec["ipv4_addresses"], rec["ipv4_gateway"]) == (
+        "None", [""], "")
+
+
+def test_configure_ipv6(xapi: Any, jrpc: JsonRpcClient) -> None:
+    """xapi_vif.ml configure_ipv6, Helpers.parse_cidr `ipv6."""
+    vif = first_vif(xapi, vm_ref(xapi, "win-rds-01"))
+    jrpc("VIF.configure_ipv6", vif, "Static", "2001:db8::7/64", "2001:db8::1")
+    rec = xapi.xenapi.VIF.get_record(vif)
+    assert (rec["ipv6_configuration_mode"], rec["ipv6_addresses"], rec["ipv6_gateway"]) == (
+        "Static", ["2001:db8::7/64"], "2001:db8::1")
+    assert rec["ipv4_configuration_mode"] == "None"
+    assert jfail(jrpc, "VIF.configure_ipv6", vif, "Static", "10.0.0.1/24", "") == [
+        "INVALID_CIDR_ADDRESS_SPECIFIED", "address"]
+    assert jfail(jrpc, "VIF.configure_ipv6", vif, "Static", "2001:db8::7/129", "") == [
+        "INVALID_CIDR_ADDRESS_SPECIFIED", "address"]
+    assert jfail(jrpc, "VIF.configure_ipv6", vif, "Static", "2001:db8::7/64", "10.0.0.1") == [
+        "INVALID_IP_ADDRESS_SPECIFIED", "gateway"]
+
+
+def test_configure_ipv4_errors(sim: Simulator, xapi: Any, jrpc: JsonRpcClient) -> None:
+    """xapi_vif.ml configure_ipv4 and Helpers.parse_cidr/is_valid_ip, in their order;
+    a refusal changes nothing."""
+    vif = first_vif(xapi, vm_ref(xapi, "win-ad-01"))
+    before = xapi.xenapi.VIF.get_record(vif)
+    for address in ("10.0.0.1", "10.0.0.1/33", "10.0.0.1/-1", "10.0.0.256/24",
+                    "2001:db8::1/64", "/24", "10.0.0.1/", "10.0.0.1/x", "web-01/24"):
+        assert jfail(jrpc, "VIF.configure_ipv4", vif, "Static", address, "") == [
+            "INVALID_CIDR_ADDRESS_SPECIFIED", "address"], address
+    for gateway in ("10.0.0", "10.0.0.1/24", "::1", "gw"):
+        assert fail(xapi.xenapi.VIF.configure_ipv4, vif, "Static", "10.0.0.5/24",
+                    gateway) == ["INVALID_IP_ADDRESS_SPECIFIED", "gateway"], gateway
+    # the address before the gateway
+    assert jfail(jrpc, "VIF.configure_ipv4", vif, "Static", "bad", "bad") == [
+        "INVALID_CIDR_ADDRESS_SPECIFIED", "address"]
+    assert xapi.xenapi.VIF.get_record(vif) == before
+
+
+def test_configure_ip_needs_the_guest_feature(sim: Simulator, xapi: Any,
+                                               jrpc: JsonRpcClient) -> None:
+    """xapi_vif.ml assert_has_feature_static_ip_setting: after the address checks,
+    and for mode None too; no guest metrics is lacking it as well."""
+    vm = vm_ref(xapi, "web-01")
+    vif = first_vif(xapi, vm)
+    assert jfail(jrpc, "VIF.configure_ipv4", vif, "Static", "10.0.0.5/24", "") == [
+        "VM_LACKS_FEATURE", vm]
+    assert jfail(jrpc, "VIF.configure_ipv4", vif, "Static", "10.0.0.5", "") == [
+        "INVALID_CIDR_ADDRESS_SPECIFIED", "address"]
+    assert fail(xapi.xenapi.VIF.configure_ipv6, vif, "None", "", "") == ["VM_LACKS_FEATURE", vm]
+    halted = vm_ref(xapi, "win-build-01")  # a Windows guest, halted: no guest metrics
+    assert jfail(jrpc, "VIF.configure_ipv4", first_vif(xapi, halted), "Static",
+                 "10.0.0.5/24", "") == ["VM_LACKS_FEATURE", halted]
+    gm = xapi.xenapi.VM.get_guest_metrics(vm_ref(xapi, "win-ad-01"))
+    with sim.store.lock:  # "0" is not "1"
+        sim.store.set_map_key(gm, "other", "feature-static-ip-setting", "0")
+    win = vm_ref(xapi, "win-ad-01")
+    assert jfail(jrpc, "VIF.configure_ipv4", first_vif(xapi, win), "None", "", "") == [
+        "VM_LACKS_FEATURE", win]
+    assert xapi.xenapi.VIF.get_ipv4_configuration_mode(vif) == "None"
+
+
+def test_licence_and_locking(sim: Simulator, xapi: Any, jrpc: JsonRpcClient) -> None:
+    """Pool_features.assert_enabled (LICENCE_RESTRICTION [feature]) and xapi_vif.ml
+    assert_no_locking_mode_conflict."""
+    vm = vm_ref(xapi, "win-ad-01")
+    vif = first_vif(xapi, vm)
+    pool = xapi.xenapi.pool.get_all()[0]
+    assert fail(xapi.xenapi.VIF.set_ipv4_allowed, vif, ["10.0.9.7", "nope"]) == [
+        "INVALID_IP_ADDRESS_SPECIFIED", "ipv4_allowed"]
+    xapi.xenapi.VIF.set_ipv4_allowed(vif, ["10.0.9.7", "10.0.9.7"])
+    assert xapi.xenapi.VIF.get_ipv4_allowed(vif) == ["10.0.9.7"]
+    xapi.xenapi.VIF.set_locking_mode(vif, "locked")
+    assert jfail(jrpc, "VIF.configure_ipv4", vif, "Static", "10.0.9.8/24", "") == [
+        "ADDRESS_VIOLATES_LOCKING_CONSTRAINT", "10.0.9.8/24"]
+    jrpc("VIF.configure_ipv4", vif, "Static", "10.0.9.7/24", "")
+    with sim.store.lock:  # a pool whose licence restricts both features
+        restrictions = dict(sim.store.get(pool, "pool")["restrictions"])
+        restrictions["restrict_guest_ip_setting"] = "true"
+        del restrictions["restrict_vif_locking"]  # absent: restricted as well
+        sim.store.update(pool, {"restrictions": restrictions})
+    assert jfail(jrpc, "VIF.configure_ipv4", vif, "Static", "10.0.9.7/24", "") == [
+        "LICENCE_RESTRICTION", "Guest_ip_setting"]
+    jrpc("VIF.configure_ipv4", vif, "None", "", "")  # mode None needs no licence
+    assert fail(xapi.xenapi.VIF.set_locking_mode, vif, "locked") == [
+        "LICENCE_RESTRICTION", "VIF_locking"]
+    xapi.xenapi.VIF.set_locking_mode(vif, "disabled")
+    args = {**vif_args(vm, net(xapi, "xenbr1"), "3"), "locking_mode": "locked"}
+    assert jfail(jrpc, "VIF.create", args) == ["LICENCE_RESTRICTION", "VIF_locking"]
+
+
+def test_allowed_vif_devices_follow_the_xapi_version(sim: Simulator, xapi: Any) -> None:
+    """Xapi_vm_helpers.allowed_VIF_devices: 0-6 in xapi 24.19 (what the simulator
+    says it is), 0-15 from 25.29.0 on."""
+    vm = vm_ref(xapi, "db-01")  # VIFs 0 and 1
+    assert xapi.xenapi.VM.get_allowed_VIF_devices(vm) == ["2", "3", "4", "5", "6"]
+    master = xapi.xenapi.pool.get_master(xapi.xenapi.pool.get_all()[0])
+    with sim.store.lock:
+        sv = dict(sim.store.get(master, "host")["software_version"])
+        sim.store.update(master, {"software_version": {**sv, "xapi": "25.29"}})
+    assert xapi.xenapi.VM.get_allowed_VIF_devices(vm) == [str(n) for n in range(2, 16)]

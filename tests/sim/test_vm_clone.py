@@ -294,9 +294,9 @@ def test_device_lists(api: Api) -> None:
     vm = api.vm("web-01")  # disk on userdevice 0, CD on 3, one VIF on 0
     vbds = api("VM.get_allowed_VBD_devices", vm)
     assert "0" not in vbds and "3" not in vbds and len(vbds) == 253 and vbds[0] == "1"
-    assert api("VM.get_allowed_VIF_devices", vm) == [str(n) for n in range(1, 16)]
+    assert api("VM.get_allowed_VIF_devices", vm) == [str(n) for n in range(1, 7)]
     db = api.vm("db-01")  # two VIFs
-    assert api("VM.get_allowed_VIF_devices", db) == [str(n) for n in range(2, 16)]
+    assert api("VM.get_allowed_VIF_devices", db) == [str(n) for n in range(2, 7)]
 
 
 def test_set_is_a_template(api: Api) -> None:

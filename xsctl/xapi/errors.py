@@ -183,6 +183,10 @@ _FRIENDLY: dict[str, Callable[[Sequence[str]], str]] = {
     "VBD_TRAY_LOCKED": lambda p: "The guest has locked the drive's tray: eject it from inside the guest",
     "VM_NO_EMPTY_CD_VBD": lambda p: "The VM has no empty CD drive",
     "INVALID_DEVICE": lambda p: f"{_p(p, 0)} is not a device position",
+    # xapi_vif.ml configure_ipv4/ipv6, xapi_vif_helpers.ml create (Helpers.parse_cidr)
+    "INVALID_CIDR_ADDRESS_SPECIFIED": lambda p: f"The {_p(p, 0, 'address')} is not an address with its prefix length (10.0.9.7/24)",
+    "ADDRESS_VIOLATES_LOCKING_CONSTRAINT": lambda p: f"{_p(p, 0)} is not among the addresses this locked VIF allows",
+    "MAC_INVALID": lambda p: f"{_p(p, 0)!r} is not a MAC address (six hex pairs)",
     "DEFAULT_SR_NOT_FOUND": lambda p: "The pool has no default storage repository",
     "TASK_CANCELLED": lambda p: "The task was cancelled",
     "MESSAGE_METHOD_UNKNOWN": lambda p: f"The host does not know {_p(p, 0)} (older xapi?)",

@@ -19,6 +19,16 @@ From xapi (xapi-project/xen-api), never copied:
   attached to a running VM cannot be destroyed (``OPERATION_NOT_ALLOWED ["VIF
   currently attached to a running VM"]``); ``move`` of an active VIF needs the
   network on the VM's host (``HOST_CANNOT_ATTACH_NETWORK [host, network]``).
+* ``xapi_vif.ml configure_ipv4``/``configure_ipv6``: for ``Static``, the pool's
+  licence (``LICENCE_RESTRICTION ["Guest_ip_setting"]``), the address as CIDR
+  (``INVALID_CIDR_ADDRESS_SPECIFIED ["address"]``, Helpers.parse_cidr), a locked VIF's
+  allowed addresses (``ADDRESS_VIOLATES_LOCKING_CONSTRAINT [address]``) and a
+  non-empty gateway (``INVALID_IP_ADDRESS_SPECIFIED ["gateway"]``); then, whatever the
+  mode, the guest's ``feature-static-ip-setting`` (``VM_LACKS_FEATURE [vm]``); then
+  the mode, ``[address]`` and the gateway are stored as given.
+* ``xapi_vif.ml set_locking_mode`` and ``xapi_vif_helpers.ml create``: a locked VIF
+  (or one with allowed addresses) needs the licence (``LICENCE_RESTRICTION
+  ["VIF_locking"]``).
 * ``ocaml/xapi/xapi_network.ml``: ``create`` picks a free ``xapiN`` bridge when none
   is given, refuses user bridge names longer than 15 or starting with xen, xapi, vif,
   tap, eth (``INVALID_VALUE ["bridge", name]``) and duplicates
@@ -32,10 +42,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+import socket
 from typing import Any
 
 from xsctl.sim.dispatch import Context, api
 from xsctl.sim.errors import XapiFailure
+from xsctl.sim.handlers.vm_guest import networks_changed
+from xsctl.sim.handlers.vm_lifecycle import pool_row
 from xsctl.sim.store import Store, allowed_ops
 from xsctl.sim.wire import NULL_REF, Row
 
@@ -124,6 +137,25 @@ def network_allowed_operations(store: Store, row: Row) -> list[str]:
     return []
 
 
+def _xapi_version(store: Store) -> tuple[int, ...]:
+    master = store.tables["host"].get(pool_row(store)["master"])
+    text = str(master["software_version"].get("xapi", "")) if master is not None else ""
+    try:
+        return tuple(int(p) for p in text.split(".")[:2])
+    except ValueError:
+        return ()
+
+
+def allowed_vif_devices(store: Store, vm: Row) -> list[str]:
+    """Xapi_vm_helpers.allowed_VIF_devices: 0 to 6 (seven VIFs, what a VM's grant
+    frames allowed) up to xapi 25.28; 0 to 15 from 25.29.0 on, whose domains size
+    their grant frames to their devices. Less the devices the VM's VIFs name, as
+    written (a VIF at "01" leaves 1 free, as in xapi)."""
+    top = 16 if _xapi_version(store) >= (25, 29) else 7
+    used = {store.tables["VIF"][v]["device"] for v in vm["VIFs"] if v in store.tables["VIF"]}
+    return [str(n) for n in range(top) if str(n) not in used]
+
+
 def gen_mac(device: int, seed: str) -> str:
     """xapi_vif_helpers.ml gen_mac: MD5 applied 2*device+1 times to the seed, then
     bytes 0-3 of that and 1-2 of its MD5, locally administered and unicast."""
@@ -152,6 +184,9 @@ def vif_create(ctx: Context, args: dict[str, Any]) -> str:
     with ctx.lock:
         vm_row = _check_ref(store, args["VM"], "VM")
         _check_ref(store, args["network"], "network")
+        if (args.get("locking_mode") == "locked" or args.get("ipv4_allowed")
+                or args.get("ipv6_allowed")):
+            assert_feature(store, "VIF_locking")
         device = str(args["device"])
         if not _DEVICE.match(device):
             raise XapiFailure("INVALID_DEVICE", device)
@@ -205,6 +240,8 @@ def _vif_operation(ctx: Context, vif: str, op: str, attached: bool) -> None:
         ctx.work(0.5)
         with ctx.lock:
             store.update(vif, {"currently_attached": attached})
+            row = store.get(vif, "VIF")
+            networks_changed(store, row["VM"], row["device"])
     finally:
         with ctx.lock:
             if store.exists(vif, "VIF"):
@@ -256,6 +293,165 @@ def vif_move(ctx: Context, self: str, network: str) -> None:
             if not network_available_on(store, network, host):
                 raise XapiFailure("HOST_CANNOT_ATTACH_NETWORK", host, network)
         store.update(self, {"network": network})
+
+
+# ------------------------------------------------------- VIF locking and IP setting
+
+# Features.keys_of_features: the pool's restrictions key of each feature checked here
+# (absent means restricted: neither is in enabled_when_unknown)
+_FEATURE_KEYS = {"VIF_locking": "restrict_vif_locking",
+                 "Guest_ip_setting": "restrict_guest_ip_setting"}
+
+
+def assert_feature(store: Store, feature: str) -> None:
+    """Pool_features.assert_enabled: LICENCE_RESTRICTION [feature] unless the pool's
+    restrictions say "false" for it."""
+    if pool_row(store)["restrictions"].get(_FEATURE_KEYS[feature]) != "false":
+        raise XapiFailure("LICENCE_RESTRICTION", feature)
+
+
+def is_valid_ip(kind: str, address: str) -> bool:
+    """Helpers.is_valid_ip: Unix.inet_addr_of_string (inet_pton, IPv4 tried first)
+    gives an address of the family asked for."""
+    family = socket.AF_INET if kind == "ipv4" else socket.AF_INET6
+    try:
+        socket.inet_pton(family, address)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+_SCANF_INT = re.compile(r"[+-]?[0-9][0-9_]*")
+
+
+def parse_cidr(kind: str, cidr: str) -> tuple[str, int] | None:
+    """Helpers.parse_cidr: Scanf "%s@/%d" (the text up to the first /, then a
+    decimal integer, what follows it ignored), a valid address of the kind and a
+    prefix length of 0 to 32 (IPv4) or 128 (IPv6)."""
+    address, sep, rest = cidr.partition("/")
+    m = _SCANF_INT.match(rest)
+    if not sep or m is None:
+        return None
+    prefix = int(m.group().replace("_", ""))
+    if not is_valid_ip(kind, address):
+        return None
+    if prefix < 0 or prefix > (32 if kind == "ipv4" else 128):
+        return None
+    return address, prefix
+
+
+def _effective_locking_mode(store: Store, row: Row, mode: str | None = None) -> str:
+    """xapi_vif.ml get_effective_locking_mode (of ``mode``, else the VIF's own)."""
+    mode = str(row["locking_mode"]) if mode is None else mode
+    if mode == "network_default":
+        net = store.tables["network"].get(row["network"])
+        return str(net["default_locking_mode"]) if net is not None else "unlocked"
+    return mode
+
+
+def _assert_static_ip_feature(store: Store, row: Row) -> None:
+    """xapi_vif.ml assert_has_feature_static_ip_setting: the guest reports
+    feature-static-ip-setting=1 in its guest metrics' other."""
+    vm = row["VM"]
+    gm = store.tables["VM_guest_metrics"].get(store.get(vm, "VM")["guest_metrics"])
+    if gm is None or gm["other"].get("feature-static-ip-setting") != "1":
+        raise XapiFailure("VM_LACKS_FEATURE", vm)
+
+
+def _configure_ip(ctx: Context, self: str, kind: str, mode: str, address: str,
+                  gateway: str) -> None:
+    store = ctx.store
+    with ctx.lock:
+        row = _check_ref(store, self, "VIF")
+        if mode == "Static":
+            assert_feature(store, "Guest_ip_setting")
+            parsed = parse_cidr(kind, address)
+            if parsed is None:
+                raise XapiFailure("INVALID_CIDR_ADDRESS_SPECIFIED", "address")
+            if (_effective_locking_mode(store, row) == "locked"
+                    and parsed[0] not in row[f"{kind}_allowed"]):
+                raise XapiFailure("ADDRESS_VIOLATES_LOCKING_CONSTRAINT", address)
+            if gateway != "" and not is_valid_ip(kind, gateway):
+                raise XapiFailure("INVALID_IP_ADDRESS_SPECIFIED", "gateway")
+        _assert_static_ip_feature(store, row)
+        store.update(self, {f"{kind}_configuration_mode": mode,
+                            f"{kind}_addresses": [address], f"{kind}_gateway": gateway})
+        if row["currently_attached"]:  # device_active: xenopsd tells the guest now
+            networks_changed(store, row["VM"], row["device"])
+
+
+@api("VIF.configure_ipv4")
+def vif_configure_ipv4(ctx: Context, self: str, mode: str, address: str, gateway: str) -> None:
+    _configure_ip(ctx, self, "ipv4", mode, address, gateway)
+
+
+@api("VIF.configure_ipv6")
+def vif_configure_ipv6(ctx: Context, self: str, mode: str, address: str, gateway: str) -> None:
+    _configure_ip(ctx, self, "ipv6", mode, address, gateway)
+
+
+@api("VIF.set_locking_mode")
+def vif_set_locking_mode(ctx: Context, self: str, value: str) -> None:
+    """xapi_vif.ml set_locking_mode: the licence when it comes out locked."""
+    store = ctx.store
+    with ctx.lock:
+        row = _check_ref(store, self, "VIF")
+        if _effective_locking_mode(store, row, value) == "locked":
+            assert_feature(store, "VIF_locking")
+        store.update(self, {"locking_mode": value})
+
+
+def _assert_ip_addr(kind: str, value: str) -> None:
+    """Helpers.assert_is_valid_ip_addr: an address or a CIDR of the kind."""
+    if not is_valid_ip(kind, value) and parse_cidr(kind, value) is None:
+        raise XapiFailure("INVALID_IP_ADDRESS_SPECIFIED", f"{kind}_allowed")
+
+
+def _change_allowed(ctx: Context, self: str, kind: str, licensed: bool,
+                    change: Any) -> None:
+    """xapi_vif.ml change_locking_config: the licence where asked, then the change."""
+    store = ctx.store
+    with ctx.lock:
+        row = _check_ref(store, self, "VIF")
+        if licensed:
+            assert_feature(store, "VIF_locking")
+        field = f"{kind}_allowed"
+        store.update(self, {field: change(list(row[field]))})
+
+
+def _set_allowed(kind: str) -> Any:
+    def handler(ctx: Context, self: str, value: list[str]) -> None:
+        addrs = list(dict.fromkeys(value))  # Listext.setify
+
+        def change(_: list[str]) -> list[str]:
+            for a in addrs:
+                _assert_ip_addr(kind, a)
+            return addrs
+
+        _change_allowed(ctx, self, kind, bool(addrs), change)
+    return handler
+
+
+def _add_allowed(kind: str) -> Any:
+    def handler(ctx: Context, self: str, value: str) -> None:
+        def change(old: list[str]) -> list[str]:
+            _assert_ip_addr(kind, value)
+            return old if value in old else [*old, value]  # a set field
+
+        _change_allowed(ctx, self, kind, True, change)
+    return handler
+
+
+def _remove_allowed(kind: str) -> Any:
+    def handler(ctx: Context, self: str, value: str) -> None:
+        _change_allowed(ctx, self, kind, False, lambda old: [a for a in old if a != value])
+    return handler
+
+
+for _kind in ("ipv4", "ipv6"):
+    api(f"VIF.set_{_kind}_allowed")(_set_allowed(_kind))
+    api(f"VIF.add_{_kind}_allowed")(_add_allowed(_kind))
+    api(f"VIF.remove_{_kind}_allowed")(_remove_allowed(_kind))
 
 
 # ---------------------------------------------------------------- network

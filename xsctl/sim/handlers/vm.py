@@ -24,6 +24,7 @@ from xsctl.sim.datamodel import EPOCH
 from xsctl.sim.dispatch import Context, api
 from xsctl.sim.errors import XapiFailure
 from xsctl.sim.handlers import disks, message
+from xsctl.sim.handlers.network import allowed_vif_devices
 from xsctl.sim.handlers.storage import refresh_vm_devices
 from xsctl.sim.handlers.vbd import allowed_vbd_devices
 from xsctl.sim.handlers.vm_devices import (
@@ -672,10 +673,8 @@ def get_allowed_VBD_devices(ctx: Context, vm: str) -> list[str]:
 
 @api("VM.get_allowed_VIF_devices")
 def get_allowed_VIF_devices(ctx: Context, vm: str) -> list[str]:
-    store = ctx.store
-    row = get_vm(ctx, vm)
-    used = {store.tables["VIF"][v]["device"] for v in row["VIFs"] if v in store.tables["VIF"]}
-    return [str(n) for n in range(16) if str(n) not in used]
+    with ctx.lock:
+        return allowed_vif_devices(ctx.store, get_vm(ctx, vm))
 
 
 @api("VM.get_boot_record")

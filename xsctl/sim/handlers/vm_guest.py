@@ -77,10 +77,40 @@ def guest_networks(store: Store, row: Row) -> dict[str, str]:
             ip = f"192.168.{10 + int(dev) if dev.isdigit() else 99}.{2 + b[5] % 250}"
         eui = [b[0] ^ 0x02, b[1], b[2], 0xFF, 0xFE, b[3], b[4], b[5]]
         ip6 = "fe80::" + ":".join(f"{eui[i] << 8 | eui[i + 1]:x}" for i in range(0, 8, 2))
+        # a static setting (VIF.configure_ipv4/6, which only a guest stating
+        # feature-static-ip-setting accepts) replaces the lease
+        ip = _static(vif, "ipv4") or ip
         nets[f"{dev}/ip"] = ip
         nets[f"{dev}/ipv4/0"] = ip
         nets[f"{dev}/ipv6/0"] = ip6
+        six = _static(vif, "ipv6")
+        if six:
+            nets[f"{dev}/ipv6/1"] = six
     return nets
+
+
+def _static(vif: Row, kind: str) -> str:
+    if vif[f"{kind}_configuration_mode"] != "Static" or not vif[f"{kind}_addresses"]:
+        return ""
+    return str(vif[f"{kind}_addresses"][0]).partition("/")[0]
+
+
+def networks_changed(store: Store, vm: str, device: str) -> None:
+    """The guest agent's report after the VIF at ``device`` came or went or took a
+    static address (its networks follow what is plugged; the others keep their
+    leases); a guest with no agent says nothing. Call with the lock held."""
+    row = store.get(vm, "VM")
+    gm = store.tables["VM_guest_metrics"].get(row["guest_metrics"])
+    if row["power_state"] != "Running" or gm is None or not gm["PV_drivers_detected"]:
+        return
+    old: dict[str, str] = gm["networks"]
+    fresh = guest_networks(store, row)
+    nets: dict[str, str] = {}
+    for dev in dict.fromkeys(k.partition("/")[0] for k in fresh):
+        kept = {k: v for k, v in old.items() if k.partition("/")[0] == dev}
+        nets.update(kept if kept and dev != device else
+                    {k: v for k, v in fresh.items() if k.partition("/")[0] == dev})
+    report(store, vm, {"networks": nets})
 
 
 def _guest_os(row: Row) -> Any:
@@ -130,10 +160,7 @@ def guest_agent_report(sim: Simulator, vm: str, domid: int) -> None:
                                    "micro": "3", "build": "1"},
             "PV_drivers_up_to_date": True, "PV_drivers_detected": True,
             "networks": guest_networks(store, row),
-            "other": {"feature-suspend": "1", "feature-poweroff": "1", "feature-reboot": "1",
-                      "feature-vcpu-hotplug": "1",
-                      "has-vendor-device": "1" if os.windows else "0",
-                      "platform-feature-multiprocessor-suspend": "1"},
+            "other": os.agent_other,
             "live": True, "can_use_hotplug_vbd": "yes", "can_use_hotplug_vif": "yes",
         })
 

@@ -8,7 +8,6 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from rich.console import Group
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
@@ -24,6 +23,8 @@ from xsctl.ui.views.listing import ListingView, listing_keys
 from xsctl.ui.widgets.devices import COLUMNS as COLUMNS_OF_DEVICES
 from xsctl.ui.widgets.devices import DeviceTable, device_row, row_styles
 from xsctl.ui.widgets.table import Column, Row, VirtualTable
+from xsctl.ui.widgets.vifs import COLUMNS as COLUMNS_OF_VIFS
+from xsctl.ui.widgets.vifs import VifTable, vif_row
 from xsctl.xapi import models
 from xsctl.xapi.metrics import Interest, MetricsUpdate, Subscription
 from xsctl.xapi.models import NULL, Vm, human_bytes, human_duration, is_guest
@@ -142,6 +143,9 @@ def _kv(pairs: list[tuple[str, str]]) -> Table:
     return t
 
 
+_ADD_VIF = catalogue.get("vm.vif-add")
+
+
 class VmDetail(Vertical):
     """General, Memory and vCPUs, Disks, Network, Snapshots of one VM."""
 
@@ -158,7 +162,10 @@ class VmDetail(Vertical):
                 yield DeviceTable(COLUMNS_OF_DEVICES, view="vms", id="vm-disk-table",
                                   empty_text="No disks or drives. A attaches one.")
             with TabPane("Network", id="tab-network"):
-                yield Static(id="detail-network", classes="detail-pane")
+                # a table too: a VIF is selected and acted on here (p plugs, x
+                # removes, i sets a static IPv4 address, ...), w adds another
+                yield VifTable(COLUMNS_OF_VIFS, view="vms", id="vm-vif-table",
+                               empty_text=f"No network interfaces. {_ADD_VIF.key} adds one.")
             with TabPane("Snapshots", id="tab-snapshots"):
                 yield Static(id="detail-snapshots", classes="detail-pane")
 
@@ -170,6 +177,7 @@ class VmDetail(Vertical):
             for pane in self.query(".detail-pane").results(Static):
                 pane.update("")
             self.query_one("#vm-disk-table", DeviceTable).replace_all({})
+            self.query_one("#vm-vif-table", VifTable).replace_all({})
             return
         title.update(Text(f"{vm.name_label}  ({vm.power_state})"))
         uptime = human_duration((now - vm.start_time).total_seconds()) if vm.start_time else "–"
@@ -202,13 +210,9 @@ class VmDetail(Vertical):
         table.replace_all({d.vbd.ref: device_row(cache, d.vbd, st)
                            for d in models.vm_disks(cache, vm)})
         table.commit()
-        nets = Table(box=None, padding=(0, 1), expand=True)
-        for col in ("Device", "MAC", "Network", "Attached"):
-            nets.add_column(col)
-        for v in models.vm_vifs(cache, vm):
-            nets.add_row(v.device, v.MAC, Text(v.network_name), "yes" if v.currently_attached else "no")
-        ips = Text("IP addresses: " + (", ".join(vm.ips) or "none reported (no guest agent?)"))
-        self.query_one("#detail-network", Static).update(Group(nets, Text(""), ips))
+        vifs = self.query_one("#vm-vif-table", VifTable)
+        vifs.replace_all({v.ref: vif_row(cache, v, st) for v in models.vm_vifs(cache, vm)})
+        vifs.commit()
         from xsctl.ui.views.snapshots import tree_text
 
         self.query_one("#detail-snapshots", Static).update(
