@@ -309,11 +309,12 @@ class Host:
     resident_VMs: tuple[str, ...]
     allowed_operations: frozenset[str]
     PBDs: tuple[str, ...]
-    current_operations: Mapping[str, str]
-    power_on_mode: str
-    memory_overhead: int
-    control_domain: str
-    PIFs: tuple[str, ...]
+    # defaults: a Host made by hand (a test's, a dom0 probe's) need not name them
+    current_operations: Mapping[str, str] = field(default_factory=dict)
+    power_on_mode: str = ""
+    memory_overhead: int = 0
+    control_domain: str = NULL
+    PIFs: tuple[str, ...] = ()
 
     @classmethod
     def from_record(cls, cache: Cache, ref: str, r: Record) -> Host:
