@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import keyring
@@ -51,8 +53,14 @@ def complete_zsh(script: str, *words: str) -> list[str]:
 
 
 def complete_fish(script: str, line: str) -> list[str]:
-    out = subprocess.run(["fish", "--no-config", "-c", f"{script}\ncomplete -C {line!r}"],
-                         capture_output=True, text=True, check=True, env=shell_env()).stdout
+    # sourced from a file, as a user's config does: the script is longer than one
+    # argument may be (MAX_ARG_STRLEN, 128 KiB)
+    with tempfile.NamedTemporaryFile("w", suffix=".fish") as f:
+        f.write(script)
+        f.flush()
+        out = subprocess.run(
+            ["fish", "--no-config", "-c", f"source {shlex.quote(f.name)}\ncomplete -C {line!r}"],
+            capture_output=True, text=True, check=True, env=shell_env()).stdout
     return [w.split("\t")[0] for w in out.splitlines() if w]
 
 

@@ -77,6 +77,18 @@ class PickOne(Dialog[T | None], Generic[T]):
         self.dismiss(self.choices[int(event.option.id)].value)  # type: ignore[arg-type]
 
 
+class _Marks(TickList[str]):
+    """The marks of a PickMany: space marks, enter goes on (as the hint says), where a
+    plain selection list would toggle the mark again."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "done", "Next", show=False),
+    ]
+
+    def action_done(self) -> None:
+        self.screen.query_one("#ok", Button).press()
+
+
 class PickMany(Dialog[frozenset[str] | None]):
     """Mark several things (space); those that cannot be marked say why."""
 
@@ -100,7 +112,7 @@ class PickMany(Dialog[frozenset[str] | None]):
         with Vertical(classes="dialog", id="pick-many"):
             yield Label(Text(self.title_text), classes="dialog-title")
             yield Static(Text(self.note), classes="note")
-            yield TickList[str](*items, id="marked")
+            yield _Marks(*items, id="marked")
             yield Label(Text("space marks · tab, enter: " + self.verb + " · escape cancels"),
                         classes="hint")
             with Horizontal(classes="buttons"):

@@ -92,7 +92,7 @@ class MainScreen(Screen[None]):
         yield ConnectionHeader(id="conn-header")
         yield Label("", id="stale-banner", classes="hidden")
         with Horizontal(id="main-body"):
-            yield Menu(*[Option(Text(f"{c.KEY}  {c.LABEL}"), id=c.ID)
+            yield Menu(*[Option(Text(f"{c.KEY or ' '}  {c.LABEL}"), id=c.ID)
                          for c in self.view_classes], id="menu")
             with ContentSwitcher(initial=self.first, id="views"):
                 for cls in self.view_classes:
