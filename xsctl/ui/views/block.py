@@ -8,27 +8,25 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from rich.text import Text
-from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.widgets import Input, Label
 
-from xsctl.ui.messages import ActionRequested, CacheChanged
 from xsctl.ui.views.base import PaletteCommand
-from xsctl.ui.views.listing import DetailPane, ListingView, kv, listing_keys
-from xsctl.ui.widgets.devices import COLUMNS, VM_COLUMN, DeviceTable, device_row, row_styles
-from xsctl.ui.widgets.table import Row, VirtualTable
+from xsctl.ui.views.listing import PLACEHOLDER, DetailPane, VmChildrenView, kv, listing_keys
+from xsctl.ui.widgets.devices import COLUMNS, VM_COLUMN, DeviceTable, device_row
+from xsctl.ui.widgets.table import Row
 from xsctl.xapi import block, storage
-from xsctl.xapi.models import NULL, Vbd, Vdi, Vm, is_guest
+from xsctl.xapi.cache import Change
+from xsctl.xapi.models import Vbd, Vdi, Vm, is_guest
 from xsctl.xapi.ops import catalogue
 from xsctl.xapi.text import printable
 
 _ATTACH = catalogue.get("vm.block-attach")
-PLACEHOLDER = "vm:"  # the row of a VM with no devices: "vm:" + its ref
 
 
-class BlockView(ListingView[DetailPane]):
+class BlockView(VmChildrenView):
     """The Block Attach view."""
 
     ID = "block"
@@ -37,6 +35,9 @@ class BlockView(ListingView[DetailPane]):
     HELP = "every VM's disks and drives: attach, detach, plug, unplug, insert, eject"
     FOLLOWS = frozenset({"vm", "vbd", "vdi", "sr", "pbd", "vm_guest_metrics", "vm_metrics"})
     ACTS_ON = "vbd"
+    CHILD = "vbd"
+    CHILD_NOUNS = "devices"
+    ADD = _ATTACH.id
     TABLE = "block-table"
     FILTER = "block-filter"
     DETAIL = "block-detail"
@@ -47,11 +48,6 @@ class BlockView(ListingView[DetailPane]):
         [Binding("A", "attach", _ATTACH.label, id="block.attach",
                  tooltip="Attach a disk (existing or new) to the row's VM")])
 
-    def __init__(self, client: Any, **kw: Any) -> None:
-        super().__init__(client, **kw)
-        self.built = False
-        self.rows_of: dict[str, set[str]] = {}  # VM ref -> its row keys
-
     def compose(self) -> ComposeResult:
         yield Input(placeholder="/ to filter by VM, disk, SR, mode or state",
                     id="block-filter", classes="view-filter")
@@ -61,16 +57,12 @@ class BlockView(ListingView[DetailPane]):
             yield DetailPane(id="block-detail")
         yield Label("", id="block-status", classes="view-status")
 
-    def on_show(self) -> None:
-        if not self.built:
-            self.rebuild()
-
     # ------------------------------------------------------------ rows
 
-    def _shown(self, r: dict[str, Any]) -> bool:
+    def shown(self, r: dict[str, Any]) -> bool:
         return is_guest(r) or bool(r.get("is_control_domain"))
 
-    def _vm_rows(self, ref: str, r: dict[str, Any], st: dict[str, Any]) -> dict[str, Row]:
+    def vm_rows(self, ref: str, r: dict[str, Any], st: dict[str, Any]) -> dict[str, Row]:
         cache = self.client.cache
         name = printable(str(r.get("name_label", "")))
         out = {}
@@ -85,76 +77,20 @@ class BlockView(ListingView[DetailPane]):
                                          name.lower(), dim=True)
         return out
 
-    def rebuild(self) -> None:
-        cache = self.client.cache
-        st = row_styles(self.app)
-        rows: dict[str, Row] = {}
-        self.rows_of.clear()
-        with cache.long_lived():  # see VmsView.rebuild
-            for ref, r in cache.snapshot("vm"):
-                if self._shown(r):
-                    mine = self._vm_rows(ref, r, st)
-                    rows.update(mine)
-                    self.rows_of[ref] = set(mine)
-            self.table.replace_all(rows)
-            self.table.commit()
-        self.built = True
-        self.update_status()
-        self.update_detail()
-
-    def _affected(self, msg: CacheChanged) -> set[str]:
+    def affected(self, change: Change) -> set[str]:
+        """Also a disk's change: the VMs it is attached to (its name, its SR)."""
+        if change.cls != "vdi":
+            return super().affected(change)
         cache = self.client.cache
         vms: set[str] = set()
-        for c in msg.changes:
-            if c.cls == "vm":
-                vms.add(c.ref)
-            elif c.cls == "vbd":
-                for rec in (c.old, c.new):
-                    if rec:
-                        vms.add(str(rec.get("VM")))
-            elif c.cls == "vdi":
-                for rec in (c.old, c.new):
-                    for vbd in (rec or {}).get("VBDs") or ():
-                        vr = cache.get("vbd", vbd)
-                        if vr:
-                            vms.add(str(vr.get("VM")))
+        for rec in (change.old, change.new):
+            for vbd in (rec or {}).get("VBDs") or ():
+                vr = cache.get("vbd", vbd)
+                if vr:
+                    vms.add(str(vr.get("VM")))
         return vms
 
-    def changed(self, msg: CacheChanged) -> None:
-        """Keyed updates: the rows of the VMs a change touched."""
-        if not self.built:
-            return
-        if msg.resync:
-            self.rebuild()
-            return
-        cache = self.client.cache
-        table = self.table
-        st = row_styles(self.app)
-        touched = False
-        for vm in self._affected(msg):
-            r = cache.get("vm", vm)
-            new = self._vm_rows(vm, r, st) if r is not None and self._shown(r) else {}
-            for key in self.rows_of.get(vm, set()) - set(new):
-                table.remove_row(key)
-            for key, row in new.items():
-                table.upsert(key, row)
-            self.rows_of[vm] = set(new)
-            if not new:
-                self.rows_of.pop(vm, None)
-            touched = True
-        if touched:
-            table.commit()
-            self.update_status()
-            self.update_detail()
-
     # ------------------------------------------------------------ status and detail
-
-    def update_status(self) -> None:
-        t = self.table
-        flt, sel, col = self.status_parts()
-        devices = sum(1 for k in t.rows if not k.startswith(PLACEHOLDER))
-        self.set_status(f"{devices} devices of {len(self.rows_of)} VMs{flt}{sel} · "
-                        f"sorted by {col}")
 
     def show_detail(self, detail: DetailPane, key: str | None) -> None:
         cache = self.client.cache
@@ -207,32 +143,9 @@ class BlockView(ListingView[DetailPane]):
 
     # ------------------------------------------------------------ actions
 
-    def targets(self) -> list[str]:
-        return [k for k in self.table.targets() if not k.startswith(PLACEHOLDER)]
-
-    def _vm_of_row(self) -> str | None:
-        key = self.table.cursor_key
-        if key is None:
-            return None
-        if key.startswith(PLACEHOLDER):
-            return key[len(PLACEHOLDER):]
-        r = self.client.cache.get("vbd", key)
-        return str(r.get("VM")) if r else None
-
     def action_attach(self) -> None:
-        vm = self._vm_of_row()
-        if vm and vm != NULL:
-            self.post_message(ActionRequested(_ATTACH.id, [vm], self.ID, kind="vm"))
-
-    @on(VirtualTable.Activated, "#block-table")
-    def _activated(self, event: VirtualTable.Activated) -> None:
-        self.action_actions()
+        self.add_to_row_vm()
 
     def palette(self) -> list[PaletteCommand]:
         return [PaletteCommand("block: attach a disk to the VM under the cursor",
                                _ATTACH.help, self.action_attach)]
-
-    def show_object(self, ref: str) -> bool:
-        """A VM (its first device) or a device."""
-        rows = sorted(self.rows_of.get(ref, ()))
-        return super().show_object(rows[0] if rows else ref)

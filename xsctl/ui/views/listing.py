@@ -16,8 +16,12 @@ from textual.containers import VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Input, Label
 
+from xsctl.ui.messages import ActionRequested, CacheChanged
 from xsctl.ui.views.base import TableView
-from xsctl.ui.widgets.table import VirtualTable
+from xsctl.ui.widgets.devices import row_styles
+from xsctl.ui.widgets.table import Row, VirtualTable
+from xsctl.xapi.cache import Change
+from xsctl.xapi.models import NULL, is_guest
 
 NARROW = 100  # below: the detail replaces the table (a dom0 console is 80 wide)
 WIDE = 140  # from here the detail pane sits beside the table unless closed
@@ -235,3 +239,129 @@ class ListingView(TableView, Generic[D]):
         if self.screen.size.width < NARROW and self.detail_open:
             return self.detail_focus()
         return self.table
+
+
+PLACEHOLDER = "vm:"  # the row of a VM with none of the objects: "vm:" + its ref
+
+
+class VmChildrenView(ListingView[DetailPane]):
+    """Every VM with its objects of one class (its disks and drives, its VIFs), a row
+    each keyed by the object's ref, live. A VM with none has a placeholder row, so that
+    the add key has a VM to act on. A subclass says which class (``CHILD``), what the
+    add key starts (``ADD``), how a VM's rows read (``vm_rows``) and which VMs a change
+    touches beyond the VM and its objects (``affected``)."""
+
+    CHILD: ClassVar[str] = ""  # the rows' cache class: "vbd"
+    CHILD_NOUNS: ClassVar[str] = ""  # in the status line: "devices"
+    ADD: ClassVar[str] = ""  # the VM operation the add key starts
+
+    def __init__(self, client: Any, **kw: Any) -> None:
+        super().__init__(client, **kw)
+        self.built = False
+        self.rows_of: dict[str, set[str]] = {}  # VM ref -> its row keys
+
+    def on_show(self) -> None:
+        if not self.built:
+            self.rebuild()
+
+    # ------------------------------------------------------------ rows
+
+    def shown(self, r: dict[str, Any]) -> bool:
+        """Whether the VM has rows here."""
+        return is_guest(r)
+
+    def vm_rows(self, ref: str, r: dict[str, Any], st: dict[str, Any]) -> dict[str, Row]:
+        """The VM's rows by key (its objects', or its placeholder)."""
+        raise NotImplementedError
+
+    def forget(self) -> None:
+        """Drop what the rows remembered, before every row is built again."""
+
+    def rebuild(self) -> None:
+        cache = self.client.cache
+        st = row_styles(self.app)
+        rows: dict[str, Row] = {}
+        self.rows_of.clear()
+        self.forget()
+        with cache.long_lived():  # see VmsView.rebuild
+            for ref, r in cache.snapshot("vm"):
+                if self.shown(r):
+                    mine = self.vm_rows(ref, r, st)
+                    rows.update(mine)
+                    self.rows_of[ref] = set(mine)
+            self.table.replace_all(rows)
+            self.table.commit()
+        self.built = True
+        self.update_status()
+        self.update_detail()
+
+    def affected(self, change: Change) -> set[str]:
+        """The VMs one change touches: the VM itself, or the VM of one of its objects."""
+        if change.cls == "vm":
+            return {change.ref}
+        if change.cls == self.CHILD:
+            return {str(rec.get("VM")) for rec in (change.old, change.new) if rec}
+        return set()
+
+    def changed(self, msg: CacheChanged) -> None:
+        """Keyed updates: the rows of the VMs a change touched."""
+        if not self.built:
+            return
+        if msg.resync:
+            self.rebuild()
+            return
+        cache = self.client.cache
+        table = self.table
+        st = row_styles(self.app)
+        vms: set[str] = set()
+        for c in msg.changes:
+            vms |= self.affected(c)
+        for vm in vms:
+            r = cache.get("vm", vm)
+            new = self.vm_rows(vm, r, st) if r is not None and self.shown(r) else {}
+            for key in self.rows_of.get(vm, set()) - set(new):
+                table.remove_row(key)
+            for key, row in new.items():
+                table.upsert(key, row)
+            self.rows_of[vm] = set(new)
+            if not new:
+                self.rows_of.pop(vm, None)
+        if vms:
+            table.commit()
+            self.update_status()
+            self.update_detail()
+
+    def update_status(self) -> None:
+        flt, sel, col = self.status_parts()
+        n = sum(1 for k in self.table.rows if not k.startswith(PLACEHOLDER))
+        self.set_status(f"{n} {self.CHILD_NOUNS} of {len(self.rows_of)} VMs{flt}{sel} · "
+                        f"sorted by {col}")
+
+    # ------------------------------------------------------------ actions
+
+    def targets(self) -> list[str]:
+        return [k for k in self.table.targets() if not k.startswith(PLACEHOLDER)]
+
+    def vm_of_row(self) -> str | None:
+        key = self.table.cursor_key
+        if key is None:
+            return None
+        if key.startswith(PLACEHOLDER):
+            return key[len(PLACEHOLDER):]
+        r = self.client.cache.get(self.CHILD, key)
+        return str(r.get("VM")) if r else None
+
+    def add_to_row_vm(self) -> None:
+        """The add key: ``ADD`` on the VM of the row under the cursor."""
+        vm = self.vm_of_row()
+        if vm and vm != NULL:
+            self.post_message(ActionRequested(self.ADD, [vm], self.ID, kind="vm"))
+
+    @on(VirtualTable.Activated)
+    def _activated(self, event: VirtualTable.Activated) -> None:
+        self.action_actions()
+
+    def show_object(self, ref: str) -> bool:
+        """A VM (its first row) or one of its objects."""
+        rows = sorted(self.rows_of.get(ref, ()))
+        return super().show_object(rows[0] if rows else ref)

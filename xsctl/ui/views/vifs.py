@@ -8,28 +8,25 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from rich.text import Text
-from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.widgets import Input, Label
 
-from xsctl.ui.messages import ActionRequested, CacheChanged
 from xsctl.ui.views.base import PaletteCommand
-from xsctl.ui.views.listing import DetailPane, ListingView, kv, listing_keys
-from xsctl.ui.widgets.devices import row_styles
-from xsctl.ui.widgets.table import Row, VirtualTable
+from xsctl.ui.views.listing import PLACEHOLDER, DetailPane, VmChildrenView, kv, listing_keys
+from xsctl.ui.widgets.table import Row
 from xsctl.ui.widgets.vifs import COLUMNS, LOCKING, VM_COLUMN, VifTable, vif_row
-from xsctl.xapi.models import NULL, Vm, is_guest
+from xsctl.xapi.cache import Change
+from xsctl.xapi.models import NULL, Vm
 from xsctl.xapi.ops import catalogue
 from xsctl.xapi.ops import vif as vif_ops
 from xsctl.xapi.text import printable
 
 _ADD = catalogue.get("vm.vif-add")
-PLACEHOLDER = "vm:"  # the row of a VM with no VIFs: "vm:" + its ref
 
 
-class VifsView(ListingView[DetailPane]):
+class VifsView(VmChildrenView):
     """The Network Interfaces view."""
 
     ID = "vifs"
@@ -39,6 +36,9 @@ class VifsView(ListingView[DetailPane]):
     HELP = "every VM's network interfaces: add, remove, plug, unplug, static IP"
     FOLLOWS = frozenset({"vm", "vif", "network", "vm_guest_metrics", "vm_metrics", "pif"})
     ACTS_ON = "vif"
+    CHILD = "vif"
+    CHILD_NOUNS = "VIFs"
+    ADD = _ADD.id
     TABLE = "vifs-table"
     FILTER = "vifs-filter"
     DETAIL = "vifs-detail"
@@ -51,8 +51,6 @@ class VifsView(ListingView[DetailPane]):
 
     def __init__(self, client: Any, **kw: Any) -> None:
         super().__init__(client, **kw)
-        self.built = False
-        self.rows_of: dict[str, set[str]] = {}  # VM ref -> its row keys
         self.vm_of_gm: dict[str, str] = {}  # guest metrics ref -> VM ref
 
     def compose(self) -> ComposeResult:
@@ -64,13 +62,9 @@ class VifsView(ListingView[DetailPane]):
             yield DetailPane(id="vifs-detail")
         yield Label("", id="vifs-status", classes="view-status")
 
-    def on_show(self) -> None:
-        if not self.built:
-            self.rebuild()
-
     # ------------------------------------------------------------ rows
 
-    def _vm_rows(self, ref: str, r: dict[str, Any], st: dict[str, Any]) -> dict[str, Row]:
+    def vm_rows(self, ref: str, r: dict[str, Any], st: dict[str, Any]) -> dict[str, Row]:
         cache = self.client.cache
         name = printable(str(r.get("name_label", "")))
         gm = str(r.get("guest_metrics", NULL))
@@ -89,77 +83,25 @@ class VifsView(ListingView[DetailPane]):
                                          name.lower(), dim=True)
         return out
 
-    def rebuild(self) -> None:
-        cache = self.client.cache
-        st = row_styles(self.app)
-        rows: dict[str, Row] = {}
-        self.rows_of.clear()
+    def forget(self) -> None:
         self.vm_of_gm.clear()
-        with cache.long_lived():  # see VmsView.rebuild
-            for ref, r in cache.snapshot("vm"):
-                if is_guest(r):
-                    mine = self._vm_rows(ref, r, st)
-                    rows.update(mine)
-                    self.rows_of[ref] = set(mine)
-            self.table.replace_all(rows)
-            self.table.commit()
-        self.built = True
-        self.update_status()
-        self.update_detail()
 
-    def _affected(self, msg: CacheChanged) -> set[str]:
-        cache = self.client.cache
-        vms: set[str] = set()
-        for c in msg.changes:
-            if c.cls == "vm":
-                vms.add(c.ref)
-            elif c.cls == "vif":
-                for rec in (c.old, c.new):
-                    if rec:
-                        vms.add(str(rec.get("VM")))
-            elif c.cls == "vm_guest_metrics" and c.ref in self.vm_of_gm:
-                vms.add(self.vm_of_gm[c.ref])
-            elif c.cls == "network" and c.op == "mod":
-                for vif in (c.new or {}).get("VIFs") or ():
-                    vr = cache.get("vif", vif)
-                    if vr:
-                        vms.add(str(vr.get("VM")))
-        return vms
-
-    def changed(self, msg: CacheChanged) -> None:
-        """Keyed updates: the rows of the VMs a change touched."""
-        if not self.built:
-            return
-        if msg.resync:
-            self.rebuild()
-            return
-        cache = self.client.cache
-        table = self.table
-        st = row_styles(self.app)
-        touched = False
-        for vm in self._affected(msg):
-            r = cache.get("vm", vm)
-            new = self._vm_rows(vm, r, st) if r is not None and is_guest(r) else {}
-            for key in self.rows_of.get(vm, set()) - set(new):
-                table.remove_row(key)
-            for key, row in new.items():
-                table.upsert(key, row)
-            self.rows_of[vm] = set(new)
-            if not new:
-                self.rows_of.pop(vm, None)
-            touched = True
-        if touched:
-            table.commit()
-            self.update_status()
-            self.update_detail()
+    def affected(self, change: Change) -> set[str]:
+        """Also what the guest reports (its addresses) and a network's name."""
+        if change.cls == "vm_guest_metrics":
+            vm = self.vm_of_gm.get(change.ref)
+            return {vm} if vm else set()
+        if change.cls == "network" and change.op == "mod":
+            cache = self.client.cache
+            vms: set[str] = set()
+            for vif in (change.new or {}).get("VIFs") or ():
+                vr = cache.get("vif", vif)
+                if vr:
+                    vms.add(str(vr.get("VM")))
+            return vms
+        return super().affected(change)
 
     # ------------------------------------------------------------ status and detail
-
-    def update_status(self) -> None:
-        t = self.table
-        flt, sel, col = self.status_parts()
-        vifs = sum(1 for k in t.rows if not k.startswith(PLACEHOLDER))
-        self.set_status(f"{vifs} VIFs of {len(self.rows_of)} VMs{flt}{sel} · sorted by {col}")
 
     def show_detail(self, detail: DetailPane, key: str | None) -> None:
         cache = self.client.cache
@@ -198,32 +140,9 @@ class VifsView(ListingView[DetailPane]):
 
     # ------------------------------------------------------------ actions
 
-    def targets(self) -> list[str]:
-        return [k for k in self.table.targets() if not k.startswith(PLACEHOLDER)]
-
-    def _vm_of_row(self) -> str | None:
-        key = self.table.cursor_key
-        if key is None:
-            return None
-        if key.startswith(PLACEHOLDER):
-            return key[len(PLACEHOLDER):]
-        r = self.client.cache.get("vif", key)
-        return str(r.get("VM")) if r else None
-
     def action_add(self) -> None:
-        vm = self._vm_of_row()
-        if vm and vm != NULL:
-            self.post_message(ActionRequested(_ADD.id, [vm], self.ID, kind="vm"))
-
-    @on(VirtualTable.Activated, "#vifs-table")
-    def _activated(self, event: VirtualTable.Activated) -> None:
-        self.action_actions()
+        self.add_to_row_vm()
 
     def palette(self) -> list[PaletteCommand]:
         return [PaletteCommand("vifs: add a VIF to the VM under the cursor", _ADD.help,
                                self.action_add)]
-
-    def show_object(self, ref: str) -> bool:
-        """A VM (its first VIF) or a VIF."""
-        rows = sorted(self.rows_of.get(ref, ()))
-        return super().show_object(rows[0] if rows else ref)
