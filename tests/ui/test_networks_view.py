@@ -9,6 +9,7 @@ import io
 from typing import Any
 
 from rich.console import Console
+from textual import events
 from textual.widgets import Label, SelectionList
 
 from tests.conftest import xenapi_session
@@ -277,3 +278,22 @@ async def test_actions_menu_and_palette_offer_the_new_network(sim: Simulator,
         assert {c.label for c in picker.choices} == {"eth0", "eth1"}
         await ui.press("escape")
         await ui.back_to_main()
+
+
+async def test_keys_typed_in_one_burst_follow_tab_into_the_next_field(
+        sim: Simulator, client: Client) -> None:
+    """Keys that arrive together (a paste, a fast typist over ssh) after a tab go to
+    the field the tab moves to: the app hands keys to the focused widget's own queue,
+    so a tab handled there moved the focus only after the next keys had gone to the
+    old field (the letters were lost in the tag's digits-only field)."""
+    async with running(sim, client) as ui:
+        await open_networks(ui)
+        await go(ui, ETH1)
+        await ui.press("v")
+        form = await ui.modal(FieldsForm)
+        for ch in "200\tlab":
+            key = "tab" if ch == "\t" else ch
+            ui.app.post_message(events.Key(key, None if ch == "\t" else ch))
+        await ui.handled()
+        assert form.values()["tag"] == "200"
+        assert form.values()["name"] == "lab"

@@ -70,6 +70,13 @@ class XsctlApp(App[int]):
         Binding("ctrl+p", "command_palette", "Commands", show=False, priority=True,
                 id="app.palette-ctrl", tooltip="Every action in context (also :)"),
         Binding("q", "quit", "Quit", id="app.quit", tooltip="Log out and leave"),
+        # priority: the focus moves as the key arrives. Keys go to the focused widget's
+        # own queue, so a tab handled there moved it only after the keys typed right
+        # behind it had gone to the old field (a paste, a fast typist over ssh: a user
+        # name, tab, the password)
+        Binding("tab", "focus_next", "Next", show=False, priority=True, id="app.tab"),
+        Binding("shift+tab", "focus_previous", "Previous", show=False, priority=True,
+                id="app.backtab"),
     ]
 
     def __init__(
