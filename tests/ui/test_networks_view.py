@@ -191,6 +191,10 @@ async def test_rename_and_describe(sim: Simulator, client: Client) -> None:
         await go(ui, ETH1)
         await ui.press("r")
         await answer_text(ui, "storage-net")
+        # the rename runs off the UI thread: wait for the simulator to have it
+        await ui.until(lambda: any(r["name_label"] == "storage-net"
+                                   for r in sim.store.all("network").values()),
+                       what="the network renamed")
         ref = net_ref(sim, "storage-net")
         await ui.until(lambda: cells(view(ui).table, ref)["name"] == "storage-net",
                        what="the new name")
