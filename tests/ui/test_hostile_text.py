@@ -101,3 +101,35 @@ async def test_escape_codes_never_reach_the_screen(sim: Simulator, client: Clien
         svg = ui.app.export_screenshot()
         assert not controls(svg.replace("\n", ""))
 
+
+
+async def test_escape_codes_never_reach_the_hosts_networks_vifs_and_alerts(
+        sim: Simulator, client: Client) -> None:
+    """A host, a network and a VM named with escape codes (and an alert about the VM),
+    in the views that list them: the Hosts view and its detail, the Networks view, the
+    Network Interfaces view and the Alerts view."""
+    async with running(sim, client, size=(160, 50)) as ui:
+        ref = await hostile(ui, sim)
+        host = sim.store.get(ref, "VM")["resident_on"]
+        net = next(r for r, row in sim.store.all("network").items()
+                   if row["name_label"] == "Pool-wide network associated with eth1")
+        j = JsonRpcClient(sim.url)
+        await in_thread(lambda: j.login(sim.user, sim.password))
+        try:
+            await in_thread(lambda: j("host.set_name_label", host, NAME + "-host"))
+            await in_thread(lambda: j("network.set_name_label", net, NAME + "-net"))
+        finally:
+            await in_thread(j.logout)
+            j.close()
+        for vid, shown in (("hosts", SHOWN + "-host"), ("networks", SHOWN + "-net"),
+                           ("vifs", SHOWN), ("alerts", SHOWN)):
+            await ui.open_view(vid)
+            await ui.until(lambda s=shown: s in ui.screen_text(), what=f"{shown!r} in {vid}")
+            screen(ui)
+            view = ui.main.view(vid)
+            view.show_object(host if vid == "hosts" else net if vid == "networks" else ref)
+            await ui.press("d")  # the detail pane, then back
+            await ui.handled()
+            screen(ui)
+            await ui.press("d")
+            await ui.handled()
