@@ -139,9 +139,16 @@ def test_profile_names_are_checked_and_survive_the_file(name: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def pool_cache() -> Iterator[Cache]:
-    s: Simulator = make_sim()
-    c = connect(s)
+def pool_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cache]:
+    # set up before the per-test isolated_home: its own state folder, or its pin goes
+    # to whatever folder is current, where another simulator that had the same port
+    # may have left a different one (a changed certificate, refused)
+    state = tmp_path_factory.mktemp("pool-cache-state")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_STATE_HOME", str(state))
+        mp.setenv("XDG_CONFIG_HOME", str(state / "config"))
+        s: Simulator = make_sim()
+        c = connect(s)
     try:
         yield c.cache
     finally:
