@@ -185,9 +185,9 @@ tmux -L xsctl-smoke -f /dev/null new-session -d -s demo -x 80 -y 24 -c "$t" \
     bash "$top/demo.sh" "$top" env -i HOME="$home" PATH="$bin" TERM=xterm-256color \
     TMPDIR="$top/tmp"
 screen() { tmux -L xsctl-smoke capture-pane -p -t demo; }
-for _ in $(seq 600); do screen | grep -q "xcp-ng-01  master" && break; sleep 0.05; done
+for _ in $(seq 600); do screen | grep -Eq "xcp-ng-01 +master" && break; sleep 0.05; done
 startup=$(since "$start")
-screen | grep -q "xcp-ng-01  master" || { screen; fail "the demo's status screen did not show"; }
+screen | grep -Eq "xcp-ng-01 +master" || { screen; fail "the demo's status screen did not show"; }
 screen | grep -q "Demo pool" || { screen; fail "no pool name in the header"; }
 tmux -L xsctl-smoke send-keys -t demo 2
 for _ in $(seq 200); do screen | grep -q "web-01" && break; sleep 0.05; done
