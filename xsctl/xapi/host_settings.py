@@ -59,7 +59,13 @@ def pifs_of(cache: Cache, host: str) -> list[tuple[str, Record]]:
 
 
 def management_pif(cache: Cache, host: str) -> tuple[str, Record] | None:
-    return next(((r, p) for r, p in pifs_of(cache, host) if p.get("management")), None)
+    """The host's PIF with management=true (xapi's management interface), or None:
+    read through the host's own PIFs, not every PIF of the pool."""
+    for ref in (cache.get("host", host) or {}).get("PIFs") or ():
+        p = cache.get("pif", str(ref))
+        if p is not None and p.get("management"):
+            return str(ref), p
+    return None
 
 
 def pif_name(cache: Cache, pif: Record) -> str:
@@ -77,7 +83,7 @@ def pif_name(cache: Cache, pif: Record) -> str:
 def dns_servers(pif: Record | None) -> list[str]:
     if pif is None:
         return []
-    return [a for a in str(pif.get("DNS", "")).split(",") if a]
+    return [a.strip() for a in str(pif.get("DNS", "")).split(",") if a.strip()]
 
 
 def has_ntp_api(record: Record) -> bool:

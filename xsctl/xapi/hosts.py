@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xsctl.xapi.cache import Cache
+from xsctl.xapi.host_settings import dns_servers, management_pif
 from xsctl.xapi.models import Host, as_int
 from xsctl.xapi.text import printable
 
@@ -137,12 +138,11 @@ class Management:
 
 def management(cache: Cache, host: Host) -> Management | None:
     """The PIF with management=true (xapi's management interface), or None."""
-    for ref in host.PIFs:
-        p = cache.get("pif", ref)
-        if p is None or not p.get("management"):
-            continue
+    found = management_pif(cache, host.ref)
+    if found is not None:
+        p = found[1]
         net = cache.get("network", str(p.get("network", ""))) or {}
-        dns = tuple(printable(d.strip()) for d in str(p.get("DNS", "")).split(",") if d.strip())
+        dns = tuple(printable(d) for d in dns_servers(p))
         return Management(
             device=printable(str(p.get("device", ""))),
             network=printable(str(net.get("name_label", ""))),
