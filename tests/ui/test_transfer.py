@@ -149,9 +149,13 @@ async def test_cancelling_the_task_stops_the_export(sim: Simulator, client: Clie
             # cancellable once the disks stream (stream_vdi.ml), as the app learns it
             await ui.until(lambda: "cancel" in (client.cache.get("task", task) or {}).get(
                 "allowed_operations", ()), what="the task cancellable in the cache")
-            # its row shows the rate (and the time left once xapi tells the progress)
-            # (cut to the column's width: "pending · 3.5 MiB/…")
-            await ui.until(lambda: re.search(r"pending · [0-9.]+ [KMGTP]?i?B",
+            # the transfer reports once its first MiB is in (within a disk's 10 s)
+            await ui.until(lambda: task in tasks.rates, what="the transfer's first figures",
+                           timeout=15)
+            # its row shows the rate (and the time left once xapi tells the progress),
+            # cut to the column's width: "pending · 3.5 MiB/…", or "pending · 350.2 Mi…"
+            # when the first MiB came at once
+            await ui.until(lambda: re.search(r"pending · [0-9][0-9.]* [KMGTPB]",
                                              ui.screen_text()), what="the rate in the task's row")
             tasks.table.focus()  # the keys go to the task's row
             await ui.handled()
