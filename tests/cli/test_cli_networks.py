@@ -121,7 +121,7 @@ def test_bond_create_and_destroy(sim: Simulator, tmp_path: Path) -> None:
 
 REFUSED = [
     (("network", "destroy", DMZ, "--yes"), 1, "it has VIFs of proxy-01"),
-    (("network", "destroy", ETH0, "--yes"), 1, "a host's management interface is on it"),
+    (("network", "destroy", ETH0, "--yes"), 1, "the management interface of xcp-ng-01"),
     (("network", "destroy", ETH1, "--yes"), 1, "it is a NIC's own network"),
     (("network", "destroy", "xenapi", "--yes"), 1, "host-internal management network"),
     (("vlan", "create", DMZ, "--tag", "5", "--name", "x"), 1, "it is a VLAN itself"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from textual.command import CommandPalette
 from textual.widgets import Button, Input, OptionList
 
 from tests.ui.harness import Ui, text_of
@@ -126,3 +127,20 @@ async def wizard_page(ui: Ui, wiz: NewSrWizard, page: str) -> None:
     await ui.until(lambda: wiz.shown == page and not wiz._probe, what=f"the {page} page "
                    f"(on {wiz.page}: {text_of(wiz.query_one('#error'))})")
     await ui.handled()
+
+
+async def palette(ui: Ui, key: str, query: str, first: str) -> CommandPalette:
+    """Open the palette with ``key``, type ``query``, wait until ``first`` is the
+    best hit (the palette searches as it is typed, asynchronously)."""
+    await ui.press(key)
+    cp: CommandPalette = await ui.modal(CommandPalette)
+    await ui.type(query)
+    await ui.until(lambda: cp.query_one("#--input Input", Input).value == query
+                   and hits(cp)[:1] == [first], what=f"{first!r} first for {query!r}")
+    return cp
+
+
+def hits(cp: CommandPalette) -> list[str]:
+    ol = cp.query_one("CommandList", OptionList)
+    return [str(ol.get_option_at_index(i).prompt).split("\n")[0]
+            for i in range(ol.option_count)]

@@ -13,6 +13,7 @@ from textual.widgets import Input
 
 from tests.conftest import xenapi_session
 from tests.jsonrpc import JsonRpcClient
+from tests.ui.dialogs import hits, palette
 from tests.ui.harness import Ui, in_thread, running
 from xsctl.sim import Simulator
 from xsctl.sim.handlers.message import emit
@@ -209,6 +210,20 @@ async def test_dismiss_one_after_its_plan(sim: Simulator, client: Client) -> Non
         await ui.until(lambda: ref not in t.rows, what="its row gone")
         assert "VM_CRASHED" not in names_in_sim(sim)
         assert len(sim.store.all("message")) == 12
+
+
+async def test_dismiss_from_the_palette_says_alert(sim: Simulator, client: Client) -> None:
+    """The palette names them as the views do: "alert: dismiss VM crashed", never
+    xapi's class name."""
+    ref = message_ref(sim, "VM_CRASHED")
+    async with running(sim, client) as ui:
+        await open_alerts(ui)
+        cp = await palette(ui, "colon", "alert dismiss crashed", "alert: dismiss VM crashed")
+        assert not [h for h in hits(cp) if h.startswith("message:")]
+        await ui.press("enter")
+        await ui.modal(ConfirmPlan)
+        await ui.press("y")
+        await ui.until(lambda: ref not in sim.store.all("message"), what="the alert gone")
 
 
 async def test_dismiss_a_selection_in_one_call(sim: Simulator, client: Client) -> None:

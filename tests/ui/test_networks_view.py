@@ -206,7 +206,7 @@ async def test_rename_and_describe(sim: Simulator, client: Client) -> None:
 
 REFUSED = [
     ("delete", DMZ, "Cannot delete", "it has VIFs of proxy-01"),
-    ("delete", ETH0, "Cannot delete", "a host's management interface is on it"),
+    ("delete", ETH0, "Cannot delete", "the management interface of xcp-ng-01"),
     ("delete", ETH1, "Cannot delete", "it is a NIC's own network"),
     ("delete", "Host internal management network", "Cannot delete",
      "xapi's host-internal management network"),

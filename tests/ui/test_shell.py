@@ -4,33 +4,15 @@ f9 or escape opens it, the detail pane toggles with ``d``)."""
 
 from __future__ import annotations
 
-from textual.command import CommandPalette
-from textual.widgets import Input, OptionList
+from textual.widgets import OptionList
 
-from tests.ui.dialogs import confirm_plan
-from tests.ui.harness import Ui, running, text_of, words_of
+from tests.ui.dialogs import confirm_plan, hits, palette
+from tests.ui.harness import running, text_of, words_of
 from xsctl.sim import Simulator
 from xsctl.ui.modals.confirm import ConfirmPlan
 from xsctl.ui.modals.help import HelpScreen
 from xsctl.ui.views.vms import VmDetail
 from xsctl.xapi.client import Client
-
-
-async def palette(ui: Ui, key: str, query: str, first: str) -> CommandPalette:
-    """Open the palette with ``key``, type ``query``, wait until ``first`` is the
-    best hit (the palette searches as it is typed, asynchronously)."""
-    await ui.press(key)
-    cp: CommandPalette = await ui.modal(CommandPalette)
-    await ui.type(query)
-    await ui.until(lambda: cp.query_one("#--input Input", Input).value == query
-                   and hits(cp)[:1] == [first], what=f"{first!r} first for {query!r}")
-    return cp
-
-
-def hits(cp: CommandPalette) -> list[str]:
-    ol = cp.query_one("CommandList", OptionList)
-    return [str(ol.get_option_at_index(i).prompt).split("\n")[0]
-            for i in range(ol.option_count)]
 
 
 async def test_palette_runs_vm_actions_and_switches_views(sim: Simulator,

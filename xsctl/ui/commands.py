@@ -62,7 +62,8 @@ class XsctlCommands(Provider):
                 return w in op.label.lower() or w == op.verb or w == op.id.split(".")[1]
 
             verbs = [op for op in ops if not words or any(said(op, w) for w in words)]
-            names = [w for w in words if w != kind.cls and not any(said(op, w) for op in ops)]
+            called = {kind.cls, kind.noun.lower()}  # "alert", for xapi's message
+            names = [w for w in words if w not in called and not any(said(op, w) for op in ops)]
             for ref, name in kind.members(cache):
                 if names and not all(n in name.lower() for n in names):
                     continue
@@ -72,7 +73,7 @@ class XsctlCommands(Provider):
                 for op in verbs:
                     if catalogue.why_not(op, cache, obj) is not None:
                         continue
-                    text = f"{kind.cls}: {op.label.lower()} {printable(name)}"
+                    text = f"{kind.noun.lower()}: {op.label.lower()} {printable(name)}"
                     out.append((text, op.help, partial(self._run, view, op.id, ref, name)))
                     if len(out) >= MAX_HITS * 4:
                         return out

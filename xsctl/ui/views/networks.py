@@ -26,6 +26,7 @@ from xsctl.ui.widgets.table import Column, Row, VirtualTable
 from xsctl.xapi.models import NULL, Pool
 from xsctl.xapi.networks import BOND, INTERNAL, NIC, SYSTEM, VLAN, Network, attachments
 from xsctl.xapi.ops import catalogue
+from xsctl.xapi.storage import some
 
 COLUMNS = [
     Column("name", "Network", min_width=16, ratio=3, whole=True),
@@ -221,7 +222,8 @@ class NetworksView(ListingView[DetailPane]):
             facts.append(("Bonded", Text("its NICs are members of a bond; the bond's "
                                          "network carries their traffic", style="bold")))
         if net.management:
-            facts.append(("Management", Text("a host's management interface is on it",
+            managed = sorted({p.host_name for p in net.pifs if p.management}, key=str.lower)
+            facts.append(("Management", Text(f"the management interface of {some(managed)}",
                                               style="bold")))
         parts: list[Any] = [kv(facts), Text("")]
         if net.pifs:

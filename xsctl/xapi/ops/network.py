@@ -326,12 +326,18 @@ def describe(cache: Cache, net: Network, description: str | None) -> Plan:
 # ------------------------------------------------------------------ delete
 
 
+def _management_on(net: Any) -> str:
+    hosts = sorted({p.host_name for p in net.pifs if p.management}, key=str.lower)
+    return (f"the management interface of {some(hosts)} is on it: move it first "
+            "(Hosts view, I)")
+
+
 def _destroy_when(cache: Cache, net: Any) -> str | None:
     kind = net.kind
     if kind == SYSTEM:
         return "it is xapi's host-internal management network"
     if net.management:
-        return "a host's management interface is on it"
+        return _management_on(net)
     if kind == NIC:
         return "it is a NIC's own network: it goes when the NIC does"
     users = _users(cache, net)
@@ -384,7 +390,7 @@ def _vlan_destroy_when(cache: Cache, net: Any) -> str | None:
     if net.kind != VLAN:
         return "it is not a VLAN"
     if net.management:
-        return "a host's management interface is on it"
+        return _management_on(net)
     return None
 
 
