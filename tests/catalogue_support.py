@@ -69,8 +69,10 @@ XE_PARAMS: dict[str, set[str]] = {
     "pif-reconfigure-ip": {"uuid", "mode", "IP", "netmask", "gateway", "DNS"},
     "host-management-reconfigure": {"pif-uuid"},
     "pool-designate-new-master": {"host-uuid"},
-    # records.ml host_record of a later xapi: ntp-mode, ntp-custom-servers, timezone
-    "host-param-set": {"uuid", "ntp-mode", "ntp-custom-servers", "timezone"},
+    # records.ml host_record of a later xapi: ntp-mode, ntp-custom-servers, timezone;
+    # other-config (a map: XenCenter's maintenance-mode marks), and param-remove of a key
+    "host-param-set": {"uuid", "ntp-mode", "ntp-custom-servers", "timezone", "other-config:"},
+    "host-param-remove": {"uuid", "param-name", "param-key"},
     "vdi-create": {"sr-uuid", "name-label", "virtual-size", "sm-config:", "sharable",
                    "tags:", "type"},
     "vdi-param-set": {"uuid", "name-label", "name-description"},
@@ -190,6 +192,7 @@ XE_REQUIRED: dict[str, set[str]] = {
     "host-management-reconfigure": {"pif-uuid"},
     "pool-designate-new-master": {"host-uuid"},
     "host-param-set": {"uuid"},
+    "host-param-remove": {"uuid", "param-name", "param-key"},
 }
 
 # values of parameters the walk cannot make up (where the storage is): the demo's NFS

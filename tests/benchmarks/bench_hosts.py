@@ -5,14 +5,15 @@ the UI thread's side of things (both run there: the plan when ``m`` is pressed, 
 facts each time the detail pane is drawn):
 
 * the evacuation plan of the host with the most VMs (xapi's rule, read from the
-  cache: where each VM goes, which cannot move and why);
+  cache: where each VM goes, which cannot move and why), and the same asked again
+  with nothing changed (entering maintenance mode asks twice: the kept answer);
 * the memory facts of every host (what its VMs and its control domain have);
 * against, as the baseline in the same run, the same at the demo's 25 VMs.
 
     python tests/benchmarks/bench_hosts.py [--vms 10000] [--rounds 5]
 
-Target: the plan of a host with a third of 10,000 VMs in under 1 s, every host's
-memory facts in under 250 ms.
+Target: the plan of a host with a third of 10,000 VMs in under 1 s (asked again: under
+50 ms), every host's memory facts in under 250 ms.
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ from tests.conftest import make_sim  # noqa: E402
 from tests.unit.helpers import connect  # noqa: E402
 from xsctl.xapi import hosts as facts  # noqa: E402
 from xsctl.xapi.models import hosts  # noqa: E402
-from xsctl.xapi.ops.host import evacuation  # noqa: E402
+from xsctl.xapi.ops.host import _evacuation, evacuation  # noqa: E402
 
-TARGETS = {"plan_s": 1.0, "memory_ms": 250.0}
+TARGETS = {"plan_s": 1.0, "again_ms": 50.0, "memory_ms": 250.0}
 
 
 def measure(vms: int, rounds: int) -> dict[str, float]:
@@ -42,20 +43,26 @@ def measure(vms: int, rounds: int) -> dict[str, float]:
     try:
         every = hosts(client.cache)
         busiest = max(every, key=lambda h: len(h.resident_VMs))
-        plan, memory = [], []
+        plan, again, memory = [], [], []
         for _ in range(rounds):
             t = time.perf_counter()
-            ev = evacuation(client.cache, busiest)
+            ev = _evacuation(client.cache, busiest)  # worked out, never the kept answer
             plan.append(time.perf_counter() - t)
+            evacuation(client.cache, busiest)
+            t = time.perf_counter()
+            kept = evacuation(client.cache, busiest)  # asked again, nothing changed
+            again.append(time.perf_counter() - t)
+            assert kept.moves == ev.moves and kept.blocked == ev.blocked
             t = time.perf_counter()
             for h in every:
                 facts.memory(client.cache, h)
             memory.append(time.perf_counter() - t)
         print(f"{vms:>6} VMs: plan of {busiest.name_label} ({len(busiest.resident_VMs)} "
               f"resident, {len(ev.moves)} moves, {len(ev.blocked)} blocked) "
-              f"{statistics.median(plan):.3f} s; memory of {len(every)} hosts "
+              f"{statistics.median(plan):.3f} s, asked again "
+              f"{statistics.median(again) * 1000:.1f} ms; memory of {len(every)} hosts "
               f"{statistics.median(memory) * 1000:.1f} ms")
-        return {"plan_s": statistics.median(plan),
+        return {"plan_s": statistics.median(plan), "again_ms": statistics.median(again) * 1000,
                 "memory_ms": statistics.median(memory) * 1000}
     finally:
         client.close()

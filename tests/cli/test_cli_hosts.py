@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tests.catalogue_support import check_xe_line
 from tests.cli.helpers import Run, conn_args, password_file, xsctl
 from tests.conftest import wait_for, xenapi_session
 from xsctl.sim import Simulator
@@ -24,6 +25,10 @@ def vm_ref(sim: Simulator, name: str) -> str:
     return next(r for r, v in sim.store.all("VM").items()
                 if v["name_label"] == name and not v["is_a_template"]
                 and not v["is_a_snapshot"])
+
+
+def vm_ref_of_uuid(sim: Simulator, uuid: str) -> str:
+    return next(r for r, v in sim.store.all("VM").items() if v["uuid"] == uuid)
 
 
 def state(sim: Simulator) -> dict[str, Any]:
@@ -54,7 +59,7 @@ def test_list_keeps_its_columns_and_show_tells_the_hardware(sim: Simulator,
     assert "xcp-ng-01  127.0.0.1  master  enabled" in r.out
     rows = cli(sim, tmp_path, "host", "list", "--json").json()
     assert {h["name_label"] for h in rows} == {"xcp-ng-01", "xcp-ng-02", "xcp-ng-03"}
-    assert set(rows[0]) == {"uuid", "name_label", "address", "enabled", "master",
+    assert set(rows[0]) == {"uuid", "name_label", "address", "enabled", "state", "master",
                             "memory_total", "memory_free", "cpu_count", "software_version",
                             "resident_VMs"}
     r = cli(sim, tmp_path, "host", "show", "xcp-ng-02")
@@ -84,10 +89,27 @@ def test_maintenance_mode_with_vms_that_can_and_cannot_move(sim: Simulator,
     tasks = len(sim.store.all("task"))
     plan = cli(sim, tmp_path, "host", "enter-maintenance", "xcp-ng-01", "--shut-down",
                "dns-02", "--dry-run", "--json").json()[0]
-    assert plan["calls"][:2] == ["host.disable(xcp-ng-01)", "Async.VM.clean_shutdown(dns-02)"]
-    assert plan["calls"][2:] == ["host.assert_can_evacuate(xcp-ng-01)",
+    uuid = {v: sim.store.get(vm_ref(sim, v), "VM")["uuid"] for v in ("web-01", "cache-01",
+                                                                      "dns-02")}
+    assert plan["calls"][0] == "host.disable(xcp-ng-01)"
+    # marked as XenCenter marks it, with the VMs that leave (those that move, then
+    # those shut down), before anything moves
+    assert plan["calls"][1:3] == [
+        "host.remove_from_other_config(xcp-ng-01, 'MAINTENANCE_MODE')",
+        "host.add_to_other_config(xcp-ng-01, 'MAINTENANCE_MODE', 'true')"]
+    migrated = ",".join(sorted((uuid["web-01"], uuid["cache-01"]),
+                               key=lambda u: vm_ref_of_uuid(sim, u)))
+    assert plan["calls"][4] == ("host.add_to_other_config(xcp-ng-01, "
+                                f"'MAINTENANCE_MODE_EVACUATED_VMS_MIGRATED', '{migrated}')")
+    assert plan["calls"][6] == ("host.add_to_other_config(xcp-ng-01, "
+                                f"'MAINTENANCE_MODE_EVACUATED_VMS_HALTED', '{uuid['dns-02']}')")
+    assert plan["calls"][7:] == ["Async.VM.clean_shutdown(dns-02)",
+                                 "host.assert_can_evacuate(xcp-ng-01)",
                                  "Async.host.evacuate(xcp-ng-01)"]
-    assert plan["undo_on_failure"] == ["xcp-ng-01 enabled again"]
+    for line in plan["xe"]:
+        check_xe_line(line)
+    assert plan["undo_on_failure"] == ["xcp-ng-01's MAINTENANCE_MODE mark removed",
+                                       "xcp-ng-01 enabled again"]
     moves = dict(m.split(" → ") for m in plan["notes"][0].split("now): ")[1].rstrip(".")
                  .split("; "))
     assert set(moves) == {"web-01", "cache-01"}
@@ -109,9 +131,31 @@ def test_maintenance_mode_with_vms_that_can_and_cannot_move(sim: Simulator,
     # in maintenance already: refused, one line
     refused(cli(sim, tmp_path, "host", "enter-maintenance", "xcp-ng-01"),
             "xcp-ng-01: it is in maintenance mode already")
-    r = cli(sim, tmp_path, "host", "exit-maintenance", "xcp-ng-01")
+    # leaving it: a VM that moved and the one shut down are brought back, named
+    plan = cli(sim, tmp_path, "host", "exit-maintenance", "xcp-ng-01", "--bring-back",
+               "web-01", "--bring-back", "dns-02", "--dry-run", "--json").json()[0]
+    assert plan["calls"][:2] == ["host.enable(xcp-ng-01)",
+                                 "host.remove_from_other_config(xcp-ng-01, 'MAINTENANCE_MODE')"]
+    assert plan["calls"][2:4] == [
+        "Async.VM.start_on(dns-02, xcp-ng-01, false, false)",
+        "Async.VM.pool_migrate(web-01, xcp-ng-01, {live: 'true'})"]
+    assert "1 VM(s) that were moved off it stay where they are." in plan["notes"]
+    for line in plan["xe"]:
+        check_xe_line(line)
+    # a VM that was never on it is not one to bring back
+    r = cli(sim, tmp_path, "host", "exit-maintenance", "xcp-ng-01", "--bring-back", "db-02")
+    assert r.code == 2 and "not one of the choices" in r.err, r.err
+    assert not sim.store.get(host, "host")["enabled"]
+    r = cli(sim, tmp_path, "host", "exit-maintenance", "xcp-ng-01", "--bring-back", "web-01",
+            "--bring-back", "dns-02")
     assert r.code == 0 and r.out.strip() == "xcp-ng-01: enabled", r.err
     assert sim.store.get(host, "host")["enabled"]
+    for vm in ("web-01", "dns-02"):
+        row = sim.store.get(vm_ref(sim, vm), "VM")
+        assert row["power_state"] == "Running" and row["resident_on"] == host
+    assert sim.store.get(vm_ref(sim, "cache-01"), "VM")["resident_on"] != host
+    assert not [k for k in sim.store.get(host, "host")["other_config"]
+                if k.startswith("MAINTENANCE_MODE")]
     refused(cli(sim, tmp_path, "host", "enable", "xcp-ng-01"), "it is enabled already")
 
 

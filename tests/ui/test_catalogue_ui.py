@@ -74,7 +74,7 @@ async def test_every_operation_is_in_the_menu_the_palette_and_the_keys() -> None
                 await ui.press("escape")
                 await ui.back_to_main()
                 # the palette finds it by its words
-                text = f"{op.cls}: {op.label.lower()} {name}"
+                text = f"{op.kind.noun.lower()}: {op.label.lower()} {name}"
                 hits = [h.text async for h in provider.search(text)]
                 assert (text in hits) is (later is None), (op.id, hits[:5])
                 # and ? lists its key

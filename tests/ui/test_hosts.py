@@ -74,14 +74,19 @@ async def test_every_host_with_its_facts_live(sim: Simulator, client: Client) ->
         # NICs from PIF_metrics, the management interface from its PIF
         assert "up, 10 Gbit/s full duplex" in detail and "Intel Corporation" in detail
         assert "10.0.0.11" in detail and "255.255.255.0" in detail and "Static" in detail
-        # another admin disables a host: its row and detail follow
+        # another admin disables a host, then marks it in maintenance mode as
+        # XenCenter does: its row and detail follow
         x = await in_thread(lambda: xenapi_session(sim))
         try:
             await in_thread(lambda: x.xenapi.host.disable(first))
-            await ui.until(lambda: cells(table, first)["state"] == "maintenance",
-                           what="the host in maintenance")
+            await ui.until(lambda: cells(table, first)["state"] == "disabled",
+                           what="the host disabled")
             await ui.until(lambda: "Exit maintenance mode" in pane(hosts_view(ui)),
                            what="exit maintenance offered")
+            await in_thread(lambda: x.xenapi.host.add_to_other_config(
+                first, "MAINTENANCE_MODE", "true"))
+            await ui.until(lambda: cells(table, first)["state"] == "maintenance",
+                           what="the host in maintenance")
         finally:
             await in_thread(x.xenapi.session.logout)
 
@@ -128,9 +133,43 @@ async def test_maintenance_mode_with_vms_that_can_and_cannot_move(
         table = hosts_view(ui).table
         await ui.until(lambda: cells(table, host)["state"] == "maintenance",
                        what="the row in maintenance")
-        # exit maintenance mode
+        # marked as XenCenter marks it, with the VMs that left (by UUID)
+        oc = sim.store.get(host, "host")["other_config"]
+        uuid = {v: sim.store.get(ui.ref(v), "VM")["uuid"] for v in before}
+        assert oc["MAINTENANCE_MODE"] == "true"
+        assert sorted(oc["MAINTENANCE_MODE_EVACUATED_VMS_MIGRATED"].split(",")) == sorted(
+            uuid[v] for v in moves)
+        assert oc["MAINTENANCE_MODE_EVACUATED_VMS_HALTED"] == uuid["dns-02"]
+        await ui.press("d")  # the detail pane, folded away at 80x24
+        await ui.until(lambda: f"Moved off in maintenance mode ({len(before)})" in pane(
+            hosts_view(ui)), what="the VMs that left, in the detail pane")
+        assert "dns-02 (started here)" in pane(hosts_view(ui))
+        await ui.press("d")
+        # exit maintenance mode: the VMs that left are offered back; two are marked
         await ui.press("e")
-        await ui.until(lambda: sim.store.get(host, "host")["enabled"], what="enabled again")
+        chooser = await ui.modal(PickMany)
+        assert {c.label for c in chooser.choices} == set(before)
+        halted = next(c for c in chooser.choices if c.label == "dns-02")
+        assert halted.detail == "started here" and halted.reason is None
+        migrated = sorted(moves)[0]
+        assert next(c.detail for c in chooser.choices if c.label == migrated) == (
+            f"migrated back from {moves[migrated]}")
+        marks = chooser.query_one(SelectionList)
+        for c in chooser.choices:
+            if c.label in ("dns-02", migrated):
+                marks.select(c.value)
+        await ui.press("enter")  # goes on, the marks kept
+        shown = " ".join((await confirm_plan(ui)).split())
+        assert f"Async.VM.pool_migrate({migrated}, xcp-ng-01" in shown
+        assert "Async.VM.start_on(dns-02, xcp-ng-01" in shown
+        assert f"{len(before) - 2} VM(s) that were moved off it stay where they are" in shown
+        await ui.until(lambda: guests_on(sim, host) == {"dns-02", migrated}, timeout=10,
+                       what="the two brought back")
+        assert sim.store.get(host, "host")["enabled"]
+        await ui.until(lambda: not {k for k in sim.store.get(host, "host")["other_config"]
+                                    if k.startswith("MAINTENANCE_MODE")},
+                       what="the marks cleared")
+        await ui.until(lambda: cells(table, host)["state"] == "enabled", what="its row")
 
 
 async def test_reboot_refused_while_vms_run_then_allowed_by_evacuating(

@@ -74,9 +74,9 @@ async def test_status_view_shows_the_pool_and_follows_it(sim: Simulator, client:
             await in_thread(lambda: other.xenapi.VM.hard_shutdown(web01))
         finally:
             await in_thread(lambda: other.xenapi.session.logout())
-        await ui.until(lambda: any(line.startswith(" xcp-ng-03") and "maintenance" in line
+        await ui.until(lambda: any(line.startswith(" xcp-ng-03") and "disabled" in line
                                    for line in shown(ui, "#status-hosts").splitlines()),
-                       what="xcp-ng-03 in maintenance")
+                       what="xcp-ng-03 disabled")
         await ui.until(lambda: any("VM shutdown" in a and "VM web-01" in a
                                    for a in shown(ui, "#status-alerts").splitlines()),
                        what="the new alert")

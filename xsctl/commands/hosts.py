@@ -30,7 +30,7 @@ def cmd_host_list(args: argparse.Namespace) -> int:
         if args.json:
             print_json([
                 {"uuid": h.uuid, "name_label": h.name_label, "address": h.address,
-                 "enabled": h.enabled, "master": h.is_master,
+                 "enabled": h.enabled, "state": facts.state(h), "master": h.is_master,
                  "memory_total": h.memory_total, "memory_free": h.memory_free,
                  "cpu_count": h.cpu_count, "software_version": h.product,
                  "resident_VMs": _guests(cache, h)}
@@ -41,7 +41,7 @@ def cmd_host_list(args: argparse.Namespace) -> int:
         print_table(
             ["name", "address", "role", "state", "memory used", "cpus", "vms", "uptime", "version"],
             [[h.name_label, h.address, "master" if h.is_master else "member",
-              "enabled" if h.enabled else "maintenance",
+              facts.state(h),
               f"{human_bytes(h.memory_used)}/{human_bytes(h.memory_total)}", h.cpu_count,
               _guests(cache, h),
               human_duration((now - h.boot_time).total_seconds()) if h.boot_time else "-",

@@ -155,9 +155,12 @@ def management(cache: Cache, host: Host) -> Management | None:
 
 
 def state(host: Host) -> str:
-    """``enabled``, ``maintenance``, ``off`` (not live) or ``going down``."""
+    """``enabled``, ``maintenance`` (disabled and marked so, as XenCenter marks it),
+    ``disabled``, ``off`` (not live) or ``going down``."""
     if "shutdown" in host.current_operations.values():
         return "going down"
     if not host.live:
         return "off"
-    return "enabled" if host.enabled else "maintenance"
+    if host.enabled:
+        return "enabled"
+    return "maintenance" if host.maintenance else "disabled"

@@ -289,6 +289,25 @@ class Vm:
         return doing(self.busy) if self.busy else ""
 
 
+# XenCenter's marks in host.other_config (XenModel/XenAPI-Extensions/Host.cs): a host
+# put into maintenance mode, and the VMs it had then (UUIDs, comma-separated), so that
+# leaving maintenance mode can bring them back; kept as XenCenter keeps them, so either
+# tool reads what the other wrote
+MAINTENANCE_MODE = "MAINTENANCE_MODE"
+EVACUATED = {"migrated": "MAINTENANCE_MODE_EVACUATED_VMS_MIGRATED",
+             "suspended": "MAINTENANCE_MODE_EVACUATED_VMS_SUSPENDED",
+             "halted": "MAINTENANCE_MODE_EVACUATED_VMS_HALTED"}
+
+
+def _evacuated(oc: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+    out = {}
+    for kind, key in EVACUATED.items():
+        uuids = tuple(u.strip() for u in str(oc.get(key) or "").split(",") if u.strip())
+        if uuids:
+            out[kind] = uuids
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Host:
     ref: str
@@ -315,6 +334,10 @@ class Host:
     memory_overhead: int = 0
     control_domain: str = NULL
     PIFs: tuple[str, ...] = ()
+    maintenance: bool = False  # marked so (MAINTENANCE_MODE=true), not merely disabled
+    # the VMs it had when it entered maintenance mode: "migrated", "suspended" or
+    # "halted" -> VM UUIDs
+    evacuated: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def from_record(cls, cache: Cache, ref: str, r: Record) -> Host:
@@ -322,7 +345,8 @@ class Host:
         pool = next(iter(cache.all("pool").values()), {})
         sv = r.get("software_version") or {}
         ci = r.get("cpu_info") or {}
-        boot = as_float((r.get("other_config") or {}).get("boot_time"), 0.0)
+        oc = r.get("other_config") or {}
+        boot = as_float(oc.get("boot_time"), 0.0)
         return cls(
             ref=ref,
             uuid=_text(r.get("uuid")),
@@ -347,6 +371,8 @@ class Host:
             memory_overhead=as_int(r.get("memory_overhead")),
             control_domain=str(r.get("control_domain", NULL)),
             PIFs=tuple(r.get("PIFs") or ()),
+            maintenance=str(oc.get(MAINTENANCE_MODE, "")).strip().lower() == "true",
+            evacuated=_evacuated(oc),
         )
 
     @classmethod

@@ -24,6 +24,7 @@ from xsctl.xapi import hosts as facts
 from xsctl.xapi.host_settings import settings
 from xsctl.xapi.models import Host, human_bytes, human_duration
 from xsctl.xapi.ops import catalogue
+from xsctl.xapi.ops.host import returning
 from xsctl.xapi.text import printable
 
 # the name, its state and its memory stay at 80 columns
@@ -105,7 +106,7 @@ class HostsView(ListingView[DetailPane]):
         cells = (
             (name, st["bold"]),
             ("master" if h.is_master else "member", None),
-            (state, None if state == "enabled" else st["warn"] if state == "maintenance"
+            (state, None if state == "enabled" else st["warn"] if state in ("maintenance", "disabled")
              else st["bad"]),
             (str(h.cpu_count), None),
             (memory, st[usage_style(frac)] if h.live else st["dim"]),
@@ -161,7 +162,7 @@ class HostsView(ListingView[DetailPane]):
         facts_: list[tuple[str, str | Text]] = [
             ("Role", "pool master" if h.is_master else "pool member"),
             ("State", facts.state(h) + ("" if h.enabled or not h.live
-                                       else " (disabled: no new VMs start there)")),
+                                       else " (no new VM starts there)")),
             ("Address", printable(h.address)),
             ("Uptime", uptime),
             ("Version", f"{printable(h.product)} (xapi {printable(h.version)})"),
@@ -184,6 +185,12 @@ class HostsView(ListingView[DetailPane]):
         parts += [Text(f"VMs here ({len(vms)})", style="bold"),
                   Text(", ".join(n + ("" if s == "Running" else f" ({s.lower()})")
                                  for n, s in vms) or "none"), Text("")]
+        back = returning(cache, h)
+        if back:  # the VMs that left when it entered maintenance mode
+            parts += [Text(f"Moved off in maintenance mode ({len(back)})", style="bold"),
+                      Text(", ".join(f"{b.name} ({b.how})" for b in back)),
+                      Text("Exit maintenance mode offers to bring them back.", style="dim"),
+                      Text("")]
         nics = Table(box=None, padding=(0, 1), expand=True, title="NICs",
                      title_justify="left", title_style="bold")
         nics.add_column("NIC", no_wrap=True)

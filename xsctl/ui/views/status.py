@@ -25,6 +25,7 @@ from xsctl.ui.widgets.bars import bar_text, usage_style
 from xsctl.ui.widgets.table import Column, Row, VirtualTable
 from xsctl.xapi import models
 from xsctl.xapi.host_settings import pool_settings
+from xsctl.xapi.hosts import state as host_state
 from xsctl.xapi.metrics import HostLoad, Interest, MetricsUpdate
 from xsctl.xapi.models import Pool, human_bytes, human_duration, is_guest, is_template
 from xsctl.xapi.ops import catalogue
@@ -285,11 +286,12 @@ class StatusView(View):
             used = load.memory_used if load and load.memory_total else h.memory_used
             frac = used / total if total else 0.0
             uptime = human_duration((now - h.boot_time).total_seconds()) if h.boot_time else "–"
-            state = "enabled" if h.enabled else "maintenance"
+            state = host_state(h)
             cells = (
                 (h.name_label, st["bold"]),
                 ("master" if h.is_master else "member", None),
-                (state if h.live else "offline", None if h.enabled and h.live else st["bad"]),
+                ("offline" if state == "off" else state,
+                 None if state == "enabled" else st["bad"]),
                 (f"{load.cpu * 100:.0f}%" if load else "–", None if load else st["dim"]),
                 (self.trails.get(h.uuid, "") if h.live else "", st["trail"]),
                 (f"{bar_text(frac, 5)} {frac * 100:3.0f}% {used_of(used, total)}",

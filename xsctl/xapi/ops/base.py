@@ -60,7 +60,13 @@ class Call:
             if isinstance(a, Result):
                 return f"<result of step {a.index + 1}>"
             if isinstance(a, str):
-                return names.get(a, a) if a.startswith("OpaqueRef:") else repr(a)
+                if a.startswith("OpaqueRef:"):
+                    return names.get(a, a)
+                items = a.split(",")
+                # the UUIDs of a host's VMs, comma-separated (not a text someone wrote)
+                if len(items) > LIST_SHOWN and len(a) > 120 and " " not in a:
+                    return repr(",".join(items[:LIST_SHOWN]) + ",…") + f" ({len(items)} in all)"
+                return repr(a)
             if isinstance(a, bool):
                 return "true" if a else "false"
             if isinstance(a, dict):

@@ -12,13 +12,24 @@ evacuates it first (xapi would shut down what cannot move, vm_evacuation.ml
 
 from __future__ import annotations
 
+import shlex
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from xsctl.xapi.cache import Cache
 from xsctl.xapi.errors import XapiError, XsctlError
-from xsctl.xapi.models import NULL, Host, Pool, Vm, human_bytes, sr_display_name
+from xsctl.xapi.models import (
+    EVACUATED,
+    MAINTENANCE_MODE,
+    NULL,
+    Host,
+    Pool,
+    Vm,
+    human_bytes,
+    sr_display_name,
+)
 from xsctl.xapi.ops.base import Call, Plan, Undo, xe
 from xsctl.xapi.ops.catalogue import (
     Choice,
@@ -238,12 +249,35 @@ def _migrate_blocker(cache: Cache, ref: str, r: dict[str, Any]) -> str | None:
     return err.friendly
 
 
+# what the rule reads; while none of these tables changes, the last answer stands
+_EVACUATION_READS = ("host", "vm", "pool", "pbd", "vbd", "vdi", "sr", "vif", "network", "pif")
+_last_evacuation: tuple[weakref.ref[Cache], tuple[Any, ...], Evacuation] | None = None
+
+
 def evacuation(cache: Cache, host: Host) -> Evacuation:
     """xapi_host.ml compute_evacuation_plan_no_wlb, in its order (a later check
     replaces an earlier one's reason): no target, HA protection, boot checks on every
     target, pool_migrate, then the memory bin-packing (Binpack.biggest_fit_decreasing:
-    the biggest VM first, onto the target with the most room). Read from the records
-    (3,000 VMs on a host: a tenth of a second)."""
+    the biggest VM first, onto the target with the most room). Read from the records.
+
+    Entering maintenance mode asks twice (the VMs to mark, then the plan), and a third
+    of 10,000 VMs on one host takes most of a second: the last answer is kept while
+    the cache's tables it reads are unchanged (a copy each time: callers narrow it)."""
+    global _last_evacuation
+    key = (host.ref, tuple(host.resident_VMs), cache.version(*_EVACUATION_READS))
+    last = _last_evacuation
+    if last is not None and last[0]() is cache and last[1] == key:
+        return _copy(last[2])
+    ev = _evacuation(cache, host)
+    _last_evacuation = (weakref.ref(cache), key, ev)
+    return _copy(ev)
+
+
+def _copy(ev: Evacuation) -> Evacuation:
+    return Evacuation(ev.host, dict(ev.moves), dict(ev.blocked), dict(ev.names))
+
+
+def _evacuation(cache: Cache, host: Host) -> Evacuation:
     ev = Evacuation(host.ref)
     every = {ref: r for ref, r in cache.snapshot("host")}
     for ref, r in every.items():
@@ -467,14 +501,66 @@ def _disable_call(host: Host) -> Call:
                           (Call("host.enable", (host.ref,)),)))
 
 
+def _set_mark(host: Host, key: str, value: str, undo: bool = False) -> tuple[list[Call], str]:
+    """A key of the host's other_config set as XenCenter sets it (remove, then add)."""
+    add = Call("host.add_to_other_config", (host.ref, key, value),
+               undo=Undo(f"{printable(host.name_label)}'s {key} mark removed",
+                         (Call("host.remove_from_other_config", (host.ref, key)),))
+               if undo else None)
+    line = (xe("host-param-set", uuid=host.uuid) + " "
+            + shlex.quote(f"other-config:{key}={value}"))
+    return [Call("host.remove_from_other_config", (host.ref, key)), add], line
+
+
+def _clear_mark(host: Host, key: str) -> tuple[Call, str]:
+    return (Call("host.remove_from_other_config", (host.ref, key)),
+            xe("host-param-remove", uuid=host.uuid, param_name="other-config") + " "
+            + shlex.quote(f"param-key={key}"))
+
+
+def _maintenance_marks(cache: Cache, host: Host, ev: Evacuation,
+                       shut_down: frozenset[str]) -> tuple[list[Call], list[str]]:
+    """MAINTENANCE_MODE=true, and the VMs that leave the host (those migrated, those
+    shut down), which leaving maintenance mode offers to bring back."""
+    calls, line = _set_mark(host, MAINTENANCE_MODE, "true", undo=True)
+    lines = [line]
+    uuids = {ref: str((cache.get("vm", ref) or {}).get("uuid", "")) for ref in
+             [*ev.moves, *shut_down]}
+    for kind, refs in (("migrated", sorted(ev.moves)), ("halted", sorted(shut_down))):
+        key = EVACUATED[kind]
+        listed = ",".join(uuids[r] for r in refs if uuids.get(r))
+        if listed:
+            more, line = _set_mark(host, key, listed)
+            calls += more
+            lines.append(line)
+        elif kind in host.evacuated:  # an older list would bring back the wrong VMs
+            call, line = _clear_mark(host, key)
+            calls.append(call)
+            lines.append(line)
+    if "suspended" in host.evacuated:
+        call, line = _clear_mark(host, EVACUATED["suspended"])
+        calls.append(call)
+        lines.append(line)
+    return calls, lines
+
+
 def enter_maintenance(cache: Cache, host: Host, shut_down: frozenset[str]) -> Plan:
     why = _maintenance_when(cache, host)
     if why is not None:
         raise Refused(why)
     ev, calls, lines, notes, warnings = _evacuation_steps(cache, host, shut_down,
                                                           host.enabled)
+    # marked as XenCenter marks it, once disabled and before anything moves
+    marks, mark_lines = _maintenance_marks(cache, host, ev, shut_down)
+    at = next((i + 1 for i, c in enumerate(calls) if c.method == "host.disable"),
+              1 if calls and calls[0].method == "host.assert_can_evacuate" else 0)
+    calls[at:at] = marks
+    at_line = next((i + 1 for i, x in enumerate(lines) if x.startswith("xe host-disable")), 0)
+    lines[at_line:at_line] = mark_lines
     if not ev.moves:
         notes.append("No VM moves.")
+    else:
+        notes.append("Leaving maintenance mode offers to bring these VMs back.")
     notes.append("No new VM starts on it until it leaves maintenance mode (enable).")
     return Plan(title=f"Enter maintenance mode on {printable(host.name_label)}",
                 action="host.enter_maintenance", targets=(host.ref,), calls=tuple(calls),
@@ -482,19 +568,123 @@ def enter_maintenance(cache: Cache, host: Host, shut_down: frozenset[str]) -> Pl
                 warnings=tuple(warnings))
 
 
-def enable(cache: Cache, host: Host) -> Plan:
+def enable(cache: Cache, host: Host, bring_back: frozenset[str] = frozenset()) -> Plan:
     why = _enable_when(cache, host)
     if why is not None:
         raise Refused(why)
     err = explain(host, "enable")
     if err is not None:
         raise err
+    calls = [Call("host.enable", (host.ref,))]
+    lines = [xe("host-enable", uuid=host.uuid)]
+    if host.maintenance:
+        call, line = _clear_mark(host, MAINTENANCE_MODE)
+        calls.append(call)
+        lines.append(line)
+    names = _names(cache, host)
+    back = [b for b in returning(cache, host) if b.vm in bring_back]
+    for b in back:
+        names[b.vm] = b.name
+        calls.append(b.call)
+        lines.append(b.line)
+    for kind in host.evacuated:  # asked once: the lists go, brought back or not
+        call, line = _clear_mark(host, EVACUATED[kind])
+        calls.append(call)
+        lines.append(line)
+    notes = ["VMs may start or migrate there again."]
+    if back:
+        notes.append("Brought back: " + ", ".join(f"{b.name} ({b.how})" for b in back)
+                     + ".")
+    left = len(returning(cache, host)) - len(back)
+    if left:
+        notes.append(f"{left} VM(s) that were moved off it stay where they are.")
+    elif not back:
+        notes.append("The VMs moved off it stay where they are.")
     return Plan(title=f"Enable {printable(host.name_label)} (exit maintenance mode)",
-                action="host.enable", targets=(host.ref,),
-                calls=(Call("host.enable", (host.ref,)),),
-                xe=(xe("host-enable", uuid=host.uuid),), names=_names(cache, host),
-                notes=("VMs may start or migrate there again; the VMs moved off it stay "
-                       "where they are.",))
+                action="host.enable", targets=(host.ref,), calls=tuple(calls),
+                xe=tuple(lines), names=names, notes=tuple(notes),
+                disruptive=bool(back))  # a live migration pauses its guest a moment
+
+
+@dataclass(frozen=True)
+class BringBack:
+    """A VM that left the host when it entered maintenance mode, and the call that
+    brings it back (XenCenter's restore: migrate the running, resume the suspended,
+    start the halted, each on this host)."""
+
+    vm: str
+    name: str
+    how: str  # "migrated back", "started here", "resumed here"
+    call: Call
+    line: str
+    why_not: str | None  # when it cannot come back now
+
+
+def returning(cache: Cache, host: Host) -> list[BringBack]:
+    """The VMs the host's saved lists name that are still in the state they were left
+    in, elsewhere (XenCenter's GetMigratedEvacuatedVMs and the like)."""
+    if not host.evacuated:
+        return []
+    by_uuid = {str(r.get("uuid")): (ref, r) for ref, r in cache.snapshot("vm")
+               if not r.get("is_control_domain") and not r.get("is_a_template")}
+    out = []
+    seen = set()
+    for kind, uuids in host.evacuated.items():
+        want, op = {"migrated": ("Running", "pool_migrate"),
+                    "suspended": ("Suspended", "resume_on"),
+                    "halted": ("Halted", "start_on")}[kind]
+        for u in uuids:
+            hit = by_uuid.get(u)
+            if hit is None or hit[0] in seen:
+                continue
+            ref, r = hit
+            if r.get("power_state") != want or r.get("resident_on") == host.ref:
+                continue
+            seen.add(ref)
+            name = printable(str(r.get("name_label", "")))
+            where = printable(str((cache.get("host", str(r.get("resident_on"))) or {})
+                                  .get("name_label", "")))
+            why_not = None
+            if op not in (r.get("allowed_operations") or ()):
+                err = _vm_refusal(cache, ref, r, op)
+                why_not = err or "xapi does not allow it now"
+            if kind == "migrated":
+                out.append(BringBack(ref, name, f"migrated back from {where}",
+                                   Call("VM.pool_migrate", (ref, host.ref, {"live": "true"}),
+                                        True),
+                                   xe("vm-migrate", uuid=r.get("uuid"), host_uuid=host.uuid,
+                                      live=True), why_not))
+            elif kind == "suspended":
+                out.append(BringBack(ref, name, "resumed here",
+                                   Call("VM.resume_on", (ref, host.ref, False, False), True),
+                                   xe("vm-resume", uuid=r.get("uuid"), on=host.uuid),
+                                   why_not))
+            else:
+                out.append(BringBack(ref, name, "started here",
+                                   Call("VM.start_on", (ref, host.ref, False, False), True),
+                                   xe("vm-start", uuid=r.get("uuid"), on=host.uuid),
+                                   why_not))
+    return sorted(out, key=lambda b: b.name.lower())
+
+
+def _vm_refusal(cache: Cache, ref: str, r: dict[str, Any], op: str) -> str | None:
+    from xsctl.xapi.ops.vm import explain as vm_explain
+
+    err = vm_explain(Vm.from_record(cache, ref, r), op)
+    return None if err is None else err.friendly
+
+
+def _bring_back_choices(ctx: Context, host: Any) -> list[Choice]:
+    return [Choice(b.vm, b.name, b.how, b.why_not) for b in returning(ctx.cache, host)]
+
+
+BRING_BACK = Param(
+    "bring_back", ParamKind.PICK_MANY, "VMs to bring back", ("--bring-back",),
+    "bring this VM back: one that left the host when it entered maintenance mode "
+    "(repeatable)", required=False, choices=_bring_back_choices, resolve=_resolve_blocked,
+    metavar="VM",
+    note="These VMs left the host when it entered maintenance mode. Mark those to bring "
+         "back: a running one migrates back, a halted one starts here.")
 
 
 def disable(cache: Cache, host: Host) -> Plan:
@@ -603,8 +793,9 @@ declare(
               params=(SHUT_DOWN,)),
     Operation("host.enable", HOST, "Exit maintenance mode (enable)", "e", "enable",
               "host-enable", "enabled",
-              "Enable it: VMs may start and migrate there again", enable,
-              when=_enable_when, also=("host exit-maintenance",)),
+              "Enable it: VMs may start and migrate there again, and those moved off "
+              "it may come back", enable, when=_enable_when,
+              also=("host exit-maintenance",), params=(BRING_BACK,)),
     Operation("host.disable", HOST, "Disable", "x", "disable", "host-disable", "disabled",
               "Disable it: no new VM starts or migrates there; running VMs stay",
               disable, when=_disable_when),
