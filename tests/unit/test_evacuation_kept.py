@@ -58,3 +58,31 @@ def test_kept_while_nothing_changes_and_worked_out_again_after(sim: Simulator) -
             mine = evacuation(c.cache, host)
             theirs = evacuation(other.cache, _host(other, "xcp-ng-01"))
             assert theirs.moves == mine.moves and theirs is not mine
+
+
+def test_a_big_host_plan_names_some_moves_and_counts_the_rest() -> None:
+    """A host of hundreds of VMs: the plan names MOVES_SHOWN of the moves and counts
+    the others, rather than a note of thousands of names."""
+    from datetime import UTC, datetime
+
+    from tests.conftest import make_sim
+    from xsctl.xapi.ops import catalogue
+    from xsctl.xapi.ops.catalogue import Context
+    from xsctl.xapi.ops.host import MOVES_SHOWN, SHUT_DOWN
+
+    sim = make_sim(vms=400)
+    try:
+        with connect(sim) as c:
+            host = max(hosts(c.cache), key=lambda h: len(h.resident_VMs))
+            ctx = Context(c.cache, datetime.now(UTC))
+            ev = evacuation(c.cache, host)
+            assert len(ev.moves) > MOVES_SHOWN
+            blocked = frozenset(ch.value for ch in catalogue.choices(SHUT_DOWN, ctx, host)
+                                if ch.reason is None)
+            plan = catalogue.prepare(catalogue.get("host.enter_maintenance"), ctx, host,
+                                     {"shut_down": blocked})
+            (note,) = [n for n in plan.notes if n.startswith("Live-migrated")]
+            assert note.count(" → ") == MOVES_SHOWN
+            assert note.endswith(f"; and {len(ev.moves) - MOVES_SHOWN} more.")
+    finally:
+        sim.stop()

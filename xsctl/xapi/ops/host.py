@@ -43,6 +43,7 @@ from xsctl.xapi.ops.catalogue import (
     declare,
 )
 from xsctl.xapi.ops.resolve import resolve_host, resolve_vm
+from xsctl.xapi.storage import some
 from xsctl.xapi.text import printable
 
 
@@ -248,6 +249,9 @@ def _migrate_blocker(cache: Cache, ref: str, r: dict[str, Any]) -> str | None:
         return f"it is {err.params[2]}: only a running VM migrates"
     return err.friendly
 
+
+# a plan names this many moves (a host of 3,000 VMs: the count of the others)
+MOVES_SHOWN = 30
 
 # what the rule reads; while none of these tables changes, the last answer stands
 _EVACUATION_READS = ("host", "vm", "pool", "pbd", "vbd", "vdi", "sr", "vif", "network", "pif")
@@ -459,13 +463,16 @@ def _evacuation_steps(cache: Cache, host: Host, shut_down: frozenset[str],
     calls.append(Call("host.evacuate", (host.ref,), True))
     lines.append(xe("host-evacuate", uuid=host.uuid))
     notes = []
+    moves = ev.move_lines()
     if ev.moves:
         notes.append("Live-migrated (where xapi's rule puts them now): "
-                     + "; ".join(ev.move_lines()) + ".")
+                     + "; ".join(moves[:MOVES_SHOWN])
+                     + (f"; and {len(moves) - MOVES_SHOWN} more" if len(moves) > MOVES_SHOWN
+                        else "") + ".")
     warnings = []
     if stopped:
         warnings.append("Shut down, as they cannot move: "
-                        + ", ".join(printable(v.name_label) for v in stopped) + ".")
+                        + some([printable(v.name_label) for v in stopped], MOVES_SHOWN) + ".")
     return ev, calls, lines, notes, warnings
 
 
