@@ -155,6 +155,10 @@ async def test_maintenance_mode_with_vms_that_can_and_cannot_move(
         assert next(c.detail for c in chooser.choices if c.label == migrated) == (
             f"migrated back from {moves[migrated]}")
         marks = chooser.query_one(SelectionList)
+        await ui.press("a")  # every one marked; again, none
+        assert set(marks.selected) == {c.value for c in chooser.choices}
+        await ui.press("a")
+        assert marks.selected == []
         for c in chooser.choices:
             if c.label in ("dns-02", migrated):
                 marks.select(c.value)

@@ -83,10 +83,21 @@ class _Marks(TickList[str]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "done", "Next", show=False),
+        Binding("a", "mark_all", "Mark all", show=False),
     ]
 
     def action_done(self) -> None:
         self.screen.query_one("#ok", Button).press()
+
+    def action_mark_all(self) -> None:
+        """Every one that can be marked; when they all are, none."""
+        can = [o.value for o in (self.get_option_at_index(i) for i in range(self.option_count))
+               if not o.disabled]
+        if set(can) <= set(self.selected):
+            self.deselect_all()
+        else:
+            for v in can:
+                self.select(v)
 
 
 class PickMany(Dialog[frozenset[str] | None]):
@@ -113,7 +124,7 @@ class PickMany(Dialog[frozenset[str] | None]):
             yield Label(Text(self.title_text), classes="dialog-title")
             yield Static(Text(self.note), classes="note")
             yield _Marks(*items, id="marked")
-            yield Label(Text("space marks · tab, enter: " + self.verb + " · escape cancels"),
+            yield Label(Text("space marks · a: all · enter: " + self.verb + " · escape cancels"),
                         classes="hint")
             with Horizontal(classes="buttons"):
                 yield Button(self.verb, variant="primary", id="ok")
