@@ -198,16 +198,20 @@ async def test_an_inspection_is_detached_when_the_app_exits(sim: Simulator,
         view = ui.main.query_one(DisksView)
         await ui.until(lambda: view.table.rows, what="the disks")
         await ui.until(lambda: view.show_object(disk), what="web-staging 0")
+        # a busy xapi: each event.from answer comes late, so the app may leave before
+        # its cache has seen the device it made
+        sim.faults.event_delay = 1.5
         await ui.press("I")
         await pick(ui, "xcp-ng-01")  # whose control domain
         await pick(ui, "read-only")
-        await ui.until_said("appears as /dev/xvd")
+        await ui.until_said("appears as /dev/xvd", timeout=10)
         made = await ui.until(lambda: [r for r in sim.store.all("VBD").values()
                                        if r["VDI"] == disk and r["currently_attached"]
                                        and block.TAG in r["other_config"]],
                               what="the tagged VBD in dom0")
         assert made[0]["mode"] == "RO"
         assert made[0]["other_config"][block.TAG] == block.owner_tag()
+    sim.faults.event_delay = 0.0
     # the app has exited: the inspection is gone, the disk is not
     assert not [r for r in sim.store.all("VBD").values() if r["VDI"] == disk
                 and block.TAG in r["other_config"]]

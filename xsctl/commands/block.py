@@ -133,8 +133,7 @@ def hold(client: Client, plan: Any, results: list[Any], args: argparse.Namespace
     disk is detached. The wait starts before the path is printed, so that a signal
     sent by whoever read it finds the detach armed."""
     cache = client.cache
-    made = next(str(r) for c, r in zip(plan.calls, results, strict=False)
-                if getattr(c, "method", "") == "VBD.create")
+    made = block_ops.made_vbds(plan, results)[0]
     try:
         record = _fetch(client, made)
         vbd = Vbd.from_record(made, record) if record is not None else None

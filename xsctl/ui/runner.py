@@ -28,6 +28,7 @@ from xsctl.xapi import block
 from xsctl.xapi import console as xc
 from xsctl.xapi.client import Client
 from xsctl.xapi.errors import OutcomeUnknown, XsctlError
+from xsctl.xapi.models import Vbd
 from xsctl.xapi.ops import block as block_ops
 from xsctl.xapi.ops import catalogue
 from xsctl.xapi.ops import console as console_ops
@@ -73,6 +74,9 @@ class Runner:
         # the plans running in workers, each with the event that cancels it
         self._running: set[threading.Event] = set()
         self._swept: set[str] = set()  # leftover inspection devices being detached
+        # the devices this run's inspections made, as their plans told it: the cache
+        # may not have them yet when the app leaves right after
+        self._inspected: set[str] = set()
         self._lock = threading.Lock()
 
     @property
@@ -427,15 +431,24 @@ class Runner:
             return
         cache = self.client.cache
         deadline = time.monotonic() + timeout
-        for vbd in block.mine(cache, block.owner_tag()):
+        refs = self._inspected | {v.ref for v in block.mine(cache, block.owner_tag())}
+        for ref in sorted(refs):
             if time.monotonic() > deadline:
                 break
             try:
+                # as xapi has it now: the cache may lag behind a plug just done (an
+                # unplugged device is only destroyed, which xapi refuses while attached)
+                vbd = Vbd.from_record(ref, self.client.conn.call("VBD.get_record", ref))
+                if vbd.other_config.get(block.TAG) != block.owner_tag():
+                    continue
                 self.client.run(block_ops.release(cache, vbd))
             except Exception:
-                continue
+                continue  # gone already, or it stays tagged for the next run's sweep
 
     def finished(self, msg: PlanFinished) -> None:
+        if (msg.error is None and isinstance(msg.result, list)
+                and block_ops.is_inspection(msg.plan)):
+            self._inspected.update(block_ops.made_vbds(msg.plan, msg.result))
         if msg.error is None:
             made = outcome(msg.plan, msg.result) if isinstance(msg.result, list) else None
             where = ([n for n in msg.plan.notes if "/dev/" in n]

@@ -751,6 +751,13 @@ def is_inspection(plan: Plan) -> bool:
     return False
 
 
+def made_vbds(plan: Plan, results: list[Any]) -> list[str]:
+    """The VBDs a plan's VBD.create calls made, from the results of its calls."""
+    return [str(r) for call, r in zip(plan.calls, results, strict=False)
+            if isinstance(call, Call) and call.method == "VBD.create"
+            and str(r).startswith("OpaqueRef:")]
+
+
 def release(cache: Cache, vbd: Vbd) -> Plan:
     """Detach an inspection attach (its unplug forced if refused: dom0 held it
     read-only, or the run that made it is gone)."""
