@@ -73,6 +73,8 @@ XE_PARAMS: dict[str, set[str]] = {
     # other-config (a map: XenCenter's maintenance-mode marks), and param-remove of a key
     "host-param-set": {"uuid", "ntp-mode", "ntp-custom-servers", "timezone", "other-config:"},
     "host-param-remove": {"uuid", "param-name", "param-key"},
+    # cli_frontend.ml bond-set-mode: uuid, mode
+    "bond-set-mode": {"uuid", "mode"},
     "vdi-create": {"sr-uuid", "name-label", "virtual-size", "sm-config:", "sharable",
                    "tags:", "type"},
     "vdi-param-set": {"uuid", "name-label", "name-description"},
@@ -193,6 +195,7 @@ XE_REQUIRED: dict[str, set[str]] = {
     "pool-designate-new-master": {"host-uuid"},
     "host-param-set": {"uuid"},
     "host-param-remove": {"uuid", "param-name", "param-key"},
+    "bond-set-mode": {"uuid", "mode"},
 }
 
 # values of parameters the walk cannot make up (where the storage is): the demo's NFS

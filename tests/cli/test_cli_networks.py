@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.catalogue_support import check_xe_line
 from tests.cli.helpers import Run, conn_args, password_file, xsctl
 from tests.conftest import xenapi_session
 from xsctl.sim import Simulator
@@ -113,6 +114,20 @@ def test_bond_create_and_destroy(sim: Simulator, tmp_path: Path) -> None:
     assert {p["device"] for p in rows[DMZ]["PIFs"]} == {"eth0"}
     assert all(sim.store.get(v["tagged_PIF"], "PIF")["network"] == net
                for v in sim.store.all("VLAN").values())
+    # its mode changed on every host: planned, then done; the same again is refused
+    plan = cli(sim, tmp_path, "bond", "set-mode", "bond-a", "--mode", "active-backup",
+               "--dry-run", "--json").json()[0]
+    assert len(plan["calls"]) == 3 and all(
+        c.startswith("Bond.set_mode(the bond on xcp-ng-0") and c.endswith(", 'active-backup')")
+        for c in plan["calls"])
+    for line in plan["xe"]:
+        check_xe_line(line)
+    assert {b["mode"] for b in sim.store.all("Bond").values()} == {"balance-slb"}
+    done = cli(sim, tmp_path, "bond", "set-mode", "bond-a", "--mode", "active-backup")
+    assert done.code == 0, done.err
+    assert {b["mode"] for b in sim.store.all("Bond").values()} == {"active-backup"}
+    again = cli(sim, tmp_path, "bond", "set-mode", "bond-a", "--mode", "active-backup")
+    assert again.code == 2 and "its mode now" in again.err, again.err
     assert cli(sim, tmp_path, "bond", "destroy", "bond-a").code == 0
     assert not sim.store.all("Bond")
     assert all(sim.store.get(p, "PIF")["management"] for p in eth0_pifs)
@@ -129,6 +144,7 @@ REFUSED = [
     (("vlan", "create", ETH0, "--tag", "4095", "--name", "x"), 2, "out of range"),
     (("vlan", "destroy", ETH1), 1, "it is not a VLAN"),
     (("bond", "destroy", ETH1), 1, "it is not a bond"),
+    (("bond", "set-mode", ETH1, "--mode", "lacp"), 1, "it is not a bond"),
     (("bond", "create", "--nic", "eth1", "--name", "x"), 1, "a bond joins 2 to 4 NICs"),
     (("bond", "create", "--nic", "eth0", "--nic", "eth1", "--mode", "fast", "--name", "x"), 2,
      "bond mode: 'fast' is not one of"),

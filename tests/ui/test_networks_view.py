@@ -178,6 +178,16 @@ async def test_bond_then_take_it_apart(sim: Simulator, client: Client) -> None:
         await ui.until(lambda: view(ui).table.rows.get(net) is not None
                        and cells(view(ui).table, net)["bond"] == "lacp", what="the bond row")
         await go(ui, "bond-a")
+        # its mode changed: the current one cannot be picked, the plan names each host
+        await ui.press("M")
+        modes = await ui.modal(PickOne)
+        assert next(c.reason for c in modes.choices if c.value == "lacp") == "its mode now"
+        await pick(ui, "balance-slb")
+        shown = " ".join((await confirm_plan(ui)).split())
+        assert shown.count("Bond.set_mode(the bond on xcp-ng-0") == 3
+        await ui.until(lambda: cells(view(ui).table, net)["bond"] == "balance-slb",
+                       what="the new mode in its row")
+        assert {b["mode"] for b in sim.store.all("Bond").values()} == {"balance-slb"}
         await ui.press("B")
         await confirm_plan(ui)
         await ui.until(lambda: not sim.store.all("Bond"), what="the bonds gone", timeout=10)

@@ -438,6 +438,43 @@ def bond_destroy(cache: Cache, net: Network) -> Plan:
                        "move to the first member's network on their host.",))
 
 
+def _set_mode_choices(ctx: Context, net: Any) -> list[Choice]:
+    """The modes, the one every host's bond has now said so."""
+    now = set(net.bond_modes)
+    return [replace(c, reason="its mode now") if c.reason is None and now == {c.value} else c
+            for c in _mode_choices(ctx, net)]
+
+
+def bond_set_mode(cache: Cache, net: Network, mode: str) -> Plan:
+    why = _bond_destroy_when(cache, net)
+    if why is not None:
+        raise Refused(why)
+    if mode not in BOND_MODES:
+        raise UsageError(f"bond mode: {mode!r} is not one of {', '.join(BOND_MODES)}")
+    bonds = [p for p in net.pifs if p.bond != NULL and p.bond_mode != mode]
+    if not bonds:
+        raise Refused(f"its bonds are in {mode} mode already")
+    names = _names(cache, net)
+    for p in bonds:
+        names[p.bond] = f"the bond on {p.host_name}"
+    running = [a.vm_name for a in attachments(cache, net) if a.currently_attached]
+    notes = [f"On {some(sorted({p.host_name for p in bonds}, key=str.lower), 4)}: "
+             f"{', '.join(sorted({p.bond_mode for p in bonds}))} → {mode}. The properties "
+             "the new mode keeps stay; the others take its defaults."]
+    warnings = []
+    if mode == "lacp":
+        warnings.append("The switch ports of the bonded NICs must be set up for LACP "
+                        "(802.3ad) first, or the bond carries no traffic.")
+    if running or net.management:
+        notes.append("Traffic on it may pause a moment while each bond changes.")
+    return Plan(title=f"Set the bond {net.display_name} to {mode}", action="bond.set_mode",
+                targets=(net.ref,),
+                calls=tuple(Call("Bond.set_mode", (p.bond, mode)) for p in bonds),
+                xe=tuple(xe("bond-set-mode", uuid=p.bond_uuid, mode=mode) for p in bonds),
+                names=names, notes=tuple(notes), warnings=tuple(warnings),
+                disruptive=bool(running) or net.management)
+
+
 # ------------------------------------------------------------------ declarations
 
 _NAME = Param("name", ParamKind.TEXT, "Name", ("--name",), "the new network's name",
@@ -488,6 +525,13 @@ declare(
               "VLAN removed", "Remove the VLAN from every host; the network stays",
               vlan_destroy, when=_vlan_destroy_when, group="vlan",
               impact=Impact.DISRUPTIVE),
+    Operation("bond.set_mode", NETWORK, "Change the bond mode", "M", "set-mode",
+              "bond-set-mode", "bond mode changed",
+              "Set the bond's mode on every host (balance-slb, active-backup, lacp)",
+              bond_set_mode, when=_bond_destroy_when, group="bond",
+              params=(Param("mode", ParamKind.PICK, "Bond mode", ("--mode",),
+                            "balance-slb, active-backup or lacp", choices=_set_mode_choices,
+                            resolve=_resolve_mode, metavar="MODE"),)),
     Operation("bond.destroy", NETWORK, "Take the bond apart", "B", "destroy",
               "bond-destroy", "bond taken apart",
               "Take the bond apart on every host; the network stays", bond_destroy,
