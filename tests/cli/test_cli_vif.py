@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.block_support import calls, vm_named, without_pv_drivers
+from tests.catalogue_support import check_xe_line
 from tests.cli.helpers import Run, conn_args, password_file, xsctl
 from tests.sim import storage_support
 from tests.sim.test_network_vif import mac_from_seed
@@ -247,6 +248,29 @@ def test_plug_and_unplug_refusals(sim: Simulator, cli: list[str], unchanged: Non
     with calls(sim) as seen:
         ok(cli, "vif", "unplug", "web-01", "0", "--dry-run")
     assert seen.done == []
+
+
+def test_set_locking_mode(sim: Simulator, cli: list[str]) -> None:
+    """Planned, then set; locking a plugged VIF with no allowed address warns that the
+    guest loses its traffic, and the mode it has is refused (exit 2: not a choice)."""
+    plan = ok(cli, "vif", "set-locking-mode", "web-01", "0", "--locking-mode", "locked",
+              "--dry-run", "--json").json()[0]
+    assert plan["calls"] == ["VIF.set_locking_mode(web-01 VIF 0, 'locked')"]
+    assert plan["warnings"] == ["web-01 loses its traffic on this interface now."]
+    for line in plan["xe"]:
+        check_xe_line(line)
+    before = vif_of(sim, "web-01", "0")
+    assert before is not None and before["locking_mode"] == "network_default"  # dry run
+    r = ok(cli, "vif", "set-locking-mode", "web-01", "0", "--locking-mode", "disabled")
+    assert r.out.strip() == "web-01 VIF 0: locking mode set"
+    v = vif_of(sim, "web-01", "0")
+    assert v is not None and v["locking_mode"] == "disabled"
+    line = refused(cli, "vif", "set-locking-mode", "web-01", "0", "--locking-mode",
+                   "disabled", code=2)
+    assert "its mode now" in line
+    line = refused(cli, "vif", "set-locking-mode", "web-01", "0", "--locking-mode", "open",
+                   code=2)
+    assert "one of network_default, unlocked, locked, disabled" in line
 
 
 # ------------------------------------------------------------------ static addresses

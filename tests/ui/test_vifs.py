@@ -122,6 +122,20 @@ async def test_add_a_vif_and_remove_it(sim: Simulator, client: Client) -> None:
                 r for r, n in sim.store.all("network").items() if n["name_label"] == ETH1))
         await ui.until(lambda: new["ref"] in table.rows, what="its row")
         assert cell(table, new["ref"], "locking") == "unlocked"
+        # l changes its locking mode: disabled stops the guest's traffic, so the plan
+        # says so and is confirmed; the mode it has is not offered
+        table.focus()
+        table.move_to(new["ref"])
+        await ui.press("l")
+        modes: PickOne[str] = await ui.modal(PickOne)
+        assert next(c.reason for c in modes.choices if c.value == "unlocked") == "its mode now"
+        await pick(ui, "disabled")
+        shown = " ".join((await confirm_plan(ui)).split())
+        assert "VIF.set_locking_mode(web-01 VIF 1, 'disabled')" in shown
+        assert "web-01 loses its traffic on this interface now" in shown
+        await ui.until(lambda: cell(table, new["ref"], "locking") == "disabled",
+                       what="the new mode in its row")
+        assert sim.store.get(new["ref"], "VIF")["locking_mode"] == "disabled"
         # x removes it: unplugged first, confirmed with the plan
         table.focus()
         table.move_to(new["ref"])

@@ -480,6 +480,45 @@ def unplug(cache: Cache, vif: Vif) -> Plan:
                    "restarts; the VIF stays configured.", True)
 
 
+def _set_locking_choices(ctx: Context, vif: Any) -> list[Choice]:
+    return [replace(c, reason="its mode now") if c.value == vif.locking_mode else c
+            for c in _locking_choices(ctx, vif)]
+
+
+def set_locking(cache: Cache, vif: Vif, locking_mode: str) -> Plan:
+    """VIF.set_locking_mode (xapi_vif.ml): what passes the VIF, at once where it is
+    plugged (xapi updates the switch rules of a running VIF)."""
+    if locking_mode not in LOCKING_MODES:
+        raise UsageError(f"locking mode {locking_mode!r}: one of {', '.join(LOCKING_MODES)}")
+    if locking_mode == vif.locking_mode:
+        raise Refused(f"it is {locking_mode.replace('_', ' ')} already")
+    vm = _vm_of(cache, vif)
+    r = cache.get("vif", vif.ref) or {}
+    allowed = [*(r.get("ipv4_allowed") or ()), *(r.get("ipv6_allowed") or ())]
+    net = cache.get("network", vif.network) or {}
+    default = str(net.get("default_locking_mode") or "unlocked")
+    notes = {"network_default": f"The network's default applies: {default}.",
+             "unlocked": "Any traffic passes.",
+             "locked": "Only traffic from the allowed addresses passes: "
+                       + (", ".join(printable(str(a)) for a in allowed) if allowed
+                          else "none is set"),
+             "disabled": "No traffic passes at all."}
+    warnings = []
+    stops = locking_mode == "disabled" or (locking_mode == "locked" and not allowed) or (
+        locking_mode == "network_default" and default == "disabled")
+    if stops and vif.currently_attached:
+        warnings.append(f"{printable(vm.name_label)} loses its traffic on this interface now.")
+    return Plan(title=f"Set the locking mode of {_where(vif)} to "
+                      f"{locking_mode.replace('_', ' ')}",
+                action="vif.set-locking-mode", targets=(vif.ref,),
+                calls=(Call("VIF.set_locking_mode", (vif.ref, locking_mode)),),
+                xe=(xe("vif-param-set", uuid=_uuid(cache, "vif", vif.ref),
+                       locking_mode=locking_mode),),
+                names={vif.ref: vif_name(vif), vm.ref: vm.name_label},
+                notes=(notes[locking_mode],), warnings=tuple(warnings),
+                disruptive=stops and vif.currently_attached)
+
+
 # ------------------------------------------------------------------ configure IP
 
 
@@ -607,6 +646,15 @@ declare(
     Operation("vif.unplug", VIF, "Unplug (deactivate)", "u", "unplug", "vif-unplug",
               "unplugged", "Unplug the VIF from the running guest; it stays configured",
               unplug, allowed="unplug", impact=Impact.DISRUPTIVE),
+    Operation("vif.set-locking-mode", VIF, "Locking mode", "l", "set-locking-mode",
+              "vif-param-set", "locking mode set",
+              "Set what traffic the VIF lets through (network default, unlocked, locked, "
+              "disabled)", set_locking,
+              params=(Param("locking_mode", ParamKind.PICK, "Locking mode",
+                            ("--locking-mode",),
+                            "network_default, unlocked, locked or disabled",
+                            choices=_set_locking_choices, resolve=_resolve_locking,
+                            metavar="MODE"),)),
     Operation("vif.configure-ipv4", VIF, "Static IPv4", "i", "configure-ipv4",
               "vif-configure-ipv4", "IPv4 configured",
               "Give the guest a static IPv4 address on this VIF (or clear it)",
