@@ -128,6 +128,12 @@ def test_maintenance_mode_with_vms_that_can_and_cannot_move(sim: Simulator,
         assert sim.store.get(row["resident_on"], "host")["name_label"] == target
     listed = {h["name_label"]: h for h in cli(sim, tmp_path, "host", "list", "--json").json()}
     assert listed["xcp-ng-01"]["enabled"] is False and listed["xcp-ng-01"]["resident_VMs"] == 0
+    shown = cli(sim, tmp_path, "host", "show", "xcp-ng-01", "--json").json()
+    assert shown["state"] == "maintenance"
+    assert {b["name_label"]: b["how"] for b in shown["bring_back"]} == {
+        "dns-02": "started here", **{v: f"migrated back from {t}" for v, t in moves.items()}}
+    text = cli(sim, tmp_path, "host", "show", "xcp-ng-01").out
+    assert "dns-02 (started here)" in text
     # in maintenance already: refused, one line
     refused(cli(sim, tmp_path, "host", "enter-maintenance", "xcp-ng-01"),
             "xcp-ng-01: it is in maintenance mode already")

@@ -14,7 +14,7 @@ from xsctl.xapi import hosts as facts
 from xsctl.xapi import models
 from xsctl.xapi.cache import Cache
 from xsctl.xapi.models import human_bytes, human_duration
-from xsctl.xapi.ops.host import HOST
+from xsctl.xapi.ops.host import HOST, returning
 from xsctl.xapi.ops.resolve import resolve_host
 
 
@@ -61,6 +61,10 @@ def host_json(cache: Cache, h: models.Host, now: datetime) -> dict[str, Any]:
         "uuid": h.uuid, "name_label": str(r.get("name_label", "")),
         "hostname": h.hostname, "address": h.address, "master": h.is_master,
         "enabled": h.enabled, "live": h.live, "state": facts.state(h),
+        # the VMs that left it in maintenance mode, which exit-maintenance offers back
+        "bring_back": [{"name_label": b.name, "uuid": str((cache.get("vm", b.vm) or {})
+                                                        .get("uuid", "")), "how": b.how}
+                       for b in returning(cache, h)],
         "uptime": int((now - h.boot_time).total_seconds()) if h.boot_time else None,
         "software_version": dict(r.get("software_version") or {}),
         "power_on_mode": h.power_on_mode,
@@ -115,6 +119,8 @@ def cmd_host_show(args: argparse.Namespace) -> int:
                  f"{mgmt.device} {mgmt.mode} {mgmt.IP}/{mgmt.netmask} gw {mgmt.gateway or '-'} "
                  f"dns {','.join(mgmt.DNS) or '-'}"),
                 ("power-on", h.power_on_mode or "disabled"),
+                *([("bring-back", ", ".join(f"{b.name} ({b.how})" for b in back))]
+                  if (back := returning(cache, h)) else []),
             ])
             say("NICs:\n" + "\n".join(
                 f"  {n.device}: {n.link()}, {n.MAC}, {n.vendor or '-'} ({n.network or '-'})"
