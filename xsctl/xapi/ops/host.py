@@ -235,18 +235,19 @@ def _boot_blocker(cache: Cache, r: dict[str, Any], t: _Target,
     return None
 
 
-def _migrate_blocker(cache: Cache, ref: str, r: dict[str, Any]) -> str | None:
-    """Xapi_vm_lifecycle.get_operation_error for pool_migrate, as the VM's
-    allowed_operations tell it."""
-    if "pool_migrate" in (r.get("allowed_operations") or ()):
+def _vm_blocker(cache: Cache, ref: str, r: dict[str, Any], op: str) -> str | None:
+    """Xapi_vm_lifecycle.get_operation_error for ``op`` on the VM (pool_migrate,
+    start_on, resume_on), as its allowed_operations tell it."""
+    if op in (r.get("allowed_operations") or ()):
         return None
     from xsctl.xapi.ops.vm import explain as vm_explain
 
-    err = vm_explain(Vm.from_record(cache, ref, r), "pool_migrate")
+    err = vm_explain(Vm.from_record(cache, ref, r), op)
     if err is None:
         return None
     if err.code == "VM_BAD_POWER_STATE" and len(err.params) >= 3:
-        return f"it is {err.params[2]}: only a running VM migrates"
+        return f"it is {err.params[2]}" + (": only a running VM migrates"
+                                           if op == "pool_migrate" else "")
     return err.friendly
 
 
@@ -316,7 +317,7 @@ def _evacuation(cache: Cache, host: Host) -> Evacuation:
         else:
             migratable.append((ref, r))
     for ref, r in vms:
-        why = _migrate_blocker(cache, ref, r)
+        why = _vm_blocker(cache, ref, r, "pool_migrate")
         if why is not None:
             ev.blocked[ref] = why
     free = free_memory(cache, [h for h in (Host.get(cache, t) for t in targets)
@@ -653,8 +654,7 @@ def returning(cache: Cache, host: Host) -> list[BringBack]:
                                   .get("name_label", "")))
             why_not = None
             if op not in (r.get("allowed_operations") or ()):
-                err = _vm_refusal(cache, ref, r, op)
-                why_not = err or "xapi does not allow it now"
+                why_not = _vm_blocker(cache, ref, r, op) or "xapi does not allow it now"
             if kind == "migrated":
                 out.append(BringBack(ref, name, f"migrated back from {where}",
                                    Call("VM.pool_migrate", (ref, host.ref, {"live": "true"}),
@@ -672,13 +672,6 @@ def returning(cache: Cache, host: Host) -> list[BringBack]:
                                    xe("vm-start", uuid=r.get("uuid"), on=host.uuid),
                                    why_not))
     return sorted(out, key=lambda b: b.name.lower())
-
-
-def _vm_refusal(cache: Cache, ref: str, r: dict[str, Any], op: str) -> str | None:
-    from xsctl.xapi.ops.vm import explain as vm_explain
-
-    err = vm_explain(Vm.from_record(cache, ref, r), op)
-    return None if err is None else err.friendly
 
 
 def _bring_back_choices(ctx: Context, host: Any) -> list[Choice]:
