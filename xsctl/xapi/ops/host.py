@@ -265,9 +265,9 @@ def evacuation(cache: Cache, host: Host) -> Evacuation:
     target, pool_migrate, then the memory bin-packing (Binpack.biggest_fit_decreasing:
     the biggest VM first, onto the target with the most room). Read from the records.
 
-    Entering maintenance mode asks twice (the VMs to mark, then the plan), and a third
-    of 10,000 VMs on one host takes most of a second: the last answer is kept while
-    the cache's tables it reads are unchanged (a copy each time: callers narrow it)."""
+    Entering maintenance mode asks twice (the VMs to mark, then the plan), on the UI
+    thread: the last answer is kept while the cache's tables it reads are unchanged
+    (a copy each time: callers narrow it). bench_hosts.py measures both."""
     global _last_evacuation
     key = (host.ref, tuple(host.resident_VMs), cache.version(*_EVACUATION_READS))
     last = _last_evacuation
